@@ -1,0 +1,283 @@
+//! Reading a store without changing it: list and pick snapshots, resolve a
+//! path inside one, read a file, and diff two snapshots.
+
+use crate::blob::BlobKind;
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::snapshot::Snapshot;
+use crate::source::join;
+use crate::storage::ObjectKind;
+use crate::store::Store;
+use crate::tree::{Content, Node, Tree};
+use std::io::Write;
+
+/// Every readable snapshot, oldest first, and the ones that could not be read.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    pub snapshots: Vec<(Id, Snapshot)>,
+    pub damaged: Vec<(String, Error)>,
+}
+
+/// Reads every snapshot header.
+pub fn snapshots(store: &Store) -> Result<SnapshotList> {
+    let mut list = SnapshotList::default();
+    for object in store.storage().list(ObjectKind::Snapshot)? {
+        let read = Id::from_hex(&object.name)
+            .ok_or_else(|| Error::corrupt(format!("snapshot {}", object.name), "bad name"))
+            .and_then(|id| store.read_snapshot(&id).map(|s| (id, s)));
+        match read {
+            Ok(pair) => list.snapshots.push(pair),
+            Err(e) => list.damaged.push((object.name, e)),
+        }
+    }
+    list.snapshots
+        .sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+    Ok(list)
+}
+
+/// Which snapshots a command means.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    /// Every tag listed must be on the snapshot.
+    pub tags: Vec<String>,
+    pub source: Option<String>,
+    pub host: Option<String>,
+    /// Taken strictly before this time (ns since the epoch).
+    pub before_ns: Option<i64>,
+    /// Taken at or after this time.
+    pub after_ns: Option<i64>,
+}
+
+impl SnapshotFilter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.tags.iter().all(|t| s.tags.contains(t))
+            && self.source.as_ref().is_none_or(|src| *src == s.source)
+            && self.host.as_ref().is_none_or(|h| *h == s.host)
+            && self.before_ns.is_none_or(|t| s.time_ns < t)
+            && self.after_ns.is_none_or(|t| s.time_ns >= t)
+    }
+}
+
+/// The newest snapshot of `source` taken on `host`: a backup's parent.
+pub fn latest_of(store: &Store, source: &str, host: &str) -> Result<Option<(Id, Snapshot)>> {
+    let filter = SnapshotFilter {
+        source: Some(source.to_string()),
+        host: Some(host.to_string()),
+        ..Default::default()
+    };
+    Ok(snapshots(store)?
+        .snapshots
+        .into_iter()
+        .rev()
+        .find(|(_, s)| filter.matches(s)))
+}
+
+/// Finds one snapshot by `latest` or a unique id prefix, among those the
+/// filter admits.
+pub fn find(store: &Store, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
+    let all = snapshots(store)?.snapshots;
+    let mut matching = all.into_iter().filter(|(_, s)| filter.matches(s));
+    if spec == "latest" {
+        return matching
+            .next_back()
+            .ok_or_else(|| Error::NoSuchSnapshot(spec.to_string()));
+    }
+    let spec_lower = spec.to_ascii_lowercase();
+    let found: Vec<_> = matching.filter(|(id, _)| id.to_hex().starts_with(&spec_lower)).collect();
+    match found.len() {
+        0 => Err(Error::NoSuchSnapshot(spec.to_string())),
+        1 => Ok(found.into_iter().next().expect("one")),
+        _ => Err(Error::AmbiguousSnapshot(spec.to_string())),
+    }
+}
+
+/// What a path inside a snapshot names.
+#[derive(Clone, Debug)]
+pub enum Resolved {
+    /// The snapshot's root directory.
+    Root(Tree),
+    Node(Node),
+}
+
+/// Follows `path` (`/`-separated, leading and trailing `/` ignored) from
+/// the root tree.
+pub fn resolve_path(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Result<Resolved> {
+    let mut tree = store.read_tree(index, root)?;
+    let mut parts = path.split(|&b| b == b'/').filter(|p| !p.is_empty()).peekable();
+    if parts.peek().is_none() {
+        return Ok(Resolved::Root(tree));
+    }
+    let missing = || Error::NoSuchPath {
+        snapshot: String::new(),
+        path: String::from_utf8_lossy(path).into_owned(),
+    };
+    while let Some(part) = parts.next() {
+        let node = tree.find(part).ok_or_else(missing)?.clone();
+        if parts.peek().is_none() {
+            return Ok(Resolved::Node(node));
+        }
+        match node.content {
+            Content::Dir { tree: id } => tree = store.read_tree(index, &id)?,
+            _ => return Err(missing()),
+        }
+    }
+    Err(missing())
+}
+
+/// The entries of a directory, or the one node a non-directory path names.
+pub fn list(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Result<Vec<Node>> {
+    match resolve_path(store, index, root, path)? {
+        Resolved::Root(tree) => Ok(tree.nodes),
+        Resolved::Node(node) => match &node.content {
+            Content::Dir { tree } => Ok(store.read_tree(index, tree)?.nodes),
+            _ => Ok(vec![node]),
+        },
+    }
+}
+
+/// Writes a file's content; returns the bytes written.
+pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let Content::File { chunks } = &node.content else {
+        return Err(Error::InvalidArgument(format!("{} is not a file", node.name_lossy())));
+    };
+    let mut written = 0;
+    for id in chunks {
+        let data = store.read_indexed(index, id, BlobKind::Data)?;
+        out.write_all(&data).map_err(|e| Error::Destination {
+            path: node.name_lossy(),
+            source: e,
+        })?;
+        written += data.len() as u64;
+    }
+    Ok(written)
+}
+
+/// How an entry differs between two snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    /// Content differs (or the kind of entry changed).
+    Modified,
+    /// Same content, other metadata (mode, owner, times, xattrs).
+    Metadata,
+}
+
+/// One line of a diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub kind: ChangeKind,
+    pub old_size: Option<u64>,
+    pub new_size: Option<u64>,
+}
+
+/// Differences from tree `a` to tree `b`. Subtrees with equal ids are equal
+/// (Merkle), so unchanged parts of a snapshot cost nothing.
+pub fn diff(store: &Store, index: &Index, a: &Id, b: &Id) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    diff_trees(store, index, b"", Some(a), Some(b), &mut out)?;
+    Ok(out)
+}
+
+fn diff_trees(
+    store: &Store,
+    index: &Index,
+    path: &[u8],
+    a: Option<&Id>,
+    b: Option<&Id>,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let load = |id: Option<&Id>| -> Result<Vec<Node>> {
+        id.map_or(Ok(Vec::new()), |id| Ok(store.read_tree(index, id)?.nodes))
+    };
+    let (left, right) = (load(a)?, load(b)?);
+    let (mut i, mut j) = (0, 0);
+    while i < left.len() || j < right.len() {
+        let order = match (left.get(i), right.get(j)) {
+            (Some(l), Some(r)) => l.name.cmp(&r.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                removed_or_added(store, index, path, &left[i], ChangeKind::Removed, out)?;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                removed_or_added(store, index, path, &right[j], ChangeKind::Added, out)?;
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (l, r) = (&left[i], &right[j]);
+                let child = join(path, &l.name);
+                match (&l.content, &r.content) {
+                    (Content::Dir { tree: ta }, Content::Dir { tree: tb }) => {
+                        if !only_ctime_or_inode(l, r) {
+                            out.push(change(&child, ChangeKind::Metadata, l, r));
+                        }
+                        diff_trees(store, index, &child, Some(ta), Some(tb), out)?;
+                    }
+                    (x, y) if x == y => {
+                        if !only_ctime_or_inode(l, r) {
+                            out.push(change(&child, ChangeKind::Metadata, l, r));
+                        }
+                    }
+                    _ => out.push(change(&child, ChangeKind::Modified, l, r)),
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when the metadata differs at most in ctime and inode, which change
+/// on every copy and which a restore cannot carry: not a change worth listing.
+fn only_ctime_or_inode(l: &Node, r: &Node) -> bool {
+    let (mut a, mut b) = (l.meta.clone(), r.meta.clone());
+    a.ctime_ns = 0;
+    b.ctime_ns = 0;
+    a.inode = 0;
+    b.inode = 0;
+    a == b
+}
+
+fn change(path: &[u8], kind: ChangeKind, l: &Node, r: &Node) -> Change {
+    Change {
+        path: String::from_utf8_lossy(path).into_owned(),
+        kind,
+        old_size: Some(l.meta.size),
+        new_size: Some(r.meta.size),
+    }
+}
+
+/// Lists a whole subtree as added or removed, entry by entry.
+fn removed_or_added(
+    store: &Store,
+    index: &Index,
+    parent: &[u8],
+    node: &Node,
+    kind: ChangeKind,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    let path = join(parent, &node.name);
+    let size = Some(node.meta.size);
+    out.push(Change {
+        path: String::from_utf8_lossy(&path).into_owned(),
+        kind,
+        old_size: if kind == ChangeKind::Removed { size } else { None },
+        new_size: if kind == ChangeKind::Added { size } else { None },
+    });
+    if let Content::Dir { tree } = &node.content {
+        for child in store.read_tree(index, tree)?.nodes {
+            removed_or_added(store, index, &path, &child, kind, out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The store's config: the one plaintext object, fixed at creation. It says
+//! how every client must cut and pack data, and carries a MAC under the
+//! master key so a tampered config is detected as soon as a key opens.
+
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// The store format this engine writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// FastCDC parameters, the same for every client of a store so they cut alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    /// 512 KiB / 1 MiB / 8 MiB: Kloset's default; large chunks keep the index small.
+    fn default() -> Self {
+        Self {
+            min_size: 512 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// Rejects sizes FastCDC 2020 cannot use.
+    pub fn validate(&self) -> Result<()> {
+        use fastcdc::v2020 as f;
+        let (min, avg, max) = (
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        );
+        let ok = (f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&min)
+            && (f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&avg)
+            && (f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&max)
+            && min <= avg
+            && avg <= max
+            && avg.is_power_of_two();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "chunker sizes {min}/{avg}/{max} are outside FastCDC's limits"
+            )))
+        }
+    }
+}
+
+/// The authenticated part of the config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigBody {
+    pub version: u32,
+    /// Random; names the store's local cache and tells stores apart.
+    pub store_id: String,
+    pub chunker: ChunkerParams,
+    /// Packs close once their blobs reach this many bytes.
+    pub pack_target: u32,
+    pub created: i64,
+}
+
+/// The config object: body plus MAC.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigFile {
+    #[serde(flatten)]
+    pub body: ConfigBody,
+    /// Hex of BLAKE3-keyed(config MAC key, canonical JSON of the body).
+    pub mac: String,
+}
+
+impl ConfigFile {
+    pub fn seal(body: ConfigBody, keys: &Keys) -> Result<Vec<u8>> {
+        let mac = hex::encode(keys.config_mac(&canonical(&body)?));
+        serde_json::to_vec_pretty(&ConfigFile { body, mac })
+            .map_err(|e| Error::corrupt("config", e.to_string()))
+    }
+
+    /// Parses without verifying: the store id is needed to find the keys.
+    pub fn parse(bytes: &[u8]) -> Result<ConfigFile> {
+        let file: ConfigFile = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("config", format!("not a kast config: {e}")))?;
+        if file.body.version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion(file.body.version));
+        }
+        Ok(file)
+    }
+
+    /// Checks the MAC once the master key is known.
+    pub fn verify(&self, keys: &Keys) -> Result<()> {
+        let expected = hex::encode(keys.config_mac(&canonical(&self.body)?));
+        if expected == self.mac {
+            self.body.chunker.validate()
+        } else {
+            Err(Error::corrupt("config", "MAC mismatch: the config was modified"))
+        }
+    }
+}
+
+fn canonical(body: &ConfigBody) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::corrupt("config", e.to_string()))
+}

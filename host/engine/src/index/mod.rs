@@ -1,0 +1,225 @@
+//! The index: which pack holds each blob. It is the union of the store's
+//! states, kept in a local cache as memory-mapped sorted runs (one per state,
+//! merged once there are too many), so opening it costs a directory listing
+//! and a lookup touches a page or two, however large the store.
+
+mod run;
+
+pub use run::{Location, RECORD, Record};
+
+use crate::crypto::{Id, Keys};
+use crate::error::{Error, Result};
+use crate::state::State;
+use crate::storage::{ObjectKind, Storage};
+use run::Run;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// More runs than this are merged into one.
+const MAX_RUNS: usize = 8;
+
+/// A state that could not be read while loading the index.
+#[derive(Debug)]
+pub struct DamagedState {
+    pub name: String,
+    pub error: Error,
+}
+
+/// The merged index of a store.
+pub struct Index {
+    runs: Vec<Run>,
+    dir: Option<PathBuf>,
+    /// States that could not be read; their blobs are unknown to this index.
+    pub damaged: Vec<DamagedState>,
+}
+
+impl Index {
+    /// Brings the cache in `dir` (or memory, when `None`) in line with the
+    /// store's states: runs for states that are gone are dropped, missing
+    /// states are read and added.
+    pub fn load(storage: &dyn Storage, keys: &Keys, dir: Option<&Path>) -> Result<Index> {
+        let names = storage.list(ObjectKind::State)?;
+        let current: HashSet<Id> = names.iter().filter_map(|o| Id::from_hex(&o.name)).collect();
+        let mut runs = Vec::new();
+        let mut covered = HashSet::new();
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Cache {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+            for path in run_files(dir)? {
+                let keep = Run::open(&path).ok().filter(|run| {
+                    let states = run.states();
+                    states.iter().all(|s| current.contains(s) && !covered.contains(s))
+                });
+                match keep {
+                    Some(run) => {
+                        covered.extend(run.states());
+                        runs.push(run);
+                    }
+                    None => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+        let mut index = Index {
+            runs,
+            dir: dir.map(Path::to_path_buf),
+            damaged: Vec::new(),
+        };
+        for name in current.iter().filter(|s| !covered.contains(*s)) {
+            let loaded = storage
+                .get(ObjectKind::State, &name.to_hex())
+                .map_err(Error::from)
+                .and_then(|sealed| State::open(keys, name, &sealed));
+            match loaded {
+                Ok(state) => index.add_state(*name, &state)?,
+                Err(error) => index.damaged.push(DamagedState {
+                    name: name.to_hex(),
+                    error,
+                }),
+            }
+        }
+        index.compact()?;
+        Ok(index)
+    }
+
+    /// Adds a state just written (or just read) as a run of its own.
+    pub fn add_state(&mut self, name: Id, state: &State) -> Result<()> {
+        let records = state_records(state);
+        let run = match &self.dir {
+            Some(dir) => Run::create(dir, &[name], records)?,
+            None => Run::in_memory(&[name], records)?,
+        };
+        self.runs.push(run);
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        if self.runs.len() <= MAX_RUNS {
+            return Ok(());
+        }
+        let merged = Run::merge(self.dir.as_deref(), &self.runs)?;
+        for old in self.runs.drain(..) {
+            if let Some(path) = &old.path
+                && Some(path) != merged.path.as_ref()
+            {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        self.runs.push(merged);
+        Ok(())
+    }
+
+    /// Where blob `id` is, if any state knows it.
+    pub fn lookup(&self, id: &Id) -> Option<Location> {
+        self.runs
+            .iter()
+            .rev()
+            .find_map(|run| run.find(id).map(|i| run.location(i)))
+    }
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.lookup(id).is_some()
+    }
+
+    /// Every record, run by run (a blob stored twice appears twice).
+    pub fn for_each(&self, mut f: impl FnMut(Id, Location)) {
+        for run in &self.runs {
+            for i in 0..run.record_count() {
+                f(run.id(i), run.location(i));
+            }
+        }
+    }
+
+    /// Number of records (duplicates included).
+    pub fn len(&self) -> usize {
+        self.runs.iter().map(Run::record_count).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many runs back the index (for diagnostics and tests).
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+}
+
+fn state_records(state: &State) -> Vec<Record> {
+    state
+        .packs
+        .iter()
+        .flat_map(|(pack, entries)| {
+            entries.iter().map(move |e| Record {
+                id: e.id,
+                location: Location {
+                    pack: *pack,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                    kind: e.kind,
+                },
+            })
+        })
+        .collect()
+}
+
+fn run_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Cache {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "run"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::BlobKind;
+    use crate::pack::PackEntry;
+
+    fn state(seed: u8, n: usize) -> State {
+        let entries = (0..n)
+            .map(|i| PackEntry {
+                id: Id(*blake3::hash(&[seed, (i % 256) as u8, (i / 256) as u8]).as_bytes()),
+                kind: if i % 2 == 0 { BlobKind::Data } else { BlobKind::Tree },
+                offset: i as u32 * 10,
+                length: 10,
+                raw_length: 5,
+            })
+            .collect();
+        State {
+            packs: vec![(Id([seed; 32]), entries)],
+        }
+    }
+
+    #[test]
+    fn runs_find_every_record_and_merge_losslessly() {
+        let dir = tempfile::tempdir().unwrap();
+        for cache in [Some(dir.path()), None] {
+            let mut index = Index { runs: vec![], dir: cache.map(Path::to_path_buf), damaged: vec![] };
+            let states: Vec<State> = (0..12).map(|s| state(s, 300)).collect();
+            for (i, s) in states.iter().enumerate() {
+                index.add_state(Id([i as u8 + 100; 32]), s).unwrap();
+            }
+            index.compact().unwrap();
+            assert_eq!(index.run_count(), 1);
+            assert_eq!(index.len(), 12 * 300);
+            for s in &states {
+                for e in &s.packs[0].1 {
+                    let l = index.lookup(&e.id).expect("present");
+                    assert_eq!((l.pack, l.offset, l.kind, l.raw_length), (s.packs[0].0, e.offset, e.kind, 5));
+                }
+            }
+            assert!(index.lookup(&Id([0xff; 32])).is_none());
+            assert!(index.lookup(&Id([0; 32])).is_none());
+        }
+    }
+}

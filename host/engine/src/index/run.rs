@@ -1,0 +1,321 @@
+//! A run: one sorted, fixed-width file of index records, memory-mapped so a
+//! lookup touches a page or two and the process never loads the index whole.
+//!
+//! Layout (little-endian): `KASTRUN1`, state count u32, pack count u32,
+//! record count u64, the 32-byte names of the states it covers, the 32-byte
+//! names of the packs its records point into, then the records sorted by blob
+//! id: id (32), pack number u32, offset u32, sealed length u32, and the
+//! plaintext length u32 with the blob kind in its top bit.
+
+use crate::blob::BlobKind;
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use memmap2::Mmap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"KASTRUN1";
+const HEADER: usize = 24;
+pub const RECORD: usize = 48;
+const KIND_BIT: u32 = 1 << 31;
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: Id,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub kind: BlobKind,
+}
+
+/// One record to write into a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Record {
+    pub id: Id,
+    pub location: Location,
+}
+
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// An opened run.
+pub struct Run {
+    bytes: Bytes,
+    states: usize,
+    packs: usize,
+    records: usize,
+    /// The file backing it, if any.
+    pub path: Option<PathBuf>,
+}
+
+impl Run {
+    /// Encodes a run from records (sorted here) into any writer.
+    fn write_to<W: Write + ?Sized>(out: &mut W, states: &[Id], records: &mut [Record]) -> std::io::Result<()> {
+        records.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut packs: Vec<Id> = records.iter().map(|r| r.location.pack).collect();
+        packs.sort_unstable();
+        packs.dedup();
+        Self::write_header(out, states, &packs, records.len() as u64)?;
+        for r in records.iter() {
+            let n = packs.binary_search(&r.location.pack).expect("pack listed") as u32;
+            write_record(out, &r.id, n, &r.location)?;
+        }
+        Ok(())
+    }
+
+    fn write_header<W: Write + ?Sized>(out: &mut W, states: &[Id], packs: &[Id], count: u64) -> std::io::Result<()> {
+        out.write_all(MAGIC)?;
+        out.write_all(&(states.len() as u32).to_le_bytes())?;
+        out.write_all(&(packs.len() as u32).to_le_bytes())?;
+        out.write_all(&count.to_le_bytes())?;
+        for s in states {
+            out.write_all(&s.0)?;
+        }
+        for p in packs {
+            out.write_all(&p.0)?;
+        }
+        Ok(())
+    }
+
+    /// A run held in memory (no cache directory).
+    pub fn in_memory(states: &[Id], mut records: Vec<Record>) -> Result<Run> {
+        let mut buf = Vec::with_capacity(HEADER + 32 * states.len() + RECORD * records.len());
+        Self::write_to(&mut buf, states, &mut records).expect("writing to memory cannot fail");
+        Run::parse(Bytes::Owned(buf), None)
+    }
+
+    /// Writes a run file atomically into `dir` and maps it.
+    pub fn create(dir: &Path, states: &[Id], mut records: Vec<Record>) -> Result<Run> {
+        let path = dir.join(run_file_name(states));
+        write_file(&path, |out| Self::write_to(out, states, &mut records))?;
+        Run::open(&path)
+    }
+
+    /// Merges runs into one without loading them: a k-way merge of sorted records.
+    pub fn merge(dir: Option<&Path>, runs: &[Run]) -> Result<Run> {
+        let mut states: Vec<Id> = runs.iter().flat_map(|r| r.states()).collect();
+        states.sort_unstable();
+        let mut packs: Vec<Id> = runs.iter().flat_map(|r| (0..r.packs).map(|i| r.pack(i))).collect();
+        packs.sort_unstable();
+        packs.dedup();
+        let total: usize = runs.iter().map(|r| r.records).sum();
+        let write = |out: &mut dyn Write| -> std::io::Result<()> {
+            Self::write_header(out, &states, &packs, total as u64)?;
+            let mut heap = std::collections::BinaryHeap::new();
+            for (i, run) in runs.iter().enumerate() {
+                if run.records > 0 {
+                    heap.push(std::cmp::Reverse((run.id(0), i, 0usize)));
+                }
+            }
+            while let Some(std::cmp::Reverse((id, i, pos))) = heap.pop() {
+                let location = runs[i].location(pos);
+                let n = packs.binary_search(&location.pack).expect("pack listed") as u32;
+                write_record(out, &id, n, &location)?;
+                if pos + 1 < runs[i].records {
+                    heap.push(std::cmp::Reverse((runs[i].id(pos + 1), i, pos + 1)));
+                }
+            }
+            Ok(())
+        };
+        match dir {
+            Some(dir) => {
+                let path = dir.join(run_file_name(&states));
+                write_file(&path, |out| write(out))?;
+                Run::open(&path)
+            }
+            None => {
+                let mut buf = Vec::new();
+                write(&mut buf).expect("writing to memory cannot fail");
+                Run::parse(Bytes::Owned(buf), None)
+            }
+        }
+    }
+
+    /// Maps a run file; a malformed file is an error (the caller rebuilds it).
+    pub fn open(path: &Path) -> Result<Run> {
+        let file = File::open(path).map_err(|e| cache_error(path, e))?;
+        // SAFETY: run files are written once under a temporary name and renamed
+        // into place; kast never modifies one afterwards, it only unlinks it,
+        // which leaves existing mappings valid.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| cache_error(path, e))?;
+        Run::parse(Bytes::Mapped(map), Some(path.to_path_buf()))
+    }
+
+    fn parse(bytes: Bytes, path: Option<PathBuf>) -> Result<Run> {
+        let bad = || Error::corrupt("index cache run", "malformed");
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            return Err(bad());
+        }
+        let states = u32::from_le_bytes(bytes[8..12].try_into().expect("4")) as usize;
+        let packs = u32::from_le_bytes(bytes[12..16].try_into().expect("4")) as usize;
+        let records = u64::from_le_bytes(bytes[16..24].try_into().expect("8")) as usize;
+        let expected = (states + packs)
+            .checked_mul(32)
+            .and_then(|t| records.checked_mul(RECORD).and_then(|r| r.checked_add(t)))
+            .and_then(|t| t.checked_add(HEADER));
+        if expected != Some(bytes.len()) {
+            return Err(bad());
+        }
+        let run = Run {
+            bytes,
+            states,
+            packs,
+            records,
+            path,
+        };
+        Ok(run)
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.records
+    }
+
+    /// The states this run was built from.
+    pub fn states(&self) -> Vec<Id> {
+        (0..self.states).map(|i| self.id_at(HEADER + 32 * i)).collect()
+    }
+
+    fn id_at(&self, offset: usize) -> Id {
+        Id(self.bytes[offset..offset + 32].try_into().expect("32"))
+    }
+
+    /// A pack number out of range (a damaged cache file) maps to the all-zero
+    /// id, which names no pack, so reading it fails instead of misreading.
+    fn pack(&self, n: usize) -> Id {
+        if n < self.packs {
+            self.id_at(HEADER + 32 * (self.states + n))
+        } else {
+            Id::default()
+        }
+    }
+
+    fn record_offset(&self, i: usize) -> usize {
+        HEADER + 32 * (self.states + self.packs) + RECORD * i
+    }
+
+    pub fn id(&self, i: usize) -> Id {
+        self.id_at(self.record_offset(i))
+    }
+
+    fn u32_at(&self, offset: usize) -> u32 {
+        u32::from_le_bytes(self.bytes[offset..offset + 4].try_into().expect("4"))
+    }
+
+    pub fn location(&self, i: usize) -> Location {
+        let o = self.record_offset(i) + 32;
+        let raw = self.u32_at(o + 12);
+        Location {
+            pack: self.pack(self.u32_at(o) as usize),
+            offset: self.u32_at(o + 4),
+            length: self.u32_at(o + 8),
+            raw_length: raw & !KIND_BIT,
+            kind: if raw & KIND_BIT != 0 { BlobKind::Tree } else { BlobKind::Data },
+        }
+    }
+
+    fn key(&self, i: usize) -> u64 {
+        let o = self.record_offset(i);
+        u64::from_be_bytes(self.bytes[o..o + 8].try_into().expect("8"))
+    }
+
+    /// Finds a record. Ids are keyed hashes, uniformly spread, so
+    /// interpolation lands on the right page almost at once; after a few
+    /// guesses it falls back to bisection to bound the worst case.
+    pub fn find(&self, id: &Id) -> Option<usize> {
+        if self.records == 0 {
+            return None;
+        }
+        let target = u64::from_be_bytes(id.0[..8].try_into().expect("8"));
+        let (mut lo, mut hi) = (0usize, self.records - 1);
+        for step in 0.. {
+            if lo > hi {
+                return None;
+            }
+            let pos = if step < 6 {
+                let (klo, khi) = (self.key(lo), self.key(hi));
+                if target < klo || target > khi {
+                    return None;
+                }
+                if khi == klo {
+                    lo
+                } else {
+                    lo + ((u128::from(target - klo) * (hi - lo) as u128) / u128::from(khi - klo)) as usize
+                }
+            } else {
+                lo + (hi - lo) / 2
+            };
+            match self.id(pos).cmp(id) {
+                std::cmp::Ordering::Equal => return Some(pos),
+                std::cmp::Ordering::Less => lo = pos + 1,
+                std::cmp::Ordering::Greater => {
+                    if pos == 0 {
+                        return None;
+                    }
+                    hi = pos - 1;
+                }
+            }
+        }
+        None
+    }
+}
+
+fn write_record<W: Write + ?Sized>(out: &mut W, id: &Id, pack: u32, l: &Location) -> std::io::Result<()> {
+    let mut rec = [0u8; RECORD];
+    rec[..32].copy_from_slice(&id.0);
+    rec[32..36].copy_from_slice(&pack.to_le_bytes());
+    rec[36..40].copy_from_slice(&l.offset.to_le_bytes());
+    rec[40..44].copy_from_slice(&l.length.to_le_bytes());
+    let kind = if l.kind == BlobKind::Tree { KIND_BIT } else { 0 };
+    rec[44..48].copy_from_slice(&(l.raw_length | kind).to_le_bytes());
+    out.write_all(&rec)
+}
+
+/// A run's file name says which states it covers, so equal runs share a name.
+pub fn run_file_name(states: &[Id]) -> String {
+    let mut sorted = states.to_vec();
+    sorted.sort_unstable();
+    let mut hasher = blake3::Hasher::new();
+    for s in &sorted {
+        hasher.update(&s.0);
+    }
+    format!("{}.run", &hasher.finalize().to_hex()[..32])
+}
+
+fn cache_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Cache {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = (|| {
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        fill(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| cache_error(path, e))
+}

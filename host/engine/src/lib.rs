@@ -1,0 +1,73 @@
+//! # kast-engine
+//!
+//! The store engine of kast: everything that turns a tree of files into an
+//! encrypted, deduplicated, verifiable store and back, and nothing that
+//! parses a command line or runs a plugin. Data flows one way:
+//!
+//! ```text
+//! backup:  Source → chunk (FastCDC) → id (keyed BLAKE3) → dedup (Index)
+//!          → compress (LZ4) → seal (XChaCha20-Poly1305) → Pack → Storage
+//! restore: Storage → Pack → open → decompress → verify → Destination
+//! ```
+//!
+//! The three traits [`Storage`], [`Source`] and [`Destination`] are the only
+//! doors in and out; native implementations for a local directory and for
+//! memory live here, the WASM plugins implement the same traits elsewhere.
+//! The store format is described byte by byte in `docs/store-format.md`.
+
+pub mod blob;
+pub mod browse;
+pub mod check;
+pub mod chunker;
+pub mod codec;
+pub mod config;
+pub mod crypto;
+pub mod destination;
+pub mod error;
+pub mod index;
+pub mod keys;
+pub mod local;
+pub mod lock;
+pub mod maintenance;
+pub mod memory;
+pub mod pack;
+pub mod progress;
+pub mod snapshot;
+pub mod source;
+pub mod state;
+pub mod storage;
+pub mod store;
+pub mod tree;
+
+mod backup;
+mod restore;
+
+pub use backup::{BackupOptions, BackupOutcome, Exclude, backup};
+pub use destination::Destination;
+pub use error::{Error, Result};
+pub use progress::Progress;
+pub use restore::{RestoreOptions, RestoreOutcome, restore};
+pub use source::Source;
+pub use storage::Storage;
+pub use store::{CreateOptions, Store};
+
+/// This machine's name, recorded in snapshots and locks.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The user running kast, recorded in snapshots and keys.
+pub fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }))
+}

@@ -1,0 +1,221 @@
+//! Native connectors for a local directory: the engine's own source and
+//! destination, used by tests and by the benchmark that prices the WASM
+//! plugin boundary.
+
+use crate::destination::Destination;
+use crate::source::{Source, SourceEntry};
+use crate::tree::{EntryKind, Metadata};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Reads a directory tree (or a single file, presented as a directory
+/// holding just that file).
+pub struct LocalSource {
+    root: PathBuf,
+    single_file: bool,
+}
+
+impl LocalSource {
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        let meta = fs::metadata(&root)?;
+        Ok(Self {
+            single_file: !meta.is_dir(),
+            root,
+        })
+    }
+
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        if self.single_file || rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(OsStr::from_bytes(rel))
+        }
+    }
+
+    fn entry(path: &Path, name: Vec<u8>) -> io::Result<SourceEntry> {
+        let meta = fs::symlink_metadata(path)?;
+        let kind = kind_of(&meta);
+        let symlink_target = if kind == EntryKind::Symlink {
+            Some(fs::read_link(path)?.into_os_string().into_encoded_bytes())
+        } else {
+            None
+        };
+        Ok(SourceEntry {
+            name,
+            kind,
+            meta: metadata_of(path, &meta, kind),
+            symlink_target,
+        })
+    }
+}
+
+fn kind_of(meta: &fs::Metadata) -> EntryKind {
+    let t = meta.file_type();
+    if t.is_file() {
+        EntryKind::File
+    } else if t.is_dir() {
+        EntryKind::Dir
+    } else if t.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Special
+    }
+}
+
+fn metadata_of(path: &Path, meta: &fs::Metadata, kind: EntryKind) -> Metadata {
+    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = match xattr::list(path) {
+        Ok(names) => names
+            .filter_map(|n| {
+                let value = xattr::get(path, &n).ok().flatten()?;
+                Some((n.into_encoded_bytes(), value))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    xattrs.sort();
+    Metadata {
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        inode: meta.ino(),
+        size: if kind == EntryKind::File { meta.len() } else { 0 },
+        xattrs,
+    }
+}
+
+impl Source for LocalSource {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, rel: &[u8]) -> io::Result<Vec<SourceEntry>> {
+        if self.single_file {
+            let name = self
+                .root
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_else(|| b"file".to_vec());
+            return if rel.is_empty() {
+                Ok(vec![Self::entry(&self.root, name)?])
+            } else {
+                Err(io::Error::new(io::ErrorKind::NotFound, "not a directory"))
+            };
+        }
+        let dir = self.path(rel);
+        let mut out = Vec::new();
+        for item in fs::read_dir(&dir)? {
+            let item = item?;
+            let name = item.file_name().into_encoded_bytes();
+            // An entry that vanished between listing and stat is skipped: it
+            // is no longer part of the tree.
+            match Self::entry(&item.path(), name) {
+                Ok(entry) => out.push(entry),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn open(&self, rel: &[u8]) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(self.path(rel))?))
+    }
+}
+
+/// Writes into a directory (created if missing).
+pub struct LocalDestination {
+    root: PathBuf,
+    /// Only root can give files away; others keep their own uid/gid.
+    set_owner: bool,
+}
+
+impl LocalDestination {
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(Self {
+            root,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            set_owner: unsafe { libc::geteuid() } == 0,
+        })
+    }
+
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(OsStr::from_bytes(rel))
+        }
+    }
+}
+
+impl Destination for LocalDestination {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create_dir(&self, rel: &[u8]) -> io::Result<()> {
+        match fs::create_dir(self.path(rel)) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.path(rel).is_dir() => Ok(()),
+            other => other,
+        }
+    }
+
+    fn create_file(&self, rel: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>> {
+        let path = self.path(rel);
+        let mut options = OpenOptions::new();
+        options.write(true).mode(0o600);
+        if overwrite {
+            // Replace whatever is there (a symlink must not redirect the write).
+            if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+                remove_any(&path)?;
+            }
+            options.create(true).truncate(true).custom_flags(libc::O_NOFOLLOW);
+        } else {
+            options.create_new(true);
+        }
+        Ok(Box::new(io::BufWriter::with_capacity(1 << 20, options.open(path)?)))
+    }
+
+    fn symlink(&self, rel: &[u8], target: &[u8], overwrite: bool) -> io::Result<()> {
+        let path = self.path(rel);
+        if overwrite && fs::symlink_metadata(&path).is_ok() {
+            remove_any(&path)?;
+        }
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
+    }
+
+    fn set_metadata(&self, rel: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {
+        let path = self.path(rel);
+        if self.set_owner {
+            std::os::unix::fs::lchown(&path, Some(meta.uid), Some(meta.gid))?;
+        }
+        for (name, value) in &meta.xattrs {
+            // Best effort: the target filesystem may not take every namespace.
+            let _ = xattr::set(&path, OsStr::from_bytes(name), value);
+        }
+        if kind != EntryKind::Symlink {
+            fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode & 0o7777))?;
+        }
+        let mtime = filetime::FileTime::from_unix_time(
+            meta.mtime_ns.div_euclid(1_000_000_000),
+            meta.mtime_ns.rem_euclid(1_000_000_000) as u32,
+        );
+        filetime::set_symlink_file_times(&path, mtime, mtime)
+    }
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}

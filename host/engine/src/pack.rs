@@ -1,0 +1,209 @@
+//! Packfiles: many sealed blobs in one storage object, so a backend sees a
+//! few large opaque files instead of one file per chunk.
+//!
+//! Layout: random padding, the sealed blobs back to back, the sealed footer
+//! (which lists every blob), then the footer's length as 4 plaintext bytes.
+//! The pack is named by the BLAKE3 hash of all its bytes.
+
+use crate::blob::BlobKind;
+use crate::codec::{Reader, Writer};
+use crate::crypto::{Domain, Id, Keys, fill_random};
+use crate::error::{Error, Result};
+
+const FOOTER_VERSION: u8 = 1;
+/// Padding is uniformly 0..=MAX_PADDING bytes, so a small pack's size does
+/// not give away the size of the one file in it.
+const MAX_PADDING: usize = 4095;
+
+/// Where one blob sits inside a pack, as the footer records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: Id,
+    pub kind: BlobKind,
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// A pack being filled.
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A closed pack, ready to put.
+pub struct FinishedPack {
+    pub name: Id,
+    pub bytes: Vec<u8>,
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    pub fn new(capacity: usize) -> Result<Self> {
+        let mut pad_len = [0u8; 2];
+        fill_random(&mut pad_len)?;
+        let pad = u16::from_le_bytes(pad_len) as usize % (MAX_PADDING + 1);
+        let mut buf = Vec::with_capacity(capacity + pad + 4096);
+        buf.resize(pad, 0);
+        fill_random(&mut buf)?;
+        Ok(Self {
+            buf,
+            entries: Vec::new(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of blobs and padding so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn add(&mut self, id: Id, kind: BlobKind, raw_length: u32, sealed: &[u8]) {
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    pub fn finish(mut self, keys: &Keys) -> Result<FinishedPack> {
+        let footer = keys.seal(Domain::PackFooter, b"", &encode_footer(&self.entries))?;
+        self.buf.extend_from_slice(&footer);
+        self.buf
+            .extend_from_slice(&(footer.len() as u32).to_le_bytes());
+        Ok(FinishedPack {
+            name: Id::of_object(&self.buf),
+            bytes: self.buf,
+            entries: self.entries,
+        })
+    }
+}
+
+pub fn encode_footer(entries: &[PackEntry]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(FOOTER_VERSION);
+    w.varint(entries.len() as u64);
+    for e in entries {
+        w.fixed(&e.id.0);
+        w.u8(e.kind as u8);
+        w.varint(e.offset.into());
+        w.varint(e.length.into());
+        w.varint(e.raw_length.into());
+    }
+    w.into_bytes()
+}
+
+pub fn decode_footer(bytes: &[u8], what: &str) -> Result<Vec<PackEntry>> {
+    let mut r = Reader::new(bytes, what);
+    if r.u8()? != FOOTER_VERSION {
+        return Err(Error::corrupt(what, "unknown footer version"));
+    }
+    let count = r.len(36)?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = Id(r.array()?);
+        let kind = BlobKind::from_u8(r.u8()?).ok_or_else(|| Error::corrupt(what, "unknown blob kind"))?;
+        let mut small = || -> Result<u32> {
+            u32::try_from(r.varint()?).map_err(|_| Error::corrupt(what, "offset out of range"))
+        };
+        let offset = small()?;
+        let length = small()?;
+        let raw_length = small()?;
+        entries.push(PackEntry {
+            id,
+            kind,
+            offset,
+            length,
+            raw_length,
+        });
+    }
+    r.finish()?;
+    Ok(entries)
+}
+
+/// Parses a whole pack's bytes: checks its name and returns the footer.
+/// Every entry is checked to lie inside the blob area.
+pub fn read_footer(keys: &Keys, name: &Id, bytes: &[u8]) -> Result<Vec<PackEntry>> {
+    let what = format!("pack {}", name.short());
+    if Id::of_object(bytes) != *name {
+        return Err(Error::corrupt(&what, "content does not match its name"));
+    }
+    let (footer_start, sealed) = locate_footer(bytes, &what)?;
+    let entries = decode_footer(&keys.open(Domain::PackFooter, b"", sealed, &what)?, &what)?;
+    for e in &entries {
+        if e.offset as u64 + e.length as u64 > footer_start as u64 {
+            return Err(Error::corrupt(&what, "footer points past the blobs"));
+        }
+    }
+    Ok(entries)
+}
+
+fn locate_footer<'a>(bytes: &'a [u8], what: &str) -> Result<(usize, &'a [u8])> {
+    if bytes.len() < 4 {
+        return Err(Error::corrupt(what, "truncated"));
+    }
+    let tail = bytes.len() - 4;
+    let len = u32::from_le_bytes(bytes[tail..].try_into().expect("4 bytes")) as usize;
+    let start = tail
+        .checked_sub(len)
+        .ok_or_else(|| Error::corrupt(what, "footer length exceeds the pack"))?;
+    Ok((start, &bytes[start..tail]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = PackEntry> {
+        (any::<[u8; 32]>(), any::<bool>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+            |(id, tree, offset, length, raw_length)| PackEntry {
+                id: Id(id),
+                kind: if tree { BlobKind::Tree } else { BlobKind::Data },
+                offset,
+                length,
+                raw_length,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn footer_round_trip(entries in proptest::collection::vec(entry(), 0..50)) {
+            let bytes = encode_footer(&entries);
+            prop_assert_eq!(decode_footer(&bytes, "t").unwrap(), entries);
+        }
+
+        #[test]
+        fn footer_garbage_never_panics(bytes: Vec<u8>) {
+            let _ = decode_footer(&bytes, "t");
+        }
+    }
+
+    #[test]
+    fn finished_pack_reads_back_and_detects_flips() {
+        let keys = Keys::derive(&MasterKey([5; 32]));
+        let mut b = PackBuilder::new(1024).unwrap();
+        b.add(Id([1; 32]), BlobKind::Data, 3, b"abcdef");
+        b.add(Id([2; 32]), BlobKind::Tree, 1, b"xyz");
+        let pack = b.finish(&keys).unwrap();
+        let entries = read_footer(&keys, &pack.name, &pack.bytes).unwrap();
+        assert_eq!(entries, pack.entries);
+        let e = entries[1];
+        assert_eq!(&pack.bytes[e.offset as usize..][..e.length as usize], b"xyz");
+        for i in [0, pack.bytes.len() / 2, pack.bytes.len() - 1] {
+            let mut bad = pack.bytes.clone();
+            bad[i] ^= 1;
+            assert!(read_footer(&keys, &pack.name, &bad).is_err());
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Restore: write a snapshot (or a path inside it) to a destination,
+//! byte-exact, with metadata.
+//!
+//! A planner thread walks the trees and queues chunk reads on worker
+//! threads (read, open, decompress, verify); the calling thread writes the
+//! results in order. The plan channel is bounded, so at most a few dozen
+//! chunks are in memory whatever the snapshot's size.
+
+use crate::browse;
+use crate::crypto::Id;
+use crate::destination::Destination;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::progress::{Progress, Silent};
+use crate::source::join;
+use crate::store::Store;
+use crate::tree::{Content, EntryKind, Metadata, Node};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::io::Write;
+use std::sync::Arc;
+
+/// How to restore.
+#[derive(Clone)]
+pub struct RestoreOptions {
+    /// Replace existing files instead of refusing.
+    pub overwrite: bool,
+    /// Chunk readers; 0 means one per core.
+    pub threads: usize,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self {
+            overwrite: false,
+            threads: 0,
+            progress: Arc::new(Silent),
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOutcome {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    /// Paths that could not be restored whole, and why. Special files
+    /// (fifos, devices) are listed here too: they are not recreated.
+    pub errors: Vec<(String, String)>,
+}
+
+type ChunkResult = Receiver<Result<Vec<u8>>>;
+
+enum Step {
+    Dir(Vec<u8>),
+    DirDone(Vec<u8>, Metadata),
+    File { path: Vec<u8>, node: Node },
+    Chunk(ChunkResult),
+    FileDone,
+    Symlink { path: Vec<u8>, node: Node },
+    Problem(Vec<u8>, String),
+}
+
+struct ChunkJob {
+    id: Id,
+    reply: Sender<Result<Vec<u8>>>,
+}
+
+/// Restores `path` (empty for everything) of `snapshot` into `destination`:
+/// a directory's contents go to the destination's root, a single file or
+/// symlink goes there under its own name.
+pub fn restore(
+    store: &Store,
+    snapshot: &Id,
+    path: &[u8],
+    destination: &dyn Destination,
+    options: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    let header = store.read_snapshot(snapshot)?;
+    let index = store.index()?;
+    let target = browse::resolve_path(store, &index, &header.root, path).map_err(|e| match e {
+        Error::NoSuchPath { path, .. } => Error::NoSuchPath {
+            snapshot: snapshot.short(),
+            path,
+        },
+        other => other,
+    })?;
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let mut outcome = RestoreOutcome::default();
+    std::thread::scope(|s| {
+        let (job_tx, job_rx) = bounded::<ChunkJob>(threads * 4);
+        for _ in 0..threads {
+            let (rx, index) = (job_rx.clone(), &index);
+            s.spawn(move || {
+                for job in rx {
+                    let data = store.read_indexed(index, &job.id, crate::blob::BlobKind::Data);
+                    let _ = job.reply.send(data);
+                }
+            });
+        }
+        drop(job_rx);
+        let (step_tx, step_rx) = bounded::<Step>(threads * 8);
+        let planner_index = &index;
+        s.spawn(move || {
+            let mut planner = Planner {
+                store,
+                index: planner_index,
+                steps: step_tx,
+                jobs: job_tx,
+            };
+            let _ = match target {
+                browse::Resolved::Root(tree) => planner.dir(b"", &tree),
+                browse::Resolved::Node(node) => planner.node(node.name.clone(), node),
+            };
+        });
+        write_steps(step_rx, destination, options, &mut outcome)
+    })?;
+    Ok(outcome)
+}
+
+/// Walks trees in order, turning them into steps and chunk jobs.
+struct Planner<'a> {
+    store: &'a Store,
+    index: &'a Index,
+    steps: Sender<Step>,
+    jobs: Sender<ChunkJob>,
+}
+
+/// The writer hung up (it failed); stop planning.
+struct Stop;
+
+impl Planner<'_> {
+    fn send(&self, step: Step) -> Result<(), Stop> {
+        self.steps.send(step).map_err(|_| Stop)
+    }
+
+    fn dir(&mut self, path: &[u8], tree: &crate::tree::Tree) -> Result<(), Stop> {
+        for node in &tree.nodes {
+            self.node(join(path, &node.name), node.clone())?;
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, path: Vec<u8>, node: Node) -> Result<(), Stop> {
+        if let Some(e) = &node.error {
+            self.send(Step::Problem(path.clone(), format!("was not backed up whole: {e}")))?;
+        }
+        match &node.content {
+            Content::Dir { tree } => {
+                self.send(Step::Dir(path.clone()))?;
+                match self.store.read_tree(self.index, tree) {
+                    Ok(subtree) => self.dir(&path, &subtree)?,
+                    Err(e) => self.send(Step::Problem(path.clone(), e.to_string()))?,
+                }
+                self.send(Step::DirDone(path, node.meta))
+            }
+            Content::File { chunks } => {
+                let chunks = chunks.clone();
+                self.send(Step::File { path, node })?;
+                for id in chunks {
+                    let (reply, result) = bounded(1);
+                    self.jobs.send(ChunkJob { id, reply }).map_err(|_| Stop)?;
+                    self.send(Step::Chunk(result))?;
+                }
+                self.send(Step::FileDone)
+            }
+            Content::Symlink { .. } => self.send(Step::Symlink { path, node }),
+            Content::Special => self.send(Step::Problem(path, "special file not recreated".into())),
+        }
+    }
+}
+
+fn write_steps(
+    steps: Receiver<Step>,
+    dest: &dyn Destination,
+    options: &RestoreOptions,
+    outcome: &mut RestoreOutcome,
+) -> Result<()> {
+    let dest_err = |path: &[u8], e: std::io::Error| Error::Destination {
+        path: String::from_utf8_lossy(path).into_owned(),
+        source: e,
+    };
+    let mut file: Option<(Vec<u8>, Node, Box<dyn Write + Send>, Option<String>)> = None;
+    for step in steps {
+        match step {
+            Step::Dir(path) => {
+                dest.create_dir(&path).map_err(|e| dest_err(&path, e))?;
+                outcome.dirs += 1;
+            }
+            Step::DirDone(path, meta) => {
+                dest.set_metadata(&path, EntryKind::Dir, &meta)
+                    .map_err(|e| dest_err(&path, e))?;
+            }
+            Step::File { path, node } => {
+                let writer = dest
+                    .create_file(&path, options.overwrite)
+                    .map_err(|e| dest_err(&path, e))?;
+                file = Some((path, node, writer, None));
+            }
+            Step::Chunk(result) => {
+                let Some((path, _, writer, failure)) = file.as_mut() else { continue };
+                if failure.is_some() {
+                    continue;
+                }
+                match result.recv().map_err(|_| Error::Interrupted).and_then(|r| r) {
+                    Ok(data) => {
+                        writer.write_all(&data).map_err(|e| dest_err(path, e))?;
+                        outcome.bytes += data.len() as u64;
+                        options.progress.bytes(data.len() as u64);
+                    }
+                    Err(e) => *failure = Some(e.to_string()),
+                }
+            }
+            Step::FileDone => {
+                let Some((path, node, mut writer, failure)) = file.take() else { continue };
+                writer.flush().map_err(|e| dest_err(&path, e))?;
+                drop(writer);
+                dest.set_metadata(&path, EntryKind::File, &node.meta)
+                    .map_err(|e| dest_err(&path, e))?;
+                if let Some(f) = failure {
+                    outcome.errors.push((String::from_utf8_lossy(&path).into_owned(), f));
+                }
+                outcome.files += 1;
+                options.progress.items(1);
+            }
+            Step::Symlink { path, node } => {
+                let Content::Symlink { target } = &node.content else { continue };
+                dest.symlink(&path, target, options.overwrite)
+                    .map_err(|e| dest_err(&path, e))?;
+                dest.set_metadata(&path, EntryKind::Symlink, &node.meta)
+                    .map_err(|e| dest_err(&path, e))?;
+                outcome.symlinks += 1;
+            }
+            Step::Problem(path, message) => {
+                outcome
+                    .errors
+                    .push((String::from_utf8_lossy(&path).into_owned(), message));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! What a backup reads from. The engine drives the walk (it asks for one
+//! directory listing at a time, in batches, and opens files as streams), so
+//! any connector that can list and read can be backed up.
+
+use crate::tree::{EntryKind, Metadata};
+use std::io::{self, Read};
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    pub meta: Metadata,
+    /// For symlinks: where the link points.
+    pub symlink_target: Option<Vec<u8>>,
+}
+
+/// A tree to back up. Paths are relative to the source's root, components
+/// joined by `/`; the empty path is the root itself.
+pub trait Source: Send + Sync {
+    /// Where the data comes from, recorded in the snapshot.
+    fn location(&self) -> String;
+    /// The entries of the directory at `path`, in any order.
+    fn list(&self, path: &[u8]) -> io::Result<Vec<SourceEntry>>;
+    /// The content of the file at `path`.
+    fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// `parent/name`, or `name` at the root.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        name.to_vec()
+    } else {
+        let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+        p.extend_from_slice(parent);
+        p.push(b'/');
+        p.extend_from_slice(name);
+        p
+    }
+}

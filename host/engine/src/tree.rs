@@ -1,0 +1,286 @@
+//! Directories as Merkle blobs. A tree lists a directory's entries sorted by
+//! name; a file entry carries its chunk ids, a directory entry the id of its
+//! own tree. Changing any byte below a directory changes its id, and so the
+//! snapshot's root.
+
+use crate::codec::{Reader, Writer};
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+
+const TREE_VERSION: u8 = 1;
+
+/// What kind of thing an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EntryKind {
+    File = 0,
+    Dir = 1,
+    Symlink = 2,
+    /// Fifos, sockets, devices: recorded with their metadata, no content.
+    Special = 3,
+}
+
+impl EntryKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => EntryKind::File,
+            1 => EntryKind::Dir,
+            2 => EntryKind::Symlink,
+            3 => EntryKind::Special,
+            _ => return None,
+        })
+    }
+}
+
+/// Metadata kept for every entry, as a source reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// Unix permission and type bits (`st_mode`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    /// Inode number: with size and times, decides whether a file is unchanged.
+    pub inode: u64,
+    /// Content length for files; 0 otherwise.
+    pub size: u64,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The content half of an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    File { chunks: Vec<Id> },
+    Dir { tree: Id },
+    Symlink { target: Vec<u8> },
+    Special,
+}
+
+impl Content {
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Content::File { .. } => EntryKind::File,
+            Content::Dir { .. } => EntryKind::Dir,
+            Content::Symlink { .. } => EntryKind::Symlink,
+            Content::Special => EntryKind::Special,
+        }
+    }
+}
+
+/// One entry of a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Raw name bytes: any byte but `/` and NUL, never `.` or `..`.
+    pub name: Vec<u8>,
+    pub meta: Metadata,
+    pub content: Content,
+    /// Why the entry could not be read in full, when it could not.
+    pub error: Option<String>,
+}
+
+impl Node {
+    pub fn name_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+}
+
+/// A directory's entries, sorted by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+/// True for names a tree may hold: a restore can never escape its target.
+pub fn is_valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
+impl Tree {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(TREE_VERSION);
+        w.varint(self.nodes.len() as u64);
+        for node in &self.nodes {
+            w.bytes(&node.name);
+            w.u8(node.content.kind() as u8);
+            let m = &node.meta;
+            w.varint(m.mode.into());
+            w.varint(m.uid.into());
+            w.varint(m.gid.into());
+            w.i64(m.mtime_ns);
+            w.i64(m.ctime_ns);
+            w.varint(m.inode);
+            w.varint(m.size);
+            w.varint(m.xattrs.len() as u64);
+            for (k, v) in &m.xattrs {
+                w.bytes(k);
+                w.bytes(v);
+            }
+            match &node.content {
+                Content::File { chunks } => {
+                    w.varint(chunks.len() as u64);
+                    for c in chunks {
+                        w.fixed(&c.0);
+                    }
+                }
+                Content::Dir { tree } => w.fixed(&tree.0),
+                Content::Symlink { target } => w.bytes(target),
+                Content::Special => {}
+            }
+            match &node.error {
+                None => w.u8(0),
+                Some(e) => {
+                    w.u8(1);
+                    w.str(e);
+                }
+            }
+        }
+        w.into_bytes()
+    }
+
+    /// Decodes and validates: names legal, sorted and unique.
+    pub fn decode(bytes: &[u8], what: &str) -> Result<Tree> {
+        let mut r = Reader::new(bytes, what);
+        if r.u8()? != TREE_VERSION {
+            return Err(Error::corrupt(what, "unknown tree version"));
+        }
+        let count = r.len(20)?;
+        let mut nodes: Vec<Node> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = r.bytes()?.to_vec();
+            if !is_valid_name(&name) {
+                return Err(Error::corrupt(what, "illegal entry name"));
+            }
+            if nodes.last().is_some_and(|prev| prev.name >= name) {
+                return Err(Error::corrupt(what, "entries not sorted or duplicated"));
+            }
+            let kind = EntryKind::from_u8(r.u8()?).ok_or_else(|| Error::corrupt(what, "unknown entry kind"))?;
+            let small = |v: u64| u32::try_from(v).map_err(|_| Error::corrupt(what, "field out of range"));
+            let mode = small(r.varint()?)?;
+            let uid = small(r.varint()?)?;
+            let gid = small(r.varint()?)?;
+            let mtime_ns = r.i64()?;
+            let ctime_ns = r.i64()?;
+            let inode = r.varint()?;
+            let size = r.varint()?;
+            let xattr_count = r.len(2)?;
+            let mut xattrs = Vec::with_capacity(xattr_count);
+            for _ in 0..xattr_count {
+                let k = r.bytes()?.to_vec();
+                let v = r.bytes()?.to_vec();
+                xattrs.push((k, v));
+            }
+            let content = match kind {
+                EntryKind::File => {
+                    let n = r.len(32)?;
+                    let mut chunks = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        chunks.push(Id(r.array()?));
+                    }
+                    Content::File { chunks }
+                }
+                EntryKind::Dir => Content::Dir { tree: Id(r.array()?) },
+                EntryKind::Symlink => Content::Symlink {
+                    target: r.bytes()?.to_vec(),
+                },
+                EntryKind::Special => Content::Special,
+            };
+            let error = match r.u8()? {
+                0 => None,
+                1 => Some(r.string()?),
+                _ => return Err(Error::corrupt(what, "bad error flag")),
+            };
+            nodes.push(Node {
+                name,
+                meta: Metadata {
+                    mode,
+                    uid,
+                    gid,
+                    mtime_ns,
+                    ctime_ns,
+                    inode,
+                    size,
+                    xattrs,
+                },
+                content,
+                error,
+            });
+        }
+        r.finish()?;
+        Ok(Tree { nodes })
+    }
+
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn arb_name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(1u8..=255, 1..20)
+            .prop_filter("legal", |n| is_valid_name(n))
+    }
+
+    fn arb_node() -> impl Strategy<Value = Node> {
+        let content = prop_oneof![
+            proptest::collection::vec(any::<[u8; 32]>(), 0..5)
+                .prop_map(|c| Content::File { chunks: c.into_iter().map(Id).collect() }),
+            any::<[u8; 32]>().prop_map(|t| Content::Dir { tree: Id(t) }),
+            proptest::collection::vec(any::<u8>(), 1..30).prop_map(|t| Content::Symlink { target: t }),
+            Just(Content::Special),
+        ];
+        (
+            arb_name(),
+            (any::<u32>(), any::<u32>(), any::<u32>(), any::<i64>(), any::<i64>(), any::<u64>(), any::<u64>()),
+            proptest::collection::vec((arb_name(), any::<Vec<u8>>()), 0..3),
+            content,
+            proptest::option::of(".*"),
+        )
+            .prop_map(|(name, (mode, uid, gid, mtime_ns, ctime_ns, inode, size), xattrs, content, error)| Node {
+                name,
+                meta: Metadata { mode, uid, gid, mtime_ns, ctime_ns, inode, size, xattrs },
+                content,
+                error,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(mut nodes in proptest::collection::vec(arb_node(), 0..20)) {
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            nodes.dedup_by(|a, b| a.name == b.name);
+            let tree = Tree { nodes };
+            prop_assert_eq!(Tree::decode(&tree.encode(), "t").unwrap(), tree);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes: Vec<u8>) {
+            let _ = Tree::decode(&bytes, "t");
+        }
+    }
+
+    #[test]
+    fn dot_dot_and_slash_are_refused() {
+        for bad in [&b".."[..], b".", b"a/b", b""] {
+            let tree = Tree {
+                nodes: vec![Node {
+                    name: bad.to_vec(),
+                    meta: Metadata::default(),
+                    content: Content::Special,
+                    error: None,
+                }],
+            };
+            assert!(Tree::decode(&tree.encode(), "t").is_err(), "{bad:?}");
+        }
+    }
+}
