@@ -104,14 +104,21 @@ impl FirstError {
 }
 
 /// Backs up `source` into `store`.
-pub fn backup(store: &Store, source: &dyn Source, options: &BackupOptions) -> Result<BackupOutcome> {
+pub fn backup(
+    store: &Store,
+    source: &dyn Source,
+    options: &BackupOptions,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     let host = options.host.clone().unwrap_or_else(crate::host_name);
-    let source_name = options.source_name.clone().unwrap_or_else(|| source.location());
+    let source_name = options
+        .source_name
+        .clone()
+        .unwrap_or_else(|| source.location());
     let mut lock = store.lock(false, "backup")?;
     let mut index = store.index()?;
     let parent_root = if options.use_parent {
@@ -140,7 +147,8 @@ pub fn backup(store: &Store, source: &dyn Source, options: &BackupOptions) -> Re
         s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref));
         let uploaders: Vec<_> = (0..2)
             .map(|_| {
-                let (rx, storage, errors, uploaded) = (pack_rx.clone(), store.storage(), &errors, &uploaded);
+                let (rx, storage, errors, uploaded) =
+                    (pack_rx.clone(), store.storage(), &errors, &uploaded);
                 s.spawn(move || uploader(&**storage, rx, errors, uploaded))
             })
             .collect();
@@ -160,7 +168,12 @@ pub fn backup(store: &Store, source: &dyn Source, options: &BackupOptions) -> Re
             lock: &mut lock,
         };
         let root = walker.root(parent_root);
-        let Walker { summary, warnings, jobs, .. } = walker;
+        let Walker {
+            summary,
+            warnings,
+            jobs,
+            ..
+        } = walker;
         drop(jobs);
         for u in uploaders {
             let _ = u.join();
@@ -180,7 +193,9 @@ pub fn backup(store: &Store, source: &dyn Source, options: &BackupOptions) -> Re
         let state = State { packs };
         let sealed = state.seal(store.keys())?;
         let name = Id::of_object(&sealed);
-        store.storage().put(ObjectKind::State, &name.to_hex(), &sealed)?;
+        store
+            .storage()
+            .put(ObjectKind::State, &name.to_hex(), &sealed)?;
         index.add_state(name, &state)?;
     }
     if let Some(e) = errors.take() {
@@ -201,7 +216,9 @@ pub fn backup(store: &Store, source: &dyn Source, options: &BackupOptions) -> Re
     };
     let sealed = snapshot.seal(store.keys())?;
     let id = Id::of_object(&sealed);
-    store.storage().put(ObjectKind::Snapshot, &id.to_hex(), &sealed)?;
+    store
+        .storage()
+        .put(ObjectKind::Snapshot, &id.to_hex(), &sealed)?;
     Ok(BackupOutcome {
         id,
         snapshot,
@@ -228,7 +245,13 @@ fn seal_worker(keys: &Keys, jobs: Receiver<Job>, out: Sender<Sealed>, errors: &F
     }
 }
 
-fn packer(keys: &Keys, target: usize, blobs: Receiver<Sealed>, out: Sender<FinishedPack>, errors: &FirstError) {
+fn packer(
+    keys: &Keys,
+    target: usize,
+    blobs: Receiver<Sealed>,
+    out: Sender<FinishedPack>,
+    errors: &FirstError,
+) {
     let mut current: Option<PackBuilder> = None;
     let close = |builder: PackBuilder| -> bool {
         match builder.finish(keys) {
@@ -333,7 +356,12 @@ impl Walker<'_> {
         message
     }
 
-    fn dir(&mut self, path: &[u8], mut listing: Vec<crate::source::SourceEntry>, parent: Option<Id>) -> Result<Id> {
+    fn dir(
+        &mut self,
+        path: &[u8],
+        mut listing: Vec<crate::source::SourceEntry>,
+        parent: Option<Id>,
+    ) -> Result<Id> {
         let previous = parent.and_then(|id| self.store.read_tree(self.index, &id).ok());
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         listing.dedup_by(|a, b| a.name == b.name);
@@ -457,7 +485,13 @@ impl Walker<'_> {
                     self.store_blob(id, BlobKind::Data, data)?;
                 }
                 Ok(None) => return Ok((chunks, read, None)),
-                Err(e) => return Ok((chunks, read, Some(format!("read failed after {read} bytes: {e}")))),
+                Err(e) => {
+                    return Ok((
+                        chunks,
+                        read,
+                        Some(format!("read failed after {read} bytes: {e}")),
+                    ));
+                }
             }
         }
     }

@@ -84,7 +84,9 @@ pub fn find(store: &Store, spec: &str, filter: &SnapshotFilter) -> Result<(Id, S
             .ok_or_else(|| Error::NoSuchSnapshot(spec.to_string()));
     }
     let spec_lower = spec.to_ascii_lowercase();
-    let found: Vec<_> = matching.filter(|(id, _)| id.to_hex().starts_with(&spec_lower)).collect();
+    let found: Vec<_> = matching
+        .filter(|(id, _)| id.to_hex().starts_with(&spec_lower))
+        .collect();
     match found.len() {
         0 => Err(Error::NoSuchSnapshot(spec.to_string())),
         1 => Ok(found.into_iter().next().expect("one")),
@@ -104,7 +106,10 @@ pub enum Resolved {
 /// the root tree.
 pub fn resolve_path(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Result<Resolved> {
     let mut tree = store.read_tree(index, root)?;
-    let mut parts = path.split(|&b| b == b'/').filter(|p| !p.is_empty()).peekable();
+    let mut parts = path
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .peekable();
     if parts.peek().is_none() {
         return Ok(Resolved::Root(tree));
     }
@@ -139,7 +144,10 @@ pub fn list(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Result<Vec<
 /// Writes a file's content; returns the bytes written.
 pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Result<u64> {
     let Content::File { chunks } = &node.content else {
-        return Err(Error::InvalidArgument(format!("{} is not a file", node.name_lossy())));
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a file",
+            node.name_lossy()
+        )));
     };
     let mut written = 0;
     for id in chunks {
@@ -271,8 +279,16 @@ fn removed_or_added(
     out.push(Change {
         path: String::from_utf8_lossy(&path).into_owned(),
         kind,
-        old_size: if kind == ChangeKind::Removed { size } else { None },
-        new_size: if kind == ChangeKind::Added { size } else { None },
+        old_size: if kind == ChangeKind::Removed {
+            size
+        } else {
+            None
+        },
+        new_size: if kind == ChangeKind::Added {
+            size
+        } else {
+            None
+        },
     });
     if let Content::Dir { tree } = &node.content {
         for child in store.read_tree(index, tree)?.nodes {

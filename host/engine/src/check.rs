@@ -81,7 +81,9 @@ struct Findings {
 
 impl Findings {
     fn object(&mut self, object: String, problem: String) {
-        self.objects.entry(object).or_insert((problem, BTreeSet::new()));
+        self.objects
+            .entry(object)
+            .or_insert((problem, BTreeSet::new()));
     }
     fn affects(&mut self, object: &str, what: String) {
         if let Some((_, set)) = self.objects.get_mut(object) {
@@ -106,7 +108,10 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
     for damaged in &index.damaged {
         findings.object(
             format!("state {}", short(&damaged.name)),
-            format!("{} (blobs it lists are unknown until it is repaired)", damaged.error),
+            format!(
+                "{} (blobs it lists are unknown until it is repaired)",
+                damaged.error
+            ),
         );
     }
     let list = browse::snapshots(store)?;
@@ -192,7 +197,11 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
             }
             continue;
         };
-        let end = blobs.iter().map(|(_, l)| l.offset as u64 + l.length as u64).max().unwrap_or(0);
+        let end = blobs
+            .iter()
+            .map(|(_, l)| l.offset as u64 + l.length as u64)
+            .max()
+            .unwrap_or(0);
         if size < end + 4 {
             for (id, l) in blobs {
                 if l.offset as u64 + l.length as u64 > size {
@@ -206,7 +215,14 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
     }
     report.packs = by_pack.len() as u64;
     if !options.fast {
-        verify_packs(store, &to_read, &by_pack, options, &mut findings, &mut report);
+        verify_packs(
+            store,
+            &to_read,
+            &by_pack,
+            options,
+            &mut findings,
+            &mut report,
+        );
     }
 
     // Walk 2, only when something is damaged: name what it affects.
@@ -214,7 +230,15 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
         let mut memo: HashMap<Id, bool> = HashMap::new();
         for (snap_id, snap) in &chosen {
             let label = format!("snapshot {}", snap_id.short());
-            name_affected(store, &index, &snap.root, b"", &label, &mut findings, &mut memo);
+            name_affected(
+                store,
+                &index,
+                &snap.root,
+                b"",
+                &label,
+                &mut findings,
+                &mut memo,
+            );
         }
     }
 
@@ -258,7 +282,10 @@ fn check_keys_and_locks(store: &Store, findings: &mut Findings) -> Result<()> {
     }
     for (name, info) in lock::list(&**store.storage(), store.keys())? {
         if let Err(e) = info {
-            findings.object(format!("lock {}", short(&name)), format!("{e} (remove it with unlock)"));
+            findings.object(
+                format!("lock {}", short(&name)),
+                format!("{e} (remove it with unlock)"),
+            );
         }
     }
     Ok(())
@@ -284,7 +311,8 @@ fn verify_packs(
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
-                    let Some(pack_id) = next.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                    let Some(pack_id) = next.lock().unwrap_or_else(|p| p.into_inner()).next()
+                    else {
                         return;
                     };
                     let blobs = &by_pack[pack_id];
@@ -324,7 +352,10 @@ fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, Location)]) -> PackOut
             return PackOutcome {
                 bytes: 0,
                 pack_problem: Some(e.to_string()),
-                bad: blobs.iter().map(|(id, _)| (*id, "pack unreadable".into())).collect(),
+                bad: blobs
+                    .iter()
+                    .map(|(id, _)| (*id, "pack unreadable".into()))
+                    .collect(),
             };
         }
     };
@@ -332,7 +363,10 @@ fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, Location)]) -> PackOut
     match pack::read_footer(store.keys(), pack_id, &bytes) {
         Ok(entries) => {
             let listed: HashSet<(Id, u32)> = entries.iter().map(|e| (e.id, e.offset)).collect();
-            if blobs.iter().any(|(id, l)| !listed.contains(&(*id, l.offset))) {
+            if blobs
+                .iter()
+                .any(|(id, l)| !listed.contains(&(*id, l.offset)))
+            {
                 pack_problem = Some("footer disagrees with the index".into());
             }
         }

@@ -126,7 +126,9 @@ mod tests {
         let mut state = seed;
         (0..len)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 56) as u8
             })
             .collect()
@@ -160,7 +162,10 @@ mod tests {
         for c in &chunks[..chunks.len() - 1] {
             assert!(c.len() >= 4096 && c.len() <= 65536, "{}", c.len());
         }
-        let trickled: Vec<Vec<u8>> = chunker.chunks(Trickle(&input)).map(Result::unwrap).collect();
+        let trickled: Vec<Vec<u8>> = chunker
+            .chunks(Trickle(&input))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(trickled, chunks, "cut points must not depend on read sizes");
     }
 
@@ -170,7 +175,8 @@ mod tests {
         let mut edited = input.clone();
         edited.insert(1_000_000, 0xAB);
         let chunker = Chunker::new(small(), 7);
-        let a: std::collections::HashSet<Vec<u8>> = chunker.chunks(&input[..]).map(Result::unwrap).collect();
+        let a: std::collections::HashSet<Vec<u8>> =
+            chunker.chunks(&input[..]).map(Result::unwrap).collect();
         let b: Vec<Vec<u8>> = chunker.chunks(&edited[..]).map(Result::unwrap).collect();
         let new = b.iter().filter(|c| !a.contains(*c)).count();
         assert!(new <= 2, "{new} new chunks after a one-byte insert");

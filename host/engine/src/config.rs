@@ -97,7 +97,10 @@ impl ConfigFile {
         if expected == self.mac {
             self.body.chunker.validate()
         } else {
-            Err(Error::corrupt("config", "MAC mismatch: the config was modified"))
+            Err(Error::corrupt(
+                "config",
+                "MAC mismatch: the config was modified",
+            ))
         }
     }
 }

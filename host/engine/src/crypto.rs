@@ -149,7 +149,13 @@ impl Keys {
     }
 
     /// Verifies and decrypts; `what` names the object in the error.
-    pub fn open(&self, domain: Domain, context: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+    pub fn open(
+        &self,
+        domain: Domain,
+        context: &[u8],
+        sealed: &[u8],
+        what: &str,
+    ) -> Result<Vec<u8>> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(Error::corrupt(what, "too short to be sealed"));
         }

@@ -95,7 +95,12 @@ pub fn wrap(
 }
 
 /// Unwraps the master key; `Ok(None)` when the passphrase is not this key's.
-pub fn unwrap(key: &KeyFile, passphrase: &[u8], store_id: &str, name: &str) -> Result<Option<MasterKey>> {
+pub fn unwrap(
+    key: &KeyFile,
+    passphrase: &[u8],
+    store_id: &str,
+    name: &str,
+) -> Result<Option<MasterKey>> {
     let what = format!("key {name}");
     if key.version != 1 || key.algorithm != "argon2id" {
         return Err(Error::corrupt(what, "unknown key format"));
@@ -140,7 +145,16 @@ mod tests {
     #[test]
     fn right_passphrase_unwraps_wrong_does_not() {
         let master = MasterKey([9; 32]);
-        let key = wrap(&master, b"secret", KdfParams::insecure_for_tests(), "s1", "h", "u", 0).unwrap();
+        let key = wrap(
+            &master,
+            b"secret",
+            KdfParams::insecure_for_tests(),
+            "s1",
+            "h",
+            "u",
+            0,
+        )
+        .unwrap();
         let back = unwrap(&key, b"secret", "s1", "k").unwrap().unwrap();
         assert_eq!(back.0, master.0);
         assert!(unwrap(&key, b"wrong", "s1", "k").unwrap().is_none());

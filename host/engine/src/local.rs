@@ -85,7 +85,11 @@ fn metadata_of(path: &Path, meta: &fs::Metadata, kind: EntryKind) -> Metadata {
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         inode: meta.ino(),
-        size: if kind == EntryKind::File { meta.len() } else { 0 },
+        size: if kind == EntryKind::File {
+            meta.len()
+        } else {
+            0
+        },
         xattrs,
     }
 }
@@ -177,11 +181,17 @@ impl Destination for LocalDestination {
             if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
                 remove_any(&path)?;
             }
-            options.create(true).truncate(true).custom_flags(libc::O_NOFOLLOW);
+            options
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW);
         } else {
             options.create_new(true);
         }
-        Ok(Box::new(io::BufWriter::with_capacity(1 << 20, options.open(path)?)))
+        Ok(Box::new(io::BufWriter::with_capacity(
+            1 << 20,
+            options.open(path)?,
+        )))
     }
 
     fn symlink(&self, rel: &[u8], target: &[u8], overwrite: bool) -> io::Result<()> {

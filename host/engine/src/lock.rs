@@ -45,7 +45,11 @@ impl LockInfo {
     pub fn describe(&self) -> String {
         format!(
             "{} lock held by {} (pid {}) on {} since {}",
-            if self.exclusive { "an exclusive" } else { "a shared" },
+            if self.exclusive {
+                "an exclusive"
+            } else {
+                "a shared"
+            },
             self.purpose,
             self.pid,
             self.host,
@@ -69,7 +73,9 @@ pub fn list(storage: &dyn Storage, keys: &Keys) -> Result<Vec<(String, Result<Lo
         let info = storage
             .get(ObjectKind::Lock, &object.name)
             .map_err(Error::from)
-            .and_then(|sealed| keys.open(Domain::Lock, b"", &sealed, &format!("lock {}", object.name)))
+            .and_then(|sealed| {
+                keys.open(Domain::Lock, b"", &sealed, &format!("lock {}", object.name))
+            })
             .and_then(|plain| {
                 serde_json::from_slice::<LockInfo>(&plain)
                     .map_err(|e| Error::corrupt(format!("lock {}", object.name), e.to_string()))

@@ -92,7 +92,10 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     if let Some(d) = index.damaged.first() {
         return Err(Error::corrupt(
             format!("state {}", d.name),
-            format!("{}; maintenance would drop the blobs it lists, so it stops (run check)", d.error),
+            format!(
+                "{}; maintenance would drop the blobs it lists, so it stops (run check)",
+                d.error
+            ),
         ));
     }
     let list = browse::snapshots(store)?;
@@ -206,7 +209,11 @@ fn entry(id: Id, l: &Location) -> PackEntry {
 
 /// Every blob any snapshot reaches. A tree that cannot be read stops
 /// maintenance: what lies below it is unknown, so nothing may be deleted.
-fn reachable_blobs(store: &Store, index: &Index, roots: impl Iterator<Item = Id>) -> Result<HashSet<Id>> {
+fn reachable_blobs(
+    store: &Store,
+    index: &Index,
+    roots: impl Iterator<Item = Id>,
+) -> Result<HashSet<Id>> {
     let mut reachable = HashSet::new();
     let mut pending: Vec<Id> = roots.collect();
     while let Some(id) = pending.pop() {
@@ -231,13 +238,18 @@ fn reachable_blobs(store: &Store, index: &Index, roots: impl Iterator<Item = Id>
 }
 
 /// Copies live blobs (still sealed) out of mostly-dead packs into new packs.
-fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result<Vec<(Id, Vec<PackEntry>, u64)>> {
+fn write_repacked(
+    store: &Store,
+    repack: &[(Id, Vec<(Id, Location)>)],
+) -> Result<Vec<(Id, Vec<PackEntry>, u64)>> {
     let target = store.config().pack_target as usize;
     let mut written = Vec::new();
     let mut builder = PackBuilder::new(target)?;
     let flush = |builder: PackBuilder, written: &mut Vec<_>| -> Result<()> {
         let pack = builder.finish(store.keys())?;
-        store.storage().put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes)?;
+        store
+            .storage()
+            .put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes)?;
         written.push((pack.name, pack.entries, pack.bytes.len() as u64));
         Ok(())
     };
@@ -246,7 +258,12 @@ fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result
         for (id, l) in live {
             let sealed = bytes
                 .get(l.offset as usize..l.offset as usize + l.length as usize)
-                .ok_or_else(|| Error::corrupt(format!("pack {}", pack.short()), "shorter than its index says"))?;
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("pack {}", pack.short()),
+                        "shorter than its index says",
+                    )
+                })?;
             builder.add(*id, l.kind, l.raw_length, sealed);
             if builder.len() >= target {
                 let full = std::mem::replace(&mut builder, PackBuilder::new(target)?);
@@ -327,10 +344,12 @@ fn sweep_orphans(
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        std::fs::write(&path, serde_json::to_vec(&next).expect("marks serialize")).map_err(|e| Error::Cache {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        std::fs::write(&path, serde_json::to_vec(&next).expect("marks serialize")).map_err(
+            |e| Error::Cache {
+                path: path.display().to_string(),
+                source: e,
+            },
+        )?;
     }
     Ok(())
 }

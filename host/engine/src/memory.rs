@@ -43,7 +43,12 @@ impl Source for MemoryTree {
     }
 
     fn list(&self, path: &[u8]) -> io::Result<Vec<SourceEntry>> {
-        if !path.is_empty() && self.entries.get(path).is_none_or(|e| e.kind != EntryKind::Dir) {
+        if !path.is_empty()
+            && self
+                .entries
+                .get(path)
+                .is_none_or(|e| e.kind != EntryKind::Dir)
+        {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
         }
         Ok(self

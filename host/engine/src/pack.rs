@@ -110,7 +110,8 @@ pub fn decode_footer(bytes: &[u8], what: &str) -> Result<Vec<PackEntry>> {
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
         let id = Id(r.array()?);
-        let kind = BlobKind::from_u8(r.u8()?).ok_or_else(|| Error::corrupt(what, "unknown blob kind"))?;
+        let kind =
+            BlobKind::from_u8(r.u8()?).ok_or_else(|| Error::corrupt(what, "unknown blob kind"))?;
         let mut small = || -> Result<u32> {
             u32::try_from(r.varint()?).map_err(|_| Error::corrupt(what, "offset out of range"))
         };
@@ -165,15 +166,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry() -> impl Strategy<Value = PackEntry> {
-        (any::<[u8; 32]>(), any::<bool>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
-            |(id, tree, offset, length, raw_length)| PackEntry {
+        (
+            any::<[u8; 32]>(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(|(id, tree, offset, length, raw_length)| PackEntry {
                 id: Id(id),
                 kind: if tree { BlobKind::Tree } else { BlobKind::Data },
                 offset,
                 length,
                 raw_length,
-            },
-        )
+            })
     }
 
     proptest! {
@@ -199,7 +205,10 @@ mod tests {
         let entries = read_footer(&keys, &pack.name, &pack.bytes).unwrap();
         assert_eq!(entries, pack.entries);
         let e = entries[1];
-        assert_eq!(&pack.bytes[e.offset as usize..][..e.length as usize], b"xyz");
+        assert_eq!(
+            &pack.bytes[e.offset as usize..][..e.length as usize],
+            b"xyz"
+        );
         for i in [0, pack.bytes.len() / 2, pack.bytes.len() - 1] {
             let mut bad = pack.bytes.clone();
             bad[i] ^= 1;

@@ -115,7 +115,13 @@ pub fn restore(
             };
             let _ = match target {
                 browse::Resolved::Root(tree) => planner.dir(b"", &tree),
-                browse::Resolved::Node(node) => planner.node(node.name.clone(), node),
+                browse::Resolved::Node(node) => match &node.content {
+                    Content::Dir { tree } => match store.read_tree(planner_index, tree) {
+                        Ok(tree) => planner.dir(b"", &tree),
+                        Err(e) => planner.send(Step::Problem(node.name.clone(), e.to_string())),
+                    },
+                    _ => planner.node(node.name.clone(), node),
+                },
             };
         });
         write_steps(step_rx, destination, options, &mut outcome)
@@ -148,7 +154,10 @@ impl Planner<'_> {
 
     fn node(&mut self, path: Vec<u8>, node: Node) -> Result<(), Stop> {
         if let Some(e) = &node.error {
-            self.send(Step::Problem(path.clone(), format!("was not backed up whole: {e}")))?;
+            self.send(Step::Problem(
+                path.clone(),
+                format!("was not backed up whole: {e}"),
+            ))?;
         }
         match &node.content {
             Content::Dir { tree } => {
@@ -175,6 +184,10 @@ impl Planner<'_> {
     }
 }
 
+/// A file being written: path, its node, the writer, and the first chunk
+/// that could not be read (the rest of the file is then skipped).
+type OpenFile = (Vec<u8>, Node, Box<dyn Write + Send>, Option<String>);
+
 fn write_steps(
     steps: Receiver<Step>,
     dest: &dyn Destination,
@@ -185,7 +198,7 @@ fn write_steps(
         path: String::from_utf8_lossy(path).into_owned(),
         source: e,
     };
-    let mut file: Option<(Vec<u8>, Node, Box<dyn Write + Send>, Option<String>)> = None;
+    let mut file: Option<OpenFile> = None;
     for step in steps {
         match step {
             Step::Dir(path) => {
@@ -203,11 +216,17 @@ fn write_steps(
                 file = Some((path, node, writer, None));
             }
             Step::Chunk(result) => {
-                let Some((path, _, writer, failure)) = file.as_mut() else { continue };
+                let Some((path, _, writer, failure)) = file.as_mut() else {
+                    continue;
+                };
                 if failure.is_some() {
                     continue;
                 }
-                match result.recv().map_err(|_| Error::Interrupted).and_then(|r| r) {
+                match result
+                    .recv()
+                    .map_err(|_| Error::Interrupted)
+                    .and_then(|r| r)
+                {
                     Ok(data) => {
                         writer.write_all(&data).map_err(|e| dest_err(path, e))?;
                         outcome.bytes += data.len() as u64;
@@ -217,19 +236,25 @@ fn write_steps(
                 }
             }
             Step::FileDone => {
-                let Some((path, node, mut writer, failure)) = file.take() else { continue };
+                let Some((path, node, mut writer, failure)) = file.take() else {
+                    continue;
+                };
                 writer.flush().map_err(|e| dest_err(&path, e))?;
                 drop(writer);
                 dest.set_metadata(&path, EntryKind::File, &node.meta)
                     .map_err(|e| dest_err(&path, e))?;
                 if let Some(f) = failure {
-                    outcome.errors.push((String::from_utf8_lossy(&path).into_owned(), f));
+                    outcome
+                        .errors
+                        .push((String::from_utf8_lossy(&path).into_owned(), f));
                 }
                 outcome.files += 1;
                 options.progress.items(1);
             }
             Step::Symlink { path, node } => {
-                let Content::Symlink { target } = &node.content else { continue };
+                let Content::Symlink { target } = &node.content else {
+                    continue;
+                };
                 dest.symlink(&path, target, options.overwrite)
                     .map_err(|e| dest_err(&path, e))?;
                 dest.set_metadata(&path, EntryKind::Symlink, &node.meta)

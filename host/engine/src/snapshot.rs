@@ -95,7 +95,20 @@ impl Snapshot {
             *slot = r.varint()?;
         }
         r.finish()?;
-        let [files, dirs, symlinks, specials, errors, logical_bytes, files_read, files_unchanged, bytes_read, blobs_added, bytes_added, duration_ms] = v;
+        let [
+            files,
+            dirs,
+            symlinks,
+            specials,
+            errors,
+            logical_bytes,
+            files_read,
+            files_unchanged,
+            bytes_read,
+            blobs_added,
+            bytes_added,
+            duration_ms,
+        ] = v;
         Ok(Snapshot {
             time_ns,
             host,

@@ -69,7 +69,9 @@ impl Store {
     ) -> Result<Store> {
         options.chunker.validate()?;
         if options.pack_target < 1024 * 1024 || options.pack_target > 1024 * 1024 * 1024 {
-            return Err(Error::InvalidArgument("pack target must be 1 MiB to 1 GiB".into()));
+            return Err(Error::InvalidArgument(
+                "pack target must be 1 MiB to 1 GiB".into(),
+            ));
         }
         match storage.get(ObjectKind::Config, "config") {
             Ok(_) => return Err(Error::StoreExists(storage.location())),
@@ -88,9 +90,25 @@ impl Store {
         // The key goes first: a config without a key would be a store nobody
         // can open, while a key without a config is not a store at all.
         let key_name = random_name(16)?;
-        let key = keys::wrap(&master, passphrase, options.kdf, &body.store_id, &crate::host_name(), &crate::user_name(), body.created)?;
-        storage.put(ObjectKind::Key, &key_name, &serde_json::to_vec_pretty(&key).expect("key serializes"))?;
-        storage.put(ObjectKind::Config, "config", &ConfigFile::seal(body.clone(), &keys)?)?;
+        let key = keys::wrap(
+            &master,
+            passphrase,
+            options.kdf,
+            &body.store_id,
+            &crate::host_name(),
+            &crate::user_name(),
+            body.created,
+        )?;
+        storage.put(
+            ObjectKind::Key,
+            &key_name,
+            &serde_json::to_vec_pretty(&key).expect("key serializes"),
+        )?;
+        storage.put(
+            ObjectKind::Config,
+            "config",
+            &ConfigFile::seal(body.clone(), &keys)?,
+        )?;
         Ok(Store {
             cache_dir: cache_root.map(|r| r.join(&body.store_id)),
             storage,
@@ -102,7 +120,11 @@ impl Store {
     }
 
     /// Opens a store with any of its passphrases.
-    pub fn open(storage: Arc<dyn Storage>, passphrase: &[u8], cache_root: Option<PathBuf>) -> Result<Store> {
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        passphrase: &[u8],
+        cache_root: Option<PathBuf>,
+    ) -> Result<Store> {
         let config = match storage.get(ObjectKind::Config, "config") {
             Ok(bytes) => ConfigFile::parse(&bytes)?,
             Err(StorageError::NotFound { .. }) => return Err(Error::NoStore(storage.location())),
@@ -117,7 +139,9 @@ impl Store {
                     serde_json::from_slice::<KeyFile>(&bytes)
                         .map_err(|e| Error::corrupt(format!("key {}", object.name), e.to_string()))
                 })
-                .and_then(|key| keys::unwrap(&key, passphrase, &config.body.store_id, &object.name));
+                .and_then(|key| {
+                    keys::unwrap(&key, passphrase, &config.body.store_id, &object.name)
+                });
             match parsed {
                 Ok(Some(master)) => {
                     let keys = Keys::derive(&master);
@@ -169,8 +193,20 @@ impl Store {
     /// Adds a passphrase; returns the new key's name.
     pub fn add_key(&self, passphrase: &[u8], kdf: KdfParams) -> Result<String> {
         let name = random_name(16)?;
-        let key = keys::wrap(&self.master, passphrase, kdf, &self.config.store_id, &crate::host_name(), &crate::user_name(), now_secs_i64())?;
-        self.storage.put(ObjectKind::Key, &name, &serde_json::to_vec_pretty(&key).expect("key serializes"))?;
+        let key = keys::wrap(
+            &self.master,
+            passphrase,
+            kdf,
+            &self.config.store_id,
+            &crate::host_name(),
+            &crate::user_name(),
+            now_secs_i64(),
+        )?;
+        self.storage.put(
+            ObjectKind::Key,
+            &name,
+            &serde_json::to_vec_pretty(&key).expect("key serializes"),
+        )?;
         Ok(name)
     }
 
@@ -199,7 +235,12 @@ impl Store {
                 "cannot remove the key this session opened the store with; open with another passphrase".into(),
             ));
         }
-        if !self.storage.list(ObjectKind::Key)?.iter().any(|k| k.name == name) {
+        if !self
+            .storage
+            .list(ObjectKind::Key)?
+            .iter()
+            .any(|k| k.name == name)
+        {
             return Err(Error::InvalidArgument(format!("no key named {name}")));
         }
         self.storage.delete(ObjectKind::Key, name)?;
@@ -225,17 +266,19 @@ impl Store {
             location.length.into(),
         )?;
         if sealed.len() != location.length as usize {
-            return Err(Error::corrupt(format!("pack {}", location.pack.short()), "truncated"));
+            return Err(Error::corrupt(
+                format!("pack {}", location.pack.short()),
+                "truncated",
+            ));
         }
         blob::open(&self.keys, location.kind, id, &sealed)
     }
 
     /// Reads a blob the index must know.
     pub fn read_indexed(&self, index: &Index, id: &Id, kind: BlobKind) -> Result<Vec<u8>> {
-        let location = index
-            .lookup(id)
-            .filter(|l| l.kind == kind)
-            .ok_or_else(|| Error::corrupt(format!("blob {}", id.short()), "missing from the index"))?;
+        let location = index.lookup(id).filter(|l| l.kind == kind).ok_or_else(|| {
+            Error::corrupt(format!("blob {}", id.short()), "missing from the index")
+        })?;
         self.read_blob(id, &location)
     }
 

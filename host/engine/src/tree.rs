@@ -157,8 +157,10 @@ impl Tree {
             if nodes.last().is_some_and(|prev| prev.name >= name) {
                 return Err(Error::corrupt(what, "entries not sorted or duplicated"));
             }
-            let kind = EntryKind::from_u8(r.u8()?).ok_or_else(|| Error::corrupt(what, "unknown entry kind"))?;
-            let small = |v: u64| u32::try_from(v).map_err(|_| Error::corrupt(what, "field out of range"));
+            let kind = EntryKind::from_u8(r.u8()?)
+                .ok_or_else(|| Error::corrupt(what, "unknown entry kind"))?;
+            let small =
+                |v: u64| u32::try_from(v).map_err(|_| Error::corrupt(what, "field out of range"));
             let mode = small(r.varint()?)?;
             let uid = small(r.varint()?)?;
             let gid = small(r.varint()?)?;
@@ -182,7 +184,9 @@ impl Tree {
                     }
                     Content::File { chunks }
                 }
-                EntryKind::Dir => Content::Dir { tree: Id(r.array()?) },
+                EntryKind::Dir => Content::Dir {
+                    tree: Id(r.array()?),
+                },
                 EntryKind::Symlink => Content::Symlink {
                     target: r.bytes()?.to_vec(),
                 },
@@ -227,31 +231,57 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub fn arb_name() -> impl Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(1u8..=255, 1..20)
-            .prop_filter("legal", |n| is_valid_name(n))
+        proptest::collection::vec(1u8..=255, 1..20).prop_filter("legal", |n| is_valid_name(n))
     }
 
     fn arb_node() -> impl Strategy<Value = Node> {
         let content = prop_oneof![
-            proptest::collection::vec(any::<[u8; 32]>(), 0..5)
-                .prop_map(|c| Content::File { chunks: c.into_iter().map(Id).collect() }),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..5).prop_map(|c| Content::File {
+                chunks: c.into_iter().map(Id).collect()
+            }),
             any::<[u8; 32]>().prop_map(|t| Content::Dir { tree: Id(t) }),
-            proptest::collection::vec(any::<u8>(), 1..30).prop_map(|t| Content::Symlink { target: t }),
+            proptest::collection::vec(any::<u8>(), 1..30)
+                .prop_map(|t| Content::Symlink { target: t }),
             Just(Content::Special),
         ];
         (
             arb_name(),
-            (any::<u32>(), any::<u32>(), any::<u32>(), any::<i64>(), any::<i64>(), any::<u64>(), any::<u64>()),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
             proptest::collection::vec((arb_name(), any::<Vec<u8>>()), 0..3),
             content,
             proptest::option::of(".*"),
         )
-            .prop_map(|(name, (mode, uid, gid, mtime_ns, ctime_ns, inode, size), xattrs, content, error)| Node {
-                name,
-                meta: Metadata { mode, uid, gid, mtime_ns, ctime_ns, inode, size, xattrs },
-                content,
-                error,
-            })
+            .prop_map(
+                |(
+                    name,
+                    (mode, uid, gid, mtime_ns, ctime_ns, inode, size),
+                    xattrs,
+                    content,
+                    error,
+                )| Node {
+                    name,
+                    meta: Metadata {
+                        mode,
+                        uid,
+                        gid,
+                        mtime_ns,
+                        ctime_ns,
+                        inode,
+                        size,
+                        xattrs,
+                    },
+                    content,
+                    error,
+                },
+            )
     }
 
     proptest! {

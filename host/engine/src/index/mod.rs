@@ -50,7 +50,9 @@ impl Index {
             for path in run_files(dir)? {
                 let keep = Run::open(&path).ok().filter(|run| {
                     let states = run.states();
-                    states.iter().all(|s| current.contains(s) && !covered.contains(s))
+                    states
+                        .iter()
+                        .all(|s| current.contains(s) && !covered.contains(s))
                 });
                 match keep {
                     Some(run) => {
@@ -189,7 +191,11 @@ mod tests {
         let entries = (0..n)
             .map(|i| PackEntry {
                 id: Id(*blake3::hash(&[seed, (i % 256) as u8, (i / 256) as u8]).as_bytes()),
-                kind: if i % 2 == 0 { BlobKind::Data } else { BlobKind::Tree },
+                kind: if i % 2 == 0 {
+                    BlobKind::Data
+                } else {
+                    BlobKind::Tree
+                },
                 offset: i as u32 * 10,
                 length: 10,
                 raw_length: 5,
@@ -204,7 +210,11 @@ mod tests {
     fn runs_find_every_record_and_merge_losslessly() {
         let dir = tempfile::tempdir().unwrap();
         for cache in [Some(dir.path()), None] {
-            let mut index = Index { runs: vec![], dir: cache.map(Path::to_path_buf), damaged: vec![] };
+            let mut index = Index {
+                runs: vec![],
+                dir: cache.map(Path::to_path_buf),
+                damaged: vec![],
+            };
             let states: Vec<State> = (0..12).map(|s| state(s, 300)).collect();
             for (i, s) in states.iter().enumerate() {
                 index.add_state(Id([i as u8 + 100; 32]), s).unwrap();
@@ -215,7 +225,10 @@ mod tests {
             for s in &states {
                 for e in &s.packs[0].1 {
                     let l = index.lookup(&e.id).expect("present");
-                    assert_eq!((l.pack, l.offset, l.kind, l.raw_length), (s.packs[0].0, e.offset, e.kind, 5));
+                    assert_eq!(
+                        (l.pack, l.offset, l.kind, l.raw_length),
+                        (s.packs[0].0, e.offset, e.kind, 5)
+                    );
                 }
             }
             assert!(index.lookup(&Id([0xff; 32])).is_none());

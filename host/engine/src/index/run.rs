@@ -65,8 +65,12 @@ pub struct Run {
 
 impl Run {
     /// Encodes a run from records (sorted here) into any writer.
-    fn write_to<W: Write + ?Sized>(out: &mut W, states: &[Id], records: &mut [Record]) -> std::io::Result<()> {
-        records.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    fn write_to<W: Write + ?Sized>(
+        out: &mut W,
+        states: &[Id],
+        records: &mut [Record],
+    ) -> std::io::Result<()> {
+        records.sort_unstable_by_key(|r| r.id);
         let mut packs: Vec<Id> = records.iter().map(|r| r.location.pack).collect();
         packs.sort_unstable();
         packs.dedup();
@@ -78,7 +82,12 @@ impl Run {
         Ok(())
     }
 
-    fn write_header<W: Write + ?Sized>(out: &mut W, states: &[Id], packs: &[Id], count: u64) -> std::io::Result<()> {
+    fn write_header<W: Write + ?Sized>(
+        out: &mut W,
+        states: &[Id],
+        packs: &[Id],
+        count: u64,
+    ) -> std::io::Result<()> {
         out.write_all(MAGIC)?;
         out.write_all(&(states.len() as u32).to_le_bytes())?;
         out.write_all(&(packs.len() as u32).to_le_bytes())?;
@@ -110,7 +119,10 @@ impl Run {
     pub fn merge(dir: Option<&Path>, runs: &[Run]) -> Result<Run> {
         let mut states: Vec<Id> = runs.iter().flat_map(|r| r.states()).collect();
         states.sort_unstable();
-        let mut packs: Vec<Id> = runs.iter().flat_map(|r| (0..r.packs).map(|i| r.pack(i))).collect();
+        let mut packs: Vec<Id> = runs
+            .iter()
+            .flat_map(|r| (0..r.packs).map(|i| r.pack(i)))
+            .collect();
         packs.sort_unstable();
         packs.dedup();
         let total: usize = runs.iter().map(|r| r.records).sum();
@@ -187,7 +199,9 @@ impl Run {
 
     /// The states this run was built from.
     pub fn states(&self) -> Vec<Id> {
-        (0..self.states).map(|i| self.id_at(HEADER + 32 * i)).collect()
+        (0..self.states)
+            .map(|i| self.id_at(HEADER + 32 * i))
+            .collect()
     }
 
     fn id_at(&self, offset: usize) -> Id {
@@ -224,7 +238,11 @@ impl Run {
             offset: self.u32_at(o + 4),
             length: self.u32_at(o + 8),
             raw_length: raw & !KIND_BIT,
-            kind: if raw & KIND_BIT != 0 { BlobKind::Tree } else { BlobKind::Data },
+            kind: if raw & KIND_BIT != 0 {
+                BlobKind::Tree
+            } else {
+                BlobKind::Data
+            },
         }
     }
 
@@ -254,7 +272,8 @@ impl Run {
                 if khi == klo {
                     lo
                 } else {
-                    lo + ((u128::from(target - klo) * (hi - lo) as u128) / u128::from(khi - klo)) as usize
+                    lo + ((u128::from(target - klo) * (hi - lo) as u128) / u128::from(khi - klo))
+                        as usize
                 }
             } else {
                 lo + (hi - lo) / 2
@@ -274,13 +293,22 @@ impl Run {
     }
 }
 
-fn write_record<W: Write + ?Sized>(out: &mut W, id: &Id, pack: u32, l: &Location) -> std::io::Result<()> {
+fn write_record<W: Write + ?Sized>(
+    out: &mut W,
+    id: &Id,
+    pack: u32,
+    l: &Location,
+) -> std::io::Result<()> {
     let mut rec = [0u8; RECORD];
     rec[..32].copy_from_slice(&id.0);
     rec[32..36].copy_from_slice(&pack.to_le_bytes());
     rec[36..40].copy_from_slice(&l.offset.to_le_bytes());
     rec[40..44].copy_from_slice(&l.length.to_le_bytes());
-    let kind = if l.kind == BlobKind::Tree { KIND_BIT } else { 0 };
+    let kind = if l.kind == BlobKind::Tree {
+        KIND_BIT
+    } else {
+        0
+    };
     rec[44..48].copy_from_slice(&(l.raw_length | kind).to_le_bytes());
     out.write_all(&rec)
 }
@@ -303,10 +331,7 @@ fn cache_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-fn write_file(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
+fn write_file(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);

@@ -147,5 +147,5 @@ pub fn is_valid_name(name: &str) -> bool {
         && name.len() <= 128
         && name
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'z').contains(&b))
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }

@@ -1,0 +1,282 @@
+//! Helpers shared by the engine's integration tests: deterministic data,
+//! generated trees on disk, stores in temporary directories, and a
+//! comparison of two directory trees by bytes and metadata.
+#![allow(dead_code)]
+
+use kast_engine::keys::KdfParams;
+use kast_engine::local::{LocalDestination, LocalSource};
+use kast_engine::storage::LocalStorage;
+use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const PASS: &[u8] = b"correct horse battery staple";
+
+/// SplitMix64: fast, seeded, good enough to make incompressible test data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Writes `len` random bytes to `path` in pieces, never holding it whole.
+pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut rng = Rng(seed);
+    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(1 << 20);
+        f.write_all(&rng.bytes(n as usize)).unwrap();
+        left -= n;
+    }
+    f.flush().unwrap();
+}
+
+/// A store in a temporary directory with fast (test-only) key derivation.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = create_store(&dir.path().join("store"), Some(dir.path().join("cache")));
+        TestStore { dir, store }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn reopen(&self) -> Store {
+        open_store(&self.store_path(), Some(self.dir.path().join("cache"))).unwrap()
+    }
+
+    pub fn backup(&self, source: &Path) -> kast_engine::BackupOutcome {
+        backup_dir(&self.store, source)
+    }
+
+    pub fn restore_to(
+        &self,
+        snapshot: &kast_engine::crypto::Id,
+        target: &Path,
+    ) -> kast_engine::RestoreOutcome {
+        let dest = LocalDestination::new(target).unwrap();
+        kast_engine::restore(
+            &self.store,
+            snapshot,
+            b"",
+            &dest,
+            &RestoreOptions::default(),
+        )
+        .unwrap()
+    }
+
+    /// Sum of all pack sizes on storage.
+    pub fn pack_bytes(&self) -> u64 {
+        self.store
+            .storage()
+            .list(kast_engine::storage::ObjectKind::Pack)
+            .unwrap()
+            .iter()
+            .map(|o| o.size)
+            .sum()
+    }
+}
+
+pub fn create_options() -> CreateOptions {
+    CreateOptions {
+        kdf: KdfParams::insecure_for_tests(),
+        ..Default::default()
+    }
+}
+
+pub fn create_store(path: &Path, cache: Option<PathBuf>) -> Store {
+    Store::create(
+        Arc::new(LocalStorage::new(path)),
+        PASS,
+        &create_options(),
+        cache,
+    )
+    .unwrap()
+}
+
+pub fn open_store(path: &Path, cache: Option<PathBuf>) -> kast_engine::Result<Store> {
+    Store::open(Arc::new(LocalStorage::new(path)), PASS, cache)
+}
+
+pub fn backup_dir(store: &Store, source: &Path) -> kast_engine::BackupOutcome {
+    let src = LocalSource::new(source).unwrap();
+    kast_engine::backup(store, &src, &BackupOptions::default()).unwrap()
+}
+
+/// What a user compares after a restore: kind, bytes, mode, mtime,
+/// symlink target, and owner.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    File {
+        mode: u32,
+        mtime: i64,
+        mtime_ns: i64,
+        uid: u32,
+        gid: u32,
+        hash: String,
+        len: u64,
+    },
+    Dir {
+        mode: u32,
+        mtime: i64,
+        uid: u32,
+    },
+    Symlink {
+        target: Vec<u8>,
+        mtime: i64,
+    },
+}
+
+/// Every entry below `root`, keyed by relative path.
+pub fn snapshot_of_dir(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Seen>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let seen = if meta.file_type().is_symlink() {
+            Seen::Symlink {
+                target: fs::read_link(&path)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+                mtime: meta.mtime(),
+            }
+        } else if meta.is_dir() {
+            walk(root, &path, out);
+            Seen::Dir {
+                mode: meta.permissions().mode(),
+                mtime: meta.mtime(),
+                uid: meta.uid(),
+            }
+        } else {
+            let mut hasher = blake3::Hasher::new();
+            hasher
+                .update_reader(fs::File::open(&path).unwrap())
+                .unwrap();
+            Seen::File {
+                mode: meta.permissions().mode(),
+                mtime: meta.mtime(),
+                mtime_ns: meta.mtime_nsec(),
+                uid: meta.uid(),
+                gid: meta.gid(),
+                hash: hasher.finalize().to_hex().to_string(),
+                len: meta.len(),
+            }
+        };
+        out.insert(rel, seen);
+    }
+}
+
+/// Asserts that two trees hold the same entries, bytes and metadata.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let a = snapshot_of_dir(expected);
+    let b = snapshot_of_dir(actual);
+    for (path, seen) in &a {
+        match b.get(path) {
+            Some(other) => assert_eq!(seen, other, "entry {}", String::from_utf8_lossy(path)),
+            None => panic!("missing after restore: {}", String::from_utf8_lossy(path)),
+        }
+    }
+    assert_eq!(a.len(), b.len(), "restore has extra entries");
+}
+
+/// A tree with the shapes that break backup tools: empty files and dirs,
+/// deep nesting, unicode and odd byte names, symlinks (dangling too),
+/// unusual permissions, a file made of repeated content, and `big` bytes of
+/// incompressible data in one file.
+pub fn generate_tree(root: &Path, seed: u64, big: u64) {
+    use std::ffi::OsStr;
+    let mut rng = Rng(seed);
+    fs::create_dir_all(root).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::create_dir(root.join("empty-dir")).unwrap();
+    let mut deep = root.join("deep");
+    for i in 0..40 {
+        deep = deep.join(format!("level{i}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("bottom.txt"), b"at the bottom\n").unwrap();
+    fs::write(root.join("héllo wörld ✓.txt"), "unicode name\n".repeat(100)).unwrap();
+    fs::write(
+        root.join(OsStr::from_bytes(b"odd\xff\xfe bytes\n name")),
+        b"non-UTF-8 name",
+    )
+    .unwrap();
+    fs::write(root.join(" leading space"), b"x").unwrap();
+    std::os::unix::fs::symlink("héllo wörld ✓.txt", root.join("link-to-file")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling-link")).unwrap();
+    std::os::unix::fs::symlink("deep", root.join("link-to-dir")).unwrap();
+    let private = root.join("private.key");
+    fs::write(&private, b"secret").unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+    let script = root.join("run.sh");
+    fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        root.join("repeated.txt"),
+        "the same line again\n".repeat(200_000),
+    )
+    .unwrap();
+    let many = root.join("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..300 {
+        let len = rng.below(40_000);
+        fs::write(many.join(format!("f{i:04}.bin")), rng.bytes(len as usize)).unwrap();
+    }
+    if big > 0 {
+        write_random_file(&root.join("big.bin"), big, seed ^ 0xB16);
+    }
+    let ro_dir = root.join("read-only-dir");
+    fs::create_dir(&ro_dir).unwrap();
+    fs::write(ro_dir.join("inside"), b"in a 0555 dir").unwrap();
+    fs::set_permissions(&ro_dir, fs::Permissions::from_mode(0o555)).unwrap();
+    // Give files distinct, old mtimes so restored times are really checked.
+    let t = filetime::FileTime::from_unix_time(1_500_000_000, 123_456_789);
+    filetime::set_file_mtime(root.join("empty"), t).unwrap();
+    filetime::set_symlink_file_times(root.join("link-to-file"), t, t).unwrap();
+}

@@ -1,0 +1,208 @@
+//! Removing snapshots and reclaiming space never harms what remains.
+
+mod common;
+
+use common::*;
+use kast_engine::check::{CheckOptions, check};
+use kast_engine::maintenance::{MaintenanceOptions, maintenance, remove_snapshots};
+use kast_engine::storage::ObjectKind;
+use kast_engine::{BackupOptions, Error};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+fn now_options() -> MaintenanceOptions {
+    MaintenanceOptions {
+        grace: Duration::ZERO,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn rm_then_maintenance_reclaims_space_and_keeps_the_rest() {
+    let t = TestStore::new();
+    let a = t.dir.path().join("a");
+    let b = t.dir.path().join("b");
+    generate_tree(&a, 1, 30 << 20);
+    generate_tree(&b, 2, 5 << 20);
+    let snap_a = t.backup(&a);
+    let snap_b = t.backup(&b);
+    let before = t.pack_bytes();
+
+    remove_snapshots(&t.store, &[snap_a.id]).unwrap();
+    // rm alone deletes nothing but the header.
+    assert_eq!(t.pack_bytes(), before);
+    let report = maintenance(&t.store, &now_options()).unwrap();
+    let after = t.pack_bytes();
+    assert!(
+        before - after >= 30 << 20,
+        "freed only {} bytes: {report:?}",
+        before - after
+    );
+    assert!(report.bytes_freed >= 30 << 20);
+    assert_eq!(t.store.storage().list(ObjectKind::State).unwrap().len(), 1);
+
+    let store = t.reopen();
+    assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
+    let out = t.dir.path().join("restored-b");
+    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let r = kast_engine::restore(&store, &snap_b.id, b"", &dest, &Default::default()).unwrap();
+    assert!(r.errors.is_empty());
+    assert_same_tree(&b, &out);
+
+    // Idempotent: a second run finds nothing to do.
+    let again = maintenance(&store, &now_options()).unwrap();
+    assert_eq!(
+        (again.packs_deleted, again.packs_repacked, again.bytes_freed),
+        (0, 0, 0)
+    );
+    assert!(matches!(
+        remove_snapshots(&store, &[snap_a.id]),
+        Err(Error::NoSuchSnapshot(_))
+    ));
+}
+
+#[test]
+fn half_dead_packs_are_repacked_and_everything_still_restores() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // Many small files share packs; replacing half of them leaves packs half dead.
+    let mut rng = Rng(3);
+    for i in 0..400 {
+        std::fs::write(src.join(format!("f{i}")), rng.bytes(60_000)).unwrap();
+    }
+    let first = t.backup(&src);
+    for i in (0..400).step_by(2) {
+        std::fs::write(src.join(format!("f{i}")), rng.bytes(60_000)).unwrap();
+    }
+    let second = t.backup(&src);
+    remove_snapshots(&t.store, &[first.id]).unwrap();
+    let report = maintenance(&t.store, &now_options()).unwrap();
+    assert!(report.packs_repacked >= 1, "{report:?}");
+    assert!(report.blobs_dropped >= 200, "{report:?}");
+    assert!(
+        check(&t.store, &CheckOptions::default())
+            .unwrap()
+            .is_clean()
+    );
+    let out = t.dir.path().join("out");
+    t.restore_to(&second.id, &out);
+    assert_same_tree(&src, &out);
+    // The packs now hold about one copy of the data, not two.
+    assert!(
+        t.pack_bytes() < 400 * 60_000 * 13 / 10,
+        "{}",
+        t.pack_bytes()
+    );
+}
+
+#[test]
+fn unlisted_packs_wait_out_the_grace_period() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 4, 0);
+    let snap = t.backup(&src);
+    // A pack no state lists, as an interrupted backup on another machine
+    // (or one still running) leaves it.
+    let stray = kast_engine::crypto::Id::of_object(b"stray").to_hex();
+    t.store
+        .storage()
+        .put(ObjectKind::Pack, &stray, b"stray")
+        .unwrap();
+    let first = maintenance(&t.store, &MaintenanceOptions::default()).unwrap();
+    assert_eq!((first.orphans_marked, first.orphans_deleted), (1, 0));
+    assert!(t.store.storage().get(ObjectKind::Pack, &stray).is_ok());
+    let second = maintenance(&t.store, &now_options()).unwrap();
+    assert_eq!(second.orphans_deleted, 1);
+    assert!(t.store.storage().get(ObjectKind::Pack, &stray).is_err());
+    assert!(
+        check(&t.store, &CheckOptions::default())
+            .unwrap()
+            .is_clean()
+    );
+    let out = t.dir.path().join("out");
+    t.restore_to(&snap.id, &out);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn maintenance_waits_for_running_backups() {
+    let t = TestStore::new();
+    let held = t.store.lock(false, "backup").unwrap();
+    let err = maintenance(&t.store, &now_options()).unwrap_err();
+    assert!(matches!(err, Error::Locked(_)), "{err}");
+    assert!(
+        err.to_string().contains("shared lock held by backup"),
+        "{err}"
+    );
+    drop(held);
+    maintenance(&t.store, &now_options()).unwrap();
+    // And a backup cannot start while maintenance holds the store.
+    let held = t.store.lock(true, "maintenance").unwrap();
+    let src = t.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let source = kast_engine::local::LocalSource::new(&src).unwrap();
+    let err = kast_engine::backup(&t.store, &source, &BackupOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Locked(_)), "{err}");
+    drop(held);
+    assert!(
+        t.store.storage().list(ObjectKind::Lock).unwrap().is_empty(),
+        "locks are released"
+    );
+}
+
+#[test]
+fn an_interrupted_backup_keeps_what_it_stored_for_the_next_one() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..8 {
+        write_random_file(&src.join(format!("f{i}")), 8 << 20, i);
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    struct CancelAfter(Arc<AtomicBool>, std::sync::atomic::AtomicU64);
+    impl kast_engine::Progress for CancelAfter {
+        fn bytes(&self, n: u64) {
+            let seen = self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            if seen > 40 << 20 {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    let options = BackupOptions {
+        cancel: Some(cancel.clone()),
+        progress: Arc::new(CancelAfter(cancel.clone(), Default::default())),
+        ..Default::default()
+    };
+    let source = kast_engine::local::LocalSource::new(&src).unwrap();
+    let err = kast_engine::backup(&t.store, &source, &options).unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err}");
+    assert!(
+        t.store
+            .storage()
+            .list(ObjectKind::Snapshot)
+            .unwrap()
+            .is_empty()
+    );
+    let stored_before = t.pack_bytes();
+    assert!(
+        stored_before > 16 << 20,
+        "packs written before the interrupt are kept"
+    );
+
+    let done = t.backup(&src);
+    assert!(
+        done.snapshot.summary.bytes_added < (64 << 20) - stored_before + (2 << 20),
+        "{:?}",
+        done.snapshot.summary
+    );
+    assert!(
+        check(&t.store, &CheckOptions::default())
+            .unwrap()
+            .is_clean()
+    );
+    let out = t.dir.path().join("out");
+    t.restore_to(&done.id, &out);
+    assert_same_tree(&src, &out);
+}

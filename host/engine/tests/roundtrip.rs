@@ -1,0 +1,231 @@
+//! Backup then restore gives back the same bytes and metadata, through the
+//! native local connectors and through the in-memory ones.
+
+mod common;
+
+use common::*;
+use kast_engine::browse::{self, ChangeKind};
+use kast_engine::memory::{MemoryDestination, MemoryEntry, MemoryTree};
+use kast_engine::tree::{EntryKind, Metadata};
+use kast_engine::{BackupOptions, RestoreOptions};
+
+/// Bytes in the big file of the default run; KAST_HEAVY_TESTS=1 makes it 3 GiB.
+fn big_size() -> u64 {
+    if std::env::var_os("KAST_HEAVY_TESTS").is_some() {
+        3 << 30
+    } else {
+        200 << 20
+    }
+}
+
+#[test]
+fn generated_tree_round_trips_with_metadata() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 1, big_size());
+    let outcome = t.backup(&src);
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    let s = &outcome.snapshot.summary;
+    assert_eq!(s.files, 310);
+    assert_eq!(s.symlinks, 3);
+    assert!(s.logical_bytes > big_size());
+
+    // A fresh open of the store (new process, as a user would) restores it.
+    let store = t.reopen();
+    let out = t.dir.path().join("restored");
+    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let restored =
+        kast_engine::restore(&store, &outcome.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    assert_eq!(restored.bytes, s.logical_bytes);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn restore_refuses_to_overwrite_unless_asked() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"from the snapshot").unwrap();
+    let id = t.backup(&src).id;
+    let out = t.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("a"), b"precious local edit").unwrap();
+    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let err =
+        kast_engine::restore(&t.store, &id, b"", &dest, &RestoreOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("a")).unwrap(),
+        b"precious local edit"
+    );
+    let options = RestoreOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    kast_engine::restore(&t.store, &id, b"", &dest, &options).unwrap();
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"from the snapshot");
+}
+
+#[test]
+fn a_path_inside_a_snapshot_restores_alone() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 2, 0);
+    let id = t.backup(&src).id;
+    let out = t.dir.path().join("only-many");
+    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&t.store, &id, b"many", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src.join("many"), &out);
+
+    let one = t.dir.path().join("one-file");
+    let dest = kast_engine::local::LocalDestination::new(&one).unwrap();
+    kast_engine::restore(
+        &t.store,
+        &id,
+        b"/deep/level0/level1",
+        &dest,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert!(one.join("level2/level3").is_dir());
+    let file = t.dir.path().join("file");
+    let dest = kast_engine::local::LocalDestination::new(&file).unwrap();
+    kast_engine::restore(
+        &t.store,
+        &id,
+        "héllo wörld ✓.txt".as_bytes(),
+        &dest,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(file.join("héllo wörld ✓.txt")).unwrap(),
+        "unicode name\n".repeat(100).as_bytes()
+    );
+
+    let err = kast_engine::restore(&t.store, &id, b"no/such", &dest, &RestoreOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, kast_engine::Error::NoSuchPath { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn memory_source_and_destination_round_trip() {
+    let mut tree = MemoryTree::default();
+    let mut rng = Rng(9);
+    let meta = |mode: u32, size: u64, t: i64| Metadata {
+        mode,
+        uid: 1000,
+        gid: 1000,
+        mtime_ns: t,
+        size,
+        xattrs: vec![(b"user.note".to_vec(), b"kept".to_vec())],
+        ..Default::default()
+    };
+    tree.entries.insert(
+        b"dir".to_vec(),
+        MemoryEntry {
+            kind: EntryKind::Dir,
+            meta: meta(0o40750, 0, 5),
+            data: vec![],
+        },
+    );
+    for i in 0..20u64 {
+        let data = rng.bytes((i * 7919) as usize % 3_000_000);
+        tree.entries.insert(
+            format!("dir/file{i}").into_bytes(),
+            MemoryEntry {
+                kind: EntryKind::File,
+                meta: meta(0o100644, data.len() as u64, i as i64 * 1_000_000_007),
+                data,
+            },
+        );
+    }
+    tree.entries.insert(
+        b"link".to_vec(),
+        MemoryEntry {
+            kind: EntryKind::Symlink,
+            meta: meta(0o120777, 0, 9),
+            data: b"dir/file1".to_vec(),
+        },
+    );
+    let t = TestStore::new();
+    let outcome = kast_engine::backup(&t.store, &tree, &BackupOptions::default()).unwrap();
+    let dest = MemoryDestination::new();
+    kast_engine::restore(
+        &t.store,
+        &outcome.id,
+        b"",
+        &dest,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(dest.tree(), tree);
+}
+
+#[test]
+fn browse_lists_reads_and_diffs() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 3, 0);
+    let first = t.backup(&src);
+    std::fs::write(src.join("many/f0001.bin"), b"changed").unwrap();
+    std::fs::remove_file(src.join("many/f0002.bin")).unwrap();
+    std::fs::write(src.join("new.txt"), b"new file").unwrap();
+    let second = t.backup(&src);
+
+    let index = t.store.index().unwrap();
+    let listing = browse::list(&t.store, &index, &second.snapshot.root, b"many").unwrap();
+    assert_eq!(listing.len(), 299);
+    let node =
+        match browse::resolve_path(&t.store, &index, &second.snapshot.root, b"new.txt").unwrap() {
+            browse::Resolved::Node(n) => n,
+            other => panic!("{other:?}"),
+        };
+    let mut out = Vec::new();
+    browse::cat(&t.store, &index, &node, &mut out).unwrap();
+    assert_eq!(out, b"new file");
+
+    let changes = browse::diff(
+        &t.store,
+        &index,
+        &first.snapshot.root,
+        &second.snapshot.root,
+    )
+    .unwrap();
+    let by_path = |p: &str| changes.iter().find(|c| c.path == p).map(|c| c.kind);
+    assert_eq!(by_path("new.txt"), Some(ChangeKind::Added));
+    assert_eq!(by_path("many/f0002.bin"), Some(ChangeKind::Removed));
+    assert_eq!(by_path("many/f0001.bin"), Some(ChangeKind::Modified));
+    // Only those three entries and their parent directory's metadata changed.
+    assert!(
+        changes
+            .iter()
+            .all(|c| ["new.txt", "many/f0001.bin", "many/f0002.bin", "many"]
+                .contains(&c.path.as_str())),
+        "{changes:?}"
+    );
+
+    let found = browse::find(&t.store, &first.id.to_hex()[..6], &Default::default()).unwrap();
+    assert_eq!(found.0, first.id);
+    let latest = browse::find(&t.store, "latest", &Default::default()).unwrap();
+    assert_eq!(latest.0, second.id);
+    assert!(matches!(
+        browse::find(&t.store, "ffffffffffff", &Default::default()),
+        Err(kast_engine::Error::NoSuchSnapshot(_))
+    ));
+}
+
+#[test]
+fn a_single_file_source_backs_up_and_restores() {
+    let t = TestStore::new();
+    let file = t.dir.path().join("lonely.txt");
+    std::fs::write(&file, b"just me").unwrap();
+    let id = t.backup(&file).id;
+    let out = t.dir.path().join("out");
+    t.restore_to(&id, &out);
+    assert_eq!(std::fs::read(out.join("lonely.txt")).unwrap(), b"just me");
+}
