@@ -1,1 +1,197 @@
-fn main() {}
+//! `kast-bench`: whole runs of the engine, one per process, so that peak
+//! memory (VmHWM, or `/usr/bin/time -v`) belongs to that run alone.
+//!
+//! ```text
+//! kast-bench tree                      # make the 1 GiB tree, print its path
+//! kast-bench backup SRC STORE          # fresh store, backup, print figures
+//! kast-bench restore STORE DEST        # restore the latest snapshot
+//! kast-bench index N DIR               # synthetic index of N blobs
+//! ```
+
+use kast_bench::{benchmark_tree, data_dir, memory_kib};
+
+use kast_engine::blob::BlobKind;
+use kast_engine::crypto::Id;
+use kast_engine::keys::KdfParams;
+use kast_engine::local::{LocalDestination, LocalSource};
+use kast_engine::pack::PackEntry;
+use kast_engine::state::State;
+use kast_engine::storage::{LocalStorage, ObjectKind, Storage};
+use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> PathBuf { PathBuf::from(args.get(i).unwrap_or_else(|| usage())) };
+    match args.first().map(String::as_str) {
+        Some("tree") => println!("{}", benchmark_tree(&data_dir()).expect("tree").display()),
+        Some("backup") => backup(&arg(1), &arg(2)),
+        Some("restore") => restore(&arg(1), &arg(2)),
+        Some("index") => index(
+            args.get(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| usage()),
+            &arg(2),
+        ),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: kast-bench tree | backup SRC STORE | restore STORE DEST | index N DIR");
+    std::process::exit(2)
+}
+
+fn open(store: &Path) -> Store {
+    let storage = Arc::new(LocalStorage::new(store));
+    let cache = Some(store.with_extension("cache"));
+    match Store::open(storage.clone(), b"bench", cache.clone()) {
+        Ok(s) => s,
+        Err(kast_engine::Error::NoStore(_)) => {
+            let mut options = CreateOptions {
+                kdf: KdfParams::insecure_for_tests(),
+                ..Default::default()
+            };
+            if let Some(mib) = std::env::var("KAST_BENCH_PACK_MIB")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                options.pack_target = mib << 20;
+            }
+            Store::create(storage, b"bench", &options, cache).expect("create store")
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn report(what: &str, bytes: u64, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    let (peak, _) = memory_kib();
+    println!(
+        "{what}: {:.2} s, {:.0} MB/s, peak RSS {} MiB",
+        secs,
+        bytes as f64 / secs / 1e6,
+        peak / 1024
+    );
+}
+
+fn backup(src: &Path, store: &Path) {
+    let store = open(store);
+    let started = Instant::now();
+    let source = LocalSource::new(src).expect("source");
+    let out = kast_engine::backup(&store, &source, &BackupOptions::default()).expect("backup");
+    let s = &out.snapshot.summary;
+    report("backup", s.logical_bytes, started);
+    println!(
+        "  {} files ({} read, {} unchanged), {} MB read, {} blobs / {} MB added",
+        s.files,
+        s.files_read,
+        s.files_unchanged,
+        s.bytes_read / 1_000_000,
+        s.blobs_added,
+        s.bytes_added / 1_000_000
+    );
+}
+
+fn restore(store: &Path, dest: &Path) {
+    let store = open(store);
+    let (id, _) =
+        kast_engine::browse::find(&store, "latest", &Default::default()).expect("snapshot");
+    let started = Instant::now();
+    let dest = LocalDestination::new(dest).expect("destination");
+    let out =
+        kast_engine::restore(&store, &id, b"", &dest, &RestoreOptions::default()).expect("restore");
+    report("restore", out.bytes, started);
+}
+
+/// Builds a store whose states list `n` blobs (no pack data: the index only
+/// needs states), then measures opening the index cold (building the cache)
+/// and warm, and random lookups, with resident memory after each.
+fn index(n: usize, dir: &Path) {
+    let storage = Arc::new(LocalStorage::new(dir.join("store")));
+    let options = CreateOptions {
+        kdf: KdfParams::insecure_for_tests(),
+        ..Default::default()
+    };
+    let cache = Some(dir.join("cache"));
+    let store = Store::create(storage.clone(), b"bench", &options, cache.clone()).expect("create");
+    let started = Instant::now();
+    let per_state = 500_000;
+    let per_pack = 16;
+    let mut made = 0usize;
+    while made < n {
+        let count = per_state.min(n - made);
+        let mut state = State::default();
+        for p in 0..count.div_ceil(per_pack) {
+            let pack = Id::of_object(format!("pack {made} {p}").as_bytes());
+            let entries = (0..per_pack.min(count - p * per_pack))
+                .map(|i| PackEntry {
+                    id: Id::of_object(&((made + p * per_pack + i) as u64).to_le_bytes()),
+                    kind: BlobKind::Data,
+                    offset: (i * 1_100_000) as u32,
+                    length: 1_048_616,
+                    raw_length: 1_048_576,
+                })
+                .collect();
+            state.packs.push((pack, entries));
+        }
+        let sealed = state.seal(store.keys()).expect("seal");
+        storage
+            .put(ObjectKind::State, &Id::of_object(&sealed).to_hex(), &sealed)
+            .expect("put");
+        made += count;
+    }
+    println!(
+        "wrote {} states for {n} blobs in {:.1} s",
+        n.div_ceil(per_state),
+        started.elapsed().as_secs_f64()
+    );
+    drop(store);
+    let (base_peak, base_rss) = memory_kib();
+    println!(
+        "before opening: peak {} MiB, anonymous rss {} MiB",
+        base_peak / 1024,
+        base_rss / 1024
+    );
+
+    let store = Store::open(storage.clone(), b"bench", cache.clone()).expect("open");
+    let t = Instant::now();
+    let idx = store.index().expect("index");
+    let (peak, rss) = memory_kib();
+    println!(
+        "cold open (build cache from states): {:.2} s, {} records in {} run(s); peak {} MiB (mapped runs included), anonymous rss {} MiB",
+        t.elapsed().as_secs_f64(),
+        idx.len(),
+        idx.run_count(),
+        peak / 1024,
+        rss / 1024
+    );
+    drop(idx);
+
+    let t = Instant::now();
+    let idx = store.index().expect("index");
+    let (_, rss_open) = memory_kib();
+    println!(
+        "warm open: {:.4} s, anonymous rss {} MiB",
+        t.elapsed().as_secs_f64(),
+        rss_open / 1024
+    );
+    let lookups = 1_000_000;
+    let t = Instant::now();
+    let mut found = 0;
+    for i in 0..lookups {
+        let key = (i as u64).wrapping_mul(2654435761) % (2 * n as u64);
+        if idx.contains(&Id::of_object(&key.to_le_bytes())) {
+            found += 1;
+        }
+    }
+    let (_, rss_after) = memory_kib();
+    println!(
+        "{lookups} random lookups ({found} hits): {:.0} ns each; anonymous rss {} MiB ({} bytes per blob)",
+        t.elapsed().as_nanos() as f64 / lookups as f64,
+        rss_after / 1024,
+        (rss_after.saturating_sub(base_rss)) * 1024 / n as u64
+    );
+}

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::lock::LockGuard;
 use crate::pack::{FinishedPack, PackBuilder, PackEntry};
+use crate::pool::BufferPool;
 use crate::progress::{Progress, Silent};
 use crate::snapshot::{Snapshot, Summary};
 use crate::source::{Source, join};
@@ -88,6 +89,16 @@ struct Sealed {
     bytes: Vec<u8>,
 }
 
+/// Buffers recycled along the pipeline: chunks go from the walker to the
+/// workers and back, sealed blobs from the workers to the packer and back,
+/// pack buffers from the packer to the uploaders and back.
+#[derive(Clone)]
+struct Pools {
+    chunks: BufferPool,
+    sealed: BufferPool,
+    packs: BufferPool,
+}
+
 /// The first error any pipeline thread met; the others stop when their
 /// channels close.
 #[derive(Default)]
@@ -132,24 +143,37 @@ pub fn backup(
     };
 
     let errors = FirstError::default();
+    let pools = Pools {
+        chunks: BufferPool::new(threads * 3 + 2),
+        sealed: BufferPool::new(threads * 3 + 2),
+        packs: BufferPool::new(2),
+    };
     let uploaded = Mutex::new(Vec::new());
     let walked = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Job>(threads * 2);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * 2);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+        // A rendezvous: a finished pack waits for a free uploader, so at most
+        // one pack fills while the uploaders each hold one.
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         for _ in 0..threads {
-            let (rx, tx, keys, errors) = (job_rx.clone(), sealed_tx.clone(), store.keys(), &errors);
-            s.spawn(move || seal_worker(keys, rx, tx, errors));
+            let (rx, tx, keys, errors, pools) = (
+                job_rx.clone(),
+                sealed_tx.clone(),
+                store.keys(),
+                &errors,
+                &pools,
+            );
+            s.spawn(move || seal_worker(keys, rx, tx, errors, pools));
         }
         drop((job_rx, sealed_tx));
         let target = store.config().pack_target as usize;
-        let (keys, errors_ref) = (store.keys(), &errors);
-        s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref));
-        let uploaders: Vec<_> = (0..2)
+        let (keys, errors_ref, pools_ref) = (store.keys(), &errors, &pools);
+        s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref, pools_ref));
+        let uploaders: Vec<_> = (0..store.storage().parallel_puts().clamp(1, 16))
             .map(|_| {
-                let (rx, storage, errors, uploaded) =
-                    (pack_rx.clone(), store.storage(), &errors, &uploaded);
-                s.spawn(move || uploader(&**storage, rx, errors, uploaded))
+                let (rx, storage, errors, uploaded, pools) =
+                    (pack_rx.clone(), store.storage(), &errors, &uploaded, &pools);
+                s.spawn(move || uploader(&**storage, rx, errors, uploaded, pools))
             })
             .collect();
         drop(pack_rx);
@@ -161,6 +185,7 @@ pub fn backup(
             source,
             chunker: &chunker,
             jobs: job_tx,
+            pools: pools.clone(),
             session: HashSet::new(),
             summary: Summary::default(),
             warnings: Vec::new(),
@@ -226,21 +251,30 @@ pub fn backup(
     })
 }
 
-fn seal_worker(keys: &Keys, jobs: Receiver<Job>, out: Sender<Sealed>, errors: &FirstError) {
+fn seal_worker(
+    keys: &Keys,
+    jobs: Receiver<Job>,
+    out: Sender<Sealed>,
+    errors: &FirstError,
+    pools: &Pools,
+) {
+    let mut scratch = Vec::new();
     for job in jobs {
-        match blob::seal(keys, job.kind, &job.id, &job.data) {
-            Ok(bytes) => {
-                let sealed = Sealed {
-                    id: job.id,
-                    kind: job.kind,
-                    raw_length: job.data.len() as u32,
-                    bytes,
-                };
-                if out.send(sealed).is_err() {
-                    return;
-                }
-            }
-            Err(e) => return errors.set(e),
+        let mut bytes = pools.sealed.take();
+        if let Err(e) =
+            blob::seal_into(keys, job.kind, &job.id, &job.data, &mut scratch, &mut bytes)
+        {
+            return errors.set(e);
+        }
+        let sealed = Sealed {
+            id: job.id,
+            kind: job.kind,
+            raw_length: job.data.len() as u32,
+            bytes,
+        };
+        pools.chunks.give(job.data);
+        if out.send(sealed).is_err() {
+            return;
         }
     }
 }
@@ -251,6 +285,7 @@ fn packer(
     blobs: Receiver<Sealed>,
     out: Sender<FinishedPack>,
     errors: &FirstError,
+    pools: &Pools,
 ) {
     let mut current: Option<PackBuilder> = None;
     let close = |builder: PackBuilder| -> bool {
@@ -263,17 +298,22 @@ fn packer(
         }
     };
     for blob in blobs {
+        if current
+            .as_ref()
+            .is_some_and(|b| !b.has_room(blob.bytes.len(), target))
+            && !close(current.take().expect("checked"))
+        {
+            return;
+        }
         let builder = match current.as_mut() {
             Some(b) => b,
-            None => match PackBuilder::new(target) {
+            None => match PackBuilder::with_buffer(target, pools.packs.take()) {
                 Ok(b) => current.insert(b),
                 Err(e) => return errors.set(e),
             },
         };
         builder.add(blob.id, blob.kind, blob.raw_length, &blob.bytes);
-        if builder.len() >= target && !close(current.take().expect("just filled")) {
-            return;
-        }
+        pools.sealed.give(blob.bytes);
     }
     if let Some(builder) = current.filter(|b| !b.is_empty()) {
         close(builder);
@@ -285,11 +325,13 @@ fn uploader(
     packs: Receiver<FinishedPack>,
     errors: &FirstError,
     uploaded: &Mutex<Vec<(Id, Vec<PackEntry>)>>,
+    pools: &Pools,
 ) {
     for pack in packs {
         if let Err(e) = storage.put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes) {
             return errors.set(e.into());
         }
+        pools.packs.give(pack.bytes);
         uploaded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -304,6 +346,7 @@ struct Walker<'a> {
     source: &'a dyn Source,
     chunker: &'a Chunker,
     jobs: Sender<Job>,
+    pools: Pools,
     /// Blobs this backup already queued: a chunk seen twice is stored once.
     session: HashSet<Id>,
     summary: Summary,
@@ -328,6 +371,7 @@ impl Walker<'_> {
     /// Queues a blob unless the store or this session has it already.
     fn store_blob(&mut self, id: Id, kind: BlobKind, data: Vec<u8>) -> Result<()> {
         if self.known(&id) {
+            self.pools.chunks.give(data);
             return Ok(());
         }
         self.session.insert(id);
@@ -476,15 +520,20 @@ impl Walker<'_> {
         let chunker = self.chunker;
         let mut stream = chunker.chunks(reader);
         loop {
-            match stream.next_chunk() {
-                Ok(Some(data)) => {
+            let mut data = self.pools.chunks.take();
+            match stream.next_into(&mut data) {
+                Ok(true) => {
                     read += data.len() as u64;
+                    self.summary.bytes_read += data.len() as u64;
                     self.options.progress.bytes(data.len() as u64);
                     let id = self.store.keys().blob_id(&data);
                     chunks.push(id);
                     self.store_blob(id, BlobKind::Data, data)?;
                 }
-                Ok(None) => return Ok((chunks, read, None)),
+                Ok(false) => {
+                    self.pools.chunks.give(data);
+                    return Ok((chunks, read, None));
+                }
                 Err(e) => {
                     return Ok((
                         chunks,

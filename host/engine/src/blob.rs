@@ -36,22 +36,42 @@ fn context(kind: BlobKind, id: &Id) -> [u8; 33] {
 
 /// Compresses `plaintext` with LZ4 if that makes it smaller, then seals it.
 pub fn seal(keys: &Keys, kind: BlobKind, id: &Id, plaintext: &[u8]) -> Result<Vec<u8>> {
-    let bound = lz4_flex::block::get_maximum_output_size(plaintext.len());
-    let mut encoded = vec![0u8; 5 + bound];
-    let compressed = lz4_flex::block::compress_into(plaintext, &mut encoded[5..])
+    let mut out = Vec::new();
+    seal_into(keys, kind, id, plaintext, &mut Vec::new(), &mut out)?;
+    Ok(out)
+}
+
+/// [`seal`] into `out`, with a scratch buffer the caller keeps between
+/// blobs, so a worker neither allocates nor zeroes buffers per blob.
+pub fn seal_into(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &Id,
+    plaintext: &[u8],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let bound = 5 + lz4_flex::block::get_maximum_output_size(plaintext.len());
+    if scratch.len() < bound {
+        scratch.resize(bound, 0);
+    }
+    let compressed = lz4_flex::block::compress_into(plaintext, &mut scratch[5..])
         .map_err(|e| Error::corrupt("compression", e.to_string()))?;
-    let body: &[u8] = if compressed + 4 < plaintext.len() {
-        encoded[0] = LZ4;
-        encoded[1..5].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
-        encoded.truncate(5 + compressed);
-        &encoded
+    if compressed + 4 < plaintext.len() {
+        scratch[0] = LZ4;
+        scratch[1..5].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
+        keys.seal_into(
+            Domain::Blob,
+            &context(kind, id),
+            &scratch[..5 + compressed],
+            out,
+        )
     } else {
-        encoded.clear();
-        encoded.push(RAW);
-        encoded.extend_from_slice(plaintext);
-        &encoded
-    };
-    keys.seal(Domain::Blob, &context(kind, id), body)
+        scratch.clear();
+        scratch.push(RAW);
+        scratch.extend_from_slice(plaintext);
+        keys.seal_into(Domain::Blob, &context(kind, id), scratch, out)
+    }
 }
 
 /// Opens, decompresses and verifies that the content hashes to `id`.

@@ -97,24 +97,31 @@ impl<R: Read> Chunks<'_, R> {
         Ok(())
     }
 
-    /// The next chunk, `None` at the end of the stream.
-    pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+    /// Copies the next chunk into `out` (cleared first); false at the end
+    /// of the stream.
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         self.fill()?;
         let available = &self.buf[self.start..self.end];
+        out.clear();
         if available.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         let len = self.chunker.cut(available).clamp(1, available.len());
-        let chunk = available[..len].to_vec();
+        out.extend_from_slice(&available[..len]);
         self.start += len;
-        Ok(Some(chunk))
+        Ok(true)
     }
 }
 
 impl<R: Read> Iterator for Chunks<'_, R> {
     type Item = io::Result<Vec<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk().transpose()
+        let mut chunk = Vec::new();
+        match self.next_into(&mut chunk) {
+            Ok(true) => Some(Ok(chunk)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 

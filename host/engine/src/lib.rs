@@ -31,6 +31,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod memory;
 pub mod pack;
+pub mod pool;
 pub mod progress;
 pub mod snapshot;
 pub mod source;

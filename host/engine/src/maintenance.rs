@@ -264,11 +264,11 @@ fn write_repacked(
                         "shorter than its index says",
                     )
                 })?;
-            builder.add(*id, l.kind, l.raw_length, sealed);
-            if builder.len() >= target {
+            if !builder.has_room(sealed.len(), target) {
                 let full = std::mem::replace(&mut builder, PackBuilder::new(target)?);
                 flush(full, &mut written)?;
             }
+            builder.add(*id, l.kind, l.raw_length, sealed);
         }
     }
     if !builder.is_empty() {

@@ -14,6 +14,8 @@ const FOOTER_VERSION: u8 = 1;
 /// Padding is uniformly 0..=MAX_PADDING bytes, so a small pack's size does
 /// not give away the size of the one file in it.
 const MAX_PADDING: usize = 4095;
+/// Room kept for the footer (about 50 bytes a blob).
+const FOOTER_RESERVE: usize = 64 * 1024;
 
 /// Where one blob sits inside a pack, as the footer records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +43,20 @@ pub struct FinishedPack {
 }
 
 impl PackBuilder {
-    pub fn new(capacity: usize) -> Result<Self> {
+    /// A pack of about `target` bytes: the buffer is sized once, with room
+    /// for the footer, so filling it never reallocates.
+    pub fn new(target: usize) -> Result<Self> {
+        Self::with_buffer(target, Vec::new())
+    }
+
+    /// Like [`PackBuilder::new`], reusing a buffer from an earlier pack.
+    pub fn with_buffer(target: usize, mut buf: Vec<u8>) -> Result<Self> {
         let mut pad_len = [0u8; 2];
         fill_random(&mut pad_len)?;
         let pad = u16::from_le_bytes(pad_len) as usize % (MAX_PADDING + 1);
-        let mut buf = Vec::with_capacity(capacity + pad + 4096);
+        buf.clear();
+        // The same size whatever the padding, so a reused buffer never grows.
+        buf.reserve(target + MAX_PADDING + FOOTER_RESERVE);
         buf.resize(pad, 0);
         fill_random(&mut buf)?;
         Ok(Self {
@@ -61,6 +72,12 @@ impl PackBuilder {
     /// Bytes of blobs and padding so far.
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Whether a sealed blob of `len` bytes still fits in `target`; an empty
+    /// pack takes any blob, so a blob larger than the target gets a pack.
+    pub fn has_room(&self, len: usize, target: usize) -> bool {
+        self.entries.is_empty() || self.buf.len() + len <= target
     }
 
     pub fn add(&mut self, id: Id, kind: BlobKind, raw_length: u32, sealed: &[u8]) {

@@ -71,13 +71,17 @@ impl Run {
         records: &mut [Record],
     ) -> std::io::Result<()> {
         records.sort_unstable_by_key(|r| r.id);
-        let mut packs: Vec<Id> = records.iter().map(|r| r.location.pack).collect();
-        packs.sort_unstable();
-        packs.dedup();
+        let mut numbers: std::collections::HashMap<Id, u32> = std::collections::HashMap::new();
+        let mut packs = Vec::new();
+        for r in records.iter() {
+            numbers.entry(r.location.pack).or_insert_with(|| {
+                packs.push(r.location.pack);
+                packs.len() as u32 - 1
+            });
+        }
         Self::write_header(out, states, &packs, records.len() as u64)?;
         for r in records.iter() {
-            let n = packs.binary_search(&r.location.pack).expect("pack listed") as u32;
-            write_record(out, &r.id, n, &r.location)?;
+            write_record(out, &r.id, numbers[&r.location.pack], &r.location)?;
         }
         Ok(())
     }
@@ -134,10 +138,26 @@ impl Run {
                     heap.push(std::cmp::Reverse((run.id(0), i, 0usize)));
                 }
             }
-            while let Some(std::cmp::Reverse((id, i, pos))) = heap.pop() {
-                let location = runs[i].location(pos);
-                let n = packs.binary_search(&location.pack).expect("pack listed") as u32;
-                write_record(out, &id, n, &location)?;
+            // Each run's pack numbers, renumbered into the merged pack table once.
+            let renumber: Vec<Vec<u32>> = runs
+                .iter()
+                .map(|r| {
+                    (0..r.packs)
+                        .map(|n| packs.binary_search(&r.pack(n)).expect("pack listed") as u32)
+                        .collect()
+                })
+                .collect();
+            while let Some(std::cmp::Reverse((_, i, pos))) = heap.pop() {
+                // Copy the record as it is, with its pack renumbered.
+                let run = &runs[i];
+                let offset = run.record_offset(pos);
+                let mut record: [u8; RECORD] = run.bytes[offset..offset + RECORD]
+                    .try_into()
+                    .expect("record");
+                let old = u32::from_le_bytes(record[32..36].try_into().expect("4"));
+                let n = renumber[i].get(old as usize).copied().unwrap_or(u32::MAX);
+                record[32..36].copy_from_slice(&n.to_le_bytes());
+                out.write_all(&record)?;
                 if pos + 1 < runs[i].records {
                     heap.push(std::cmp::Reverse((runs[i].id(pos + 1), i, pos + 1)));
                 }

@@ -112,6 +112,12 @@ pub trait Storage: Send + Sync {
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError>;
     /// Deleting a missing object is not an error.
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError>;
+    /// How many puts are worth running at once: 1 for a local disk, more
+    /// for a network store where each put waits on round trips. Each one in
+    /// flight holds a pack in memory.
+    fn parallel_puts(&self) -> usize {
+        1
+    }
 }
 
 impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
@@ -138,6 +144,9 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
         (**self).delete(kind, name)
+    }
+    fn parallel_puts(&self) -> usize {
+        (**self).parallel_puts()
     }
 }
 

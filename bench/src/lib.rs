@@ -1,0 +1,119 @@
+//! Shared pieces of kast's benchmarks: deterministic datasets and memory
+//! readings, so the criterion benches and the `kast-bench` runner measure
+//! the same data the same way.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// SplitMix64: seeded, fast, incompressible output.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Incompressible bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    Rng(seed).fill(&mut out);
+    out
+}
+
+/// Text-like bytes that LZ4 compresses about 2–3×.
+pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "backup ",
+        "store ",
+        "chunk ",
+        "the ",
+        "of ",
+        "and ",
+        "snapshot ",
+        "pack ",
+        "index ",
+        "to ",
+        "restore ",
+        "file ",
+        "a ",
+        "in ",
+        "data\n",
+        "is ",
+    ];
+    let mut rng = Rng(seed);
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        out.extend_from_slice(WORDS[(rng.next_u64() % 16) as usize].as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The 1 GiB benchmark tree: 8 files of 96 MiB of random data and 256
+/// files of 1 MiB, half random and half text. Made once (deterministic)
+/// under `root` and reused.
+pub fn benchmark_tree(root: &Path) -> std::io::Result<PathBuf> {
+    let dir = root.join("tree-1gib");
+    let done = dir.join(".complete");
+    if done.exists() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(dir.join("small"))?;
+    let mut rng = Rng(1);
+    let mut buf = vec![0u8; 1 << 20];
+    for i in 0..8 {
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(dir.join(format!("large-{i}.bin")))?);
+        for _ in 0..96 {
+            rng.fill(&mut buf);
+            f.write_all(&buf)?;
+        }
+        f.flush()?;
+    }
+    for i in 0..256u64 {
+        let data = if i % 2 == 0 {
+            random_bytes(1 << 20, 1000 + i)
+        } else {
+            text_bytes(1 << 20, 1000 + i)
+        };
+        std::fs::write(dir.join("small").join(format!("f{i:03}")), data)?;
+    }
+    std::fs::write(&done, b"")?;
+    Ok(dir)
+}
+
+/// Where benchmark data lives: `KAST_BENCH_DIR`, or `target/bench-data`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("KAST_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"))
+}
+
+/// Peak resident memory, and current anonymous resident memory, of this
+/// process in KiB (VmHWM, RssAnon). Anonymous memory is what the process
+/// itself needs; file-backed pages of a mapped index are page cache the
+/// kernel can drop at any time.
+pub fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("RssAnon:"))
+}
