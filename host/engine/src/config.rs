@@ -108,3 +108,38 @@ impl ConfigFile {
 fn canonical(body: &ConfigBody) -> Result<Vec<u8>> {
     serde_json::to_vec(body).map_err(|e| Error::corrupt("config", e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn seal_parse_verify_round_trip(store_id in "[0-9a-f]{32}", pack_target: u32, created: i64, shift in 0u32..3) {
+            let keys = Keys::derive(&MasterKey([4; 32]));
+            let body = ConfigBody {
+                version: FORMAT_VERSION,
+                store_id,
+                chunker: ChunkerParams {
+                    min_size: 65536 << shift,
+                    avg_size: 262144 << shift,
+                    max_size: 1048576 << shift,
+                },
+                pack_target,
+                created,
+            };
+            let bytes = ConfigFile::seal(body.clone(), &keys).unwrap();
+            let parsed = ConfigFile::parse(&bytes).unwrap();
+            prop_assert_eq!(&parsed.body, &body);
+            parsed.verify(&keys).unwrap();
+            prop_assert!(parsed.verify(&Keys::derive(&MasterKey([5; 32]))).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes: Vec<u8>) {
+            let _ = ConfigFile::parse(&bytes);
+        }
+    }
+}

@@ -206,6 +206,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_run_returns_every_record_it_was_given(
+            raw in proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), 0u8..4, proptest::prelude::any::<u32>(), 0u32..(1 << 31), proptest::prelude::any::<bool>()), 0..200)
+        ) {
+            let records: Vec<Record> = raw.iter().map(|(id, pack, offset, raw_length, tree)| Record {
+                id: Id(*id),
+                location: Location {
+                    pack: Id([*pack; 32]),
+                    offset: *offset,
+                    length: offset.wrapping_mul(3),
+                    raw_length: *raw_length,
+                    kind: if *tree { BlobKind::Tree } else { BlobKind::Data },
+                },
+            }).collect();
+            let run = Run::in_memory(&[Id([9; 32])], records.clone()).unwrap();
+            proptest::prop_assert_eq!(run.states(), vec![Id([9; 32])]);
+            for r in &records {
+                let i = run.find(&r.id).expect("present");
+                proptest::prop_assert_eq!(run.location(i), r.location);
+            }
+        }
+    }
+
     #[test]
     fn runs_find_every_record_and_merge_losslessly() {
         let dir = tempfile::tempdir().unwrap();
