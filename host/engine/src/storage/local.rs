@@ -39,9 +39,9 @@ impl LocalStorage {
         if is_valid_name(name) {
             Ok(())
         } else {
-            Err(StorageError::Backend(format!(
-                "invalid {kind} name {name:?}"
-            )))
+            Err(StorageError::Backend(
+                format!("invalid {kind} name {name:?}").into(),
+            ))
         }
     }
 

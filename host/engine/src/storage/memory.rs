@@ -38,7 +38,9 @@ impl Storage for MemoryStorage {
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
         if !is_valid_name(name) {
-            return Err(StorageError::Backend(format!("invalid name {name:?}")));
+            return Err(StorageError::Backend(
+                format!("invalid name {name:?}").into(),
+            ));
         }
         self.objects()
             .insert((kind, name.to_string()), Arc::new(data.to_vec()));

@@ -86,8 +86,9 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("storage: {0}")]
-    Backend(String),
+    /// Any other failure of the backend (a connector's typed error inside).
+    #[error("{0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The contract every store backend fulfils.

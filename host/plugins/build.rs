@@ -1,0 +1,57 @@
+//! Builds the connector plugins (`plugins/`, a workspace of its own) for
+//! `wasm32-wasip2` so that the built-in ones can be embedded in the binary
+//! and the test-only ones found by the tests. Plain `cargo build` does it
+//! all; the wasm target must be installed (`rust-toolchain.toml` asks rustup
+//! for it, `scripts/setup` adds it explicitly).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.join("../..");
+    let plugins = root.join("plugins");
+    for watched in ["plugins", "sdk/src", "sdk/Cargo.toml", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-plugins");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&plugins)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    // Settings meant for the host build must not leak into the wasm build
+    // (clippy's wrapper, host rustflags, the outer profile).
+    for var in [
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        command.env_remove(var);
+    }
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            command.env_remove(key);
+        }
+    }
+    let status = command.status().expect("run cargo for the wasm plugins");
+    assert!(
+        status.success(),
+        "building the wasm plugins failed; is the target installed? (rustup target add wasm32-wasip2)"
+    );
+    let out = target_dir.join("wasm32-wasip2/release");
+    println!("cargo:rustc-env=KAST_PLUGIN_WASM_DIR={}", out.display());
+}

@@ -1,0 +1,357 @@
+//! Plugin instances behind the engine's traits, so the engine never knows
+//! it is talking to WebAssembly. Each adapter owns one instance; calls are
+//! serialised on it (a wasm instance runs one call at a time).
+
+use crate::bindings::types;
+use crate::error::{ErrorKind, PluginError};
+use crate::instance::Instance;
+use kast_engine::storage::{ObjectInfo, ObjectKind, Storage, StorageError};
+use kast_engine::tree::{EntryKind, Metadata};
+use kast_engine::{Destination, Source};
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// File content crosses the boundary in pieces of this size.
+const PIECE: usize = 4 << 20;
+
+type Shared = Arc<Mutex<Instance>>;
+
+fn lock(instance: &Shared) -> MutexGuard<'_, Instance> {
+    instance.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wit_kind(kind: ObjectKind) -> types::ObjectKind {
+    match kind {
+        ObjectKind::Config => types::ObjectKind::Config,
+        ObjectKind::Key => types::ObjectKind::Key,
+        ObjectKind::Pack => types::ObjectKind::Pack,
+        ObjectKind::State => types::ObjectKind::State,
+        ObjectKind::Snapshot => types::ObjectKind::Snapshot,
+        ObjectKind::Lock => types::ObjectKind::Lock,
+    }
+}
+
+fn entry_kind(kind: types::EntryKind) -> EntryKind {
+    match kind {
+        types::EntryKind::File => EntryKind::File,
+        types::EntryKind::Dir => EntryKind::Dir,
+        types::EntryKind::Symlink => EntryKind::Symlink,
+        types::EntryKind::Special => EntryKind::Special,
+    }
+}
+
+fn wit_entry_kind(kind: EntryKind) -> types::EntryKind {
+    match kind {
+        EntryKind::File => types::EntryKind::File,
+        EntryKind::Dir => types::EntryKind::Dir,
+        EntryKind::Symlink => types::EntryKind::Symlink,
+        EntryKind::Special => types::EntryKind::Special,
+    }
+}
+
+fn metadata(m: types::Metadata) -> Metadata {
+    Metadata {
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        mtime_ns: m.mtime_ns,
+        ctime_ns: m.ctime_ns,
+        inode: m.inode,
+        size: m.size,
+        xattrs: m.xattrs,
+    }
+}
+
+fn wit_metadata(m: &Metadata) -> types::Metadata {
+    types::Metadata {
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        mtime_ns: m.mtime_ns,
+        ctime_ns: m.ctime_ns,
+        inode: m.inode,
+        size: m.size,
+        xattrs: m.xattrs.clone(),
+    }
+}
+
+/// A storage plugin as the engine's [`Storage`].
+pub struct PluginStorage {
+    instance: Shared,
+    location: String,
+}
+
+impl PluginStorage {
+    pub(crate) fn new(instance: Instance, location: String) -> Self {
+        Self {
+            instance: Arc::new(Mutex::new(instance)),
+            location,
+        }
+    }
+
+    fn map(kind: ObjectKind, name: &str) -> impl Fn(PluginError) -> StorageError + '_ {
+        move |e| match e {
+            PluginError::Failed {
+                kind: ErrorKind::NotFound,
+                ..
+            } => StorageError::NotFound {
+                kind,
+                name: name.to_string(),
+            },
+            other => StorageError::Backend(Box::new(other)),
+        }
+    }
+}
+
+impl Storage for PluginStorage {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
+        lock(&self.instance)
+            .storage_call("put", |s, g| g.call_put(s, wit_kind(kind), name, data))
+            .map_err(Self::map(kind, name))
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
+        lock(&self.instance)
+            .storage_call("get", |s, g| g.call_get(s, wit_kind(kind), name))
+            .map_err(Self::map(kind, name))
+    }
+
+    fn get_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, StorageError> {
+        let mut instance = lock(&self.instance);
+        let data = instance
+            .storage_call("get-range", |s, g| {
+                g.call_get_range(s, wit_kind(kind), name, offset, length)
+            })
+            .map_err(Self::map(kind, name))?;
+        if data.len() as u64 > length {
+            return Err(StorageError::Backend(Box::new(PluginError::Misbehaved {
+                plugin: instance.plugin_name().to_string(),
+                message: format!(
+                    "get-range returned {} bytes, {length} were asked for",
+                    data.len()
+                ),
+            })));
+        }
+        Ok(data)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError> {
+        let listed = lock(&self.instance)
+            .storage_call("list", |s, g| g.call_list_objects(s, wit_kind(kind)))
+            .map_err(Self::map(kind, "*"))?;
+        Ok(listed
+            .into_iter()
+            .filter(|o| kast_engine::storage::is_valid_name(&o.name))
+            .map(|o| ObjectInfo {
+                name: o.name,
+                size: o.size,
+            })
+            .collect())
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
+        lock(&self.instance)
+            .storage_call("delete", |s, g| g.call_delete(s, wit_kind(kind), name))
+            .map_err(Self::map(kind, name))
+    }
+}
+
+/// A source plugin as the engine's [`Source`].
+pub struct PluginSource {
+    instance: Shared,
+    location: String,
+}
+
+impl PluginSource {
+    pub(crate) fn new(instance: Instance, location: String) -> Self {
+        Self {
+            instance: Arc::new(Mutex::new(instance)),
+            location,
+        }
+    }
+}
+
+impl Source for PluginSource {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn list(&self, path: &[u8]) -> io::Result<Vec<kast_engine::source::SourceEntry>> {
+        let entries = lock(&self.instance)
+            .source_call("list-dir", |s, g| g.call_list_dir(s, path))
+            .map_err(PluginError::into_io)?;
+        // Names are checked by the engine (it skips illegal ones with a warning).
+        Ok(entries
+            .into_iter()
+            .map(|e| kast_engine::source::SourceEntry {
+                name: e.name,
+                kind: entry_kind(e.kind),
+                meta: metadata(e.meta),
+                symlink_target: e.symlink_target,
+            })
+            .collect())
+    }
+
+    fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
+        let handle = lock(&self.instance)
+            .source_call("open-file", |s, g| g.call_open_file(s, path))
+            .map_err(PluginError::into_io)?;
+        Ok(Box::new(PluginReader {
+            instance: self.instance.clone(),
+            handle,
+            piece: Vec::new(),
+            at: 0,
+            done: false,
+        }))
+    }
+}
+
+/// A file read from a source plugin in large pieces.
+struct PluginReader {
+    instance: Shared,
+    handle: u64,
+    piece: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Read for PluginReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.piece.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let mut instance = lock(&self.instance);
+            let handle = self.handle;
+            self.piece = instance
+                .source_call("read", |s, g| g.call_read(s, handle, PIECE as u32))
+                .map_err(PluginError::into_io)?;
+            if self.piece.len() > PIECE {
+                return Err(PluginError::Misbehaved {
+                    plugin: instance.plugin_name().to_string(),
+                    message: format!(
+                        "read returned {} bytes, {PIECE} were asked for",
+                        self.piece.len()
+                    ),
+                }
+                .into_io());
+            }
+            self.at = 0;
+            self.done = self.piece.is_empty();
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Drop for PluginReader {
+    fn drop(&mut self) {
+        let handle = self.handle;
+        let _ = lock(&self.instance)
+            .source_call("close-file", |s, g| g.call_close_file(s, handle).map(Ok));
+    }
+}
+
+/// A destination plugin as the engine's [`Destination`].
+pub struct PluginDestination {
+    instance: Shared,
+    location: String,
+}
+
+impl PluginDestination {
+    pub(crate) fn new(instance: Instance, location: String) -> Self {
+        Self {
+            instance: Arc::new(Mutex::new(instance)),
+            location,
+        }
+    }
+}
+
+impl Destination for PluginDestination {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn create_dir(&self, path: &[u8]) -> io::Result<()> {
+        lock(&self.instance)
+            .destination_call("create-dir", |s, g| g.call_create_dir(s, path))
+            .map_err(PluginError::into_io)
+    }
+
+    fn create_file(&self, path: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>> {
+        let handle = lock(&self.instance)
+            .destination_call("create-file", |s, g| g.call_create_file(s, path, overwrite))
+            .map_err(PluginError::into_io)?;
+        Ok(Box::new(PluginWriter {
+            instance: self.instance.clone(),
+            handle,
+            buf: Vec::with_capacity(PIECE),
+        }))
+    }
+
+    fn symlink(&self, path: &[u8], target: &[u8], overwrite: bool) -> io::Result<()> {
+        lock(&self.instance)
+            .destination_call("symlink", |s, g| g.call_symlink(s, path, target, overwrite))
+            .map_err(PluginError::into_io)
+    }
+
+    fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {
+        lock(&self.instance)
+            .destination_call("set-metadata", |s, g| {
+                g.call_set_metadata(s, path, wit_entry_kind(kind), &wit_metadata(meta))
+            })
+            .map_err(PluginError::into_io)
+    }
+}
+
+/// A file written to a destination plugin in large pieces; `flush`
+/// finishes it.
+struct PluginWriter {
+    instance: Shared,
+    handle: u64,
+    buf: Vec<u8>,
+}
+
+impl PluginWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let (handle, data) = (self.handle, &self.buf);
+        lock(&self.instance)
+            .destination_call("write", |s, g| g.call_write(s, handle, data))
+            .map_err(PluginError::into_io)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Write for PluginWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()?;
+        let handle = self.handle;
+        lock(&self.instance)
+            .destination_call("finish-file", |s, g| g.call_finish_file(s, handle))
+            .map_err(PluginError::into_io)
+    }
+}

@@ -1,0 +1,428 @@
+//! One connector instance: a wasmtime store with the sandbox's grants and
+//! limits, the instantiated world, and a call wrapper that turns traps,
+//! timeouts and memory exhaustion into [`PluginError`]s. A trapped instance
+//! is dropped and the next call starts a fresh one (re-opening the
+//! location), so no state of a failed call leaks into the next.
+
+use crate::bindings::{self, types};
+use crate::error::{ErrorKind, PluginError};
+use crate::local_fs::LocalFs;
+use crate::registry::{PluginInfo, Role};
+use crate::runtime::{Runtime, TICK};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Resource limits of every instance.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Linear memory an instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall time one call may take before it is interrupted.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 512 << 20,
+            call_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the sandbox lets an instance reach: decided by
+/// [`crate::grants::grants_for`] from the location alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// A local directory (or file) served through `local-fs`; `true` when
+    /// it may be created.
+    pub local: Option<(PathBuf, bool)>,
+    /// The only addresses outbound TCP may connect to.
+    pub tcp: Vec<SocketAddr>,
+    /// A directory preopened through WASI at its own path; `true` when
+    /// read-only.
+    pub preopen: Option<(PathBuf, bool)>,
+}
+
+/// Memory accounting that remembers a refusal, so the error can say why.
+struct Limiter {
+    memory_bytes: usize,
+    refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The store's data: WASI context, resource table, local files, limits.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) local_fs: LocalFs,
+    limiter: Limiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn new_store(
+    runtime: &Runtime,
+    grants: &Grants,
+    limits: &Limits,
+) -> Result<Store<HostState>, PluginError> {
+    let mut wasi = WasiCtxBuilder::new();
+    // No environment, no arguments, no stdio, no preopened directories, no
+    // name lookup: only what is granted below.
+    if !grants.tcp.is_empty() {
+        let allowed = grants.tcp.clone();
+        wasi.allow_tcp(true);
+        wasi.socket_addr_check(move |addr, use_| {
+            let ok = allowed.contains(&addr)
+                // connect() first binds implicitly to the unspecified address.
+                || (matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpBind)
+                    && addr.ip().is_unspecified()
+                    && addr.port() == 0);
+            Box::pin(async move { ok })
+        });
+    }
+    if let Some((dir, read_only)) = &grants.preopen {
+        let guest = dir.to_str().ok_or_else(|| PluginError::BadLocation {
+            location: dir.display().to_string(),
+            why: "the path is not UTF-8".into(),
+        })?;
+        let perms = if *read_only {
+            wasmtime_wasi::FsPerms::ReadOnly
+        } else {
+            wasmtime_wasi::FsPerms::ReadWrite
+        };
+        wasi.allow_blocking_current_thread(true);
+        wasi.preopened_dir(dir, guest, perms)
+            .map_err(|e| PluginError::BadLocation {
+                location: dir.display().to_string(),
+                why: e.to_string(),
+            })?;
+    }
+    let local_fs = match &grants.local {
+        Some((path, create)) => {
+            LocalFs::grant(path, *create).map_err(|e| PluginError::BadLocation {
+                location: path.display().to_string(),
+                why: e.to_string(),
+            })?
+        }
+        None => LocalFs::default(),
+    };
+    let mut store = Store::new(
+        &runtime.engine,
+        HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            local_fs,
+            limiter: Limiter {
+                memory_bytes: limits.memory_bytes,
+                refused: false,
+            },
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    // Instantiation runs guest code too: it gets the same deadline as a call.
+    store.set_epoch_deadline(deadline_ticks(limits));
+    Ok(store)
+}
+
+fn deadline_ticks(limits: &Limits) -> u64 {
+    (limits.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64
+}
+
+/// The world an instance was created for.
+enum Exports {
+    Storage(bindings::storage::Storage),
+    Source(bindings::source::Source),
+    Destination(bindings::destination::Destination),
+}
+
+/// A running connector instance serving one location in one role.
+pub struct Instance {
+    runtime: Arc<Runtime>,
+    plugin: Arc<crate::runtime::Plugin>,
+    role: Role,
+    location: types::Location,
+    grants: Grants,
+    limits: Limits,
+    live: Option<(Store<HostState>, Exports)>,
+}
+
+/// What a typed call returns: the wasm call's outcome wrapping the
+/// connector's own result.
+pub type CallResult<R> = wasmtime::Result<Result<R, types::Error>>;
+
+impl Instance {
+    /// Instantiates the plugin and opens the location.
+    pub fn open(
+        runtime: Arc<Runtime>,
+        plugin: Arc<crate::runtime::Plugin>,
+        role: Role,
+        location: types::Location,
+        grants: Grants,
+        limits: Limits,
+    ) -> Result<Instance, PluginError> {
+        if !plugin.info.roles.contains(&role) {
+            return Err(PluginError::RoleNotServed {
+                plugin: plugin.info.name.clone(),
+                role: role.name(),
+            });
+        }
+        let mut instance = Instance {
+            runtime,
+            plugin,
+            role,
+            location,
+            grants,
+            limits,
+            live: None,
+        };
+        instance.start()?;
+        Ok(instance)
+    }
+
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.info.name
+    }
+
+    fn start(&mut self) -> Result<(), PluginError> {
+        let mut store = new_store(&self.runtime, &self.grants, &self.limits)?;
+        let component = &self.plugin.component;
+        let linker = &self.runtime.linker;
+        let instantiated = match self.role {
+            Role::Storage => bindings::storage::Storage::instantiate(&mut store, component, linker)
+                .map(Exports::Storage),
+            Role::Source => bindings::source::Source::instantiate(&mut store, component, linker)
+                .map(Exports::Source),
+            Role::Destination => {
+                bindings::destination::Destination::instantiate(&mut store, component, linker)
+                    .map(Exports::Destination)
+            }
+        };
+        let exports = instantiated.map_err(|e| PluginError::Misbehaved {
+            plugin: self.plugin.info.name.clone(),
+            message: format!("cannot be instantiated: {e}"),
+        })?;
+        self.live = Some((store, exports));
+        let location = self.location.clone();
+        self.call("open", |store, exports| match exports {
+            Exports::Storage(b) => b.kast_connector_object_store().call_open(store, &location),
+            Exports::Source(b) => b.kast_connector_tree_source().call_open(store, &location),
+            Exports::Destination(b) => b
+                .kast_connector_tree_destination()
+                .call_open(store, &location),
+        })
+    }
+
+    /// Runs one export under the deadline and maps every failure.
+    fn call<R>(
+        &mut self,
+        operation: &'static str,
+        f: impl FnOnce(&mut Store<HostState>, &Exports) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        if self.live.is_none() {
+            self.start()?;
+        }
+        let (store, exports) = self.live.as_mut().expect("started above");
+        store.set_epoch_deadline(deadline_ticks(&self.limits));
+        store.data_mut().limiter.refused = false;
+        let plugin = self.plugin.info.name.clone();
+        match f(store, exports) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(PluginError::Failed {
+                plugin,
+                operation,
+                kind: kind_of(e.kind),
+                message: e.message,
+            }),
+            Err(trap) => {
+                let refused = store.data().limiter.refused;
+                // A trapped instance cannot be entered again: start afresh next time.
+                self.live = None;
+                Err(match trap.downcast_ref::<Trap>() {
+                    Some(Trap::Interrupt) => PluginError::Timeout {
+                        plugin,
+                        operation,
+                        limit: self.limits.call_timeout,
+                    },
+                    _ if refused => PluginError::OutOfMemory {
+                        plugin,
+                        operation,
+                        limit_mib: self.limits.memory_bytes >> 20,
+                    },
+                    _ => PluginError::Trap {
+                        plugin,
+                        operation,
+                        message: format!("{trap:#}")
+                            .lines()
+                            .next()
+                            .unwrap_or("trap")
+                            .to_string(),
+                    },
+                })
+            }
+        }
+    }
+
+    pub fn storage_call<R>(
+        &mut self,
+        operation: &'static str,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &bindings::storage::exports::kast::connector::object_store::Guest,
+        ) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        self.call(operation, |store, exports| match exports {
+            Exports::Storage(b) => f(store, b.kast_connector_object_store()),
+            _ => unreachable!("a storage instance has storage exports"),
+        })
+    }
+
+    pub fn source_call<R>(
+        &mut self,
+        operation: &'static str,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &bindings::source::exports::kast::connector::tree_source::Guest,
+        ) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        self.call(operation, |store, exports| match exports {
+            Exports::Source(b) => f(store, b.kast_connector_tree_source()),
+            _ => unreachable!("a source instance has source exports"),
+        })
+    }
+
+    pub fn destination_call<R>(
+        &mut self,
+        operation: &'static str,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &bindings::destination::exports::kast::connector::tree_destination::Guest,
+        ) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        self.call(operation, |store, exports| match exports {
+            Exports::Destination(b) => f(store, b.kast_connector_tree_destination()),
+            _ => unreachable!("a destination instance has destination exports"),
+        })
+    }
+}
+
+fn kind_of(k: types::ErrorKind) -> ErrorKind {
+    use types::ErrorKind as W;
+    match k {
+        W::NotFound => ErrorKind::NotFound,
+        W::AlreadyExists => ErrorKind::AlreadyExists,
+        W::PermissionDenied => ErrorKind::PermissionDenied,
+        W::InvalidInput => ErrorKind::InvalidInput,
+        W::Unavailable => ErrorKind::Unavailable,
+        W::NoSpace => ErrorKind::NoSpace,
+        W::Unsupported => ErrorKind::Unsupported,
+        W::Other => ErrorKind::Other,
+    }
+}
+
+/// Asks a component who it is, and checks that it exports every world its
+/// roles need. Runs with no grants under the default limits.
+pub(crate) fn read_info(
+    runtime: &Runtime,
+    component: &Component,
+    origin: &str,
+) -> Result<PluginInfo, PluginError> {
+    let not_ours = |why: String| PluginError::NotAConnector {
+        path: origin.to_string(),
+        why,
+    };
+    let pre = runtime
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| not_ours(format!("it needs imports kast does not provide: {e:#}")))?;
+    let exported = [
+        (
+            Role::Storage,
+            bindings::storage::StoragePre::new(pre.clone()).is_ok(),
+        ),
+        (
+            Role::Source,
+            bindings::source::SourcePre::new(pre.clone()).is_ok(),
+        ),
+        (
+            Role::Destination,
+            bindings::destination::DestinationPre::new(pre.clone()).is_ok(),
+        ),
+    ];
+    let Some((first, _)) = exported.iter().find(|(_, ok)| *ok) else {
+        return Err(not_ours(
+            "it exports none of kast's worlds (storage, source, destination of kast:connector@0.1.0)".into(),
+        ));
+    };
+    let limits = Limits {
+        call_timeout: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let mut store = new_store(runtime, &Grants::default(), &limits)?;
+    let info = match first {
+        Role::Storage => {
+            bindings::storage::Storage::instantiate(&mut store, component, &runtime.linker)
+                .and_then(|b| b.kast_connector_plugin().call_info(&mut store))
+        }
+        Role::Source => {
+            bindings::source::Source::instantiate(&mut store, component, &runtime.linker)
+                .and_then(|b| b.kast_connector_plugin().call_info(&mut store))
+        }
+        Role::Destination => {
+            bindings::destination::Destination::instantiate(&mut store, component, &runtime.linker)
+                .and_then(|b| b.kast_connector_plugin().call_info(&mut store))
+        }
+    }
+    .map_err(|e| not_ours(format!("its info() failed: {e:#}")))?;
+    let info = PluginInfo::from_wit(info);
+    for role in &info.roles {
+        if !exported.iter().any(|(r, ok)| r == role && *ok) {
+            return Err(not_ours(format!(
+                "it claims the {} role but does not export it",
+                role.name()
+            )));
+        }
+    }
+    if info.name.is_empty() || info.schemes.is_empty() || info.roles.is_empty() {
+        return Err(not_ours(
+            "its info() names no plugin, scheme or role".into(),
+        ));
+    }
+    Ok(info)
+}

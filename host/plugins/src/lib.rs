@@ -1,0 +1,101 @@
+//! # kast-plugins
+//!
+//! The connector host: loads WebAssembly connector components (the
+//! built-in ones embedded in the binary, and the ones a user installed),
+//! runs each in a sandbox with exactly the grants its location implies
+//! ([`grants`]), under a memory limit and a per-call deadline, and adapts it
+//! to the engine's `Storage`, `Source` and `Destination` traits.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), kast_plugins::PluginError> {
+//! let host = kast_plugins::Host::new(None, None)?;
+//! let storage = host.storage("fs:///srv/kast-store")?;
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod connectors;
+pub mod error;
+pub mod grants;
+mod instance;
+mod local_fs;
+pub mod location;
+pub mod registry;
+mod runtime;
+
+pub use connectors::{PluginDestination, PluginSource, PluginStorage};
+pub use error::PluginError;
+pub use instance::{Grants, Limits};
+pub use location::Location;
+pub use registry::{Listed, PluginInfo, Registry, Role};
+pub use runtime::Runtime;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything needed to turn a location into a connector.
+pub struct Host {
+    registry: Registry,
+    limits: Limits,
+}
+
+impl Host {
+    /// `cache_dir` keeps precompiled plugins; `plugin_dir` holds installed ones.
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        plugin_dir: Option<PathBuf>,
+    ) -> Result<Host, PluginError> {
+        let runtime = Runtime::new(cache_dir)?;
+        Ok(Host {
+            registry: Registry::new(runtime, plugin_dir),
+            limits: Limits::default(),
+        })
+    }
+
+    /// Changes the memory and time limits of instances opened from now on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn open(&self, text: &str, role: Role) -> Result<(instance::Instance, String), PluginError> {
+        let location = Location::parse(text)?;
+        let plugin = self.registry.for_scheme(&location.scheme)?;
+        let (grants, address) = grants::grants_for(&location, role)?;
+        let wit = bindings::types::Location {
+            url: location.url.clone(),
+            options: location.options.clone(),
+            address,
+        };
+        let instance = instance::Instance::open(
+            self.registry.runtime().clone(),
+            plugin,
+            role,
+            wit,
+            grants,
+            self.limits,
+        )?;
+        Ok((instance, location.url))
+    }
+
+    /// The storage at `location` (a URL or a local path).
+    pub fn storage(&self, location: &str) -> Result<Arc<PluginStorage>, PluginError> {
+        let (instance, url) = self.open(location, Role::Storage)?;
+        Ok(Arc::new(PluginStorage::new(instance, url)))
+    }
+
+    /// The source at `location`.
+    pub fn source(&self, location: &str) -> Result<PluginSource, PluginError> {
+        let (instance, url) = self.open(location, Role::Source)?;
+        Ok(PluginSource::new(instance, url))
+    }
+
+    /// The destination at `location`.
+    pub fn destination(&self, location: &str) -> Result<PluginDestination, PluginError> {
+        let (instance, url) = self.open(location, Role::Destination)?;
+        Ok(PluginDestination::new(instance, url))
+    }
+}

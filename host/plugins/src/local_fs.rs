@@ -1,0 +1,424 @@
+//! The host side of `kast:connector/local-fs`: one granted directory (or
+//! file) served over raw byte paths. Paths are resolved beneath the grant by
+//! cap-std (openat2 `RESOLVE_BENEATH` on Linux), and the last component is
+//! never followed if it is a symlink, so a plugin can reach nothing outside.
+
+use crate::bindings::local_fs::Host;
+use crate::bindings::types::{Entry, EntryKind, Error, ErrorKind, Metadata};
+use cap_fs_ext::{
+    DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
+};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, Permissions, PermissionsExt};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What a location grants: a directory, or one file inside its folder.
+pub enum Grant {
+    Dir(Dir),
+    File { parent: Dir, name: OsString },
+}
+
+/// The state behind the interface for one plugin instance.
+#[derive(Default)]
+pub struct LocalFs {
+    grant: Option<Grant>,
+    files: HashMap<u64, std::fs::File>,
+    next: u64,
+    set_owner: bool,
+}
+
+impl LocalFs {
+    /// Serves `path`: a directory (created first when `create` is set), or a
+    /// single file.
+    pub fn grant(path: &Path, create: bool) -> io::Result<LocalFs> {
+        let authority = cap_std::ambient_authority();
+        if create {
+            std::fs::create_dir_all(path)?;
+        }
+        let grant = if std::fs::metadata(path)?.is_dir() {
+            Grant::Dir(Dir::open_ambient_dir(path, authority)?)
+        } else {
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            let name = path
+                .file_name()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+            Grant::File {
+                parent: Dir::open_ambient_dir(parent, authority)?,
+                name: name.to_os_string(),
+            }
+        };
+        Ok(LocalFs {
+            grant: Some(grant),
+            files: HashMap::new(),
+            next: 0,
+            // SAFETY: geteuid has no preconditions.
+            set_owner: unsafe { libc::geteuid() } == 0,
+        })
+    }
+
+    /// Resolves a plugin path to (directory, path relative to it).
+    fn resolve(&self, path: &[u8]) -> Result<(&Dir, PathBuf), Error> {
+        let grant = self.grant.as_ref().ok_or_else(|| {
+            err(
+                ErrorKind::PermissionDenied,
+                "this location grants no local files",
+            )
+        })?;
+        match grant {
+            Grant::Dir(dir) => {
+                if path.is_empty() {
+                    return Ok((dir, PathBuf::from(".")));
+                }
+                let legal = path
+                    .split(|&b| b == b'/')
+                    .all(|c| !c.is_empty() && c != b"." && c != b".." && !c.contains(&0));
+                if !legal {
+                    return Err(err(
+                        ErrorKind::InvalidInput,
+                        format!("illegal path {:?}", String::from_utf8_lossy(path)),
+                    ));
+                }
+                Ok((dir, PathBuf::from(OsStr::from_bytes(path))))
+            }
+            Grant::File { parent, name } => {
+                if path.is_empty() {
+                    Ok((parent, PathBuf::from(name)))
+                } else {
+                    Err(err(
+                        ErrorKind::PermissionDenied,
+                        "this location grants a single file",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn file(&mut self, handle: u64) -> Result<&mut std::fs::File, Error> {
+        self.files
+            .get_mut(&handle)
+            .ok_or_else(|| err(ErrorKind::InvalidInput, "unknown file handle"))
+    }
+
+    fn keep(&mut self, file: std::fs::File) -> u64 {
+        self.next += 1;
+        self.files.insert(self.next, file);
+        self.next
+    }
+
+    fn entry(dir: &Dir, rel: &Path, name: Vec<u8>) -> io::Result<Entry> {
+        let meta = dir.symlink_metadata(rel)?;
+        let file_type = meta.file_type();
+        let kind = if file_type.is_file() {
+            EntryKind::File
+        } else if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Special
+        };
+        let symlink_target = if kind == EntryKind::Symlink {
+            Some(
+                dir.read_link_contents(rel)?
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+        } else {
+            None
+        };
+        Ok(Entry {
+            name,
+            kind,
+            meta: Metadata {
+                mode: meta.mode(),
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+                inode: meta.ino(),
+                size: if kind == EntryKind::File {
+                    meta.size()
+                } else {
+                    0
+                },
+                xattrs: xattrs_of(dir, rel),
+            },
+            symlink_target,
+        })
+    }
+}
+
+/// The path of `rel` through the directory's descriptor, for the xattr
+/// calls cap-std does not offer: `/proc/self/fd/N/rel`, resolved by the
+/// kernel from the already-confined descriptor.
+fn fd_path(dir: &Dir, rel: &Path) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(rel)
+}
+
+fn xattrs_of(dir: &Dir, rel: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let path = fd_path(dir, rel);
+    let Ok(names) = xattr::list(&path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
+        .filter_map(|n| {
+            let value = xattr::get(&path, &n).ok().flatten()?;
+            Some((n.into_encoded_bytes(), value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> Error {
+    Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn io_err(op: &str, path: &[u8], e: io::Error) -> Error {
+    use io::ErrorKind as K;
+    let kind = match e.kind() {
+        K::NotFound => ErrorKind::NotFound,
+        K::AlreadyExists => ErrorKind::AlreadyExists,
+        K::PermissionDenied => ErrorKind::PermissionDenied,
+        K::InvalidInput | K::InvalidFilename => ErrorKind::InvalidInput,
+        K::StorageFull | K::QuotaExceeded => ErrorKind::NoSpace,
+        _ => ErrorKind::Other,
+    };
+    err(
+        kind,
+        format!("{op} {:?}: {e}", String::from_utf8_lossy(path)),
+    )
+}
+
+fn last_component(path: &[u8]) -> Vec<u8> {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec()
+}
+
+impl crate::bindings::types::Host for crate::instance::HostState {}
+
+impl Host for crate::instance::HostState {
+    fn stat(&mut self, path: Vec<u8>) -> Result<Entry, Error> {
+        let fs = &self.local_fs;
+        let (dir, rel) = fs.resolve(&path)?;
+        let name = match fs.grant.as_ref() {
+            Some(Grant::File { name, .. }) => name.as_bytes().to_vec(),
+            _ => last_component(&path),
+        };
+        LocalFs::entry(dir, &rel, name).map_err(|e| io_err("stat", &path, e))
+    }
+
+    fn list_dir(&mut self, path: Vec<u8>) -> Result<Vec<Entry>, Error> {
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        let sub = dir
+            .open_dir_nofollow(&rel)
+            .map_err(|e| io_err("list", &path, e))?;
+        let mut out = Vec::new();
+        for item in sub.entries().map_err(|e| io_err("list", &path, e))? {
+            let item = item.map_err(|e| io_err("list", &path, e))?;
+            let name = item.file_name();
+            match LocalFs::entry(&sub, Path::new(&name), name.as_bytes().to_vec()) {
+                Ok(entry) => out.push(entry),
+                // Gone between the listing and the stat: no longer part of the tree.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("stat", name.as_bytes(), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_read(&mut self, path: Vec<u8>) -> Result<u64, Error> {
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).follow(FollowSymlinks::No);
+        let file = dir
+            .open_with(&rel, &options)
+            .map_err(|e| io_err("open", &path, e))?;
+        Ok(self.local_fs.keep(file.into_std()))
+    }
+
+    fn read_at(&mut self, handle: u64, offset: u64, length: u32) -> Result<Vec<u8>, Error> {
+        let file = self.local_fs.file(handle)?;
+        let mut buf = vec![0u8; length as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err("read", b"", e)),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    fn create(&mut self, path: Vec<u8>, replace: bool) -> Result<u64, Error> {
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        if replace && dir.symlink_metadata(&rel).is_ok_and(|m| !m.is_file()) {
+            // A symlink or directory in the way is replaced, never written through.
+            remove_any(dir, &rel).map_err(|e| io_err("replace", &path, e))?;
+        }
+        let mut options = OpenOptions::new();
+        options.write(true).follow(FollowSymlinks::No);
+        if replace {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = dir
+            .open_with(&rel, &options)
+            .map_err(|e| io_err("create", &path, e))?;
+        Ok(self.local_fs.keep(file.into_std()))
+    }
+
+    fn write(&mut self, handle: u64, data: Vec<u8>) -> Result<(), Error> {
+        self.local_fs
+            .file(handle)?
+            .write_all(&data)
+            .map_err(|e| io_err("write", b"", e))
+    }
+
+    fn sync(&mut self, handle: u64) -> Result<(), Error> {
+        self.local_fs
+            .file(handle)?
+            .sync_all()
+            .map_err(|e| io_err("sync", b"", e))
+    }
+
+    fn close(&mut self, handle: u64) {
+        self.local_fs.files.remove(&handle);
+    }
+
+    fn mkdir(&mut self, path: Vec<u8>) -> Result<(), Error> {
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        if path.is_empty() {
+            return Ok(());
+        }
+        dir.create_dir_all(&rel)
+            .map_err(|e| io_err("mkdir", &path, e))
+    }
+
+    fn sync_dir(&mut self, path: Vec<u8>) -> Result<(), Error> {
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        // Opened for reading: a descriptor cap-std keeps for lookups only
+        // (O_PATH) cannot be synced.
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .maybe_dir(true);
+        let handle = dir
+            .open_with(&rel, &options)
+            .map_err(|e| io_err("sync", &path, e))?;
+        handle.sync_all().map_err(|e| io_err("sync", &path, e))
+    }
+
+    fn rename(&mut self, source: Vec<u8>, target: Vec<u8>) -> Result<(), Error> {
+        let (dir, from) = self.local_fs.resolve(&source)?;
+        let (_, to) = self.local_fs.resolve(&target)?;
+        dir.rename(&from, dir, &to)
+            .map_err(|e| io_err("rename", &source, e))
+    }
+
+    fn remove(&mut self, path: Vec<u8>) -> Result<(), Error> {
+        if path.is_empty() {
+            return Err(err(
+                ErrorKind::PermissionDenied,
+                "the granted directory itself cannot be removed",
+            ));
+        }
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        remove_any(dir, &rel).map_err(|e| io_err("remove", &path, e))
+    }
+
+    fn symlink(&mut self, path: Vec<u8>, target: Vec<u8>) -> Result<(), Error> {
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        // The target is stored as given and only ever resolved by whoever
+        // follows the link later, outside this sandbox's grant.
+        dir.symlink_contents(OsStr::from_bytes(&target), &rel)
+            .map_err(|e| io_err("symlink", &path, e))
+    }
+
+    fn set_metadata(
+        &mut self,
+        path: Vec<u8>,
+        kind: EntryKind,
+        meta: Metadata,
+    ) -> Result<(), Error> {
+        let set_owner = self.local_fs.set_owner;
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        let fail = |e: io::Error| io_err("set metadata of", &path, e);
+        let is_symlink = dir
+            .symlink_metadata(&rel)
+            .map_err(fail)?
+            .file_type()
+            .is_symlink();
+        if set_owner {
+            lchown_at(dir, &rel, meta.uid, meta.gid).map_err(fail)?;
+        }
+        if !is_symlink && kind != EntryKind::Symlink {
+            for (name, value) in &meta.xattrs {
+                // Best effort: the target filesystem may not take every namespace.
+                let _ = xattr::set(fd_path(dir, &rel), OsStr::from_bytes(name), value);
+            }
+            dir.set_permissions(&rel, Permissions::from_mode(meta.mode & 0o7777))
+                .map_err(fail)?;
+        }
+        let secs = meta.mtime_ns.div_euclid(1_000_000_000);
+        let nanos = meta.mtime_ns.rem_euclid(1_000_000_000) as u32;
+        let time = std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::new(secs.max(0) as u64, nanos))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let spec = || {
+            Some(SystemTimeSpec::Absolute(
+                cap_std::time::SystemTime::from_std(time),
+            ))
+        };
+        dir.set_symlink_times(&rel, spec(), spec()).map_err(fail)
+    }
+}
+
+fn remove_any(dir: &Dir, rel: &Path) -> io::Result<()> {
+    if dir.symlink_metadata(rel)?.is_dir() {
+        dir.remove_dir_all(rel)
+    } else {
+        dir.remove_file(rel)
+    }
+}
+
+/// `lchown` beneath `dir`: the parent is opened through the confined
+/// descriptor, then `fchownat` with `AT_SYMLINK_NOFOLLOW` on the last name.
+fn lchown_at(dir: &Dir, rel: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => dir.open_dir(p)?,
+        _ => dir.try_clone()?,
+    };
+    let name = rel.file_name().unwrap_or(OsStr::new("."));
+    let c_name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    // SAFETY: the descriptor is open for the duration of the call and the
+    // name is a valid NUL-terminated string.
+    let rc = unsafe {
+        libc::fchownat(
+            parent.as_raw_fd(),
+            c_name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,174 @@
+//! Locations: a URL (`fs:///srv/store`, `sftp://user@host:22/path?identity=…`)
+//! or a plain local path, split into what the sandbox and the plugin need.
+
+use crate::error::PluginError;
+use std::path::PathBuf;
+
+/// A parsed location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The URL as given (a plain path becomes `fs://` + its absolute path).
+    pub url: String,
+    pub scheme: String,
+    pub user: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Percent-decoded path.
+    pub path: String,
+    /// The query string's `key=value` pairs, percent-decoded.
+    pub options: Vec<(String, String)>,
+}
+
+impl Location {
+    /// Parses a URL, or takes anything without `scheme://` as a local path.
+    pub fn parse(text: &str) -> Result<Location, PluginError> {
+        let bad = |why: &str| PluginError::BadLocation {
+            location: text.to_string(),
+            why: why.to_string(),
+        };
+        let Some((scheme, rest)) = text.split_once("://") else {
+            let path = std::path::absolute(text).map_err(|e| bad(&e.to_string()))?;
+            let path = path
+                .to_str()
+                .ok_or_else(|| bad("the path is not UTF-8"))?
+                .to_string();
+            return Ok(Location {
+                url: format!("fs://{}", encode_path(&path)),
+                scheme: "fs".into(),
+                user: None,
+                host: None,
+                port: None,
+                path,
+                options: Vec::new(),
+            });
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return Err(bad("the scheme must be letters, digits, '+', '-' or '.'"));
+        }
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (user, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(decode(u)), h),
+            None => (None, authority),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed '[' in the host"))?;
+            let port = after
+                .strip_prefix(':')
+                .map(|p| p.parse::<u16>())
+                .transpose()
+                .map_err(|_| bad("bad port"))?;
+            (Some(h.to_string()), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (
+                    Some(h.to_string()),
+                    Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
+                ),
+                None => (Some(hostport.to_string()), None),
+            }
+        };
+        let host = host.filter(|h| !h.is_empty());
+        let mut options = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            options.push((decode(k), decode(v)));
+        }
+        Ok(Location {
+            url: text.to_string(),
+            scheme,
+            user,
+            host,
+            port,
+            path: decode(path),
+            options,
+        })
+    }
+
+    /// The local path of an `fs` location.
+    pub fn local_path(&self) -> PathBuf {
+        PathBuf::from(&self.path)
+    }
+
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_paths_parse() {
+        let l = Location::parse(
+            "sftp://root@127.0.0.1:2222/srv/store?identity=/root/.ssh/id&known_hosts=/k",
+        )
+        .unwrap();
+        assert_eq!(l.scheme, "sftp");
+        assert_eq!(l.user.as_deref(), Some("root"));
+        assert_eq!(l.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(l.port, Some(2222));
+        assert_eq!(l.path, "/srv/store");
+        assert_eq!(l.option("identity"), Some("/root/.ssh/id"));
+        let f = Location::parse("fs:///srv/my%20store").unwrap();
+        assert_eq!(
+            (f.scheme.as_str(), f.path.as_str(), f.host.clone()),
+            ("fs", "/srv/my store", None)
+        );
+        let p = Location::parse("/tmp/a b").unwrap();
+        assert_eq!(p.scheme, "fs");
+        assert_eq!(p.path, "/tmp/a b");
+        assert_eq!(Location::parse(&p.url).unwrap().path, "/tmp/a b");
+        let v6 = Location::parse("ftp://[::1]:21/x").unwrap();
+        assert_eq!((v6.host.as_deref(), v6.port), (Some("::1"), Some(21)));
+        assert!(Location::parse("ftp://h:notaport/x").is_err());
+    }
+}

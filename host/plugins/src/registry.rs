@@ -1,0 +1,294 @@
+//! Which plugins exist: the built-in ones embedded in the binary, and the
+//! ones a user installed (`<data dir>/plugins/NAME.wasm` with `NAME.json`
+//! beside it). Installing validates the component and precompiles it.
+
+use crate::bindings::types;
+use crate::error::PluginError;
+use crate::runtime::{Plugin, Runtime};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A part a connector plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Storage,
+    Source,
+    Destination,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Storage => "storage",
+            Role::Source => "source",
+            Role::Destination => "destination",
+        }
+    }
+}
+
+/// Who a plugin says it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub schemes: Vec<String>,
+    pub roles: Vec<Role>,
+    pub description: String,
+}
+
+impl PluginInfo {
+    pub(crate) fn from_wit(info: types::PluginInfo) -> Self {
+        PluginInfo {
+            name: info.name,
+            version: info.version,
+            schemes: info
+                .schemes
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            roles: info
+                .roles
+                .into_iter()
+                .map(|r| match r {
+                    types::Role::Storage => Role::Storage,
+                    types::Role::Source => Role::Source,
+                    types::Role::Destination => Role::Destination,
+                })
+                .collect(),
+            description: info.description,
+        }
+    }
+}
+
+/// The built-in plugins, compiled into the binary.
+const BUILTIN: &[(&str, &[u8])] = &[(
+    "fs",
+    include_bytes!(concat!(
+        env!("KAST_PLUGIN_WASM_DIR"),
+        "/kast_plugin_fs.wasm"
+    )),
+)];
+
+/// A plugin as `plugin list` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    pub builtin: bool,
+    /// BLAKE3 of the wasm.
+    pub hash: String,
+    pub size: u64,
+}
+
+/// Built-in and installed plugins, loaded on first use.
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    dir: Option<PathBuf>,
+    loaded: std::sync::Mutex<Vec<Arc<Plugin>>>,
+}
+
+impl Registry {
+    /// `dir` holds installed plugins; `None` offers only the built-in ones.
+    pub fn new(runtime: Arc<Runtime>, dir: Option<PathBuf>) -> Registry {
+        Registry {
+            runtime,
+            dir,
+            loaded: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    fn registry_err(path: &Path, e: std::io::Error) -> PluginError {
+        PluginError::Registry {
+            path: path.display().to_string(),
+            source: e,
+        }
+    }
+
+    /// The plugin serving `scheme`.
+    pub fn for_scheme(&self, scheme: &str) -> Result<Arc<Plugin>, PluginError> {
+        let scheme = scheme.to_ascii_lowercase();
+        if let Some(p) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|p| p.info.schemes.contains(&scheme))
+        {
+            return Ok(p.clone());
+        }
+        for (name, wasm) in BUILTIN {
+            let plugin = self.load_builtin(name, wasm)?;
+            if plugin.info.schemes.contains(&scheme) {
+                return Ok(plugin);
+            }
+        }
+        for listed in self.installed()? {
+            if listed.info.schemes.contains(&scheme) {
+                return self.load_installed(&listed.info.name);
+            }
+        }
+        Err(PluginError::UnknownScheme(scheme))
+    }
+
+    fn remember(&self, plugin: Plugin) -> Arc<Plugin> {
+        let plugin = Arc::new(plugin);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(plugin.clone());
+        plugin
+    }
+
+    fn load_builtin(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        if let Some(p) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|p| p.info.name == name)
+        {
+            return Ok(p.clone());
+        }
+        let plugin = self
+            .runtime
+            .load(wasm, &format!("built-in plugin {name}"))?;
+        Ok(self.remember(plugin))
+    }
+
+    fn load_installed(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        let dir = self
+            .dir
+            .as_ref()
+            .ok_or_else(|| PluginError::UnknownScheme(name.to_string()))?;
+        let path = dir.join(format!("{name}.wasm"));
+        let wasm = std::fs::read(&path).map_err(|e| Self::registry_err(&path, e))?;
+        let plugin = self.runtime.load(&wasm, &path.display().to_string())?;
+        Ok(self.remember(plugin))
+    }
+
+    /// Every plugin: built-in first, then installed.
+    pub fn list(&self) -> Result<Vec<Listed>, PluginError> {
+        let mut out = Vec::new();
+        for (name, wasm) in BUILTIN {
+            let plugin = self.load_builtin(name, wasm)?;
+            out.push(Listed {
+                info: plugin.info.clone(),
+                builtin: true,
+                hash: plugin.hash.clone(),
+                size: wasm.len() as u64,
+            });
+        }
+        out.extend(self.installed()?);
+        Ok(out)
+    }
+
+    fn installed(&self) -> Result<Vec<Listed>, PluginError> {
+        let Some(dir) = &self.dir else {
+            return Ok(Vec::new());
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::registry_err(dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "json") {
+                let bytes = std::fs::read(&path).map_err(|e| Self::registry_err(&path, e))?;
+                if let Ok(listed) = serde_json::from_slice::<Listed>(&bytes) {
+                    out.push(listed);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        Ok(out)
+    }
+
+    /// Validates a `.wasm` (a component exporting one of kast's worlds),
+    /// precompiles it and copies it into the plugin directory.
+    pub fn install(&self, wasm_path: &Path) -> Result<Listed, PluginError> {
+        let dir = self.dir.as_ref().ok_or_else(|| PluginError::Registry {
+            path: "(none)".into(),
+            source: std::io::Error::other("no plugin directory configured"),
+        })?;
+        let wasm = std::fs::read(wasm_path).map_err(|e| Self::registry_err(wasm_path, e))?;
+        let plugin = self.runtime.load(&wasm, &wasm_path.display().to_string())?;
+        let info = plugin.info.clone();
+        let bad_name = info.name.is_empty()
+            || !info
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if bad_name {
+            return Err(PluginError::NotAConnector {
+                path: wasm_path.display().to_string(),
+                why: format!(
+                    "its name {:?} is not a plain name (letters, digits, '-', '_')",
+                    info.name
+                ),
+            });
+        }
+        for builtin in BUILTIN.iter().map(|(n, w)| self.load_builtin(n, w)) {
+            let builtin = builtin?;
+            let clash = builtin.info.name == info.name
+                || info
+                    .schemes
+                    .iter()
+                    .any(|s| builtin.info.schemes.contains(s));
+            if clash {
+                return Err(PluginError::NotAConnector {
+                    path: wasm_path.display().to_string(),
+                    why: format!("it would shadow the built-in plugin {}", builtin.info.name),
+                });
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Self::registry_err(dir, e))?;
+        let listed = Listed {
+            info,
+            builtin: false,
+            hash: plugin.hash.clone(),
+            size: wasm.len() as u64,
+        };
+        let target = dir.join(format!("{}.wasm", listed.info.name));
+        std::fs::write(&target, &wasm).map_err(|e| Self::registry_err(&target, e))?;
+        let meta = dir.join(format!("{}.json", listed.info.name));
+        std::fs::write(
+            &meta,
+            serde_json::to_vec_pretty(&listed).expect("serializes"),
+        )
+        .map_err(|e| Self::registry_err(&meta, e))?;
+        Ok(listed)
+    }
+
+    /// Removes an installed plugin.
+    pub fn remove(&self, name: &str) -> Result<(), PluginError> {
+        let Some(dir) = &self.dir else {
+            return Err(PluginError::UnknownScheme(name.to_string()));
+        };
+        if !self.installed()?.iter().any(|l| l.info.name == name) {
+            return Err(PluginError::Registry {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no installed plugin named {name}"),
+                ),
+            });
+        }
+        for ext in ["wasm", "json"] {
+            let path = dir.join(format!("{name}.{ext}"));
+            std::fs::remove_file(&path).map_err(|e| Self::registry_err(&path, e))?;
+        }
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| p.info.name != name);
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! A deliberately hostile connector, for kast's sandbox tests only. What it
+//! does is chosen by the location's `do=` option:
+//!
+//! - `escape`: `put` tries to write outside its directory (an absolute path
+//!   given as `target=`, and `..`) and to read `/etc/passwd`;
+//! - `connect`: `put` connects to `target=IP:PORT`, an address not granted;
+//! - `alloc`: `put` allocates without end;
+//! - `spin`: `put` loops forever;
+//! - `trap-on-pack`: a working storage whose `after`-th pack put panics;
+//! - as a source: a listing with illegal and duplicate names, and a file
+//!   far longer than its listed size.
+//!
+//! Otherwise it is a plain storage: objects as flat files in the directory
+//! the host preopened.
+
+use kast_sdk::{
+    Connector, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo, ObjectKind,
+    PluginInfo, Role, Source, Storage,
+};
+use std::io::Read;
+use std::path::PathBuf;
+
+struct Hostile;
+
+impl Connector for Hostile {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "hostile".into(),
+            version: "0.0.1".into(),
+            schemes: vec!["hostile".into()],
+            roles: vec![Role::Storage, Role::Source],
+            description: "misbehaves on purpose (tests only)".into(),
+        }
+    }
+
+    fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
+        Ok(Box::new(HostileStorage {
+            dir: PathBuf::from(location.path()),
+            mode: location.option("do").unwrap_or("").to_string(),
+            target: location.option("target").unwrap_or("").to_string(),
+            after: location
+                .option("after")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1),
+            packs: 0,
+        }))
+    }
+
+    fn source(_location: Location) -> Result<Box<dyn Source>, Error> {
+        Ok(Box::new(Malformed))
+    }
+}
+
+kast_sdk::export_connector!(Hostile);
+
+struct HostileStorage {
+    dir: PathBuf,
+    mode: String,
+    target: String,
+    after: u32,
+    packs: u32,
+}
+
+fn denied(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::PermissionDenied, format!("{what}: {e}"))
+}
+
+impl HostileStorage {
+    fn file(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.dir.join(format!("{kind:?}-{name}").to_lowercase())
+    }
+
+    fn attack(&mut self) -> Result<(), Error> {
+        match self.mode.as_str() {
+            "escape" => {
+                std::fs::write(&self.target, b"escaped").map_err(|e| denied("write outside", e))?;
+                std::fs::write(self.dir.join("../escaped"), b"escaped")
+                    .map_err(|e| denied("write ..", e))?;
+                std::fs::read("/etc/passwd").map_err(|e| denied("read /etc/passwd", e))?;
+                Ok(())
+            }
+            "connect" => {
+                std::net::TcpStream::connect(&self.target).map_err(|e| denied("connect", e))?;
+                Ok(())
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "spin" => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Storage for HostileStorage {
+    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+        self.attack()?;
+        if self.mode == "trap-on-pack" && kind == ObjectKind::Pack {
+            self.packs += 1;
+            if self.packs >= self.after {
+                // Half a pack on disk under a temporary name, then the crash.
+                let _ = std::fs::write(self.dir.join("partial.tmp"), &data[..data.len() / 2]);
+                panic!("hostile plugin crashes mid-write");
+            }
+        }
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, &data).map_err(|e| Error::io("put", e))?;
+        std::fs::rename(&tmp, self.file(kind, name)).map_err(|e| Error::io("put", e))
+    }
+
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+        std::fs::read(self.file(kind, name)).map_err(|e| Error::io(name, e))
+    }
+
+    fn get_range(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let data = self.get(kind, name)?;
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(length as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+        let prefix = format!("{kind:?}-").to_lowercase();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", e))? {
+            let entry = entry.map_err(|e| Error::io("list", e))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_prefix(&prefix) {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
+        match std::fs::remove_file(self.file(kind, name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(name, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A source that lies: illegal names, and a file that overflows its reads.
+struct Malformed;
+
+fn file(name: &[u8], size: u64) -> Entry {
+    Entry {
+        name: name.to_vec(),
+        kind: EntryKind::File,
+        meta: Metadata {
+            mode: 0o100644,
+            size,
+            ..Metadata::empty()
+        },
+        symlink_target: None,
+    }
+}
+
+/// Far more content than the listing's size promised (3 MiB, not 10 bytes).
+struct Flood(usize);
+
+impl Read for Flood {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0);
+        buf[..n].fill(b'x');
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+impl Source for Malformed {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+        if !path.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            file(b"..", 5),
+            file(b"a/b", 5),
+            file(b"", 5),
+            file(b"nul\0name", 5),
+            file(b"ok.txt", 5),
+            file(b"dup", 5),
+            file(b"dup", 5),
+            file(b"flood", 10),
+            Entry {
+                name: b"not-a-dir".to_vec(),
+                kind: EntryKind::Dir,
+                meta: Metadata::empty(),
+                symlink_target: None,
+            },
+        ])
+    }
+
+    fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        match path {
+            b"flood" => Ok(Box::new(Flood(3 << 20))),
+            b"ok.txt" | b"dup" => Ok(Box::new(&b"fine\n"[..])),
+            _ => Err(Error::new(ErrorKind::NotFound, "no such file")),
+        }
+    }
+}
