@@ -1,0 +1,292 @@
+//! Hostile plugins, built from source with the others (plugins/testing),
+//! are stopped or refused with a clear error, and the host goes on.
+
+#[path = "../../engine/tests/common/mod.rs"]
+mod common;
+
+use common::{Rng, assert_same_tree, generate_tree};
+use kast_engine::storage::{MemoryStorage, ObjectKind, Storage, StorageError};
+use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
+use kast_plugins::{Host, Limits, PluginError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HOSTILE: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_hostile.wasm");
+
+fn host_with_hostile(dir: &std::path::Path, limits: Limits) -> Host {
+    let mut host = Host::new(Some(dir.join("cache")), Some(dir.join("plugins"))).unwrap();
+    host.registry()
+        .install(std::path::Path::new(HOSTILE))
+        .unwrap();
+    host.set_limits(limits);
+    host
+}
+
+fn plugin_error(e: &StorageError) -> &PluginError {
+    match e {
+        StorageError::Backend(inner) => {
+            inner.downcast_ref::<PluginError>().expect("a plugin error")
+        }
+        other => panic!("not a plugin error: {other:?}"),
+    }
+}
+
+fn jail(dir: &std::path::Path) -> std::path::PathBuf {
+    let jail = dir.join("jail");
+    std::fs::create_dir_all(&jail).unwrap();
+    jail
+}
+
+#[test]
+fn install_validates_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new(None, Some(dir.path().join("plugins"))).unwrap();
+    let listed = host
+        .registry()
+        .install(std::path::Path::new(HOSTILE))
+        .unwrap();
+    assert_eq!(listed.info.name, "hostile");
+    assert_eq!(listed.info.schemes, vec!["hostile".to_string()]);
+    let names: Vec<String> = host
+        .registry()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.info.name)
+        .collect();
+    assert_eq!(names, vec!["fs".to_string(), "hostile".to_string()]);
+
+    let bad = |bytes: &[u8], expected: &str| {
+        let path = dir.path().join("bad.wasm");
+        std::fs::write(&path, bytes).unwrap();
+        let err = host.registry().install(&path).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    };
+    bad(b"\0asm\x01\0\0\0", "not a WebAssembly component");
+    bad(b"hello, not wasm at all", "not a WebAssembly component");
+    // A valid component that exports none of our worlds.
+    bad(b"\0asm\x0d\0\x01\0", "exports none of kast's worlds");
+
+    host.registry().remove("hostile").unwrap();
+    assert!(
+        host.registry()
+            .list()
+            .unwrap()
+            .iter()
+            .all(|l| l.info.name != "hostile")
+    );
+    assert!(
+        host.registry().remove("fs").is_err(),
+        "built-in plugins cannot be removed"
+    );
+}
+
+#[test]
+fn files_outside_the_grant_are_out_of_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let jail = jail(dir.path());
+    let outside = dir.path().join("outside");
+    let url = format!(
+        "hostile://{}?do=escape&target={}",
+        jail.display(),
+        outside.display()
+    );
+    let storage = host.storage(&url).unwrap();
+    let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
+    let plugin = plugin_error(&err);
+    assert!(
+        matches!(
+            plugin,
+            PluginError::Failed {
+                operation: "put",
+                ..
+            }
+        ),
+        "{plugin}"
+    );
+    assert!(
+        plugin.to_string().contains("plugin hostile: put"),
+        "{plugin}"
+    );
+    assert!(!outside.exists());
+    assert!(!dir.path().join("escaped").exists());
+}
+
+#[test]
+fn only_the_granted_address_can_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let granted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let granted_addr = granted.local_addr().unwrap();
+    let other_addr = other.local_addr().unwrap();
+
+    let attempt = |target: std::net::SocketAddr| {
+        let url = format!("hostile://{granted_addr}/?do=connect&target={target}");
+        let storage = host.storage(&url).unwrap();
+        storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err()
+    };
+    let refused = plugin_error(&attempt(other_addr)).to_string();
+    assert!(
+        refused.contains("plugin hostile: put: connect"),
+        "the connection must be refused: {refused}"
+    );
+    assert!(
+        other.accept().is_err(),
+        "the ungranted listener saw a connection"
+    );
+    // The granted address is reachable: the connect succeeds and the put
+    // only fails later, writing a file it has no grant for.
+    let allowed = attempt(granted_addr).to_string();
+    assert!(!allowed.contains("connect"), "{allowed}");
+    assert!(
+        granted.accept().is_ok(),
+        "the granted listener saw the connection"
+    );
+}
+
+#[test]
+fn endless_allocation_is_stopped_and_the_plugin_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let host = host_with_hostile(dir.path(), limits);
+    let jail = jail(dir.path());
+    let storage = host
+        .storage(&format!("hostile://{}?do=alloc", jail.display()))
+        .unwrap();
+    let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
+    assert!(
+        matches!(
+            plugin_error(&err),
+            PluginError::OutOfMemory { limit_mib: 64, .. }
+        ),
+        "{err}"
+    );
+    // A fresh instance serves the next call.
+    assert!(storage.list(ObjectKind::Lock).unwrap().is_empty());
+}
+
+#[test]
+fn an_endless_loop_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        call_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let host = host_with_hostile(dir.path(), limits);
+    let jail = jail(dir.path());
+    let storage = host
+        .storage(&format!("hostile://{}?do=spin", jail.display()))
+        .unwrap();
+    let started = Instant::now();
+    let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
+    assert!(
+        matches!(
+            plugin_error(&err),
+            PluginError::Timeout {
+                operation: "put",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(storage.list(ObjectKind::Lock).unwrap().is_empty());
+}
+
+#[test]
+fn a_crash_mid_backup_leaves_a_consistent_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let jail = jail(dir.path());
+    let options = CreateOptions {
+        kdf: kast_engine::keys::KdfParams::insecure_for_tests(),
+        pack_target: 1 << 20,
+        ..Default::default()
+    };
+    let crashing = host
+        .storage(&format!(
+            "hostile://{}?do=trap-on-pack&after=3",
+            jail.display()
+        ))
+        .unwrap();
+    let store = Store::create(crashing, b"pw", &options, None).unwrap();
+    let small = dir.path().join("small");
+    generate_tree(&small, 1, 0);
+    std::fs::remove_dir_all(small.join("many")).unwrap();
+    let first = kast_engine::backup(
+        &store,
+        &kast_engine::local::LocalSource::new(&small).unwrap(),
+        &BackupOptions::default(),
+    )
+    .unwrap();
+
+    let big = dir.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    std::fs::write(big.join("data"), Rng(5).bytes(6 << 20)).unwrap();
+    let err = kast_engine::backup(
+        &store,
+        &kast_engine::local::LocalSource::new(&big).unwrap(),
+        &BackupOptions::default(),
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("plugin hostile: put crashed"), "{message}");
+
+    let healthy = host
+        .storage(&format!("hostile://{}", jail.display()))
+        .unwrap();
+    let store = Store::open(healthy, b"pw", None).unwrap();
+    let report = kast_engine::check::check(&store, &Default::default()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    let out = dir.path().join("restored");
+    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&store, &first.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&small, &out);
+}
+
+#[test]
+fn malformed_listings_are_refused_entry_by_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let jail = jail(dir.path());
+    let source = host
+        .source(&format!("hostile://{}", jail.display()))
+        .unwrap();
+    let options = CreateOptions {
+        kdf: kast_engine::keys::KdfParams::insecure_for_tests(),
+        ..Default::default()
+    };
+    let store = Store::create(Arc::new(MemoryStorage::new()), b"pw", &options, None).unwrap();
+    let outcome = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
+    assert_eq!(outcome.warnings.len(), 4, "{:?}", outcome.warnings);
+    let index = store.index().unwrap();
+    let root = kast_engine::browse::list(&store, &index, &outcome.snapshot.root, b"").unwrap();
+    let names: Vec<String> = root.iter().map(|n| n.name_lossy()).collect();
+    assert_eq!(names, ["dup", "flood", "not-a-dir", "ok.txt"]);
+    let flood = root.iter().find(|n| n.name == b"flood").unwrap();
+    assert_eq!(
+        flood.meta.size,
+        3 << 20,
+        "the size recorded is what was read"
+    );
+    let out = dir.path().join("out");
+    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&store, &outcome.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    let mut restored: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    restored.sort();
+    assert_eq!(restored, names);
+    assert!(
+        kast_engine::check::check(&store, &Default::default())
+            .unwrap()
+            .is_clean()
+    );
+}
