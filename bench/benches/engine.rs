@@ -1,7 +1,10 @@
 //! Per-stage throughput of the engine, and a whole backup and restore of
-//! the 1 GiB benchmark tree to a native local store.
+//! the 1 GiB benchmark tree, through the native local connectors and
+//! through the fs WASM plugins in the same run (the price of the boundary),
+//! plus the start-up cost of a plugin with a cold and a warm compile cache.
 //!
-//! `cargo bench -p kast-bench` runs everything; `-- stages` only the stages.
+//! `cargo bench -p kast-bench` runs everything; `-- stages` only the stages,
+//! `-- "1 GiB"` the whole runs, `-- startup` the plugin start-up.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use kast_bench::{benchmark_tree, data_dir, random_bytes, text_bytes};
@@ -75,61 +78,148 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-fn fresh_store(dir: &std::path::Path) -> Store {
+fn fresh_store(storage: Arc<dyn kast_engine::Storage>, cache: &std::path::Path) -> Store {
     let options = CreateOptions {
         kdf: KdfParams::insecure_for_tests(),
         ..Default::default()
     };
-    Store::create(
-        Arc::new(LocalStorage::new(dir.join("store"))),
-        b"bench",
-        &options,
-        Some(dir.join("cache")),
-    )
-    .unwrap()
+    Store::create(storage, b"bench", &options, Some(cache.to_path_buf())).unwrap()
+}
+
+/// How the whole runs reach the disk: the engine's native connectors, or
+/// the built-in fs plugins.
+enum Via {
+    Native,
+    Wasm(kast_plugins::Host),
+}
+
+impl Via {
+    fn name(&self) -> &'static str {
+        match self {
+            Via::Native => "native",
+            Via::Wasm(_) => "wasm",
+        }
+    }
+
+    fn storage(&self, path: &std::path::Path) -> Arc<dyn kast_engine::Storage> {
+        match self {
+            Via::Native => Arc::new(LocalStorage::new(path)),
+            Via::Wasm(host) => host.storage(&format!("fs://{}", path.display())).unwrap(),
+        }
+    }
+
+    fn source(&self, path: &std::path::Path) -> Box<dyn kast_engine::Source> {
+        match self {
+            Via::Native => Box::new(LocalSource::new(path).unwrap()),
+            Via::Wasm(host) => Box::new(host.source(&format!("fs://{}", path.display())).unwrap()),
+        }
+    }
+
+    fn destination(&self, path: &std::path::Path) -> Box<dyn kast_engine::Destination> {
+        match self {
+            Via::Native => Box::new(LocalDestination::new(path).unwrap()),
+            Via::Wasm(host) => Box::new(
+                host.destination(&format!("fs://{}", path.display()))
+                    .unwrap(),
+            ),
+        }
+    }
 }
 
 fn whole(c: &mut Criterion) {
     let tree = benchmark_tree(&data_dir()).unwrap();
     let total: u64 = 8 * 96 * MIB as u64 + 256 * MIB as u64;
-    let mut g = c.benchmark_group("native 1 GiB");
+    let mut g = c.benchmark_group("1 GiB");
     g.throughput(Throughput::Bytes(total));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(40));
-    let source = LocalSource::new(&tree).unwrap();
-    g.bench_function("backup", |b| {
+    let plugin_cache = tempfile::tempdir_in(data_dir()).unwrap();
+    let host = kast_plugins::Host::new(Some(plugin_cache.path().to_path_buf()), None).unwrap();
+    // Alternate native and wasm so both see the same machine state.
+    for via in [Via::Native, Via::Wasm(host)] {
+        let source = via.source(&tree);
+        g.bench_function(format!("backup {}", via.name()), |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir_in(data_dir()).unwrap();
+                    let store = fresh_store(
+                        via.storage(&dir.path().join("store")),
+                        &dir.path().join("cache"),
+                    );
+                    (dir, store)
+                },
+                |(dir, store)| {
+                    black_box(
+                        kast_engine::backup(&store, &*source, &BackupOptions::default()).unwrap(),
+                    );
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        let dir = tempfile::tempdir_in(data_dir()).unwrap();
+        let store = fresh_store(
+            via.storage(&dir.path().join("store")),
+            &dir.path().join("cache"),
+        );
+        let snap = kast_engine::backup(&store, &*source, &BackupOptions::default()).unwrap();
+        g.bench_function(format!("restore {}", via.name()), |b| {
+            b.iter_batched(
+                || tempfile::tempdir_in(data_dir()).unwrap(),
+                |out| {
+                    let dest = via.destination(out.path());
+                    black_box(
+                        kast_engine::restore(
+                            &store,
+                            &snap.id,
+                            b"",
+                            &*dest,
+                            &RestoreOptions::default(),
+                        )
+                        .unwrap(),
+                    );
+                    out
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// What a command pays before doing any work: the runtime, the plugin
+/// (compiled, or loaded precompiled from the cache), one instance opened.
+fn startup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("startup");
+    g.sample_size(10);
+    let target = tempfile::tempdir().unwrap();
+    let url = format!("fs://{}", target.path().display());
+    g.bench_function("fs plugin, cold cache", |b| {
         b.iter_batched(
-            || {
-                let dir = tempfile::tempdir_in(data_dir()).unwrap();
-                let store = fresh_store(dir.path());
-                (dir, store)
-            },
-            |(dir, store)| {
-                black_box(kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap());
-                dir
+            || tempfile::tempdir().unwrap(),
+            |cache| {
+                let host = kast_plugins::Host::new(Some(cache.path().to_path_buf()), None).unwrap();
+                black_box(host.storage(&url).unwrap());
+                cache
             },
             BatchSize::PerIteration,
         )
     });
-    let dir = tempfile::tempdir_in(data_dir()).unwrap();
-    let store = fresh_store(dir.path());
-    let snap = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
-    g.bench_function("restore", |b| {
-        b.iter_batched(
-            || tempfile::tempdir_in(data_dir()).unwrap(),
-            |out| {
-                let dest = LocalDestination::new(out.path()).unwrap();
-                black_box(
-                    kast_engine::restore(&store, &snap.id, b"", &dest, &RestoreOptions::default())
-                        .unwrap(),
-                );
-                out
-            },
-            BatchSize::PerIteration,
-        )
+    let cache = tempfile::tempdir().unwrap();
+    drop(
+        kast_plugins::Host::new(Some(cache.path().to_path_buf()), None)
+            .unwrap()
+            .storage(&url)
+            .unwrap(),
+    );
+    g.bench_function("fs plugin, warm cache", |b| {
+        b.iter(|| {
+            let host = kast_plugins::Host::new(Some(cache.path().to_path_buf()), None).unwrap();
+            black_box(host.storage(&url).unwrap())
+        })
     });
     g.finish();
 }
 
-criterion_group!(benches, stages, whole);
+criterion_group!(benches, stages, whole, startup);
 criterion_main!(benches);

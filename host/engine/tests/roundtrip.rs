@@ -1,5 +1,5 @@
-//! Backup then restore gives back the same bytes and metadata, through the
-//! native local connectors and through the in-memory ones.
+//! Restores of parts of a snapshot, the in-memory connectors, and browsing.
+//! The whole-tree round trip is in the conformance suite (conformance.rs).
 
 mod common;
 
@@ -8,64 +8,6 @@ use kast_engine::browse::{self, ChangeKind};
 use kast_engine::memory::{MemoryDestination, MemoryEntry, MemoryTree};
 use kast_engine::tree::{EntryKind, Metadata};
 use kast_engine::{BackupOptions, RestoreOptions};
-
-/// Bytes in the big file of the default run; KAST_HEAVY_TESTS=1 makes it 3 GiB.
-fn big_size() -> u64 {
-    if std::env::var_os("KAST_HEAVY_TESTS").is_some() {
-        3 << 30
-    } else {
-        200 << 20
-    }
-}
-
-#[test]
-fn generated_tree_round_trips_with_metadata() {
-    let t = TestStore::new();
-    let src = t.dir.path().join("src");
-    generate_tree(&src, 1, big_size());
-    let outcome = t.backup(&src);
-    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
-    let s = &outcome.snapshot.summary;
-    assert_eq!(s.files, 310);
-    assert_eq!(s.symlinks, 3);
-    assert!(s.logical_bytes > big_size());
-
-    // A fresh open of the store (new process, as a user would) restores it.
-    let store = t.reopen();
-    let out = t.dir.path().join("restored");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
-    let restored =
-        kast_engine::restore(&store, &outcome.id, b"", &dest, &RestoreOptions::default()).unwrap();
-    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
-    assert_eq!(restored.bytes, s.logical_bytes);
-    assert_same_tree(&src, &out);
-}
-
-#[test]
-fn restore_refuses_to_overwrite_unless_asked() {
-    let t = TestStore::new();
-    let src = t.dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("a"), b"from the snapshot").unwrap();
-    let id = t.backup(&src).id;
-    let out = t.dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("a"), b"precious local edit").unwrap();
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
-    let err =
-        kast_engine::restore(&t.store, &id, b"", &dest, &RestoreOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("exists"), "{err}");
-    assert_eq!(
-        std::fs::read(out.join("a")).unwrap(),
-        b"precious local edit"
-    );
-    let options = RestoreOptions {
-        overwrite: true,
-        ..Default::default()
-    };
-    kast_engine::restore(&t.store, &id, b"", &dest, &options).unwrap();
-    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"from the snapshot");
-}
 
 #[test]
 fn a_path_inside_a_snapshot_restores_alone() {
@@ -217,15 +159,4 @@ fn browse_lists_reads_and_diffs() {
         browse::find(&t.store, "ffffffffffff", &Default::default()),
         Err(kast_engine::Error::NoSuchSnapshot(_))
     ));
-}
-
-#[test]
-fn a_single_file_source_backs_up_and_restores() {
-    let t = TestStore::new();
-    let file = t.dir.path().join("lonely.txt");
-    std::fs::write(&file, b"just me").unwrap();
-    let id = t.backup(&file).id;
-    let out = t.dir.path().join("out");
-    t.restore_to(&id, &out);
-    assert_eq!(std::fs::read(out.join("lonely.txt")).unwrap(), b"just me");
 }

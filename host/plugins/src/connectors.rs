@@ -4,11 +4,12 @@
 
 use crate::bindings::types;
 use crate::error::{ErrorKind, PluginError};
-use crate::instance::Instance;
+use crate::instance::{Instance, InstanceConfig};
 use kast_engine::storage::{ObjectInfo, ObjectKind, Storage, StorageError};
 use kast_engine::tree::{EntryKind, Metadata};
 use kast_engine::{Destination, Source};
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// File content crosses the boundary in pieces of this size.
@@ -75,18 +76,65 @@ fn wit_metadata(m: &Metadata) -> types::Metadata {
     }
 }
 
-/// A storage plugin as the engine's [`Storage`].
+/// Instances one storage may run side by side: restore and check read
+/// blobs from several threads, and a wasm instance runs one call at a time.
+const STORAGE_INSTANCES: usize = 4;
+
+/// A storage plugin as the engine's [`Storage`]: a few instances of the same
+/// location, each call taken by whichever is free.
 pub struct PluginStorage {
-    instance: Shared,
+    config: Arc<InstanceConfig>,
+    slots: Vec<Mutex<Option<Instance>>>,
+    next: AtomicUsize,
     location: String,
 }
 
 impl PluginStorage {
-    pub(crate) fn new(instance: Instance, location: String) -> Self {
-        Self {
-            instance: Arc::new(Mutex::new(instance)),
+    /// Opens the first instance now (so a bad location fails here), the
+    /// others when calls overlap.
+    pub(crate) fn new(config: Arc<InstanceConfig>, location: String) -> Result<Self, PluginError> {
+        let first = config.open()?;
+        let mut slots = vec![Mutex::new(Some(first))];
+        slots.extend((1..STORAGE_INSTANCES).map(|_| Mutex::new(None)));
+        Ok(Self {
+            config,
+            slots,
+            next: AtomicUsize::new(0),
             location,
+        })
+    }
+
+    /// Runs `f` on a free instance: an open one if any is idle, else a new
+    /// one in an empty slot, else waits for one.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Instance) -> Result<R, PluginError>,
+    ) -> Result<R, PluginError> {
+        let mut chosen = None;
+        for want_open in [true, false] {
+            for slot in &self.slots {
+                if let Ok(guard) = slot.try_lock()
+                    && guard.is_some() == want_open
+                {
+                    chosen = Some(guard);
+                    break;
+                }
+            }
+            if chosen.is_some() {
+                break;
+            }
         }
+        let mut guard = match chosen {
+            Some(g) => g,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+                self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
+            }
+        };
+        if guard.is_none() {
+            *guard = Some(self.config.open()?);
+        }
+        f(guard.as_mut().expect("opened above"))
     }
 
     fn map(kind: ObjectKind, name: &str) -> impl Fn(PluginError) -> StorageError + '_ {
@@ -109,14 +157,12 @@ impl Storage for PluginStorage {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
-        lock(&self.instance)
-            .storage_call("put", |s, g| g.call_put(s, wit_kind(kind), name, data))
+        self.with(|i| i.storage_call("put", |s, g| g.call_put(s, wit_kind(kind), name, data)))
             .map_err(Self::map(kind, name))
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
-        lock(&self.instance)
-            .storage_call("get", |s, g| g.call_get(s, wit_kind(kind), name))
+        self.with(|i| i.storage_call("get", |s, g| g.call_get(s, wit_kind(kind), name)))
             .map_err(Self::map(kind, name))
     }
 
@@ -127,27 +173,27 @@ impl Storage for PluginStorage {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, StorageError> {
-        let mut instance = lock(&self.instance);
-        let data = instance
-            .storage_call("get-range", |s, g| {
+        self.with(|instance| {
+            let data = instance.storage_call("get-range", |s, g| {
                 g.call_get_range(s, wit_kind(kind), name, offset, length)
-            })
-            .map_err(Self::map(kind, name))?;
-        if data.len() as u64 > length {
-            return Err(StorageError::Backend(Box::new(PluginError::Misbehaved {
-                plugin: instance.plugin_name().to_string(),
-                message: format!(
-                    "get-range returned {} bytes, {length} were asked for",
-                    data.len()
-                ),
-            })));
-        }
-        Ok(data)
+            })?;
+            if data.len() as u64 > length {
+                return Err(PluginError::Misbehaved {
+                    plugin: instance.plugin_name().to_string(),
+                    message: format!(
+                        "get-range returned {} bytes, {length} were asked for",
+                        data.len()
+                    ),
+                });
+            }
+            Ok(data)
+        })
+        .map_err(Self::map(kind, name))
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError> {
-        let listed = lock(&self.instance)
-            .storage_call("list", |s, g| g.call_list_objects(s, wit_kind(kind)))
+        let listed = self
+            .with(|i| i.storage_call("list", |s, g| g.call_list_objects(s, wit_kind(kind))))
             .map_err(Self::map(kind, "*"))?;
         Ok(listed
             .into_iter()
@@ -160,8 +206,7 @@ impl Storage for PluginStorage {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
-        lock(&self.instance)
-            .storage_call("delete", |s, g| g.call_delete(s, wit_kind(kind), name))
+        self.with(|i| i.storage_call("delete", |s, g| g.call_delete(s, wit_kind(kind), name)))
             .map_err(Self::map(kind, name))
     }
 }

@@ -172,14 +172,38 @@ enum Exports {
     Destination(bindings::destination::Destination),
 }
 
+/// Everything needed to start an instance: the same for every instance of
+/// one location, so a connector can run several side by side.
+pub struct InstanceConfig {
+    pub runtime: Arc<Runtime>,
+    pub plugin: Arc<crate::runtime::Plugin>,
+    pub role: Role,
+    pub location: types::Location,
+    pub grants: Grants,
+    pub limits: Limits,
+}
+
+impl InstanceConfig {
+    /// Instantiates the plugin and opens the location.
+    pub fn open(self: &Arc<Self>) -> Result<Instance, PluginError> {
+        if !self.plugin.info.roles.contains(&self.role) {
+            return Err(PluginError::RoleNotServed {
+                plugin: self.plugin.info.name.clone(),
+                role: self.role.name(),
+            });
+        }
+        let mut instance = Instance {
+            config: self.clone(),
+            live: None,
+        };
+        instance.start()?;
+        Ok(instance)
+    }
+}
+
 /// A running connector instance serving one location in one role.
 pub struct Instance {
-    runtime: Arc<Runtime>,
-    plugin: Arc<crate::runtime::Plugin>,
-    role: Role,
-    location: types::Location,
-    grants: Grants,
-    limits: Limits,
+    config: Arc<InstanceConfig>,
     live: Option<(Store<HostState>, Exports)>,
 }
 
@@ -188,43 +212,16 @@ pub struct Instance {
 pub type CallResult<R> = wasmtime::Result<Result<R, types::Error>>;
 
 impl Instance {
-    /// Instantiates the plugin and opens the location.
-    pub fn open(
-        runtime: Arc<Runtime>,
-        plugin: Arc<crate::runtime::Plugin>,
-        role: Role,
-        location: types::Location,
-        grants: Grants,
-        limits: Limits,
-    ) -> Result<Instance, PluginError> {
-        if !plugin.info.roles.contains(&role) {
-            return Err(PluginError::RoleNotServed {
-                plugin: plugin.info.name.clone(),
-                role: role.name(),
-            });
-        }
-        let mut instance = Instance {
-            runtime,
-            plugin,
-            role,
-            location,
-            grants,
-            limits,
-            live: None,
-        };
-        instance.start()?;
-        Ok(instance)
-    }
-
     pub fn plugin_name(&self) -> &str {
-        &self.plugin.info.name
+        &self.config.plugin.info.name
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
-        let mut store = new_store(&self.runtime, &self.grants, &self.limits)?;
-        let component = &self.plugin.component;
-        let linker = &self.runtime.linker;
-        let instantiated = match self.role {
+        let config = self.config.clone();
+        let mut store = new_store(&config.runtime, &config.grants, &config.limits)?;
+        let component = &config.plugin.component;
+        let linker = &config.runtime.linker;
+        let instantiated = match config.role {
             Role::Storage => bindings::storage::Storage::instantiate(&mut store, component, linker)
                 .map(Exports::Storage),
             Role::Source => bindings::source::Source::instantiate(&mut store, component, linker)
@@ -235,11 +232,11 @@ impl Instance {
             }
         };
         let exports = instantiated.map_err(|e| PluginError::Misbehaved {
-            plugin: self.plugin.info.name.clone(),
+            plugin: config.plugin.info.name.clone(),
             message: format!("cannot be instantiated: {e}"),
         })?;
         self.live = Some((store, exports));
-        let location = self.location.clone();
+        let location = config.location.clone();
         self.call("open", |store, exports| match exports {
             Exports::Storage(b) => b.kast_connector_object_store().call_open(store, &location),
             Exports::Source(b) => b.kast_connector_tree_source().call_open(store, &location),
@@ -259,9 +256,10 @@ impl Instance {
             self.start()?;
         }
         let (store, exports) = self.live.as_mut().expect("started above");
-        store.set_epoch_deadline(deadline_ticks(&self.limits));
+        let limits = self.config.limits;
+        store.set_epoch_deadline(deadline_ticks(&limits));
         store.data_mut().limiter.refused = false;
-        let plugin = self.plugin.info.name.clone();
+        let plugin = self.config.plugin.info.name.clone();
         match f(store, exports) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(PluginError::Failed {
@@ -278,12 +276,12 @@ impl Instance {
                     Some(Trap::Interrupt) => PluginError::Timeout {
                         plugin,
                         operation,
-                        limit: self.limits.call_timeout,
+                        limit: limits.call_timeout,
                     },
                     _ if refused => PluginError::OutOfMemory {
                         plugin,
                         operation,
-                        limit_mib: self.limits.memory_bytes >> 20,
+                        limit_mib: limits.memory_bytes >> 20,
                     },
                     _ => PluginError::Trap {
                         plugin,

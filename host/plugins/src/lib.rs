@@ -61,7 +61,11 @@ impl Host {
         &self.registry
     }
 
-    fn open(&self, text: &str, role: Role) -> Result<(instance::Instance, String), PluginError> {
+    fn open(
+        &self,
+        text: &str,
+        role: Role,
+    ) -> Result<(Arc<instance::InstanceConfig>, String), PluginError> {
         let location = Location::parse(text)?;
         let plugin = self.registry.for_scheme(&location.scheme)?;
         let (grants, address) = grants::grants_for(&location, role)?;
@@ -70,32 +74,32 @@ impl Host {
             options: location.options.clone(),
             address,
         };
-        let instance = instance::Instance::open(
-            self.registry.runtime().clone(),
+        let config = Arc::new(instance::InstanceConfig {
+            runtime: self.registry.runtime().clone(),
             plugin,
             role,
-            wit,
+            location: wit,
             grants,
-            self.limits,
-        )?;
-        Ok((instance, location.url))
+            limits: self.limits,
+        });
+        Ok((config, location.url))
     }
 
     /// The storage at `location` (a URL or a local path).
     pub fn storage(&self, location: &str) -> Result<Arc<PluginStorage>, PluginError> {
-        let (instance, url) = self.open(location, Role::Storage)?;
-        Ok(Arc::new(PluginStorage::new(instance, url)))
+        let (config, url) = self.open(location, Role::Storage)?;
+        Ok(Arc::new(PluginStorage::new(config, url)?))
     }
 
     /// The source at `location`.
     pub fn source(&self, location: &str) -> Result<PluginSource, PluginError> {
-        let (instance, url) = self.open(location, Role::Source)?;
-        Ok(PluginSource::new(instance, url))
+        let (config, url) = self.open(location, Role::Source)?;
+        Ok(PluginSource::new(config.open()?, url))
     }
 
     /// The destination at `location`.
     pub fn destination(&self, location: &str) -> Result<PluginDestination, PluginError> {
-        let (instance, url) = self.open(location, Role::Destination)?;
-        Ok(PluginDestination::new(instance, url))
+        let (config, url) = self.open(location, Role::Destination)?;
+        Ok(PluginDestination::new(config.open()?, url))
     }
 }

@@ -3,6 +3,8 @@
 //! comparison of two directory trees by bytes and metadata.
 #![allow(dead_code)]
 
+pub mod conformance;
+
 use kast_engine::keys::KdfParams;
 use kast_engine::local::{LocalDestination, LocalSource};
 use kast_engine::storage::LocalStorage;

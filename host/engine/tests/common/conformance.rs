@@ -1,0 +1,207 @@
+//! The connector conformance suite: what every storage, source and
+//! destination must pass, native or WASM. A test file provides a
+//! [`Connectors`] and calls each `check_*` function.
+
+use super::*;
+use kast_engine::check::{CheckOptions, check};
+use kast_engine::storage::{ObjectKind, Storage, StorageError};
+use kast_engine::{BackupOptions, Destination, RestoreOptions, Source, Store};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens connectors for local paths (a directory, or a file for a source).
+pub trait Connectors {
+    fn storage(&self, path: &Path) -> Arc<dyn Storage>;
+    fn source(&self, path: &Path) -> Box<dyn Source>;
+    fn destination(&self, path: &Path) -> Box<dyn Destination>;
+}
+
+fn create(c: &dyn Connectors, dir: &Path) -> Store {
+    Store::create(
+        c.storage(&dir.join("store")),
+        PASS,
+        &create_options(),
+        Some(dir.join("cache")),
+    )
+    .unwrap()
+}
+
+fn backup(c: &dyn Connectors, store: &Store, src: &Path) -> kast_engine::BackupOutcome {
+    kast_engine::backup(store, &*c.source(src), &BackupOptions::default()).unwrap()
+}
+
+fn restore(
+    c: &dyn Connectors,
+    store: &Store,
+    id: &kast_engine::crypto::Id,
+    out: &Path,
+) -> kast_engine::RestoreOutcome {
+    kast_engine::restore(
+        store,
+        id,
+        b"",
+        &*c.destination(out),
+        &RestoreOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Storage semantics: put/get/range/list/delete, not-found, bad names.
+pub fn check_storage_semantics(c: &dyn Connectors) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = c.storage(&dir.path().join("store"));
+    let name = "ab".repeat(32);
+    assert!(matches!(
+        s.get(ObjectKind::Pack, &name),
+        Err(StorageError::NotFound { .. })
+    ));
+    s.put(ObjectKind::Pack, &name, b"0123456789").unwrap();
+    s.put(ObjectKind::State, &name, b"state").unwrap();
+    s.put(ObjectKind::Config, "config", b"{}").unwrap();
+    assert_eq!(s.get(ObjectKind::Pack, &name).unwrap(), b"0123456789");
+    assert_eq!(s.get_range(ObjectKind::Pack, &name, 3, 4).unwrap(), b"3456");
+    assert_eq!(s.get_range(ObjectKind::Pack, &name, 8, 100).unwrap(), b"89");
+    let listed = s.list(ObjectKind::Pack).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].size),
+        (name.as_str(), 10)
+    );
+    assert_eq!(s.list(ObjectKind::Config).unwrap().len(), 1);
+    assert!(s.list(ObjectKind::Snapshot).unwrap().is_empty());
+    s.delete(ObjectKind::Pack, &name).unwrap();
+    s.delete(ObjectKind::Pack, &name).unwrap();
+    assert!(s.list(ObjectKind::Pack).unwrap().is_empty());
+    assert_eq!(s.get(ObjectKind::State, &name).unwrap(), b"state");
+    for bad in ["../escape", "a/b", "", "UPPER"] {
+        assert!(
+            s.put(ObjectKind::Lock, bad, b"x").is_err(),
+            "name {bad:?} accepted"
+        );
+    }
+}
+
+/// A generated tree round-trips with bytes and metadata.
+pub fn check_round_trip(c: &dyn Connectors, big: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    generate_tree(&src, 7, big);
+    std::fs::write(src.join("with-xattr"), b"x").unwrap();
+    let has_xattrs = xattr::set(src.join("with-xattr"), "user.kast", b"kept").is_ok();
+    let store = create(c, dir.path());
+    let outcome = backup(c, &store, &src);
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    assert_eq!(
+        outcome.snapshot.summary.files,
+        310 + 1 - u64::from(big == 0)
+    );
+    let out = dir.path().join("out");
+    let restored = restore(c, &store, &outcome.id, &out);
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    assert_eq!(restored.bytes, outcome.snapshot.summary.logical_bytes);
+    assert_eq!(outcome.snapshot.summary.symlinks, 3);
+    assert_same_tree(&src, &out);
+    if has_xattrs {
+        assert_eq!(
+            xattr::get(out.join("with-xattr"), "user.kast")
+                .unwrap()
+                .as_deref(),
+            Some(&b"kept"[..])
+        );
+    }
+    // The store is the same store natively.
+    let native = open_store(&dir.path().join("store"), None).unwrap();
+    let native_out = dir.path().join("native-out");
+    let dest = kast_engine::local::LocalDestination::new(&native_out).unwrap();
+    kast_engine::restore(&native, &outcome.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &native_out);
+}
+
+/// A second backup adds nothing and reads no unchanged file.
+pub fn check_dedup(c: &dyn Connectors) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    generate_tree(&src, 8, 8 << 20);
+    let store = create(c, dir.path());
+    let first = backup(c, &store, &src);
+    let second = backup(c, &store, &src);
+    assert_eq!(second.snapshot.summary.blobs_added, 0);
+    assert_eq!(second.snapshot.summary.files_read, 0);
+    assert_eq!(second.snapshot.root, first.snapshot.root);
+}
+
+/// A flipped byte in a pack is found through the storage.
+pub fn check_damage_found(c: &dyn Connectors) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    generate_tree(&src, 9, 2 << 20);
+    let store = create(c, dir.path());
+    backup(c, &store, &src);
+    assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
+    let pack = store.storage().list(ObjectKind::Pack).unwrap().remove(0);
+    let mut bytes = store.storage().get(ObjectKind::Pack, &pack.name).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    store
+        .storage()
+        .put(ObjectKind::Pack, &pack.name, &bytes)
+        .unwrap();
+    let report = check(&store, &CheckOptions::default()).unwrap();
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.object.contains(&pack.name[..8])),
+        "{:?}",
+        report.damage
+    );
+}
+
+/// A file location backs up just that file.
+pub fn check_single_file_source(c: &dyn Connectors) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lonely.txt");
+    std::fs::write(&file, b"just me").unwrap();
+    std::fs::write(dir.path().join("sibling.txt"), b"not me").unwrap();
+    let store = create(c, dir.path());
+    let outcome = backup(c, &store, &file);
+    assert_eq!(outcome.snapshot.summary.files, 1);
+    let out = dir.path().join("out");
+    restore(c, &store, &outcome.id, &out);
+    assert_eq!(std::fs::read(out.join("lonely.txt")).unwrap(), b"just me");
+    assert!(!out.join("sibling.txt").exists());
+}
+
+/// A destination never overwrites an existing file unless asked.
+pub fn check_no_overwrite(c: &dyn Connectors) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"from the snapshot").unwrap();
+    let store = create(c, dir.path());
+    let outcome = backup(c, &store, &src);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("a"), b"precious").unwrap();
+    let dest = c.destination(&out);
+    let err = kast_engine::restore(&store, &outcome.id, b"", &*dest, &RestoreOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("exist"), "{err}");
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"precious");
+    let options = RestoreOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    kast_engine::restore(&store, &outcome.id, b"", &*dest, &options).unwrap();
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"from the snapshot");
+}
+
+/// Runs the whole suite.
+pub fn run_all(c: &dyn Connectors, big: u64) {
+    check_storage_semantics(c);
+    check_round_trip(c, big);
+    check_dedup(c);
+    check_damage_found(c);
+    check_single_file_source(c);
+    check_no_overwrite(c);
+}
