@@ -33,6 +33,7 @@ pub mod memory;
 pub mod pack;
 pub mod pool;
 pub mod progress;
+pub mod retention;
 pub mod snapshot;
 pub mod source;
 pub mod state;

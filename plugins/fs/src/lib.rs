@@ -285,6 +285,11 @@ struct HostWriter {
 
 impl Write for HostWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.is_empty() && data.len() >= PIECE as usize {
+            // Already a large piece: pass it through without another copy.
+            host::write(self.handle, data).map_err(|e| io::Error::other(e.message))?;
+            return Ok(data.len());
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= PIECE as usize {
             host::write(self.handle, &self.buf).map_err(|e| io::Error::other(e.message))?;

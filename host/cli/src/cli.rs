@@ -1,0 +1,214 @@
+//! The command line, as clap sees it. The interface is fixed by issue 5
+//! (scripts and docs rely on it); everything here only parses.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Deduplicating, end-to-end encrypted backups.
+#[derive(Parser, Debug)]
+#[command(name = "kast", version, about, long_about = None, arg_required_else_help = true)]
+pub struct Cli {
+    /// The store: a path, a URL (fs:///…, sftp://…), or @name. Default: a
+    /// local store in the user's data directory.
+    #[arg(short = 's', long, env = "KAST_STORE", global = true)]
+    pub store: Option<String>,
+    /// Print one JSON document (or JSON lines) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Read the passphrase from this file (first line).
+    #[arg(long, env = "KAST_PASSPHRASE_FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new store.
+    Create(CreateArgs),
+    /// Back up one or more locations (a local path is fs).
+    Backup(BackupArgs),
+    /// List snapshots, or the entries at a path inside one.
+    Ls {
+        /// SNAPSHOT[:PATH]; without it, every snapshot.
+        spec: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Write one file of a snapshot to standard output.
+    Cat {
+        /// SNAPSHOT:PATH
+        spec: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// What changed between two snapshots (or two directories in them).
+    Diff {
+        /// SNAPSHOT[:PATH]
+        from: String,
+        /// SNAPSHOT[:PATH]
+        to: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Restore a snapshot, or a path inside it, to a location.
+    Restore {
+        /// SNAPSHOT[:PATH]
+        spec: String,
+        /// Where to write: a path or a URL.
+        #[arg(long)]
+        to: String,
+        /// Replace files that already exist.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Verify snapshots down to every byte (exit code 3 on damage).
+    Check {
+        /// Structure and index only: read trees, not pack data.
+        #[arg(long)]
+        fast: bool,
+        /// Snapshots to check; all when none are given.
+        snapshots: Vec<String>,
+    },
+    /// Remove snapshots by id, or by a retention policy.
+    Rm(RmArgs),
+    /// Details of the store, or of one snapshot.
+    Info {
+        /// SNAPSHOT
+        spec: Option<String>,
+    },
+    /// Reclaim space: drop what no snapshot reaches, repack, merge the index.
+    Maintenance {
+        /// Packs no index lists are deleted only after this many seconds
+        /// (they may belong to a backup still running elsewhere).
+        #[arg(long, default_value_t = 3600)]
+        grace_seconds: u64,
+    },
+    /// Manage the passphrases that open the store.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage connector plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Save locations under a name, to use as @name.
+    #[command(subcommand)]
+    Location(LocationCommand),
+    /// Remove stale locks (or every lock with --all) left by crashed runs.
+    Unlock {
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Argon2id memory in MiB (default 256). Lower values weaken the
+    /// passphrase protection: meant for tests.
+    #[arg(long, default_value_t = 256)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id iterations (default 4).
+    #[arg(long, default_value_t = 4)]
+    pub kdf_iterations: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// What to back up: paths or URLs.
+    #[arg(required = true)]
+    pub locations: Vec<String>,
+    /// A tag for the snapshots (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Leave out paths matching this gitignore-style pattern (repeatable).
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file, one per line.
+    #[arg(long = "exclude-file")]
+    pub exclude_files: Vec<PathBuf>,
+}
+
+/// Which snapshots a command considers.
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this source location.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only snapshots taken on this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots taken before this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Only snapshots taken at or after this time.
+    #[arg(long)]
+    pub after: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Snapshots to remove.
+    pub snapshots: Vec<String>,
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Show what would go, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a passphrase (asked for, or from KAST_NEW_PASSPHRASE / --new-passphrase-file).
+    Add {
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// List the store's keys.
+    List,
+    /// Remove a key (not the one you opened the store with).
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Validate a .wasm connector and install it.
+    Install { file: PathBuf },
+    /// List built-in and installed plugins.
+    List,
+    /// Remove an installed plugin.
+    Remove { name: String },
+    /// Show one plugin: version, schemes, roles, what it may reach.
+    Info { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LocationCommand {
+    /// Save URL under NAME (then use @NAME anywhere a location goes).
+    Add {
+        name: String,
+        url: String,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+}

@@ -1,0 +1,106 @@
+//! `kast backup`: one snapshot per location, with gitignore-style excludes,
+//! a summary, and a clean stop on Ctrl-C.
+
+use crate::cli::BackupArgs;
+use crate::context::Context;
+use crate::spec::format_bytes;
+use anyhow::{Context as _, Result, bail};
+use kast_engine::{BackupOptions, Error as EngineError, Exclude};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Builds the matcher for --exclude patterns and --exclude-file lines,
+/// matched against paths relative to the backed-up location.
+fn excludes(args: &BackupArgs) -> Result<Option<Exclude>> {
+    if args.excludes.is_empty() && args.exclude_files.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = ignore::gitignore::GitignoreBuilder::new("/");
+    for pattern in &args.excludes {
+        builder
+            .add_line(None, pattern)
+            .with_context(|| format!("bad exclude pattern {pattern:?}"))?;
+    }
+    for file in &args.exclude_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        for line in text.lines() {
+            builder
+                .add_line(Some(file.clone()), line)
+                .with_context(|| format!("bad pattern in {}: {line:?}", file.display()))?;
+        }
+    }
+    let matcher = builder.build()?;
+    Ok(Some(Arc::new(move |path: &[u8], is_dir: bool| {
+        let path = std::path::Path::new(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
+        );
+        matcher
+            .matched_path_or_any_parents(path, is_dir)
+            .is_ignore()
+    })))
+}
+
+/// Exit code 4 when some entries could not be read (the snapshot is saved
+/// and lists them).
+pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
+    let store = ctx.open_or_create_default()?;
+    let exclude = excludes(args)?;
+    let mut results = Vec::new();
+    let mut partial = false;
+    for location in &args.locations {
+        let resolved = ctx.location(location)?;
+        let source = ctx
+            .host()?
+            .source(&resolved)
+            .with_context(|| format!("cannot read {location}"))?;
+        let options = BackupOptions {
+            tags: args.tags.clone(),
+            exclude: exclude.clone(),
+            progress: ctx.progress(&format!("backing up {location}"), None),
+            cancel: Some(cancel.clone()),
+            ..Default::default()
+        };
+        let outcome = match kast_engine::backup(&store, &source, &options) {
+            Ok(o) => o,
+            Err(EngineError::Interrupted) if cancel.load(Ordering::Relaxed) => {
+                bail!("interrupted: what was stored so far is kept, and the next backup reuses it")
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("backup of {location} failed")));
+            }
+        };
+        for w in &outcome.warnings {
+            ctx.warn(w);
+        }
+        partial |= !outcome.warnings.is_empty();
+        let s = &outcome.snapshot.summary;
+        if !ctx.json && !ctx.quiet {
+            println!(
+                "snapshot {} of {}: {} files ({} new or changed, {} unchanged), {} read, {} added, {:.1} s",
+                outcome.id.short(),
+                location,
+                s.files,
+                s.files_read,
+                s.files_unchanged,
+                format_bytes(s.bytes_read),
+                format_bytes(s.bytes_added),
+                s.duration_ms as f64 / 1000.0
+            );
+        }
+        results.push(json!({
+            "id": outcome.id.to_hex(), "source": outcome.snapshot.source, "files": s.files, "dirs": s.dirs,
+            "files_new_or_changed": s.files_read, "files_unchanged": s.files_unchanged,
+            "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "logical_bytes": s.logical_bytes,
+            "duration_ms": s.duration_ms, "warnings": outcome.warnings,
+        }));
+    }
+    if ctx.json {
+        ctx.print_json(&json!({ "snapshots": results }))?;
+    }
+    if partial {
+        ctx.warn("some entries could not be read; the snapshot lists them");
+    }
+    Ok(if partial { 4 } else { 0 })
+}

@@ -1,0 +1,161 @@
+//! Reading a store: `ls`, `cat`, `diff`.
+
+use crate::cli::FilterArgs;
+use crate::context::Context;
+use crate::spec::{self, format_bytes, format_time};
+use anyhow::{Result, bail};
+use kast_engine::browse::{self, ChangeKind, Resolved};
+use kast_engine::tree::{Content, Node};
+use serde_json::json;
+use std::io::Write;
+
+fn kind_name(node: &Node) -> &'static str {
+    match node.content {
+        Content::File { .. } => "file",
+        Content::Dir { .. } => "dir",
+        Content::Symlink { .. } => "symlink",
+        Content::Special => "special",
+    }
+}
+
+pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result<()> {
+    let store = ctx.open_store()?;
+    let Some(spec_text) = spec_text else {
+        let f = spec::filter(ctx, filter)?;
+        let list = browse::snapshots(&store)?;
+        let snaps: Vec<_> = list
+            .snapshots
+            .iter()
+            .filter(|(_, s)| f.matches(s))
+            .collect();
+        if ctx.json {
+            return ctx.print_json(&json!(snaps.iter().map(|(id, s)| json!({
+                "id": id.to_hex(), "time": format_time(s.time_ns), "time_ns": s.time_ns, "host": s.host,
+                "user": s.user, "source": s.source, "tags": s.tags, "files": s.summary.files,
+                "logical_bytes": s.summary.logical_bytes, "errors": s.summary.errors,
+            })).collect::<Vec<_>>()));
+        }
+        for (id, s) in snaps {
+            println!(
+                "{}  {}  {:<12} {:>10}  {}{}",
+                id.short(),
+                format_time(s.time_ns),
+                s.host,
+                format_bytes(s.summary.logical_bytes),
+                s.source,
+                if s.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", s.tags.join(","))
+                }
+            );
+        }
+        for (name, e) in &list.damaged {
+            ctx.warn(&format!("snapshot {name} cannot be read: {e}"));
+        }
+        return Ok(());
+    };
+    let (snapshot, path) = spec::split(spec_text);
+    let (_, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let index = store.index()?;
+    let nodes = browse::list(&store, &index, &snap.root, path.as_bytes())?;
+    if ctx.json {
+        return ctx.print_json(&json!(nodes.iter().map(|n| json!({
+            "name": n.name_lossy(), "kind": kind_name(n), "mode": n.meta.mode, "uid": n.meta.uid, "gid": n.meta.gid,
+            "size": n.meta.size, "mtime": format_time(n.meta.mtime_ns), "mtime_ns": n.meta.mtime_ns,
+            "error": n.error,
+        })).collect::<Vec<_>>()));
+    }
+    let mut out = std::io::stdout().lock();
+    for n in &nodes {
+        let suffix = match &n.content {
+            Content::Dir { .. } => "/".to_string(),
+            Content::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{:o} {:>5} {:>5} {:>10}  {}  {}{suffix}{}",
+            n.meta.mode & 0o7777,
+            n.meta.uid,
+            n.meta.gid,
+            format_bytes(n.meta.size),
+            format_time(n.meta.mtime_ns),
+            n.name_lossy(),
+            n.error
+                .as_ref()
+                .map(|e| format!("  (not backed up whole: {e})"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}
+
+pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
+    let store = ctx.open_store()?;
+    let (snapshot, path) = spec::split(spec_text);
+    if path.is_empty() {
+        bail!("name a file: SNAPSHOT:PATH");
+    }
+    let (_, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let index = store.index()?;
+    let node = match browse::resolve_path(&store, &index, &snap.root, path.as_bytes())? {
+        Resolved::Node(n) => n,
+        Resolved::Root(_) => bail!("{path} is a directory"),
+    };
+    let mut out = std::io::stdout().lock();
+    browse::cat(&store, &index, &node, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<()> {
+    let store = ctx.open_store()?;
+    let index = store.index()?;
+    let tree_of = |text: &str| -> Result<kast_engine::crypto::Id> {
+        let (snapshot, path) = spec::split(text);
+        let (_, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+        if path.is_empty() {
+            return Ok(snap.root);
+        }
+        match browse::resolve_path(&store, &index, &snap.root, path.as_bytes())? {
+            Resolved::Node(Node {
+                content: Content::Dir { tree },
+                ..
+            }) => Ok(tree),
+            Resolved::Root(_) => Ok(snap.root),
+            _ => bail!("{path} is not a directory: diff compares directories"),
+        }
+    };
+    let changes = browse::diff(&store, &index, &tree_of(from)?, &tree_of(to)?)?;
+    let name = |k: ChangeKind| match k {
+        ChangeKind::Added => "added",
+        ChangeKind::Removed => "removed",
+        ChangeKind::Modified => "modified",
+        ChangeKind::Metadata => "metadata",
+    };
+    if ctx.json {
+        return ctx.print_json(&json!(changes.iter().map(|c| json!({
+            "path": c.path, "change": name(c.kind), "old_size": c.old_size, "new_size": c.new_size,
+        })).collect::<Vec<_>>()));
+    }
+    let mut out = std::io::stdout().lock();
+    for c in &changes {
+        let sign = match c.kind {
+            ChangeKind::Added => "+",
+            ChangeKind::Removed => "-",
+            ChangeKind::Modified => "M",
+            ChangeKind::Metadata => "U",
+        };
+        let sizes = match (c.old_size, c.new_size) {
+            (Some(a), Some(b)) if a != b => {
+                format!("  ({} -> {})", format_bytes(a), format_bytes(b))
+            }
+            (None, Some(b)) => format!("  ({})", format_bytes(b)),
+            (Some(a), None) => format!("  ({})", format_bytes(a)),
+            _ => String::new(),
+        };
+        writeln!(out, "{sign} {}{sizes}", c.path)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `kast location add|list|remove`: named locations in
+//! `~/.config/kast/config.toml`, used as `@name`.
+
+use crate::cli::LocationCommand;
+use crate::context::Context;
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The part of the config file this command owns; other tables are kept.
+#[derive(Default, Serialize, Deserialize)]
+struct Config {
+    #[serde(default)]
+    locations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, toml::Value>,
+}
+
+fn path(ctx: &Context) -> std::path::PathBuf {
+    ctx.dirs.config.join("config.toml")
+}
+
+fn load(ctx: &Context) -> Result<Config> {
+    match std::fs::read_to_string(path(ctx)) {
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("cannot read {}", path(ctx).display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path(ctx).display())),
+    }
+}
+
+fn save(ctx: &Context, config: &Config) -> Result<()> {
+    let p = path(ctx);
+    std::fs::create_dir_all(&ctx.dirs.config)?;
+    std::fs::write(&p, toml::to_string(config)?)
+        .with_context(|| format!("cannot write {}", p.display()))
+}
+
+/// The URL saved as `name`.
+pub fn lookup(ctx: &Context, name: &str) -> Result<String> {
+    load(ctx)?.locations.get(name).cloned().ok_or_else(|| {
+        anyhow!("no location named @{name}; `kast location add {name} URL` saves one")
+    })
+}
+
+pub fn run(ctx: &Context, command: &LocationCommand) -> Result<()> {
+    let mut config = load(ctx)?;
+    match command {
+        LocationCommand::Add { name, url } => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("a location name is letters, digits, '-' and '_'");
+            }
+            kast_plugins::Location::parse(url)?;
+            config.locations.insert(name.clone(), url.clone());
+            save(ctx, &config)?;
+            if !ctx.quiet && !ctx.json {
+                println!("saved @{name} = {url}");
+            }
+        }
+        LocationCommand::List => {
+            if ctx.json {
+                return ctx.print_json(&json!(config.locations));
+            }
+            for (name, url) in &config.locations {
+                println!("@{name}  {url}");
+            }
+        }
+        LocationCommand::Remove { name } => {
+            if config.locations.remove(name).is_none() {
+                bail!("no location named @{name}");
+            }
+            save(ctx, &config)?;
+            if !ctx.quiet && !ctx.json {
+                println!("removed @{name}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! One module per command group; each parses nothing (clap did), calls the
+//! engine or the plugin host, and prints.
+
+pub mod backup;
+pub mod browse;
+pub mod key;
+pub mod location;
+pub mod plugin;
+pub mod restore;
+pub mod store;

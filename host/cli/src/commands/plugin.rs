@@ -1,0 +1,113 @@
+//! `kast plugin install|list|remove|info`.
+
+use crate::cli::PluginCommand;
+use crate::context::Context;
+use anyhow::{Result, anyhow};
+use kast_plugins::{Listed, Role};
+use serde_json::json;
+
+/// What a plugin may reach, in words: the grants depend on the location,
+/// never on the plugin (see docs/connector-contract.md).
+fn reach(listed: &Listed) -> String {
+    let schemes = listed.info.schemes.join(", ");
+    if listed.info.schemes.iter().any(|s| s == "fs") {
+        "the one local directory (or file) its location names".to_string()
+    } else {
+        format!(
+            "for {schemes}://HOST:PORT/… locations: that one address only; for {schemes}:///PATH: that directory only"
+        )
+    }
+}
+
+fn describe(listed: &Listed) -> serde_json::Value {
+    json!({
+        "name": listed.info.name, "version": listed.info.version, "schemes": listed.info.schemes,
+        "roles": listed.info.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "description": listed.info.description, "builtin": listed.builtin, "hash": listed.hash,
+        "size": listed.size, "reach": reach(listed),
+    })
+}
+
+fn roles(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
+    let registry = ctx.host()?.registry();
+    match command {
+        PluginCommand::Install { file } => {
+            let listed = registry.install(file)?;
+            if ctx.json {
+                return ctx.print_json(&describe(&listed));
+            }
+            if !ctx.quiet {
+                println!(
+                    "installed {} {} ({}) for {}://; it may reach {}",
+                    listed.info.name,
+                    listed.info.version,
+                    roles(&listed.info.roles),
+                    listed.info.schemes.join(", "),
+                    reach(&listed)
+                );
+            }
+        }
+        PluginCommand::List => {
+            let all = registry.list()?;
+            if ctx.json {
+                return ctx.print_json(&json!(all.iter().map(describe).collect::<Vec<_>>()));
+            }
+            for l in all {
+                println!(
+                    "{:<12} {:<8} {:<28} {:<12} {}{}",
+                    l.info.name,
+                    l.info.version,
+                    roles(&l.info.roles),
+                    l.info
+                        .schemes
+                        .iter()
+                        .map(|s| format!("{s}://"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    l.info.description,
+                    if l.builtin { " (built in)" } else { "" }
+                );
+            }
+        }
+        PluginCommand::Remove { name } => {
+            registry.remove(name)?;
+            if !ctx.quiet && !ctx.json {
+                println!("removed plugin {name}");
+            }
+        }
+        PluginCommand::Info { name } => {
+            let listed = registry
+                .list()?
+                .into_iter()
+                .find(|l| &l.info.name == name)
+                .ok_or_else(|| anyhow!("no plugin named {name}; `kast plugin list` shows them"))?;
+            if ctx.json {
+                return ctx.print_json(&describe(&listed));
+            }
+            println!("name         {}", listed.info.name);
+            println!("version      {}", listed.info.version);
+            println!("description  {}", listed.info.description);
+            println!("roles        {}", roles(&listed.info.roles));
+            println!("schemes      {}", listed.info.schemes.join(", "));
+            println!("may reach    {}", reach(&listed));
+            println!("wasm         {} bytes, blake3 {}", listed.size, listed.hash);
+            println!(
+                "origin       {}",
+                if listed.builtin {
+                    "built in"
+                } else {
+                    "installed"
+                }
+            );
+        }
+    }
+    Ok(())
+}

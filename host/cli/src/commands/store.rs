@@ -1,0 +1,325 @@
+//! Whole-store commands: create, info, check, rm, maintenance, unlock.
+
+use crate::cli::{CreateArgs, FilterArgs, RmArgs};
+use crate::context::Context;
+use crate::spec::{self, format_bytes, format_time};
+use anyhow::{Result, bail};
+use kast_engine::check::{CheckOptions, check};
+use kast_engine::keys::KdfParams;
+use kast_engine::maintenance::{self, MaintenanceOptions};
+use kast_engine::retention::{self, Policy};
+use kast_engine::storage::ObjectKind;
+use kast_engine::{CreateOptions, Store, browse};
+use serde_json::json;
+
+pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
+    let (location, _) = ctx.store_location()?;
+    let storage = ctx.host()?.storage(&location)?;
+    let passphrase = ctx.passphrase(true)?;
+    let options = CreateOptions {
+        kdf: KdfParams {
+            memory_kib: args.kdf_memory_mib.saturating_mul(1024),
+            iterations: args.kdf_iterations,
+            ..KdfParams::default()
+        },
+        ..Default::default()
+    };
+    let store = Store::create(storage, &passphrase, &options, Some(ctx.dirs.cache.clone()))?;
+    if ctx.json {
+        ctx.print_json(&json!({ "store_id": store.config().store_id, "location": location }))?;
+    } else if !ctx.quiet {
+        println!("created store {} at {location}", store.config().store_id);
+    }
+    Ok(())
+}
+
+pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
+    let store = ctx.open_store()?;
+    if let Some(spec) = spec {
+        let (id, snap) = spec::resolve(ctx, &store, spec::split(spec).0, &FilterArgs::default())?;
+        let s = &snap.summary;
+        let value = json!({
+            "id": id.to_hex(), "time": format_time(snap.time_ns), "host": snap.host, "user": snap.user,
+            "source": snap.source, "tags": snap.tags, "root": snap.root.to_hex(),
+            "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks, "errors": s.errors,
+            "logical_bytes": s.logical_bytes, "files_read": s.files_read, "files_unchanged": s.files_unchanged,
+            "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "duration_ms": s.duration_ms,
+        });
+        if ctx.json {
+            return ctx.print_json(&value);
+        }
+        println!("snapshot  {}", id.to_hex());
+        println!("time      {} UTC", format_time(snap.time_ns));
+        println!("source    {} on {} ({})", snap.source, snap.host, snap.user);
+        println!("tags      {}", snap.tags.join(", "));
+        println!(
+            "contents  {} files, {} dirs, {} symlinks, {}",
+            s.files,
+            s.dirs,
+            s.symlinks,
+            format_bytes(s.logical_bytes)
+        );
+        println!(
+            "backup    {} files read, {} unchanged, {} added in {:.1} s",
+            s.files_read,
+            s.files_unchanged,
+            format_bytes(s.bytes_added),
+            s.duration_ms as f64 / 1000.0
+        );
+        if s.errors > 0 {
+            println!(
+                "errors    {} entries could not be read (see `kast ls`)",
+                s.errors
+            );
+        }
+        return Ok(());
+    }
+    let list = browse::snapshots(&store)?;
+    let packs = store.storage().list(ObjectKind::Pack)?;
+    let stored: u64 = packs.iter().map(|p| p.size).sum();
+    let logical: u64 = list
+        .snapshots
+        .iter()
+        .map(|(_, s)| s.summary.logical_bytes)
+        .sum();
+    let ratio = if stored > 0 {
+        logical as f64 / stored as f64
+    } else {
+        0.0
+    };
+    let index = store.index()?;
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "location": store.location(), "store_id": store.config().store_id,
+            "snapshots": list.snapshots.len(), "damaged_snapshots": list.damaged.len(),
+            "packs": packs.len(), "stored_bytes": stored, "logical_bytes": logical,
+            "blobs": index.len(), "dedup_ratio": ratio,
+            "chunker": store.config().chunker, "pack_target": store.config().pack_target,
+        }));
+    }
+    println!(
+        "store       {} ({})",
+        store.location(),
+        store.config().store_id
+    );
+    println!("snapshots   {}", list.snapshots.len());
+    println!(
+        "stored      {} in {} packs, {} blobs",
+        format_bytes(stored),
+        packs.len(),
+        index.len()
+    );
+    println!(
+        "logical     {} across all snapshots ({ratio:.1}x after dedup and compression)",
+        format_bytes(logical)
+    );
+    if !list.damaged.is_empty() {
+        println!(
+            "damaged     {} snapshot headers cannot be read: run `kast check`",
+            list.damaged.len()
+        );
+    }
+    Ok(())
+}
+
+/// Exit code 3 when damage is found.
+pub fn check_cmd(ctx: &Context, fast: bool, specs: &[String]) -> Result<i32> {
+    let store = ctx.open_store()?;
+    let mut ids = Vec::new();
+    for s in specs {
+        ids.push(spec::resolve(ctx, &store, spec::split(s).0, &FilterArgs::default())?.0);
+    }
+    let options = CheckOptions {
+        fast,
+        snapshots: ids,
+        progress: ctx.progress("checking", None),
+        ..Default::default()
+    };
+    let report = check(&store, &options)?;
+    if ctx.json {
+        ctx.print_json(&json!({
+            "clean": report.is_clean(), "snapshots": report.snapshots, "trees": report.trees,
+            "packs": report.packs, "blobs": report.blobs, "bytes": report.bytes, "orphan_packs": report.orphan_packs,
+            "damage": report.damage.iter().map(|d| json!({"object": d.object, "problem": d.problem, "affects": d.affects})).collect::<Vec<_>>(),
+        }))?;
+    } else if !ctx.quiet || !report.is_clean() {
+        for d in &report.damage {
+            println!("damaged: {}: {}", d.object, d.problem);
+            for a in &d.affects {
+                println!("  affects {a}");
+            }
+        }
+        let mode = if fast {
+            " (fast: pack data not read)"
+        } else {
+            ""
+        };
+        println!(
+            "checked {} snapshots, {} trees, {} packs ({}){mode}: {}",
+            report.snapshots,
+            report.trees,
+            report.packs,
+            format_bytes(report.bytes),
+            if report.is_clean() {
+                "no damage".to_string()
+            } else {
+                format!("{} damaged objects", report.damage.len())
+            }
+        );
+        if report.orphan_packs > 0 {
+            println!(
+                "{} packs belong to no snapshot index (an interrupted backup); `kast maintenance` removes them",
+                report.orphan_packs
+            );
+        }
+    }
+    Ok(if report.is_clean() { 0 } else { 3 })
+}
+
+pub fn rm(ctx: &Context, args: &RmArgs) -> Result<()> {
+    let store = ctx.open_store()?;
+    let policy = Policy {
+        last: args.keep_last.unwrap_or(0),
+        hourly: args.keep_hourly.unwrap_or(0),
+        daily: args.keep_daily.unwrap_or(0),
+        weekly: args.keep_weekly.unwrap_or(0),
+        monthly: args.keep_monthly.unwrap_or(0),
+        yearly: args.keep_yearly.unwrap_or(0),
+    };
+    let by_policy = [
+        args.keep_last,
+        args.keep_hourly,
+        args.keep_daily,
+        args.keep_weekly,
+        args.keep_monthly,
+        args.keep_yearly,
+    ]
+    .iter()
+    .any(Option::is_some);
+    let (remove, kept) = match (args.snapshots.is_empty(), by_policy) {
+        (false, false) => {
+            let mut ids = Vec::new();
+            for s in &args.snapshots {
+                ids.push(spec::resolve(ctx, &store, spec::split(s).0, &args.filter)?);
+            }
+            (ids, Vec::new())
+        }
+        (true, true) => {
+            if policy.is_empty() {
+                bail!(
+                    "a policy that keeps nothing would remove every snapshot; give a --keep-* above 0"
+                );
+            }
+            let filter = spec::filter(ctx, &args.filter)?;
+            let all: Vec<_> = browse::snapshots(&store)?
+                .snapshots
+                .into_iter()
+                .filter(|(_, s)| filter.matches(s))
+                .collect();
+            let decisions = retention::apply(&policy, &all);
+            let mut remove = Vec::new();
+            let mut kept = Vec::new();
+            for d in decisions {
+                let snap = all
+                    .iter()
+                    .find(|(id, _)| *id == d.id)
+                    .expect("decided on it")
+                    .clone();
+                if d.keep {
+                    kept.push((snap, d.reasons))
+                } else {
+                    remove.push(snap)
+                }
+            }
+            (remove, kept)
+        }
+        (false, true) => bail!("give snapshots or a --keep-* policy, not both"),
+        (true, false) => bail!("give the snapshots to remove, or a --keep-* policy"),
+    };
+    if !args.dry_run {
+        let ids: Vec<_> = remove.iter().map(|(id, _)| *id).collect();
+        maintenance::remove_snapshots(&store, &ids)?;
+    }
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "dry_run": args.dry_run,
+            "removed": remove.iter().map(|(id, _)| id.to_hex()).collect::<Vec<_>>(),
+            "kept": kept.iter().map(|((id, _), reasons)| json!({"id": id.to_hex(), "reasons": reasons})).collect::<Vec<_>>(),
+        }));
+    }
+    if !ctx.quiet {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for ((id, s), reasons) in &kept {
+            println!(
+                "keep   {} {} {} ({})",
+                id.short(),
+                format_time(s.time_ns),
+                s.source,
+                reasons.join(", ")
+            );
+        }
+        for (id, s) in &remove {
+            println!(
+                "{verb} {} {} {}",
+                id.short(),
+                format_time(s.time_ns),
+                s.source
+            );
+        }
+        if !args.dry_run && !remove.is_empty() {
+            println!("run `kast maintenance` to reclaim the space");
+        }
+    }
+    Ok(())
+}
+
+pub fn maintenance_cmd(ctx: &Context, grace_seconds: u64) -> Result<()> {
+    let store = ctx.open_store()?;
+    let options = MaintenanceOptions {
+        grace: std::time::Duration::from_secs(grace_seconds),
+        ..Default::default()
+    };
+    let r = maintenance::maintenance(&store, &options)?;
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked, "packs_written": r.packs_written,
+            "blobs_dropped": r.blobs_dropped, "bytes_freed": r.bytes_freed, "states_before": r.states_before,
+            "states_after": r.states_after, "orphans_marked": r.orphans_marked, "orphans_deleted": r.orphans_deleted,
+        }));
+    }
+    if !ctx.quiet {
+        println!(
+            "freed {}: {} packs deleted, {} repacked into {}, {} unused blobs dropped, index {} -> {} parts",
+            format_bytes(r.bytes_freed),
+            r.packs_deleted,
+            r.packs_repacked,
+            r.packs_written,
+            r.blobs_dropped,
+            r.states_before,
+            r.states_after
+        );
+        if r.orphans_marked > 0 {
+            println!(
+                "{} unindexed packs seen for the first time: deleted by a maintenance run after the grace period",
+                r.orphans_marked
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn unlock(ctx: &Context, all: bool) -> Result<()> {
+    let store = ctx.open_store()?;
+    let removed = store.break_locks(all)?;
+    if ctx.json {
+        return ctx.print_json(&json!({ "removed": removed }));
+    }
+    if !ctx.quiet {
+        println!("removed {removed} lock(s)");
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! What every command needs: where things live (XDG directories), the
+//! store location, the passphrase, the plugin host, and how to report
+//! (text, JSON, quiet, progress bars only on a terminal).
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use kast_engine::{Error as EngineError, Progress, Storage, Store};
+use kast_plugins::Host;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// The per-user directories kast uses (XDG base directories).
+pub struct Dirs {
+    pub data: PathBuf,
+    pub cache: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Dirs {
+    pub fn from_env() -> Result<Dirs> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let base = |var: &str, fallback: &str| -> Result<PathBuf> {
+            match std::env::var_os(var).filter(|v| !v.is_empty()) {
+                Some(v) => Ok(PathBuf::from(v).join("kast")),
+                None => Ok(home
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("neither {var} nor HOME is set"))?
+                    .join(fallback)
+                    .join("kast")),
+            }
+        };
+        Ok(Dirs {
+            data: base("XDG_DATA_HOME", ".local/share")?,
+            cache: base("XDG_CACHE_HOME", ".cache")?,
+            config: base("XDG_CONFIG_HOME", ".config")?,
+        })
+    }
+}
+
+/// Shared state of one `kast` run.
+pub struct Context {
+    pub json: bool,
+    pub quiet: bool,
+    pub dirs: Dirs,
+    store: Option<String>,
+    passphrase_file: Option<PathBuf>,
+    host: OnceLock<Host>,
+}
+
+impl Context {
+    pub fn new(cli: &crate::cli::Cli) -> Result<Context> {
+        Ok(Context {
+            json: cli.json,
+            quiet: cli.quiet,
+            dirs: Dirs::from_env()?,
+            store: cli.store.clone(),
+            passphrase_file: cli.passphrase_file.clone(),
+            host: OnceLock::new(),
+        })
+    }
+
+    /// The plugin host, started on first use.
+    pub fn host(&self) -> Result<&Host> {
+        if let Some(host) = self.host.get() {
+            return Ok(host);
+        }
+        let host = Host::new(
+            Some(self.dirs.cache.join("plugins")),
+            Some(self.dirs.data.join("plugins")),
+        )?;
+        Ok(self.host.get_or_init(|| host))
+    }
+
+    /// Resolves `@name` through the saved locations; anything else is as given.
+    pub fn location(&self, text: &str) -> Result<String> {
+        match text.strip_prefix('@') {
+            Some(name) => crate::commands::location::lookup(self, name),
+            None => Ok(text.to_string()),
+        }
+    }
+
+    /// The store location and whether it is the default one.
+    pub fn store_location(&self) -> Result<(String, bool)> {
+        match &self.store {
+            Some(s) => Ok((self.location(s)?, false)),
+            None => Ok((self.dirs.data.join("store").display().to_string(), true)),
+        }
+    }
+
+    fn cache_root(&self) -> PathBuf {
+        self.dirs.cache.clone()
+    }
+
+    /// The passphrase from the file option, `KAST_PASSPHRASE`, or a prompt
+    /// (asked twice when `confirm`).
+    pub fn passphrase(&self, confirm: bool) -> Result<Vec<u8>> {
+        read_secret(
+            self.passphrase_file.as_deref(),
+            "KAST_PASSPHRASE",
+            "passphrase",
+            confirm,
+        )
+    }
+
+    /// Opens the store, with errors that say what to do.
+    pub fn open_store(&self) -> Result<Store> {
+        let (location, _) = self.store_location()?;
+        let storage = self.host()?.storage(&location)?;
+        let passphrase = self.passphrase(false)?;
+        Store::open(storage, &passphrase, Some(self.cache_root())).map_err(|e| match e {
+            EngineError::NoStore(_) => {
+                anyhow!("no store at {location}; create one with `kast create`")
+            }
+            EngineError::WrongPassphrase => anyhow!("wrong passphrase for store {location}"),
+            other => anyhow!(other).context(format!("cannot open store {location}")),
+        })
+    }
+
+    /// Opens the store; the default store is created on first use.
+    pub fn open_or_create_default(&self) -> Result<Store> {
+        let (location, default) = self.store_location()?;
+        if default {
+            let storage = self.host()?.storage(&location)?;
+            if storage
+                .list(kast_engine::storage::ObjectKind::Config)?
+                .is_empty()
+            {
+                let passphrase = self.passphrase(true)?;
+                let store = Store::create(
+                    storage,
+                    &passphrase,
+                    &Default::default(),
+                    Some(self.cache_root()),
+                )?;
+                self.note(&format!("created a new store at {location}"));
+                return Ok(store);
+            }
+        }
+        self.open_store()
+    }
+
+    /// A line for the user on standard error (not in quiet or JSON mode).
+    pub fn note(&self, text: &str) {
+        if !self.quiet && !self.json {
+            eprintln!("{text}");
+        }
+    }
+
+    /// A warning: always shown, unless quiet.
+    pub fn warn(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("warning: {text}");
+        }
+    }
+
+    /// A progress display for long work, when standard error is a terminal.
+    pub fn progress(&self, what: &str, total: Option<u64>) -> Arc<dyn Progress> {
+        if self.quiet || self.json || !std::io::stderr().is_terminal() {
+            return Arc::new(kast_engine::progress::Silent);
+        }
+        Arc::new(crate::progress::Bar::new(what, total))
+    }
+
+    /// Prints a JSON document.
+    pub fn print_json(&self, value: &serde_json::Value) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+}
+
+/// Reads a secret from a file, an environment variable, or the terminal.
+pub fn read_secret(file: Option<&Path>, env: &str, what: &str, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the {what} file {}", file.display()))?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            bail!("the {what} file {} is empty", file.display());
+        }
+        return Ok(line.as_bytes().to_vec());
+    }
+    if let Ok(value) = std::env::var(env) {
+        if value.is_empty() {
+            bail!("{env} is set but empty");
+        }
+        return Ok(value.into_bytes());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no {what}: set {env}, use --passphrase-file, or run in a terminal to be asked");
+    }
+    let first = rpassword::prompt_password(format!("{what}: "))?;
+    if first.is_empty() {
+        bail!("an empty {what} is not allowed");
+    }
+    if confirm {
+        let second = rpassword::prompt_password(format!("{what} again: "))?;
+        if first != second {
+            bail!("the two {what}s differ");
+        }
+    }
+    Ok(first.into_bytes())
+}

@@ -1,0 +1,73 @@
+//! `kast`: the command line. It parses (clap), prints, and calls the engine
+//! (`kast-engine`) and the plugin host (`kast-plugins`); nothing else.
+//!
+//! Exit codes: 0 ok, 1 error, 2 usage, 3 `check` found damage, 4 a backup
+//! completed but some entries could not be read.
+
+mod cli;
+mod commands;
+mod context;
+mod progress;
+mod spec;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn main() {
+    let cli = Cli::parse();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // First Ctrl-C: stop cleanly (what was stored stays valid); second: now.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: finishing what is in flight (Ctrl-C again to quit at once)");
+    });
+    let code = match run(&cli, cancel) {
+        Ok(code) => code,
+        Err(e) => {
+            // Each cause once: many errors already quote their source.
+            let mut shown = e.to_string();
+            eprintln!("error: {shown}");
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                shown = text;
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
+    let ctx = context::Context::new(cli)?;
+    use commands::*;
+    match &cli.command {
+        Command::Create(args) => store::create(&ctx, args)?,
+        Command::Backup(args) => return backup::run(&ctx, args, cancel),
+        Command::Ls { spec, filter } => browse::ls(&ctx, spec.as_deref(), filter)?,
+        Command::Cat { spec, filter } => browse::cat(&ctx, spec, filter)?,
+        Command::Diff { from, to, filter } => browse::diff(&ctx, from, to, filter)?,
+        Command::Restore {
+            spec,
+            to,
+            force,
+            filter,
+        } => restore::run(&ctx, spec, to, *force, filter)?,
+        Command::Check { fast, snapshots } => return store::check_cmd(&ctx, *fast, snapshots),
+        Command::Rm(args) => store::rm(&ctx, args)?,
+        Command::Info { spec } => store::info(&ctx, spec.as_deref())?,
+        Command::Maintenance { grace_seconds } => store::maintenance_cmd(&ctx, *grace_seconds)?,
+        Command::Key(command) => key::run(&ctx, command)?,
+        Command::Plugin(command) => plugin::run(&ctx, command)?,
+        Command::Location(command) => location::run(&ctx, command)?,
+        Command::Unlock { all } => store::unlock(&ctx, *all)?,
+    }
+    Ok(0)
+}

@@ -1,0 +1,140 @@
+//! Naming snapshots on the command line: `SNAPSHOT[:PATH]`, where SNAPSHOT
+//! is `latest` or a unique id prefix, narrowed by --tag/--source/--host/
+//! --before/--after.
+
+use crate::cli::FilterArgs;
+use crate::context::Context;
+use anyhow::{Result, anyhow, bail};
+use kast_engine::Store;
+use kast_engine::browse::{self, SnapshotFilter};
+use kast_engine::crypto::Id;
+use kast_engine::snapshot::Snapshot;
+
+/// Splits `SNAPSHOT[:PATH]`.
+pub fn split(spec: &str) -> (&str, &str) {
+    spec.split_once(':').unwrap_or((spec, ""))
+}
+
+/// The engine filter for the flags.
+pub fn filter(ctx: &Context, args: &FilterArgs) -> Result<SnapshotFilter> {
+    Ok(SnapshotFilter {
+        tags: args.tags.clone(),
+        source: args
+            .source
+            .as_deref()
+            .map(|s| source_name(ctx, s))
+            .transpose()?,
+        host: args.host.clone(),
+        before_ns: args.before.as_deref().map(parse_time).transpose()?,
+        after_ns: args.after.as_deref().map(parse_time).transpose()?,
+    })
+}
+
+/// How a source location is recorded in snapshots: its URL as the plugin
+/// host normalises it (a local path becomes `fs://` + its absolute path).
+pub fn source_name(ctx: &Context, text: &str) -> Result<String> {
+    Ok(kast_plugins::Location::parse(&ctx.location(text)?)?.url)
+}
+
+/// Finds the snapshot a spec names.
+pub fn resolve(
+    ctx: &Context,
+    store: &Store,
+    snapshot: &str,
+    args: &FilterArgs,
+) -> Result<(Id, Snapshot)> {
+    let filter = filter(ctx, args)?;
+    Ok(browse::find(store, snapshot, &filter)?)
+}
+
+/// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS][Z]` (UTC) to ns since the epoch.
+pub fn parse_time(text: &str) -> Result<i64> {
+    let bad =
+        || anyhow!("cannot read the time {text:?}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)");
+    let text = text.trim_end_matches('Z');
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    if d.len() != 3 || t.len() < 2 || t.len() > 3 {
+        bail!(bad());
+    }
+    let (y, m, day) = (d[0], d[1], d[2]);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        bail!(bad());
+    }
+    // Howard Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t.get(2).copied().unwrap_or(0);
+    Ok(secs * 1_000_000_000)
+}
+
+/// A time for people: `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn format_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Bytes for people: 1.5 GiB.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        let ns = parse_time("2026-11-26T13:52:28Z").unwrap();
+        assert_eq!(ns, 1_795_701_148 * 1_000_000_000);
+        assert_eq!(format_time(ns), "2026-11-26 13:52:28");
+        assert_eq!(parse_time("1970-01-01").unwrap(), 0);
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn specs_split() {
+        assert_eq!(split("latest:/etc/hosts"), ("latest", "/etc/hosts"));
+        assert_eq!(split("ab12"), ("ab12", ""));
+    }
+}

@@ -1,0 +1,349 @@
+//! End-to-end tests of the real `kast` binary, as a user runs it: a fresh
+//! HOME, a passphrase in the environment, and only the command line.
+
+#[path = "../host/engine/tests/common/mod.rs"]
+mod common;
+
+use common::{assert_same_tree, generate_tree};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A user with an empty home and one store.
+struct User {
+    home: tempfile::TempDir,
+    store: PathBuf,
+}
+
+impl User {
+    fn new() -> User {
+        let home = tempfile::tempdir().unwrap();
+        let store = home.path().join("store");
+        User { home, store }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    /// Runs kast against this user's store with the right passphrase.
+    fn kast(&self, args: &[&str]) -> Output {
+        self.kast_with(args, "correct horse")
+    }
+
+    fn kast_with(&self, args: &[&str], passphrase: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kast"))
+            .args(["--store", self.store.to_str().unwrap()])
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KAST_PASSPHRASE", passphrase)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success; returns standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kast(args);
+        assert!(
+            out.status.success(),
+            "kast {args:?} failed ({:?}):\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("--json prints JSON")
+    }
+
+    fn create(&self) {
+        self.ok(&["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]);
+    }
+
+    fn snapshot_ids(&self) -> Vec<String> {
+        self.json(&["ls"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_whole_life_of_a_store() {
+    let u = User::new();
+    let src = u.path("src");
+    generate_tree(&src, 3, 5 << 20);
+    // Only in the first snapshot: its space comes back after rm + maintenance.
+    common::write_random_file(&src.join("only-first.bin"), 8 << 20, 42);
+    u.create();
+    let first = u.json(&["backup", "--tag", "daily", src.to_str().unwrap()]);
+    let first_id = first["snapshots"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(first["snapshots"][0]["files"], 311);
+
+    // ls, cat
+    let listing = u.ok(&["ls", &format!("{}:many", &first_id[..8])]);
+    assert_eq!(listing.lines().count(), 300);
+    let cat = u.kast(&["cat", &format!("{first_id}:héllo wörld ✓.txt")]);
+    assert_eq!(
+        cat.stdout,
+        std::fs::read(src.join("héllo wörld ✓.txt")).unwrap()
+    );
+
+    // change, second backup, diff
+    std::fs::write(src.join("many/f0001.bin"), b"changed").unwrap();
+    std::fs::write(src.join("new.txt"), b"new").unwrap();
+    std::fs::remove_file(src.join("only-first.bin")).unwrap();
+    let second = u.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(second["snapshots"][0]["files_new_or_changed"], 2);
+    let diff = u.json(&["diff", &first_id, "latest"]);
+    let changes: Vec<(String, String)> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        changes.contains(&("new.txt".into(), "added".into())),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("many/f0001.bin".into(), "modified".into())),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("only-first.bin".into(), "removed".into())),
+        "{changes:?}"
+    );
+
+    // restore and compare bytes and metadata
+    let out = u.path("restored");
+    u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+    // a path inside a snapshot, to a URL
+    let part = u.path("part");
+    u.ok(&[
+        "restore",
+        &format!("{first_id}:many"),
+        "--to",
+        &format!("fs://{}", part.display()),
+    ]);
+    assert_eq!(std::fs::read_dir(&part).unwrap().count(), 300);
+
+    // rm + maintenance + check
+    u.ok(&["rm", &first_id]);
+    assert_eq!(u.snapshot_ids().len(), 1);
+    let m = u.json(&["maintenance", "--grace-seconds", "0"]);
+    assert!(m["bytes_freed"].as_u64().unwrap() >= 8 << 20, "{m}");
+    assert_eq!(m["states_after"], 1, "{m}");
+    let check = u.json(&["check"]);
+    assert_eq!(check["clean"], true);
+    let info = u.json(&["info"]);
+    assert_eq!(info["snapshots"], 1);
+}
+
+#[test]
+fn clear_errors_and_exit_codes() {
+    let u = User::new();
+    // missing store
+    let out = u.kast(&["ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kast create"));
+
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"from the snapshot").unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+
+    // wrong passphrase
+    let out = u.kast_with(&["ls"], "not it");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("wrong passphrase for store"),
+        "{}",
+        stderr(&out)
+    );
+
+    // unknown snapshot
+    let out = u.kast(&["ls", "ffffffff"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no snapshot matches 'ffffffff'"),
+        "{}",
+        stderr(&out)
+    );
+
+    // usage
+    assert_eq!(u.kast(&["restore", "latest"]).status.code(), Some(2));
+
+    // restore into a non-empty directory without --force
+    let out_dir = u.path("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("a"), b"precious").unwrap();
+    let out = u.kast(&["restore", "latest", "--to", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(out_dir.join("a")).unwrap(), b"precious");
+    u.ok(&[
+        "restore",
+        "latest",
+        "--to",
+        out_dir.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(
+        std::fs::read(out_dir.join("a")).unwrap(),
+        b"from the snapshot"
+    );
+}
+
+#[test]
+fn check_exits_3_on_damage() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    generate_tree(&src, 4, 1 << 20);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let packs = u.store.join("packs");
+    let fan = std::fs::read_dir(&packs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pack = std::fs::read_dir(&fan)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = u.kast(&["check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("damaged: pack"));
+}
+
+#[test]
+fn retention_dry_run_matches_the_real_run() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..5 {
+        std::fs::write(src.join("f"), format!("version {i}")).unwrap();
+        u.ok(&["backup", src.to_str().unwrap()]);
+    }
+    let dry = u.json(&["rm", "--keep-last", "2", "--dry-run"]);
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 3);
+    assert_eq!(u.snapshot_ids().len(), 5, "a dry run removes nothing");
+    let real = u.json(&["rm", "--keep-last", "2"]);
+    assert_eq!(real["removed"], dry["removed"]);
+    let left = u.snapshot_ids();
+    let kept: Vec<String> = dry["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut a = left.clone();
+    a.sort();
+    let mut b = kept.clone();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn keys_locations_and_plugins() {
+    let u = User::new();
+    u.create();
+    let added = u.path("second");
+    std::fs::write(&added, "another passphrase\n").unwrap();
+    u.ok(&[
+        "key",
+        "add",
+        "--new-passphrase-file",
+        added.to_str().unwrap(),
+    ]);
+    let keys = u.json(&["key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(
+        u.kast_with(&["ls"], "another passphrase").status.code(),
+        Some(0)
+    );
+
+    u.ok(&[
+        "location",
+        "add",
+        "mine",
+        &format!("fs://{}", u.store.display()),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--store", "@mine", "--json", "info"])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let plugins = u.json(&["plugin", "list"]);
+    assert_eq!(plugins[0]["name"], "fs");
+    assert_eq!(plugins[0]["builtin"], true);
+    let bogus = u.path("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap();
+    let out = u.kast(&["plugin", "install", bogus.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a WebAssembly component"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_default_store_is_created_on_first_backup() {
+    let home = tempfile::tempdir().unwrap();
+    let src = home.path().join("docs");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("note"), b"remember").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kast"))
+            .args(args)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("KAST_PASSPHRASE", "pw")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["backup", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("created a new store at"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(home.path().join(".local/share/kast/store/config").exists());
+    let out = run(&["cat", "latest:note"]);
+    assert_eq!(out.stdout, b"remember");
+    let _ = Path::new("");
+}
