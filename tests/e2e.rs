@@ -321,6 +321,76 @@ fn keys_locations_and_plugins() {
 }
 
 #[test]
+fn sync_to_a_store_with_another_passphrase_then_restore_from_it() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    generate_tree(&src, 5, 2 << 20);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let other = User {
+        home: tempfile::tempdir().unwrap(),
+        store: u.path("other-store"),
+    };
+    other.kast_with(
+        &["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
+        "different",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args([
+            "--store",
+            u.store.to_str().unwrap(),
+            "--json",
+            "sync",
+            "--to",
+            other.store.to_str().unwrap(),
+        ])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .env("KAST_TO_PASSPHRASE", "different")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let synced: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(synced["copied"].as_array().unwrap().len(), 1);
+    let restored = u.path("from-other");
+    let out = other.kast_with(
+        &["restore", "latest", "--to", restored.to_str().unwrap()],
+        "different",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tree(&src, &restored);
+}
+
+#[test]
+fn excludes_leave_paths_out() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir_all(src.join("cache/deep")).unwrap();
+    std::fs::write(src.join("keep.txt"), b"k").unwrap();
+    std::fs::write(src.join("drop.tmp"), b"d").unwrap();
+    std::fs::write(src.join("cache/deep/x"), b"x").unwrap();
+    let patterns = u.path("excludes");
+    std::fs::write(&patterns, "# comments are fine\ncache/\n").unwrap();
+    u.ok(&[
+        "backup",
+        "--exclude",
+        "*.tmp",
+        "--exclude-file",
+        patterns.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    let names: Vec<String> = u
+        .json(&["ls", "latest"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["keep.txt"]);
+}
+
+#[test]
 fn the_default_store_is_created_on_first_backup() {
     let home = tempfile::tempdir().unwrap();
     let src = home.path().join("docs");

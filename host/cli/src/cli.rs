@@ -82,6 +82,18 @@ pub enum Command {
         /// SNAPSHOT
         spec: Option<String>,
     },
+    /// Copy snapshots to another store (only the blobs it lacks; the stores
+    /// may have different passphrases and keys).
+    Sync {
+        /// The target store: a path, a URL, or @name.
+        #[arg(long)]
+        to: String,
+        /// The target's passphrase file (else KAST_TO_PASSPHRASE, else asked).
+        #[arg(long)]
+        to_passphrase_file: Option<PathBuf>,
+        /// Snapshots to copy; all when none are given.
+        snapshots: Vec<String>,
+    },
     /// Reclaim space: drop what no snapshot reaches, repack, merge the index.
     Maintenance {
         /// Packs no index lists are deleted only after this many seconds

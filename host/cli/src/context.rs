@@ -105,9 +105,14 @@ impl Context {
     /// Opens the store, with errors that say what to do.
     pub fn open_store(&self) -> Result<Store> {
         let (location, _) = self.store_location()?;
-        let storage = self.host()?.storage(&location)?;
         let passphrase = self.passphrase(false)?;
-        Store::open(storage, &passphrase, Some(self.cache_root())).map_err(|e| match e {
+        self.open_store_at(&location, &passphrase)
+    }
+
+    /// Opens the store at `location` with `passphrase`.
+    pub fn open_store_at(&self, location: &str, passphrase: &[u8]) -> Result<Store> {
+        let storage = self.host()?.storage(location)?;
+        Store::open(storage, passphrase, Some(self.cache_root())).map_err(|e| match e {
             EngineError::NoStore(_) => {
                 anyhow!("no store at {location}; create one with `kast create`")
             }

@@ -63,6 +63,11 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Check { fast, snapshots } => return store::check_cmd(&ctx, *fast, snapshots),
         Command::Rm(args) => store::rm(&ctx, args)?,
         Command::Info { spec } => store::info(&ctx, spec.as_deref())?,
+        Command::Sync {
+            to,
+            to_passphrase_file,
+            snapshots,
+        } => sync::run(&ctx, to, to_passphrase_file.as_deref(), snapshots)?,
         Command::Maintenance { grace_seconds } => store::maintenance_cmd(&ctx, *grace_seconds)?,
         Command::Key(command) => key::run(&ctx, command)?,
         Command::Plugin(command) => plugin::run(&ctx, command)?,

@@ -31,6 +31,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod memory;
 pub mod pack;
+pub mod pipeline;
 pub mod pool;
 pub mod progress;
 pub mod retention;
@@ -39,6 +40,7 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod store;
+pub mod sync;
 pub mod tree;
 
 mod backup;

@@ -8,3 +8,4 @@ pub mod location;
 pub mod plugin;
 pub mod restore;
 pub mod store;
+pub mod sync;

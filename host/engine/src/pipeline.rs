@@ -1,0 +1,279 @@
+//! The write side shared by backup and sync: blobs the store lacks go
+//! through bounded channels to seal workers (compress + encrypt), a packer
+//! and uploaders; when the caller is done, the packs that made it are
+//! indexed in one new state, even if the caller failed, so the next run
+//! reuses them. Every queue is bounded and buffers are recycled, so memory
+//! stays flat however much is written.
+
+use crate::blob::{self, BlobKind};
+use crate::crypto::{Id, Keys};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::pack::{FinishedPack, PackBuilder, PackEntry};
+use crate::pool::BufferPool;
+use crate::state::State;
+use crate::storage::{ObjectKind, Storage};
+use crate::store::Store;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+struct Job {
+    id: Id,
+    kind: BlobKind,
+    data: Vec<u8>,
+}
+
+struct Sealed {
+    id: Id,
+    kind: BlobKind,
+    raw_length: u32,
+    bytes: Vec<u8>,
+}
+
+/// Buffers recycled along the pipeline: chunks go from the walker to the
+/// workers and back, sealed blobs from the workers to the packer and back,
+/// pack buffers from the packer to the uploaders and back.
+#[derive(Clone)]
+struct Pools {
+    chunks: BufferPool,
+    sealed: BufferPool,
+    packs: BufferPool,
+}
+
+/// The first error any pipeline thread met; the others stop when their
+/// channels close.
+#[derive(Default)]
+struct FirstError(Mutex<Option<Error>>);
+
+impl FirstError {
+    fn set(&self, e: Error) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+    fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Where a caller puts blobs; it stores only what neither the store nor
+/// this run has already.
+pub struct BlobSink<'a> {
+    index: &'a Index,
+    jobs: Sender<Job>,
+    pools: Pools,
+    /// Blobs queued in this run: a chunk seen twice is stored once.
+    session: HashSet<Id>,
+}
+
+impl BlobSink<'_> {
+    /// The store's index as it was when the run started.
+    pub fn index(&self) -> &Index {
+        self.index
+    }
+
+    /// Whether the store has the blob, or this run queued it.
+    pub fn known(&self, id: &Id) -> bool {
+        self.session.contains(id) || self.index.contains(id)
+    }
+
+    /// An empty buffer for a chunk (recycled when possible).
+    pub fn buffer(&self) -> Vec<u8> {
+        self.pools.chunks.take()
+    }
+
+    /// Hands a buffer back for reuse.
+    pub fn recycle(&self, buf: Vec<u8>) {
+        self.pools.chunks.give(buf);
+    }
+
+    /// Queues a blob unless it is known; its buffer is recycled either way.
+    pub fn store(&mut self, id: Id, kind: BlobKind, data: Vec<u8>) -> Result<()> {
+        if self.known(&id) {
+            self.recycle(data);
+            return Ok(());
+        }
+        self.session.insert(id);
+        self.jobs
+            .send(Job { id, kind, data })
+            .map_err(|_| Error::Interrupted)
+    }
+}
+
+/// What a run stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Written {
+    pub blobs: u64,
+    /// Sealed bytes in packs.
+    pub bytes: u64,
+}
+
+/// Runs `fill` with a sink into `store`, then indexes what was written.
+/// `threads` seal workers run (0: one per core). A pipeline failure wins
+/// over `fill`'s own error, since it is the cause.
+pub fn write_blobs<R>(
+    store: &Store,
+    index: &mut Index,
+    threads: usize,
+    fill: impl FnOnce(&mut BlobSink<'_>) -> Result<R>,
+) -> Result<(R, Written)> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let errors = FirstError::default();
+    let pools = Pools {
+        chunks: BufferPool::new(threads * 3 + 2),
+        sealed: BufferPool::new(threads * 3 + 2),
+        packs: BufferPool::new(2),
+    };
+    let uploaded = Mutex::new(Vec::new());
+    let filled = std::thread::scope(|s| {
+        let (job_tx, job_rx) = bounded::<Job>(threads * 2);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * 2);
+        // A rendezvous: a finished pack waits for a free uploader, so at most
+        // one pack fills while the uploaders each hold one.
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
+        for _ in 0..threads {
+            let (rx, tx, keys, errors, pools) = (
+                job_rx.clone(),
+                sealed_tx.clone(),
+                store.keys(),
+                &errors,
+                &pools,
+            );
+            s.spawn(move || seal_worker(keys, rx, tx, errors, pools));
+        }
+        drop((job_rx, sealed_tx));
+        let target = store.config().pack_target as usize;
+        let (keys, errors_ref, pools_ref) = (store.keys(), &errors, &pools);
+        s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref, pools_ref));
+        let uploaders: Vec<_> = (0..store.storage().parallel_puts().clamp(1, 16))
+            .map(|_| {
+                let (rx, storage, errors, uploaded, pools) =
+                    (pack_rx.clone(), store.storage(), &errors, &uploaded, &pools);
+                s.spawn(move || uploader(&**storage, rx, errors, uploaded, pools))
+            })
+            .collect();
+        drop(pack_rx);
+        let mut sink = BlobSink {
+            index: &*index,
+            jobs: job_tx,
+            pools: pools.clone(),
+            session: HashSet::new(),
+        };
+        let filled = fill(&mut sink);
+        drop(sink);
+        for u in uploaders {
+            let _ = u.join();
+        }
+        filled
+    });
+    let packs = uploaded.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut written = Written::default();
+    if !packs.is_empty() {
+        for (_, entries) in &packs {
+            written.blobs += entries.len() as u64;
+            written.bytes += entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
+        }
+        let state = State { packs };
+        let sealed = state.seal(store.keys())?;
+        let name = Id::of_object(&sealed);
+        store
+            .storage()
+            .put(ObjectKind::State, &name.to_hex(), &sealed)?;
+        index.add_state(name, &state)?;
+    }
+    if let Some(e) = errors.take() {
+        return Err(e);
+    }
+    Ok((filled?, written))
+}
+
+fn seal_worker(
+    keys: &Keys,
+    jobs: Receiver<Job>,
+    out: Sender<Sealed>,
+    errors: &FirstError,
+    pools: &Pools,
+) {
+    let mut scratch = Vec::new();
+    for job in jobs {
+        let mut bytes = pools.sealed.take();
+        if let Err(e) =
+            blob::seal_into(keys, job.kind, &job.id, &job.data, &mut scratch, &mut bytes)
+        {
+            return errors.set(e);
+        }
+        let sealed = Sealed {
+            id: job.id,
+            kind: job.kind,
+            raw_length: job.data.len() as u32,
+            bytes,
+        };
+        pools.chunks.give(job.data);
+        if out.send(sealed).is_err() {
+            return;
+        }
+    }
+}
+
+fn packer(
+    keys: &Keys,
+    target: usize,
+    blobs: Receiver<Sealed>,
+    out: Sender<FinishedPack>,
+    errors: &FirstError,
+    pools: &Pools,
+) {
+    let mut current: Option<PackBuilder> = None;
+    let close = |builder: PackBuilder| -> bool {
+        match builder.finish(keys) {
+            Ok(pack) => out.send(pack).is_ok(),
+            Err(e) => {
+                errors.set(e);
+                false
+            }
+        }
+    };
+    for blob in blobs {
+        if current
+            .as_ref()
+            .is_some_and(|b| !b.has_room(blob.bytes.len(), target))
+            && !close(current.take().expect("checked"))
+        {
+            return;
+        }
+        let builder = match current.as_mut() {
+            Some(b) => b,
+            None => match PackBuilder::with_buffer(target, pools.packs.take()) {
+                Ok(b) => current.insert(b),
+                Err(e) => return errors.set(e),
+            },
+        };
+        builder.add(blob.id, blob.kind, blob.raw_length, &blob.bytes);
+        pools.sealed.give(blob.bytes);
+    }
+    if let Some(builder) = current.filter(|b| !b.is_empty()) {
+        close(builder);
+    }
+}
+
+fn uploader(
+    storage: &dyn Storage,
+    packs: Receiver<FinishedPack>,
+    errors: &FirstError,
+    uploaded: &Mutex<Vec<(Id, Vec<PackEntry>)>>,
+    pools: &Pools,
+) {
+    for pack in packs {
+        if let Err(e) = storage.put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes) {
+            return errors.set(e.into());
+        }
+        pools.packs.give(pack.bytes);
+        uploaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((pack.name, pack.entries));
+    }
+}
