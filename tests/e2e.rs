@@ -391,6 +391,60 @@ fn excludes_leave_paths_out() {
 }
 
 #[test]
+fn ctrl_c_stops_a_backup_cleanly_and_the_next_one_reuses_its_work() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..6 {
+        common::write_random_file(&src.join(format!("f{i}")), 64 << 20, i);
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args([
+            "--store",
+            u.store.to_str().unwrap(),
+            "backup",
+            src.to_str().unwrap(),
+        ])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first pack is on disk, well before the end.
+    let packs = u.store.join("packs");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&packs).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no pack appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(u.snapshot_ids().is_empty());
+
+    let done = u.json(&["backup", src.to_str().unwrap()]);
+    let added = done["snapshots"][0]["bytes_added"].as_u64().unwrap();
+    assert!(
+        added < 384 << 20,
+        "the interrupted run's packs were not reused: {added}"
+    );
+    assert_eq!(u.json(&["check"])["clean"], true);
+    let out_dir = u.path("out");
+    u.ok(&["restore", "latest", "--to", out_dir.to_str().unwrap()]);
+    assert_same_tree(&src, &out_dir);
+}
+
+#[test]
 fn the_default_store_is_created_on_first_backup() {
     let home = tempfile::tempdir().unwrap();
     let src = home.path().join("docs");
