@@ -385,6 +385,14 @@ impl PluginWriter {
 
 impl Write for PluginWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.is_empty() && data.len() >= PIECE / 4 {
+            // Large enough to cross on its own: skip the copy into the buffer.
+            let handle = self.handle;
+            lock(&self.instance)
+                .destination_call("write", |s, g| g.call_write(s, handle, data))
+                .map_err(PluginError::into_io)?;
+            return Ok(data.len());
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= PIECE {
             self.send()?;

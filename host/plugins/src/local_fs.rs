@@ -11,10 +11,10 @@ use cap_fs_ext::{
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, Permissions, PermissionsExt};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+
 use std::path::{Path, PathBuf};
 
 /// What a location grants: a directory, or one file inside its folder.
@@ -246,17 +246,12 @@ impl Host for crate::instance::HostState {
 
     fn read_at(&mut self, handle: u64, offset: u64, length: u32) -> Result<Vec<u8>, Error> {
         let file = self.local_fs.file(handle)?;
-        let mut buf = vec![0u8; length as usize];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], offset + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err("read", b"", e)),
-            }
-        }
-        buf.truncate(filled);
+        // Seek and read into spare capacity: no pass to zero the buffer first
+        // (a handle belongs to one single-threaded instance, so seeking is safe).
+        let mut buf = Vec::with_capacity(length as usize);
+        file.seek(io::SeekFrom::Start(offset))
+            .and_then(|_| (&*file).take(u64::from(length)).read_to_end(&mut buf))
+            .map_err(|e| io_err("read", b"", e))?;
         Ok(buf)
     }
 
