@@ -370,15 +370,19 @@ struct PluginWriter {
 }
 
 impl PluginWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let (handle, data) = (self.handle, &self.buf);
+    /// Sends one piece of the file across the boundary.
+    fn send(&self, data: &[u8]) -> io::Result<()> {
+        let handle = self.handle;
         lock(&self.instance)
             .destination_call("write", |s, g| g.call_write(s, handle, data))
-            .map_err(PluginError::into_io)?;
-        self.buf.clear();
+            .map_err(PluginError::into_io)
+    }
+
+    fn send_buffered(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send(&self.buf)?;
+            self.buf.clear();
+        }
         Ok(())
     }
 }
@@ -387,21 +391,18 @@ impl Write for PluginWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.buf.is_empty() && data.len() >= PIECE / 4 {
             // Large enough to cross on its own: skip the copy into the buffer.
-            let handle = self.handle;
-            lock(&self.instance)
-                .destination_call("write", |s, g| g.call_write(s, handle, data))
-                .map_err(PluginError::into_io)?;
+            self.send(data)?;
             return Ok(data.len());
         }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= PIECE {
-            self.send()?;
+            self.send_buffered()?;
         }
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.send()?;
+        self.send_buffered()?;
         let handle = self.handle;
         lock(&self.instance)
             .destination_call("finish-file", |s, g| g.call_finish_file(s, handle))
