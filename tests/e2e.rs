@@ -166,6 +166,7 @@ fn clear_errors_and_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
     assert!(stderr(&out).contains("kast create"));
+    assert!(!u.store.exists(), "looking for a store must not create one");
 
     u.create();
     let src = u.path("src");

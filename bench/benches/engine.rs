@@ -104,7 +104,9 @@ impl Via {
     fn storage(&self, path: &std::path::Path) -> Arc<dyn kast_engine::Storage> {
         match self {
             Via::Native => Arc::new(LocalStorage::new(path)),
-            Via::Wasm(host) => host.storage(&format!("fs://{}", path.display())).unwrap(),
+            Via::Wasm(host) => host
+                .new_storage(&format!("fs://{}", path.display()))
+                .unwrap(),
         }
     }
 

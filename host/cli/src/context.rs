@@ -3,7 +3,7 @@
 //! (text, JSON, quiet, progress bars only on a terminal).
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use kast_engine::{Error as EngineError, Progress, Storage, Store};
+use kast_engine::{Error as EngineError, Progress, Store};
 use kast_plugins::Host;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,15 @@ impl Context {
 
     /// Opens the store at `location` with `passphrase`.
     pub fn open_store_at(&self, location: &str, passphrase: &[u8]) -> Result<Store> {
-        let storage = self.host()?.storage(location)?;
+        let storage = self.host()?.storage(location).map_err(|e| match e {
+            // A local store path that does not exist: nothing to open.
+            kast_plugins::PluginError::BadLocation { .. }
+                if !location.contains("://") || location.starts_with("fs://") =>
+            {
+                anyhow!("no store at {location}; create one with `kast create`")
+            }
+            other => anyhow!(other),
+        })?;
         Store::open(storage, passphrase, Some(self.cache_root())).map_err(|e| match e {
             EngineError::NoStore(_) => {
                 anyhow!("no store at {location}; create one with `kast create`")
@@ -124,11 +132,8 @@ impl Context {
     /// Opens the store; the default store is created on first use.
     pub fn open_or_create_default(&self) -> Result<Store> {
         let (location, default) = self.store_location()?;
-        if default {
-            let storage = self.host()?.storage(&location)?;
-            if storage
-                .list(kast_engine::storage::ObjectKind::Config)?
-                .is_empty()
+        if default && !Path::new(&location).join("config").exists() {
+            let storage = self.host()?.new_storage(&location)?;
             {
                 let passphrase = self.passphrase(true)?;
                 let store = Store::create(

@@ -2,7 +2,8 @@
 //! from its location and role alone, never by the plugin.
 //!
 //! - `fs://PATH`: that directory (or file) through the host's `local-fs`
-//!   interface; created for storage and destination roles.
+//!   interface; created for a destination, and for a storage only when a
+//!   store is being created (opening a mistyped store path creates nothing).
 //! - `SCHEME://HOST[:PORT]/…`: outbound TCP to exactly one address, the one
 //!   the host resolved `HOST` to, on that port. Name lookup stays off inside
 //!   the sandbox (wasmtime-wasi does not filter it), so the plugin gets the
@@ -29,10 +30,12 @@ fn default_port(scheme: &str) -> Option<u16> {
     })
 }
 
-/// The grants for `location` in `role`, and the address handed to the plugin.
+/// The grants for `location` in `role`, and the address handed to the
+/// plugin. `creating` is set when a new store is being created there.
 pub fn grants_for(
     location: &Location,
     role: Role,
+    creating: bool,
 ) -> Result<(Grants, Option<String>), PluginError> {
     let bad = |why: String| PluginError::BadLocation {
         location: location.url.clone(),
@@ -42,10 +45,10 @@ pub fn grants_for(
         if location.host.is_some() {
             return Err(bad("fs locations name a local path: fs:///path".into()));
         }
-        let writes = role != Role::Source;
+        let create = role == Role::Destination || (role == Role::Storage && creating);
         return Ok((
             Grants {
-                local: Some((location.local_path(), writes)),
+                local: Some((location.local_path(), create)),
                 ..Grants::default()
             },
             None,

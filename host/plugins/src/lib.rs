@@ -65,10 +65,11 @@ impl Host {
         &self,
         text: &str,
         role: Role,
+        creating: bool,
     ) -> Result<(Arc<instance::InstanceConfig>, String), PluginError> {
         let location = Location::parse(text)?;
         let plugin = self.registry.for_scheme(&location.scheme)?;
-        let (grants, address) = grants::grants_for(&location, role)?;
+        let (grants, address) = grants::grants_for(&location, role, creating)?;
         let wit = bindings::types::Location {
             url: location.url.clone(),
             options: read_secret_files(&location)?,
@@ -91,19 +92,26 @@ impl Host {
     /// plugin as `NAME` (its first line), so secrets need not be on the
     /// command line and the plugin needs no access to the file.
     pub fn storage(&self, location: &str) -> Result<Arc<PluginStorage>, PluginError> {
-        let (config, url) = self.open(location, Role::Storage)?;
+        let (config, url) = self.open(location, Role::Storage, false)?;
+        Ok(Arc::new(PluginStorage::new(config, url)?))
+    }
+
+    /// The storage at `location`, for creating a new store there (a local
+    /// directory is created if missing).
+    pub fn new_storage(&self, location: &str) -> Result<Arc<PluginStorage>, PluginError> {
+        let (config, url) = self.open(location, Role::Storage, true)?;
         Ok(Arc::new(PluginStorage::new(config, url)?))
     }
 
     /// The source at `location`.
     pub fn source(&self, location: &str) -> Result<PluginSource, PluginError> {
-        let (config, url) = self.open(location, Role::Source)?;
+        let (config, url) = self.open(location, Role::Source, false)?;
         Ok(PluginSource::new(config.open()?, url))
     }
 
     /// The destination at `location`.
     pub fn destination(&self, location: &str) -> Result<PluginDestination, PluginError> {
-        let (config, url) = self.open(location, Role::Destination)?;
+        let (config, url) = self.open(location, Role::Destination, false)?;
         Ok(PluginDestination::new(config.open()?, url))
     }
 }

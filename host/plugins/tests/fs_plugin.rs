@@ -19,7 +19,7 @@ fn url(path: &Path) -> String {
 
 impl Connectors for Wasm {
     fn storage(&self, path: &Path) -> Arc<dyn Storage> {
-        self.0.storage(&url(path)).unwrap()
+        self.0.new_storage(&url(path)).unwrap()
     }
     fn source(&self, path: &Path) -> Box<dyn Source> {
         Box::new(self.0.source(&url(path)).unwrap())

@@ -14,7 +14,7 @@ use serde_json::json;
 
 pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
     let (location, _) = ctx.store_location()?;
-    let storage = ctx.host()?.storage(&location)?;
+    let storage = ctx.host()?.new_storage(&location)?;
     let passphrase = ctx.passphrase(true)?;
     let options = CreateOptions {
         kdf: KdfParams {
