@@ -363,6 +363,34 @@ fn sync_to_a_store_with_another_passphrase_then_restore_from_it() {
 }
 
 #[test]
+fn a_local_key_file_replaces_the_passphrase_on_this_machine() {
+    let u = User::new();
+    u.create();
+    let saved = u.json(&["key", "save-local"]);
+    let path = std::path::PathBuf::from(saved["saved"].as_str().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // No passphrase at all, and a wrong one is not even asked for.
+    let run = |passphrase: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kast"));
+        c.args(["--store", u.store.to_str().unwrap(), "ls"]).env_clear().env("HOME", u.home.path());
+        if let Some(p) = passphrase {
+            c.env("KAST_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    assert!(run(None).status.success(), "{}", stderr(&run(None)));
+    u.ok(&["key", "forget-local"]);
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no passphrase"), "{}", stderr(&out));
+    // A key file that belongs to another store is refused with a clear error.
+    std::fs::write(&path, "00".repeat(32)).unwrap();
+    let out = run(Some("correct horse"));
+    assert!(stderr(&out).contains("does not open"), "{}", stderr(&out));
+}
+
+#[test]
 fn excludes_leave_paths_out() {
     let u = User::new();
     u.create();

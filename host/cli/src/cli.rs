@@ -21,6 +21,22 @@ pub struct Cli {
     /// Read the passphrase from this file (first line).
     #[arg(long, env = "KAST_PASSPHRASE_FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
+    /// Memory one connector plugin instance may use, in MiB.
+    #[arg(
+        long,
+        env = "KAST_PLUGIN_MEMORY_MIB",
+        global = true,
+        default_value_t = 512
+    )]
+    pub plugin_memory_mib: usize,
+    /// Seconds one connector call may take before it is stopped.
+    #[arg(
+        long,
+        env = "KAST_PLUGIN_TIMEOUT",
+        global = true,
+        default_value_t = 300
+    )]
+    pub plugin_timeout: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -196,6 +212,12 @@ pub enum KeyCommand {
     },
     /// List the store's keys.
     List,
+    /// Save the store's master key in a local file (readable by you only),
+    /// so commands on this machine skip the passphrase and its cost.
+    /// Anyone who can read that file can read the backups.
+    SaveLocal,
+    /// Delete the local key file again.
+    ForgetLocal,
     /// Remove a key (not the one you opened the store with).
     Remove { name: String },
 }

@@ -44,6 +44,7 @@ pub struct Context {
     pub dirs: Dirs,
     store: Option<String>,
     passphrase_file: Option<PathBuf>,
+    limits: kast_plugins::Limits,
     host: OnceLock<Host>,
 }
 
@@ -55,6 +56,10 @@ impl Context {
             dirs: Dirs::from_env()?,
             store: cli.store.clone(),
             passphrase_file: cli.passphrase_file.clone(),
+            limits: kast_plugins::Limits {
+                memory_bytes: cli.plugin_memory_mib.max(16) << 20,
+                call_timeout: std::time::Duration::from_secs(cli.plugin_timeout.max(1)),
+            },
             host: OnceLock::new(),
         })
     }
@@ -64,10 +69,11 @@ impl Context {
         if let Some(host) = self.host.get() {
             return Ok(host);
         }
-        let host = Host::new(
+        let mut host = Host::new(
             Some(self.dirs.cache.join("plugins")),
             Some(self.dirs.data.join("plugins")),
         )?;
+        host.set_limits(self.limits);
         Ok(self.host.get_or_init(|| host))
     }
 
@@ -102,15 +108,24 @@ impl Context {
         )
     }
 
-    /// Opens the store, with errors that say what to do.
-    pub fn open_store(&self) -> Result<Store> {
-        let (location, _) = self.store_location()?;
-        let passphrase = self.passphrase(false)?;
-        self.open_store_at(&location, &passphrase)
+    /// Where the local key file of a store lives (see `kast key save-local`).
+    pub fn local_key_path(&self, store_id: &str) -> PathBuf {
+        self.dirs
+            .config
+            .join("keys")
+            .join(format!("{store_id}.key"))
     }
 
-    /// Opens the store at `location` with `passphrase`.
-    pub fn open_store_at(&self, location: &str, passphrase: &[u8]) -> Result<Store> {
+    /// Opens the store: with its local key file when the user saved one,
+    /// else with the passphrase. Errors say what to do.
+    pub fn open_store(&self) -> Result<Store> {
+        let (location, _) = self.store_location()?;
+        self.open_store_at(&location, None)
+    }
+
+    /// Opens the store at `location`, with `passphrase` if given, else the
+    /// local key file, else the usual passphrase sources.
+    pub fn open_store_at(&self, location: &str, passphrase: Option<&[u8]>) -> Result<Store> {
         let storage = self.host()?.storage(location).map_err(|e| match e {
             // A local store path that does not exist: nothing to open.
             kast_plugins::PluginError::BadLocation { .. }
@@ -120,7 +135,30 @@ impl Context {
             }
             other => anyhow!(other),
         })?;
-        Store::open(storage, passphrase, Some(self.cache_root())).map_err(|e| match e {
+        let passphrase = match passphrase {
+            Some(p) => p.to_vec(),
+            None => {
+                let id = Store::peek_id(&*storage).map_err(|e| match e {
+                    EngineError::NoStore(_) => {
+                        anyhow!("no store at {location}; create one with `kast create`")
+                    }
+                    other => anyhow!(other).context(format!("cannot open store {location}")),
+                })?;
+                let key_file = self.local_key_path(&id);
+                if let Ok(text) = std::fs::read_to_string(&key_file) {
+                    let master = kast_engine::crypto::MasterKey::from_hex(&text)
+                        .ok_or_else(|| anyhow!("{} is not a kast key file", key_file.display()))?;
+                    return Store::open_with_master_key(storage, master, Some(self.cache_root())).map_err(|e| {
+                        anyhow!(e).context(format!(
+                            "the local key file {} does not open {location}; remove it with `kast key forget-local`",
+                            key_file.display()
+                        ))
+                    });
+                }
+                self.passphrase(false)?
+            }
+        };
+        Store::open(storage, &passphrase, Some(self.cache_root())).map_err(|e| match e {
             EngineError::NoStore(_) => {
                 anyhow!("no store at {location}; create one with `kast create`")
             }

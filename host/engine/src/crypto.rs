@@ -63,6 +63,17 @@ impl MasterKey {
         fill_random(&mut bytes)?;
         Ok(Self(bytes))
     }
+
+    /// The key as 64 hex digits, for a local key file the user opted into.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<MasterKey> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut bytes).ok()?;
+        Some(MasterKey(bytes))
+    }
 }
 
 /// What a domain separation label seals: keeps one kind of object from

@@ -163,6 +163,46 @@ impl Store {
         Err(first_damage.unwrap_or(Error::WrongPassphrase))
     }
 
+    /// The store id, read from the config without opening the store: it
+    /// names the local caches and a local key file.
+    pub fn peek_id(storage: &dyn Storage) -> Result<String> {
+        match storage.get(ObjectKind::Config, "config") {
+            Ok(bytes) => Ok(ConfigFile::parse(&bytes)?.body.store_id),
+            Err(StorageError::NotFound { .. }) => Err(Error::NoStore(storage.location())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the store with its master key directly (a local key file the
+    /// user opted into), skipping the passphrase and its Argon2id cost. A
+    /// key that is not this store's fails the config MAC.
+    pub fn open_with_master_key(
+        storage: Arc<dyn Storage>,
+        master: MasterKey,
+        cache_root: Option<PathBuf>,
+    ) -> Result<Store> {
+        let config = match storage.get(ObjectKind::Config, "config") {
+            Ok(bytes) => ConfigFile::parse(&bytes)?,
+            Err(StorageError::NotFound { .. }) => return Err(Error::NoStore(storage.location())),
+            Err(e) => return Err(e.into()),
+        };
+        let keys = Keys::derive(&master);
+        config.verify(&keys)?;
+        Ok(Store {
+            cache_dir: cache_root.map(|r| r.join(&config.body.store_id)),
+            storage,
+            config: config.body,
+            master,
+            keys,
+            key_name: String::new(),
+        })
+    }
+
+    /// The master key, to save in a local key file on the user's request.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
@@ -235,13 +275,14 @@ impl Store {
                 "cannot remove the key this session opened the store with; open with another passphrase".into(),
             ));
         }
-        if !self
-            .storage
-            .list(ObjectKind::Key)?
-            .iter()
-            .any(|k| k.name == name)
-        {
+        let keys = self.storage.list(ObjectKind::Key)?;
+        if !keys.iter().any(|k| k.name == name) {
             return Err(Error::InvalidArgument(format!("no key named {name}")));
+        }
+        if keys.len() == 1 {
+            return Err(Error::InvalidArgument(
+                "cannot remove the store's last passphrase".into(),
+            ));
         }
         self.storage.delete(ObjectKind::Key, name)?;
         Ok(())

@@ -3,7 +3,7 @@
 use crate::cli::KeyCommand;
 use crate::context::{Context, read_secret};
 use crate::spec::format_time;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use kast_engine::keys::KdfParams;
 use serde_json::json;
 
@@ -45,6 +45,28 @@ pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
                 );
             }
         }
+        KeyCommand::SaveLocal => {
+            let path = ctx.local_key_path(&store.config().store_id);
+            write_private(&path, store.master_key().to_hex().as_bytes())?;
+            if ctx.json {
+                ctx.print_json(&json!({ "saved": path }))?;
+            } else if !ctx.quiet {
+                println!("saved the store's key to {}", path.display());
+                println!(
+                    "commands on this machine no longer ask for the passphrase; anyone who can read that file can read the backups"
+                );
+            }
+        }
+        KeyCommand::ForgetLocal => {
+            let path = ctx.local_key_path(&store.config().store_id);
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+            if ctx.json {
+                ctx.print_json(&json!({ "removed": path }))?;
+            } else if !ctx.quiet {
+                println!("removed {}", path.display());
+            }
+        }
         KeyCommand::Remove { name } => {
             store.remove_key(name)?;
             if ctx.json {
@@ -54,5 +76,24 @@ pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Writes a file only its owner can read, creating its folder.
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(data)?;
+    file.sync_all()?;
     Ok(())
 }

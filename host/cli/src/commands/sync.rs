@@ -25,7 +25,7 @@ pub fn run(
         "target passphrase",
         false,
     )?;
-    let target = ctx.open_store_at(&target_location, &passphrase)?;
+    let target = ctx.open_store_at(&target_location, Some(&passphrase))?;
     let outcome = kast_engine::sync::sync(&from, &target, &ids, ctx.progress("syncing", None))?;
     if ctx.json {
         return ctx.print_json(&json!({
