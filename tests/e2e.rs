@@ -369,11 +369,16 @@ fn a_local_key_file_replaces_the_passphrase_on_this_machine() {
     let saved = u.json(&["key", "save-local"]);
     let path = std::path::PathBuf::from(saved["saved"].as_str().unwrap());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // No passphrase at all, and a wrong one is not even asked for.
     let run = |passphrase: Option<&str>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kast"));
-        c.args(["--store", u.store.to_str().unwrap(), "ls"]).env_clear().env("HOME", u.home.path());
+        c.args(["--store", u.store.to_str().unwrap(), "ls"])
+            .env_clear()
+            .env("HOME", u.home.path());
         if let Some(p) = passphrase {
             c.env("KAST_PASSPHRASE", p);
         }

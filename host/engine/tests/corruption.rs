@@ -104,8 +104,11 @@ fn a_second_passphrase_opens_and_can_be_removed() {
     assert_eq!(t.store.list_keys().unwrap().len(), 2);
     // The key in use cannot be removed; another can.
     assert!(via_second.remove_key(&name).is_err());
-        t.store.remove_key(&name).unwrap();
-    assert!(matches!(Store::open(storage.clone(), b"second", None), Err(Error::WrongPassphrase)));
+    t.store.remove_key(&name).unwrap();
+    assert!(matches!(
+        Store::open(storage.clone(), b"second", None),
+        Err(Error::WrongPassphrase)
+    ));
     // Opened with the master key itself, a session still cannot remove the
     // last passphrase.
     let by_key = Store::open_with_master_key(storage, t.store.master_key().clone(), None).unwrap();
