@@ -107,6 +107,8 @@ fn the_whole_life_of_a_store() {
     std::fs::remove_file(src.join("only-first.bin")).unwrap();
     let second = u.json(&["backup", src.to_str().unwrap()]);
     assert_eq!(second["snapshots"][0]["files_new_or_changed"], 2);
+    assert_eq!(second["snapshots"][0]["files_new"], 1);
+    assert_eq!(second["snapshots"][0]["files_changed"], 1);
     let diff = u.json(&["diff", &first_id, "latest"]);
     let changes: Vec<(String, String)> = diff
         .as_array()

@@ -68,6 +68,9 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Entries that could not be read (also recorded in the snapshot).
     pub warnings: Vec<String>,
+    /// Files read that the previous snapshot of this source did not have
+    /// (the rest of `files_read` were changed ones). Not stored.
+    pub files_new: u64,
 }
 
 /// Backs up `source` into `store`.
@@ -102,13 +105,14 @@ pub fn backup(
             sink,
             summary: Summary::default(),
             warnings: Vec::new(),
+            files_new: 0,
             options,
             lock: &mut lock,
         };
         let root = walker.root(parent_root)?;
-        Ok((root, walker.summary, walker.warnings))
+        Ok((root, walker.summary, walker.warnings, walker.files_new))
     })?;
-    let (root, mut summary, warnings) = walked;
+    let (root, mut summary, warnings, files_new) = walked;
     summary.blobs_added = written.blobs;
     summary.bytes_added = written.bytes;
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -130,6 +134,7 @@ pub fn backup(
         id,
         snapshot,
         warnings,
+        files_new,
     })
 }
 
@@ -141,6 +146,7 @@ struct Walker<'a, 's> {
     sink: &'a mut BlobSink<'s>,
     summary: Summary,
     warnings: Vec<String>,
+    files_new: u64,
     options: &'a BackupOptions,
     lock: &'a mut LockGuard,
 }
@@ -226,6 +232,9 @@ impl Walker<'_, '_> {
                         }
                         None => {
                             self.summary.files_read += 1;
+                            if !before.is_some_and(|b| b.content.kind() == EntryKind::File) {
+                                self.files_new += 1;
+                            }
                             let (chunks, read, failure) = self.read_file(&child)?;
                             if let Some(msg) = failure {
                                 error = Some(self.warn(&child, msg));

@@ -78,11 +78,12 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
         let s = &outcome.snapshot.summary;
         if !ctx.json && !ctx.quiet {
             println!(
-                "snapshot {} of {}: {} files ({} new or changed, {} unchanged), {} read, {} added, {:.1} s",
+                "snapshot {} of {}: {} files ({} new, {} changed, {} unchanged), {} read, {} added, {:.1} s",
                 outcome.id.short(),
                 location,
                 s.files,
-                s.files_read,
+                outcome.files_new,
+                s.files_read - outcome.files_new,
                 s.files_unchanged,
                 format_bytes(s.bytes_read),
                 format_bytes(s.bytes_added),
@@ -91,7 +92,8 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
         }
         results.push(json!({
             "id": outcome.id.to_hex(), "source": outcome.snapshot.source, "files": s.files, "dirs": s.dirs,
-            "files_new_or_changed": s.files_read, "files_unchanged": s.files_unchanged,
+            "files_new_or_changed": s.files_read, "files_new": outcome.files_new,
+            "files_changed": s.files_read - outcome.files_new, "files_unchanged": s.files_unchanged,
             "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "logical_bytes": s.logical_bytes,
             "duration_ms": s.duration_ms, "warnings": outcome.warnings,
         }));
