@@ -7,7 +7,7 @@
 //!
 //! A complete connector that serves a directory as a source:
 //!
-//! ```ignore
+//! ```no_run
 //! use kast_sdk::{Connector, Entry, EntryKind, Error, Location, Metadata, PluginInfo, Role, Source};
 //! use std::io::Read;
 //!
