@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_same_tree, generate_tree};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// A user with an empty home and one store.
@@ -507,5 +507,4 @@ fn the_default_store_is_created_on_first_backup() {
     assert!(home.path().join(".local/share/kast/store/config").exists());
     let out = run(&["cat", "latest:note"]);
     assert_eq!(out.stdout, b"remember");
-    let _ = Path::new("");
 }

@@ -41,6 +41,7 @@ pub mod state;
 pub mod storage;
 pub mod store;
 pub mod sync;
+pub mod time;
 pub mod tree;
 
 mod backup;

@@ -8,8 +8,6 @@ pub trait Progress: Send + Sync {
     fn bytes(&self, _n: u64) {}
     /// Entries finished (files, dirs, packs…).
     fn items(&self, _n: u64) {}
-    /// A total became known, for an ETA.
-    fn total_bytes(&self, _n: u64) {}
     /// Something went wrong but the operation goes on.
     fn warning(&self, _message: &str) {}
 }

@@ -42,15 +42,7 @@ fn periods(time_ns: i64) -> [(u8, i64); 5] {
     let secs = time_ns.div_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let hour = secs.rem_euclid(86_400) / 3600;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, _) = crate::time::civil_from_days(days);
     // ISO weeks start on Monday; 1970-01-01 was a Thursday.
     let week = (days + 3).div_euclid(7);
     [

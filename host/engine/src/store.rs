@@ -125,11 +125,7 @@ impl Store {
         passphrase: &[u8],
         cache_root: Option<PathBuf>,
     ) -> Result<Store> {
-        let config = match storage.get(ObjectKind::Config, "config") {
-            Ok(bytes) => ConfigFile::parse(&bytes)?,
-            Err(StorageError::NotFound { .. }) => return Err(Error::NoStore(storage.location())),
-            Err(e) => return Err(e.into()),
-        };
+        let config = read_config(&*storage)?;
         let mut first_damage = None;
         for object in storage.list(ObjectKind::Key)? {
             let parsed = storage
@@ -166,11 +162,7 @@ impl Store {
     /// The store id, read from the config without opening the store: it
     /// names the local caches and a local key file.
     pub fn peek_id(storage: &dyn Storage) -> Result<String> {
-        match storage.get(ObjectKind::Config, "config") {
-            Ok(bytes) => Ok(ConfigFile::parse(&bytes)?.body.store_id),
-            Err(StorageError::NotFound { .. }) => Err(Error::NoStore(storage.location())),
-            Err(e) => Err(e.into()),
-        }
+        Ok(read_config(storage)?.body.store_id)
     }
 
     /// Opens the store with its master key directly (a local key file the
@@ -181,11 +173,7 @@ impl Store {
         master: MasterKey,
         cache_root: Option<PathBuf>,
     ) -> Result<Store> {
-        let config = match storage.get(ObjectKind::Config, "config") {
-            Ok(bytes) => ConfigFile::parse(&bytes)?,
-            Err(StorageError::NotFound { .. }) => return Err(Error::NoStore(storage.location())),
-            Err(e) => return Err(e.into()),
-        };
+        let config = read_config(&*storage)?;
         let keys = Keys::derive(&master);
         config.verify(&keys)?;
         Ok(Store {
@@ -332,6 +320,15 @@ impl Store {
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let sealed = self.storage.get(ObjectKind::Snapshot, &id.to_hex())?;
         Snapshot::open(&self.keys, id, &sealed)
+    }
+}
+
+/// The config object, parsed but not yet verified (that needs the key).
+fn read_config(storage: &dyn Storage) -> Result<ConfigFile> {
+    match storage.get(ObjectKind::Config, "config") {
+        Ok(bytes) => ConfigFile::parse(&bytes),
+        Err(StorageError::NotFound { .. }) => Err(Error::NoStore(storage.location())),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use kast_engine::check::{CheckOptions, CheckReport, check};
-use kast_engine::crypto::Id;
 use kast_engine::storage::{LocalStorage, ObjectKind, Storage};
 use kast_engine::{Error, Store};
 use std::collections::HashSet;
@@ -275,7 +274,7 @@ fn a_damaged_snapshot_header_leaves_the_others_whole() {
 #[test]
 fn a_damaged_state_is_named_and_backups_go_on() {
     let t = TestStore::new();
-    let (a, _, _) = two_sources(&t);
+    two_sources(&t);
     let states = t.store.storage().list(ObjectKind::State).unwrap();
     let victim = &states[0].name;
     flip(&object_path(&t.store_path(), ObjectKind::State, victim), 40);
@@ -296,7 +295,6 @@ fn a_damaged_state_is_named_and_backups_go_on() {
     let r = kast_engine::restore(&store, &again.id, b"", &dest, &Default::default()).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_same_tree(&t.dir.path().join("a"), &out);
-    let _ = a;
 }
 
 #[test]
@@ -331,7 +329,6 @@ fn a_damaged_tree_blob_is_named_with_its_directory() {
     );
     let out = t.dir.path().join("restored-b");
     assert!(t.restore_to(&b.id, &out).errors.is_empty());
-    let _ = Id::default();
 }
 
 #[test]
