@@ -20,6 +20,7 @@ pub mod grants;
 mod instance;
 mod local_fs;
 pub mod location;
+mod options;
 pub mod registry;
 mod runtime;
 
@@ -72,7 +73,7 @@ impl Host {
         let (grants, address) = grants::grants_for(&location, role, creating)?;
         let wit = bindings::types::Location {
             url: location.url.clone(),
-            options: read_secret_files(&location)?,
+            options: options::plugin_options(&location)?,
             address,
         };
         let config = Arc::new(instance::InstanceConfig {
@@ -86,11 +87,8 @@ impl Host {
         Ok((config, location.url))
     }
 
-    /// The storage at `location` (a URL or a local path).
-    ///
-    /// Options named `NAME_file` are read by the host and handed to the
-    /// plugin as `NAME` (its first line), so secrets need not be on the
-    /// command line and the plugin needs no access to the file.
+    /// The storage at `location` (a URL or a local path). Files named in
+    /// its options are read here, not by the plugin (see `options.rs`).
     pub fn storage(&self, location: &str) -> Result<Arc<PluginStorage>, PluginError> {
         let (config, url) = self.open(location, Role::Storage, false)?;
         Ok(Arc::new(PluginStorage::new(config, url)?))
@@ -113,58 +111,5 @@ impl Host {
     pub fn destination(&self, location: &str) -> Result<PluginDestination, PluginError> {
         let (config, url) = self.open(location, Role::Destination, false)?;
         Ok(PluginDestination::new(config.open()?, url))
-    }
-}
-
-/// Replaces each `NAME_file=PATH` option by `NAME=<first line of PATH>`.
-fn read_secret_files(location: &Location) -> Result<Vec<(String, String)>, PluginError> {
-    location
-        .options
-        .iter()
-        .map(|(key, value)| match key.strip_suffix("_file") {
-            Some(name) if !name.is_empty() => {
-                let text =
-                    std::fs::read_to_string(value).map_err(|e| PluginError::BadLocation {
-                        location: location.url.clone(),
-                        why: format!("cannot read {key}={value}: {e}"),
-                    })?;
-                Ok((
-                    name.to_string(),
-                    text.lines().next().unwrap_or("").to_string(),
-                ))
-            }
-            _ => Ok((key.clone(), value.clone())),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_files_are_read_by_the_host() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("pw");
-        std::fs::write(&secret, "hunter2\nignored\n").unwrap();
-        let url = format!(
-            "ftp://u@127.0.0.1/x?password_file={}&mode=passive",
-            secret.display()
-        );
-        let options = read_secret_files(&Location::parse(&url).unwrap()).unwrap();
-        assert_eq!(
-            options,
-            vec![
-                ("password".to_string(), "hunter2".to_string()),
-                ("mode".to_string(), "passive".to_string())
-            ]
-        );
-        let missing = Location::parse("ftp://h/x?password_file=/nonexistent/pw").unwrap();
-        assert!(
-            read_secret_files(&missing)
-                .unwrap_err()
-                .to_string()
-                .contains("password_file")
-        );
     }
 }

@@ -63,13 +63,22 @@ impl PluginInfo {
 }
 
 /// The built-in plugins, compiled into the binary.
-const BUILTIN: &[(&str, &[u8])] = &[(
-    "fs",
-    include_bytes!(concat!(
-        env!("KAST_PLUGIN_WASM_DIR"),
-        "/kast_plugin_fs.wasm"
-    )),
-)];
+const BUILTIN: &[(&str, &[u8])] = &[
+    (
+        "fs",
+        include_bytes!(concat!(
+            env!("KAST_PLUGIN_WASM_DIR"),
+            "/kast_plugin_fs.wasm"
+        )),
+    ),
+    (
+        "sftp",
+        include_bytes!(concat!(
+            env!("KAST_PLUGIN_WASM_DIR"),
+            "/kast_plugin_sftp.wasm"
+        )),
+    ),
+];
 
 /// A plugin as `plugin list` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

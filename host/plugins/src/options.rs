@@ -1,0 +1,136 @@
+//! The options a plugin receives. A plugin has no filesystem of its own,
+//! so the files a location names are read here, by the host, and handed
+//! over as text:
+//!
+//! - `NAME_file=PATH` becomes `NAME=<first line of PATH>`: secrets such as
+//!   `password_file` stay off the command line.
+//! - `identity=PATH` and `known_hosts=PATH` become the whole file's text.
+//! - For `sftp://`, as `ssh` does: with no `known_hosts`, `fingerprint` or
+//!   `insecure_accept_any_host_key`, the user's `~/.ssh/known_hosts`; with
+//!   no `identity` and no password, the user's `~/.ssh/id_ed25519`,
+//!   `id_ecdsa` and `id_rsa` (as `default_identity`, which the plugin skips
+//!   when it cannot use one, where a named identity that fails is an error).
+
+use crate::error::PluginError;
+use crate::location::Location;
+use std::path::PathBuf;
+
+/// Options whose value is a path whose whole text the plugin gets.
+const FILE_OPTIONS: &[&str] = &["identity", "known_hosts"];
+
+/// The options to hand the plugin for `location`.
+pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, PluginError> {
+    let read = |key: &str, path: &str| {
+        std::fs::read_to_string(path).map_err(|e| PluginError::BadLocation {
+            location: location.url.clone(),
+            why: format!("cannot read {key}={path}: {e}"),
+        })
+    };
+    let mut out = Vec::with_capacity(location.options.len());
+    for (key, value) in &location.options {
+        let option = match key.strip_suffix("_file") {
+            Some(name) if !name.is_empty() => (
+                name.to_string(),
+                read(key, value)?.lines().next().unwrap_or("").to_string(),
+            ),
+            _ if FILE_OPTIONS.contains(&key.as_str()) => (key.clone(), read(key, value)?),
+            _ => (key.clone(), value.clone()),
+        };
+        out.push(option);
+    }
+    if location.scheme == "sftp" {
+        add_ssh_defaults(&mut out, home_ssh_dir());
+    }
+    Ok(out)
+}
+
+fn home_ssh_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".ssh"))
+}
+
+fn add_ssh_defaults(options: &mut Vec<(String, String)>, ssh_dir: Option<PathBuf>) {
+    let has = |options: &[(String, String)], keys: &[&str]| {
+        options.iter().any(|(k, _)| keys.contains(&k.as_str()))
+    };
+    let Some(dir) = ssh_dir else {
+        return;
+    };
+    if !has(
+        options,
+        &["known_hosts", "fingerprint", "insecure_accept_any_host_key"],
+    ) {
+        let text = std::fs::read_to_string(dir.join("known_hosts")).unwrap_or_default();
+        options.push(("known_hosts".into(), text));
+    }
+    if !has(options, &["identity", "password"]) {
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+                options.push(("default_identity".into(), text));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_read_by_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "hunter2\nignored\n").unwrap();
+        let url = format!(
+            "ftp://u@127.0.0.1/x?password_file={}&mode=passive",
+            secret.display()
+        );
+        let options = plugin_options(&Location::parse(&url).unwrap()).unwrap();
+        assert_eq!(
+            options,
+            vec![
+                ("password".to_string(), "hunter2".to_string()),
+                ("mode".to_string(), "passive".to_string())
+            ]
+        );
+        let missing = Location::parse("ftp://h/x?password_file=/nonexistent/pw").unwrap();
+        assert!(
+            plugin_options(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("password_file")
+        );
+    }
+
+    #[test]
+    fn ssh_files_are_read_whole_and_defaulted_like_ssh() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "line one\nline two\n").unwrap();
+        let url = format!("sftp://u@h/x?identity={}", key.display());
+        let mut options = plugin_options(&Location::parse(&url).unwrap()).unwrap();
+        assert_eq!(
+            options[0],
+            ("identity".into(), "line one\nline two\n".into())
+        );
+
+        let ssh = dir.path().join(".ssh");
+        std::fs::create_dir(&ssh).unwrap();
+        std::fs::write(ssh.join("known_hosts"), "h ssh-ed25519 AAAA\n").unwrap();
+        std::fs::write(ssh.join("id_rsa"), "rsa key").unwrap();
+        options.clear();
+        add_ssh_defaults(&mut options, Some(ssh.clone()));
+        assert_eq!(
+            options,
+            vec![
+                ("known_hosts".into(), "h ssh-ed25519 AAAA\n".into()),
+                ("default_identity".into(), "rsa key".into())
+            ]
+        );
+        let mut pinned = vec![
+            ("fingerprint".to_string(), "SHA256:x".to_string()),
+            ("password".to_string(), "pw".to_string()),
+        ];
+        add_ssh_defaults(&mut pinned, Some(ssh));
+        assert_eq!(pinned.len(), 2, "nothing added when the user chose");
+    }
+}

@@ -1,0 +1,759 @@
+//! kast's built-in `sftp` connector: a directory on an SSH server as
+//! storage, source or destination, from inside the sandbox.
+//!
+//! It carries its own SSH client ([`transport`], [`auth`], [`channel`]) on
+//! RustCrypto crates, because the async SSH crates do not run under WASI;
+//! the only network it has is one TCP connection to the address the host
+//! granted. Keys and known_hosts arrive as option text, read by the host.
+//!
+//! Location: `sftp://user@host[:port]/absolute/path`, or `/~/path` for a
+//! path under the login directory. Options: `identity` (repeatable),
+//! `identity_passphrase`, `password`, `known_hosts`, `fingerprint`,
+//! `insecure_accept_any_host_key=true` (tests only).
+
+mod auth;
+mod channel;
+mod cipher;
+mod hostkey;
+mod sftp;
+mod transport;
+mod wire;
+
+use auth::Credentials;
+use hostkey::HostKeyPolicy;
+use kast_sdk::{
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
+    ObjectKind, PluginInfo, Role, Source, Storage,
+};
+use sftp::{Attrs, ReadAhead, Sftp, WriteBehind};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+
+pub(crate) fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, message)
+}
+
+pub(crate) fn unavailable(message: String) -> Error {
+    Error::new(ErrorKind::Unavailable, message)
+}
+
+pub(crate) fn other(message: String) -> Error {
+    Error::new(ErrorKind::Other, message)
+}
+
+impl From<wire::Malformed> for Error {
+    fn from(e: wire::Malformed) -> Error {
+        invalid(e.to_string())
+    }
+}
+
+struct SftpConnector;
+
+impl Connector for SftpConnector {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "sftp".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            schemes: vec!["sftp".into()],
+            roles: vec![Role::Storage, Role::Source, Role::Destination],
+            description: "a directory on an SSH server (SFTP)".into(),
+        }
+    }
+
+    fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
+        let (sftp, root) = connect(&location)?;
+        let mut nonce = [0u8; 8];
+        getrandom::getrandom(&mut nonce).map_err(|e| other(format!("no randomness: {e}")))?;
+        Ok(Box::new(SftpStorage {
+            s: sftp,
+            root,
+            made: HashSet::new(),
+            temp_prefix: format!(".tmp-{:016x}", u64::from_le_bytes(nonce)),
+            counter: 0,
+        }))
+    }
+
+    fn source(location: Location) -> Result<Box<dyn Source>, Error> {
+        let (mut sftp, root) = connect(&location)?;
+        let attrs = sftp.lstat(&root)?;
+        let single_file = attrs.file_type() != S_IFDIR;
+        Ok(Box::new(SftpSource {
+            s: Rc::new(RefCell::new(sftp)),
+            root,
+            single_file,
+            sizes: HashMap::new(),
+        }))
+    }
+
+    fn destination(location: Location) -> Result<Box<dyn Destination>, Error> {
+        let user = parse_url(&location.url)?.user;
+        let (mut sftp, root) = connect(&location)?;
+        make_dirs(&mut sftp, &root, &mut HashSet::new())?;
+        Ok(Box::new(SftpDestination {
+            s: Rc::new(RefCell::new(sftp)),
+            root,
+            set_owner: user == "root",
+        }))
+    }
+}
+
+kast_sdk::export_connector!(SftpConnector);
+
+/// The parts of an `sftp://` URL the plugin needs.
+struct Url {
+    user: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Url, Error> {
+    let bad = |why: &str| invalid(format!("{url}: {why}"));
+    let rest = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or_else(|| bad("not a URL"))?;
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = authority
+        .rsplit_once('@')
+        .ok_or_else(|| bad("give the user to log in as: sftp://USER@host/path"))?;
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let port = port
+        .map(|p| p.parse::<u16>().map_err(|_| bad("bad port")))
+        .transpose()?
+        .unwrap_or(22);
+    Ok(Url {
+        user: percent_decode(user),
+        host: host.to_string(),
+        port,
+        path: Location {
+            url: url.to_string(),
+            options: Vec::new(),
+            address: None,
+        }
+        .path(),
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = text
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Logs in and starts SFTP; returns the session and the absolute root.
+fn connect(location: &Location) -> Result<(Sftp, Vec<u8>), Error> {
+    let url = parse_url(&location.url)?;
+    let address = location
+        .address
+        .clone()
+        .ok_or_else(|| invalid("the host gave no address to connect to".into()))?;
+    let ip = address
+        .rsplit_once(':')
+        .map(|(ip, _)| ip.trim_matches(['[', ']']).to_string());
+    let policy = if location.option("insecure_accept_any_host_key") == Some("true") {
+        HostKeyPolicy::AcceptAny
+    } else if let Some(fingerprint) = location.option("fingerprint") {
+        HostKeyPolicy::Fingerprint(fingerprint.to_string())
+    } else {
+        HostKeyPolicy::KnownHosts {
+            text: location.option("known_hosts").unwrap_or("").to_string(),
+            names: HostKeyPolicy::names(&url.host, ip.as_deref(), url.port),
+        }
+    };
+    let passphrase = location.option("identity_passphrase");
+    let mut keys = Vec::new();
+    for (key, text) in &location.options {
+        match key.as_str() {
+            "identity" => {
+                let name = format!("identity #{}", keys.len() + 1);
+                keys.push((name, Credentials::load_key(text, passphrase)?));
+            }
+            // The user's usual keys: one that needs a passphrase is skipped.
+            "default_identity" => {
+                if let Ok(k) = Credentials::load_key(text, passphrase) {
+                    keys.push((format!("~/.ssh key {}", k.algorithm()), k));
+                }
+            }
+            _ => {}
+        }
+    }
+    let credentials = Credentials {
+        user: url.user.clone(),
+        keys,
+        password: location.option("password").map(str::to_string),
+    };
+    let peer = format!("{}@{}", url.user, url.host);
+    let mut transport = transport::Transport::connect(&address, peer, policy)?;
+    auth::authenticate(&mut transport, &credentials)?;
+    let channel = channel::Channel::open_sftp(transport)?;
+    let mut s = Sftp::start(channel)?;
+    let root = match url.path.strip_prefix("/~") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let mut home = s.realpath(b".")?;
+            home.extend_from_slice(rest.as_bytes());
+            home
+        }
+        _ => url.path.into_bytes(),
+    };
+    let root = match root.strip_suffix(b"/") {
+        Some(r) if !r.is_empty() => r.to_vec(),
+        _ => root,
+    };
+    Ok((s, root))
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+
+/// `root/rel`, for the relative paths the host passes.
+fn join(root: &[u8], rel: &[u8]) -> Vec<u8> {
+    let mut out = root.to_vec();
+    if !rel.is_empty() {
+        if out.last() != Some(&b'/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(rel);
+    }
+    out
+}
+
+/// `mkdir -p`, remembering what exists so a busy folder costs one check.
+fn make_dirs(s: &mut Sftp, dir: &[u8], made: &mut HashSet<Vec<u8>>) -> Result<(), Error> {
+    if dir.is_empty() || made.contains(dir) {
+        return Ok(());
+    }
+    match s.lstat(dir) {
+        Ok(a) if a.file_type() == S_IFDIR => {}
+        Ok(_) => {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{}:{} exists and is not a directory",
+                    s.peer,
+                    String::from_utf8_lossy(dir)
+                ),
+            ));
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            if let Some(i) = dir.iter().rposition(|&b| b == b'/').filter(|&i| i > 0) {
+                make_dirs(s, &dir[..i], made)?;
+            }
+            if let Err(e) = s.mkdir(dir) {
+                // Someone else may have made it meanwhile.
+                if !s.lstat(dir).is_ok_and(|a| a.file_type() == S_IFDIR) {
+                    return Err(e);
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    made.insert(dir.to_vec());
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// A store's objects as files, in the engine's native layout (the same as
+/// the `fs` plugin's, so a store copied off the server opens locally).
+struct SftpStorage {
+    s: Sftp,
+    root: Vec<u8>,
+    made: HashSet<Vec<u8>>,
+    /// Unique per instance, so concurrent writers never share a temp name.
+    temp_prefix: String,
+    counter: u64,
+}
+
+impl SftpStorage {
+    /// The object's folder and full path.
+    fn path(&self, kind: ObjectKind, name: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        if !valid_name(name) {
+            return Err(invalid(format!("invalid object name {name:?}")));
+        }
+        let dir = match kind {
+            ObjectKind::Config => self.root.clone(),
+            ObjectKind::Pack => join(
+                &self.root,
+                format!("packs/{}", &name[..2.min(name.len())]).as_bytes(),
+            ),
+            _ => join(&self.root, folder(kind).as_bytes()),
+        };
+        let file = if kind == ObjectKind::Config {
+            "config"
+        } else {
+            name
+        };
+        let full = join(&dir, file.as_bytes());
+        Ok((dir, full))
+    }
+
+    fn read_all(&mut self, path: &[u8], offset: u64, limit: Option<u64>) -> Result<Vec<u8>, Error> {
+        let handle = self.s.open(path, sftp::OPEN_READ, &Attrs::default())?;
+        let expected = limit.map(|l| l - offset);
+        let mut reader = ReadAhead::new(handle, offset, limit, expected);
+        let mut out = Vec::with_capacity(expected.unwrap_or(0).min(64 << 20) as usize);
+        let result = loop {
+            match reader.next_piece(&mut self.s) {
+                Ok(Some(piece)) => out.extend_from_slice(&piece),
+                Ok(None) => break Ok(out),
+                Err(e) => break Err(e),
+            }
+        };
+        reader.forget(&mut self.s);
+        self.s.close_later(&reader.handle);
+        result
+    }
+
+    fn list_folder(&mut self, dir: &[u8], out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
+        let names = match self.s.list_dir(dir) {
+            Ok(n) => n,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for n in names {
+            let Ok(name) = String::from_utf8(n.name) else {
+                continue;
+            };
+            if n.attrs.file_type() == S_IFREG && valid_name(&name) {
+                out.push(ObjectInfo {
+                    name,
+                    size: n.attrs.size.unwrap_or(0),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn folder(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Config => "",
+        ObjectKind::Key => "keys",
+        ObjectKind::Pack => "packs",
+        ObjectKind::State => "states",
+        ObjectKind::Snapshot => "snapshots",
+        ObjectKind::Lock => "locks",
+    }
+}
+
+impl Storage for SftpStorage {
+    /// Written to a temporary name, synced (fsync@openssh.com), closed,
+    /// then renamed over the final name, so a reader sees all or nothing.
+    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+        let (dir, path) = self.path(kind, name)?;
+        make_dirs(&mut self.s, &dir, &mut self.made)?;
+        self.counter += 1;
+        let temp = join(
+            &dir,
+            format!("{}-{}", self.temp_prefix, self.counter).as_bytes(),
+        );
+        let flags =
+            sftp::OPEN_WRITE | sftp::OPEN_CREATE | sftp::OPEN_TRUNCATE | sftp::OPEN_EXCLUSIVE;
+        let attrs = Attrs {
+            permissions: Some(0o600),
+            ..Attrs::default()
+        };
+        let handle = self.s.open(&temp, flags, &attrs)?;
+        let mut writer = WriteBehind::new(handle, temp.clone());
+        let written = writer
+            .write(&mut self.s, &data)
+            .and_then(|()| writer.settle(&mut self.s))
+            .and_then(|()| self.s.fsync(&writer.handle));
+        let closed = self.s.close(&writer.handle);
+        let result = written
+            .and(closed)
+            .and_then(|()| self.s.rename(&temp, &path));
+        if result.is_err() {
+            let _ = self.s.remove(&temp);
+        }
+        result
+    }
+
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+        let (_, path) = self.path(kind, name)?;
+        self.read_all(&path, 0, None)
+    }
+
+    fn get_range(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let (_, path) = self.path(kind, name)?;
+        let end = offset
+            .checked_add(length)
+            .ok_or_else(|| invalid("range past the end of any object".into()))?;
+        self.read_all(&path, offset, Some(end))
+    }
+
+    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+        let mut out = Vec::new();
+        match kind {
+            ObjectKind::Config => {
+                let path = join(&self.root, b"config");
+                match self.s.stat(&path) {
+                    Ok(a) => out.push(ObjectInfo {
+                        name: "config".into(),
+                        size: a.size.unwrap_or(0),
+                    }),
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            ObjectKind::Pack => {
+                let packs = join(&self.root, b"packs");
+                let fans = match self.s.list_dir(&packs) {
+                    Ok(f) => f,
+                    Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                for fan in fans.into_iter().filter(|f| f.attrs.file_type() == S_IFDIR) {
+                    self.list_folder(&join(&packs, &fan.name), &mut out)?;
+                }
+            }
+            _ => {
+                let dir = join(&self.root, folder(kind).as_bytes());
+                self.list_folder(&dir, &mut out)?;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
+        let (_, path) = self.path(kind, name)?;
+        match self.s.remove(&path) {
+            Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A remote tree to back up.
+struct SftpSource {
+    s: Rc<RefCell<Sftp>>,
+    root: Vec<u8>,
+    single_file: bool,
+    /// Sizes from listings, so a file's reads can all be sent at once.
+    sizes: HashMap<Vec<u8>, u64>,
+}
+
+fn entry_of(s: &mut Sftp, path: &[u8], name: Vec<u8>, attrs: &Attrs) -> Result<Entry, Error> {
+    let mode = attrs.permissions.unwrap_or(0);
+    let kind = match mode & S_IFMT {
+        S_IFDIR => EntryKind::Dir,
+        S_IFREG => EntryKind::File,
+        S_IFLNK => EntryKind::Symlink,
+        _ => EntryKind::Special,
+    };
+    let symlink_target = if kind == EntryKind::Symlink {
+        Some(s.readlink(path)?)
+    } else {
+        None
+    };
+    let (uid, gid) = attrs.owner.unwrap_or((0, 0));
+    let mtime_ns = attrs.times.map_or(0, |(_, m)| m as i64 * 1_000_000_000);
+    Ok(Entry {
+        name,
+        kind,
+        meta: Metadata {
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            // SFTP v3 has no ctime or inode: the mtime stands in for ctime.
+            ctime_ns: mtime_ns,
+            inode: 0,
+            size: if kind == EntryKind::File {
+                attrs.size.unwrap_or(0)
+            } else {
+                0
+            },
+            xattrs: Vec::new(),
+        },
+        symlink_target,
+    })
+}
+
+impl Source for SftpSource {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+        let s = &mut *self.s.borrow_mut();
+        if self.single_file {
+            let attrs = s.lstat(&self.root)?;
+            let name = self
+                .root
+                .rsplit(|&b| b == b'/')
+                .next()
+                .unwrap_or(b"")
+                .to_vec();
+            return Ok(vec![entry_of(s, &self.root, name, &attrs)?]);
+        }
+        let dir = join(&self.root, path);
+        let mut out = Vec::new();
+        for n in s.list_dir(&dir)? {
+            let full = join(&dir, &n.name);
+            let entry = entry_of(s, &full, n.name, &n.attrs)?;
+            if entry.kind == EntryKind::File {
+                self.sizes.insert(full, entry.meta.size);
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        let full = if self.single_file {
+            self.root.clone()
+        } else {
+            join(&self.root, path)
+        };
+        let expected = self.sizes.remove(&full);
+        let handle = self
+            .s
+            .borrow_mut()
+            .open(&full, sftp::OPEN_READ, &Attrs::default())?;
+        Ok(Box::new(RemoteFile {
+            s: self.s.clone(),
+            reader: ReadAhead::new(handle, 0, None, expected),
+            piece: Vec::new(),
+            at: 0,
+        }))
+    }
+}
+
+/// A remote file being read with reads in flight.
+struct RemoteFile {
+    s: Rc<RefCell<Sftp>>,
+    reader: ReadAhead,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+impl Read for RemoteFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.piece.len() {
+            let next = self.reader.next_piece(&mut self.s.borrow_mut());
+            match next {
+                Ok(Some(piece)) => {
+                    self.piece = piece;
+                    self.at = 0;
+                }
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(io::Error::other(e.message)),
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Drop for RemoteFile {
+    fn drop(&mut self) {
+        let s = &mut *self.s.borrow_mut();
+        self.reader.forget(s);
+        s.close_later(&self.reader.handle);
+    }
+}
+
+/// Where a restore writes on the server.
+struct SftpDestination {
+    s: Rc<RefCell<Sftp>>,
+    root: Vec<u8>,
+    /// Ownership is set only when logged in as root (nobody else may).
+    set_owner: bool,
+}
+
+impl Destination for SftpDestination {
+    fn create_dir(&mut self, path: &[u8]) -> Result<(), Error> {
+        let full = join(&self.root, path);
+        let s = &mut *self.s.borrow_mut();
+        match s.mkdir(&full) {
+            Ok(()) => Ok(()),
+            Err(e) => match s.lstat(&full) {
+                Ok(a) if a.file_type() == S_IFDIR => Ok(()),
+                Ok(_) => Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{}:{} exists and is not a directory",
+                        s.peer,
+                        String::from_utf8_lossy(&full)
+                    ),
+                )),
+                Err(_) => Err(e),
+            },
+        }
+    }
+
+    fn create_file(&mut self, path: &[u8], overwrite: bool) -> Result<Box<dyn Write>, Error> {
+        let full = join(&self.root, path);
+        let s = &mut *self.s.borrow_mut();
+        let mut flags = sftp::OPEN_WRITE | sftp::OPEN_CREATE | sftp::OPEN_TRUNCATE;
+        if !overwrite {
+            // SFTP v3 reports an existing file as a bare failure: look first.
+            if s.lstat(&full).is_ok() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{}:{} already exists",
+                        s.peer,
+                        String::from_utf8_lossy(&full)
+                    ),
+                ));
+            }
+            flags |= sftp::OPEN_EXCLUSIVE;
+        }
+        let attrs = Attrs {
+            permissions: Some(0o600),
+            ..Attrs::default()
+        };
+        let handle = s.open(&full, flags, &attrs)?;
+        Ok(Box::new(RemoteWriter {
+            s: self.s.clone(),
+            writer: Some(WriteBehind::new(handle, full)),
+        }))
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8], overwrite: bool) -> Result<(), Error> {
+        let full = join(&self.root, path);
+        let s = &mut *self.s.borrow_mut();
+        if overwrite {
+            match s.remove(&full) {
+                Err(e) if e.kind != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        s.symlink(&full, target)
+    }
+
+    fn set_metadata(&mut self, path: &[u8], kind: EntryKind, meta: Metadata) -> Result<(), Error> {
+        let full = join(&self.root, path);
+        let s = &mut *self.s.borrow_mut();
+        let seconds = (meta.mtime_ns.div_euclid(1_000_000_000)).clamp(0, u32::MAX as i64) as u32;
+        let owner = self.set_owner.then_some((meta.uid, meta.gid));
+        if kind == EntryKind::Symlink {
+            let attrs = Attrs {
+                owner,
+                times: Some((seconds, seconds)),
+                ..Attrs::default()
+            };
+            // Where the server cannot change a link itself, leave it be.
+            return match s.lsetstat(&full, &attrs) {
+                Err(e) if e.kind == ErrorKind::Unsupported => Ok(()),
+                other => other,
+            };
+        }
+        if let Some(owner) = owner {
+            s.setstat(
+                &full,
+                &Attrs {
+                    owner: Some(owner),
+                    ..Attrs::default()
+                },
+            )?;
+        }
+        s.setstat(
+            &full,
+            &Attrs {
+                permissions: Some(meta.mode & 0o7777),
+                times: Some((seconds, seconds)),
+                ..Attrs::default()
+            },
+        )
+    }
+}
+
+/// A remote file being written; `flush` waits for every write and closes.
+struct RemoteWriter {
+    s: Rc<RefCell<Sftp>>,
+    writer: Option<WriteBehind>,
+}
+
+impl Write for RemoteWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the file is already finished"))?;
+        writer
+            .write(&mut self.s.borrow_mut(), data)
+            .map_err(|e| io::Error::other(e.message))?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let s = &mut *self.s.borrow_mut();
+        let written = writer.settle(s);
+        let closed = s.close(&writer.handle);
+        written.and(closed).map_err(|e| io::Error::other(e.message))
+    }
+}
+
+impl Drop for RemoteWriter {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.s.borrow_mut().close_later(&writer.handle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_user_host_port_and_path() {
+        let u = parse_url("sftp://bob%40corp@example.org:2222/srv/my%20store?x=1").unwrap();
+        assert_eq!(
+            (u.user.as_str(), u.host.as_str(), u.port, u.path.as_str()),
+            ("bob@corp", "example.org", 2222, "/srv/my store")
+        );
+        let v6 = parse_url("sftp://a@[::1]/x").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 22));
+        assert!(parse_url("sftp://example.org/x").is_err());
+        assert_eq!(join(b"/a", b""), b"/a");
+        assert_eq!(join(b"/", b"b/c"), b"/b/c");
+    }
+}

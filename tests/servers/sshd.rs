@@ -1,0 +1,253 @@
+//! A real OpenSSH server on a loopback port, for the SFTP tests: its own
+//! host keys, config and authorized keys in a temporary directory, started
+//! in the foreground and killed (with every session it forked) on drop.
+//! No system service or file is touched: the test user's password exists
+//! only in a private mount namespace, where a copy of /etc/shadow is
+//! mounted over the real one.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "kast test password";
+pub const RSA_PASSPHRASE: &str = "rsa key passphrase";
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub user: String,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn keygen(path: &Path, kind: &str, passphrase: &str) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", kind, "-N", passphrase, "-C", "kast-test", "-f"])
+        .arg(path));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sshd {
+    /// A server with the default test configuration.
+    pub fn start() -> Sshd {
+        Sshd::start_with(&[])
+    }
+
+    /// A server with extra `sshd_config` lines (they come first, so they win).
+    pub fn start_with(extra: &[&str]) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_ed25519"), "ed25519", "");
+        keygen(&d.join("host_rsa"), "rsa", "");
+        keygen(&d.join("id_ed25519"), "ed25519", "");
+        keygen(&d.join("id_rsa"), "rsa", RSA_PASSPHRASE);
+        keygen(&d.join("id_stranger"), "ed25519", "");
+        let authorized = [
+            std::fs::read_to_string(d.join("id_ed25519.pub")).unwrap(),
+            std::fs::read_to_string(d.join("id_rsa.pub")).unwrap(),
+        ]
+        .concat();
+        std::fs::write(d.join("authorized_keys"), authorized).unwrap();
+        std::fs::create_dir(d.join("small")).unwrap();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut sshd = Sshd {
+            port: free_port(),
+            dir,
+            user,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        let host = |name: &str| {
+            let text = std::fs::read_to_string(sshd.dir.path().join(name)).unwrap();
+            let mut fields = text.split_whitespace();
+            format!(
+                "[127.0.0.1]:{} {} {}\n",
+                sshd.port,
+                fields.next().unwrap(),
+                fields.next().unwrap()
+            )
+        };
+        let known = host("host_ed25519.pub") + &host("host_rsa.pub");
+        std::fs::write(sshd.dir.path().join("known_hosts"), known).unwrap();
+        sshd.launch();
+        sshd
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn launch(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        let mut config = self.extra.join("\n");
+        config.push_str(&format!(
+            "\nPort {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
+             HostKey {d}/host_rsa\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin yes\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
+             LogLevel ERROR\nMaxStartups 100\n",
+            port = self.port,
+            d = d.display()
+        ));
+        if !config.contains("Subsystem") {
+            config.push_str("Subsystem sftp internal-sftp\n");
+        }
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        // sshd insists on its privilege-separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        // The password (and a 4 MiB disk at small/) exist only in sshd's
+        // own mount namespace.
+        let hash = String::from_utf8(
+            Command::new("openssl")
+                .args(["passwd", "-6", PASSWORD])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+        let shadow: String = shadow
+            .lines()
+            .map(|line| {
+                let mut fields: Vec<&str> = line.split(':').collect();
+                if fields.first() == Some(&self.user.as_str()) && fields.len() > 2 {
+                    fields[1] = hash.trim();
+                }
+                fields.join(":") + "\n"
+            })
+            .collect();
+        std::fs::write(d.join("shadow"), shadow).unwrap();
+        let script = format!(
+            "mount --bind {d}/shadow /etc/shadow && \
+             mount -t tmpfs -o size=4m tmpfs {d}/small && \
+             exec /usr/sbin/sshd -D -e -f {d}/sshd_config",
+            d = d.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("start sshd (is openssh-server installed? scripts/setup installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut banner = [0u8; 4];
+                if s.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The URL of `path` on this server, logging in with the ed25519 key
+    /// and checking the host key against the test known_hosts.
+    pub fn url(&self, path: &Path) -> String {
+        format!(
+            "{}?identity={}&known_hosts={}",
+            self.bare_url(path),
+            self.path("id_ed25519").display(),
+            self.path("known_hosts").display()
+        )
+    }
+
+    /// The URL with no options.
+    pub fn bare_url(&self, path: &Path) -> String {
+        format!(
+            "sftp://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            encode(path)
+        )
+    }
+
+    /// Kills the server and every session it forked, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let mut pids = vec![child.id()];
+            let mut i = 0;
+            while i < pids.len() {
+                pids.extend(children_of(pids[i]));
+                i += 1;
+            }
+            for pid in pids {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same keys.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat.rsplit_once(')')?.1.to_string();
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Percent-encodes a path for a URL.
+pub fn encode(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
