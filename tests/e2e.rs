@@ -4,81 +4,13 @@
 #[path = "../host/engine/tests/common/mod.rs"]
 mod common;
 
+#[path = "user.rs"]
+mod user;
+
 use common::{assert_same_tree, generate_tree};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-/// A user with an empty home and one store.
-struct User {
-    home: tempfile::TempDir,
-    store: PathBuf,
-}
-
-impl User {
-    fn new() -> User {
-        let home = tempfile::tempdir().unwrap();
-        let store = home.path().join("store");
-        User { home, store }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.home.path().join(name)
-    }
-
-    /// Runs kast against this user's store with the right passphrase.
-    fn kast(&self, args: &[&str]) -> Output {
-        self.kast_with(args, "correct horse")
-    }
-
-    fn kast_with(&self, args: &[&str], passphrase: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kast"))
-            .args(["--store", self.store.to_str().unwrap()])
-            .args(args)
-            .env_clear()
-            .env("HOME", self.home.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KAST_PASSPHRASE", passphrase)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kast(args);
-        assert!(
-            out.status.success(),
-            "kast {args:?} failed ({:?}):\n{}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).expect("--json prints JSON")
-    }
-
-    fn create(&self) {
-        self.ok(&["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]);
-    }
-
-    fn snapshot_ids(&self) -> Vec<String> {
-        self.json(&["ls"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use std::process::Command;
+use user::{User, stderr};
 
 #[test]
 fn the_whole_life_of_a_store() {
@@ -333,10 +265,7 @@ fn sync_to_a_store_with_another_passphrase_then_restore_from_it() {
     let src = u.path("src");
     generate_tree(&src, 5, 2 << 20);
     u.ok(&["backup", src.to_str().unwrap()]);
-    let other = User {
-        home: tempfile::tempdir().unwrap(),
-        store: u.path("other-store"),
-    };
+    let other = User::with_store(u.path("other-store"));
     other.kast_with(
         &["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
         "different",

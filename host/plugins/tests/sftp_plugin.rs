@@ -207,3 +207,38 @@ fn server_failures_are_clear_errors() {
         "{e}"
     );
 }
+
+/// Every cipher and host key type kast speaks, each with the server
+/// re-keying every 256 KiB (OpenSSH re-keys every GiB with chacha20, so a
+/// large backup always re-keys).
+#[test]
+fn every_cipher_and_host_key_type_with_constant_rekeying() {
+    let (_cache, host) = host();
+    let dir = tempfile::tempdir().unwrap();
+    let object = common::Rng(5).bytes(3 << 20);
+    for (cipher, host_key) in [
+        ("chacha20-poly1305@openssh.com", "ssh-ed25519"),
+        ("aes256-gcm@openssh.com", "rsa-sha2-512"),
+        ("aes128-gcm@openssh.com", "rsa-sha2-256"),
+    ] {
+        let server = Sshd::start_with(&[
+            &format!("Ciphers {cipher}"),
+            &format!("HostKeyAlgorithms {host_key}"),
+            "RekeyLimit 256K",
+        ]);
+        let store = dir.path().join(cipher);
+        let storage = host.new_storage(&server.url(&store)).unwrap();
+        let name = "ef".repeat(32);
+        storage.put(ObjectKind::Pack, &name, &object).unwrap();
+        assert!(
+            storage.get(ObjectKind::Pack, &name).unwrap() == object,
+            "{cipher} with {host_key}"
+        );
+        assert_eq!(
+            storage
+                .get_range(ObjectKind::Pack, &name, 1 << 20, 5)
+                .unwrap(),
+            &object[1 << 20..(1 << 20) + 5]
+        );
+    }
+}

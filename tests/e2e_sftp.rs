@@ -1,0 +1,157 @@
+//! End to end over SFTP, with the real `kast` binary and a real OpenSSH
+//! server on loopback: a store on the server, a source on the server, a
+//! restore to the server, and a server that dies in the middle of a backup.
+
+#[path = "../host/engine/tests/common/mod.rs"]
+mod common;
+#[path = "servers/sshd.rs"]
+mod sshd;
+#[path = "user.rs"]
+mod user;
+
+use common::{assert_same_tree, assert_same_tree_to_the_second, generate_tree};
+use sshd::Sshd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use user::{User, stderr};
+
+/// A user whose store lives on `server`.
+fn remote_user(server: &Sshd) -> User {
+    let mut u = User::new();
+    u.location = server.url(&u.store);
+    u
+}
+
+#[test]
+fn store_source_and_destination_on_an_ssh_server() {
+    let server = Sshd::start();
+    let u = remote_user(&server);
+    let src = u.path("src");
+    generate_tree(&src, 21, 6 << 20);
+    u.create();
+
+    // A local tree into the SFTP store, and back.
+    let backup = u.json(&["backup", src.to_str().unwrap()]);
+    let id = backup["snapshots"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        u.store.join("config").is_file(),
+        "the store is on the server"
+    );
+    u.ok(&["check"]);
+    let out = u.path("out");
+    u.ok(&["restore", &id, "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+
+    // An SFTP source into a local store; restored, then restored again to
+    // the server (times are whole seconds over SFTP).
+    let local = User::new();
+    local.create();
+    let remote_src = server.url(&src);
+    let from_server = local.json(&["backup", &remote_src]);
+    assert_eq!(
+        from_server["snapshots"][0]["files"],
+        backup["snapshots"][0]["files"]
+    );
+    let out = local.path("from-server");
+    local.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree_to_the_second(&src, &out);
+    let remote_out = u.path("restored-on-server");
+    local.ok(&["restore", "latest", "--to", &server.url(&remote_out)]);
+    assert_same_tree_to_the_second(&src, &remote_out);
+
+    // An unchanged SFTP source: the second backup reads no file.
+    let again = local.json(&["backup", &remote_src]);
+    assert_eq!(again["snapshots"][0]["files_new_or_changed"], 0);
+}
+
+#[test]
+fn bad_credentials_and_an_impostor_fail_before_anything_is_written() {
+    let server = Sshd::start();
+    let u = User::new();
+    let store = u.path("store");
+    let stranger = format!(
+        "{}?identity={}&known_hosts={}",
+        server.bare_url(&store),
+        server.path("id_stranger").display(),
+        server.path("known_hosts").display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--store", &stranger, "create"])
+        .args(["--kdf-memory-mib", "8", "--kdf-iterations", "1"])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused to log in"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The user's own known_hosts is used when none is named; it does not
+    // know this server.
+    let no_known_hosts = format!(
+        "{}?identity={}",
+        server.bare_url(&store),
+        server.path("id_ed25519").display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--store", &no_known_hosts, "create"])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown host") && stderr(&out).contains("ssh-keyscan"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!store.exists(), "nothing was written");
+}
+
+#[test]
+fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_accepts() {
+    let mut server = Sshd::start();
+    let u = remote_user(&server);
+    let src = u.path("src");
+    generate_tree(&src, 22, 160 << 20);
+    u.create();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--store", &u.location, "backup", src.to_str().unwrap()])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once the backup has stored its first pack.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let packs = u.store.join("packs");
+    while std::fs::read_dir(&packs).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "the backup never stored a pack");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("closed the connection") || message.contains("connection to"),
+        "{message}"
+    );
+
+    server.restart();
+    assert!(
+        u.snapshot_ids().is_empty(),
+        "no snapshot from the dead backup"
+    );
+    u.ok(&["check"]);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    u.ok(&["check"]);
+    let out = u.path("out");
+    u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+}

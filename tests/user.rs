@@ -1,0 +1,95 @@
+//! The user the end-to-end tests act as: a fresh HOME, a passphrase in
+//! the environment, one store, and only the `kast` command line.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A user with an empty home and one store.
+pub struct User {
+    pub home: tempfile::TempDir,
+    /// Where the store's files are, on this machine.
+    pub store: PathBuf,
+    /// How kast is told where the store is (`--store`).
+    pub location: String,
+}
+
+impl User {
+    pub fn new() -> User {
+        let home = tempfile::tempdir().unwrap();
+        let store = home.path().join("store");
+        User {
+            location: store.display().to_string(),
+            home,
+            store,
+        }
+    }
+
+    /// A user with a fresh home whose store is at `store`.
+    pub fn with_store(store: PathBuf) -> User {
+        User {
+            location: store.display().to_string(),
+            home: tempfile::tempdir().unwrap(),
+            store,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    /// Runs kast against this user's store with the right passphrase.
+    pub fn kast(&self, args: &[&str]) -> Output {
+        self.kast_with(args, "correct horse")
+    }
+
+    pub fn kast_with(&self, args: &[&str], passphrase: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kast"))
+            .args(["--store", &self.location])
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KAST_PASSPHRASE", passphrase)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kast(args);
+        assert!(
+            out.status.success(),
+            "kast {args:?} failed ({:?}):\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("--json prints JSON")
+    }
+
+    pub fn create(&self) {
+        self.ok(&["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]);
+    }
+
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.json(&["ls"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
