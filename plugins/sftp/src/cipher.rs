@@ -6,10 +6,9 @@
 //! A sealed packet is `length(4) | padding_length(1) | payload | padding |
 //! tag(16)`; the length is encrypted (chacha) or authenticated as AAD (GCM).
 
+use crate::chacha::ChaCha20;
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit, Nonce};
-use chacha20::ChaCha20Legacy;
-use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use poly1305::Poly1305;
 
 /// The ciphers we offer, best first.
@@ -87,13 +86,11 @@ impl PacketCipher {
         match self {
             PacketCipher::ChaCha { main, header } => {
                 let nonce = (seq as u64).to_be_bytes();
-                ChaCha20Legacy::new(&(*header).into(), &nonce.into())
-                    .apply_keystream(&mut packet[..4]);
-                let mut stream = ChaCha20Legacy::new(&(*main).into(), &nonce.into());
+                ChaCha20::new(header, nonce).apply(0, &mut packet[..4]);
+                let stream = ChaCha20::new(main, nonce);
                 let mut poly_key = [0u8; 32];
-                stream.apply_keystream(&mut poly_key);
-                stream.seek(64u64);
-                stream.apply_keystream(&mut packet[4..]);
+                stream.apply(0, &mut poly_key);
+                stream.apply(1, &mut packet[4..]);
                 Poly1305::new(&poly_key.into())
                     .compute_unpadded(packet)
                     .into()
@@ -108,8 +105,7 @@ impl PacketCipher {
     pub fn packet_length(&self, seq: u32, first: &[u8]) -> u32 {
         let mut len: [u8; 4] = first[..4].try_into().expect("four bytes");
         if let PacketCipher::ChaCha { header, .. } = self {
-            let nonce = (seq as u64).to_be_bytes();
-            ChaCha20Legacy::new(&(*header).into(), &nonce.into()).apply_keystream(&mut len);
+            ChaCha20::new(header, (seq as u64).to_be_bytes()).apply(0, &mut len);
         }
         u32::from_be_bytes(len)
     }
@@ -120,10 +116,9 @@ impl PacketCipher {
         let (body, tag) = packet.split_at_mut(packet.len() - TAG_LEN);
         match self {
             PacketCipher::ChaCha { main, .. } => {
-                let nonce = (seq as u64).to_be_bytes();
-                let mut stream = ChaCha20Legacy::new(&(*main).into(), &nonce.into());
+                let stream = ChaCha20::new(main, (seq as u64).to_be_bytes());
                 let mut poly_key = [0u8; 32];
-                stream.apply_keystream(&mut poly_key);
+                stream.apply(0, &mut poly_key);
                 let expected = Poly1305::new(&poly_key.into()).compute_unpadded(body);
                 let diff = expected
                     .iter()
@@ -132,8 +127,7 @@ impl PacketCipher {
                 if diff != 0 {
                     return Err(BadPacket);
                 }
-                stream.seek(64u64);
-                stream.apply_keystream(&mut body[4..]);
+                stream.apply(1, &mut body[4..]);
                 Ok(())
             }
             PacketCipher::Aes256 { cipher, iv } => gcm_open(cipher.as_ref(), iv, body, tag),

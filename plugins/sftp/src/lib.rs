@@ -12,6 +12,7 @@
 //! `insecure_accept_any_host_key=true` (tests only).
 
 mod auth;
+mod chacha;
 mod channel;
 mod cipher;
 mod hostkey;
