@@ -202,7 +202,10 @@ impl Sshd {
                 i += 1;
             }
             for pid in pids {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
             }
             let _ = child.wait();
         }
@@ -249,5 +252,28 @@ pub fn encode(path: &Path) -> String {
 impl Drop for Sshd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+impl Sshd {
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server and its sessions:
+    /// a server that hangs without closing anything.
+    pub fn freeze(&self, frozen: bool) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        let mut pids = vec![child.id()];
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(children_of(pids[i]));
+            i += 1;
+        }
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

@@ -242,3 +242,21 @@ fn every_cipher_and_host_key_type_with_constant_rekeying() {
         );
     }
 }
+
+/// A server that stops answering is an error after `timeout=`, not a hang.
+#[test]
+fn a_hung_server_times_out() {
+    let (_cache, host) = host();
+    let server = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = host
+        .new_storage(&format!("{}&timeout=2", server.url(dir.path())))
+        .unwrap();
+    storage.put(ObjectKind::Lock, "ab", b"before").unwrap();
+    server.freeze(true);
+    let started = std::time::Instant::now();
+    let e = storage.get(ObjectKind::Lock, "ab").unwrap_err();
+    server.freeze(false);
+    assert!(e.to_string().contains("stopped answering"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -9,7 +9,7 @@
 //! Location: `sftp://user@host[:port]/absolute/path`, or `/~/path` for a
 //! path under the login directory. Options: `identity` (repeatable),
 //! `identity_passphrase`, `password`, `known_hosts`, `fingerprint`,
-//! `insecure_accept_any_host_key=true` (tests only).
+//! `timeout` (seconds), `insecure_accept_any_host_key=true` (tests only).
 
 mod auth;
 mod chacha;
@@ -31,6 +31,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::rc::Rc;
+use std::time::Duration;
 
 pub(crate) fn invalid(message: String) -> Error {
     Error::new(ErrorKind::InvalidInput, message)
@@ -169,6 +170,9 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How long to wait for the server before giving up, unless `timeout=` says.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
+
 /// Logs in and starts SFTP; returns the session and the absolute root.
 fn connect(location: &Location) -> Result<(Sftp, Vec<u8>), Error> {
     let url = parse_url(&location.url)?;
@@ -212,7 +216,16 @@ fn connect(location: &Location) -> Result<(Sftp, Vec<u8>), Error> {
         password: location.option("password").map(str::to_string),
     };
     let peer = format!("{}@{}", url.user, url.host);
-    let mut transport = transport::Transport::connect(&address, peer, policy)?;
+    let timeout = match location.option("timeout") {
+        Some(t) => t
+            .parse::<u64>()
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| invalid(format!("timeout={t}: give whole seconds")))?,
+        None => DEFAULT_TIMEOUT_SECONDS,
+    };
+    let mut transport =
+        transport::Transport::connect(&address, peer, policy, Duration::from_secs(timeout))?;
     auth::authenticate(&mut transport, &credentials)?;
     let channel = channel::Channel::open_sftp(transport)?;
     let mut s = Sftp::start(channel)?;

@@ -14,6 +14,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 const CLIENT_VERSION: &str = concat!("SSH-2.0-kast_", env!("CARGO_PKG_VERSION"));
 /// The largest packet accepted, as OpenSSH's limit (with room for padding).
@@ -96,10 +97,24 @@ fn choose(ours: &[&str], theirs: &[String], what: &str) -> Result<String, Error>
 
 impl Transport {
     /// Connects, exchanges keys and checks the server's host key.
-    pub fn connect(address: &str, peer: String, policy: HostKeyPolicy) -> Result<Transport, Error> {
-        let stream = TcpStream::connect(address)
+    /// `timeout` bounds every wait for the server, so a server that hangs
+    /// is an error, not a backup stuck forever.
+    pub fn connect(
+        address: &str,
+        peer: String,
+        policy: HostKeyPolicy,
+        timeout: Duration,
+    ) -> Result<Transport, Error> {
+        let socket: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| invalid(format!("the host gave a bad address {address:?}")))?;
+        let stream = TcpStream::connect_timeout(&socket, timeout)
             .map_err(|e| Error::io(format!("cannot connect to {peer} ({address})"), e))?;
         let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| Error::io("cannot set the connection's timeout", e))?;
         let mut t = Transport {
             stream,
             inbuf: vec![0u8; 2 * MAX_PACKET].into_boxed_slice(),
@@ -178,7 +193,7 @@ impl Transport {
             let n = self
                 .stream
                 .read(&mut self.inbuf[self.end..])
-                .map_err(|e| Error::io(format!("connection to {} lost", self.peer), e))?;
+                .map_err(|e| self.lost(e))?;
             if n == 0 {
                 return Err(unavailable(format!("{} closed the connection", self.peer)));
             }
@@ -194,7 +209,20 @@ impl Transport {
         }
         let result = self.stream.write_all(&self.outbuf);
         self.outbuf.clear();
-        result.map_err(|e| Error::io(format!("connection to {} lost", self.peer), e))
+        result.map_err(|e| self.lost(e))
+    }
+
+    fn lost(&self, e: std::io::Error) -> Error {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            return unavailable(format!(
+                "{} stopped answering (no reply within the timeout; raise it with timeout=SECONDS)",
+                self.peer
+            ));
+        }
+        Error::io(format!("connection to {} lost", self.peer), e)
     }
 
     /// Queues one packet (written on the next flush, read, or full batch).
