@@ -5,6 +5,7 @@
 //! - `NAME_file=PATH` becomes `NAME=<first line of PATH>`: secrets such as
 //!   `password_file` stay off the command line.
 //! - `identity=PATH` and `known_hosts=PATH` become the whole file's text.
+//! - A path starting `~/` is under the user's home, as in a shell.
 //! - For `sftp://`, as `ssh` does: with no `known_hosts`, `fingerprint` or
 //!   `insecure_accept_any_host_key`, the user's `~/.ssh/known_hosts`; with
 //!   no `identity` and no password, the user's `~/.ssh/id_ed25519`,
@@ -21,9 +22,10 @@ const FILE_OPTIONS: &[&str] = &["identity", "known_hosts"];
 /// The options to hand the plugin for `location`.
 pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, PluginError> {
     let read = |key: &str, path: &str| {
-        std::fs::read_to_string(path).map_err(|e| PluginError::BadLocation {
+        let path = expand_home(path);
+        std::fs::read_to_string(&path).map_err(|e| PluginError::BadLocation {
             location: location.url.clone(),
-            why: format!("cannot read {key}={path}: {e}"),
+            why: format!("cannot read {key}={}: {e}", path.display()),
         })
     };
     let mut out = Vec::with_capacity(location.options.len());
@@ -42,6 +44,14 @@ pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, Plug
         add_ssh_defaults(&mut out, home_ssh_dir());
     }
     Ok(out)
+}
+
+/// `~/x` is under the user's home, as a shell would have it.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
 }
 
 fn home_ssh_dir() -> Option<PathBuf> {
