@@ -69,6 +69,14 @@ impl Host {
         creating: bool,
     ) -> Result<(Arc<instance::InstanceConfig>, String), PluginError> {
         let location = Location::parse(text)?;
+        if location.option("insecure_accept_any_host_key") == Some("true") {
+            // Said loudly, every time: this is for tests, never for real data.
+            eprintln!(
+                "kast: WARNING: insecure_accept_any_host_key=true: the server's identity is \
+                 NOT checked for {}; anyone on the network path can impersonate it",
+                location.host.as_deref().unwrap_or("this location")
+            );
+        }
         let plugin = self.registry.for_scheme(&location.scheme)?;
         let (grants, address) = grants::grants_for(&location, role, creating)?;
         let wit = bindings::types::Location {
