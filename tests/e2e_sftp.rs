@@ -4,13 +4,13 @@
 
 #[path = "../host/engine/tests/common/mod.rs"]
 mod common;
-#[path = "servers/sshd.rs"]
-mod sshd;
+#[path = "servers/mod.rs"]
+mod servers;
 #[path = "user.rs"]
 mod user;
 
 use common::{assert_same_tree, assert_same_tree_to_the_second, generate_tree};
-use sshd::Sshd;
+use servers::sshd::Sshd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use user::{User, stderr};

@@ -5,15 +5,11 @@
 //! only in a private mount namespace, where a copy of /etc/shadow is
 //! mounted over the real one.
 
-#![allow(dead_code)]
-
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use super::{current_user, encode, free_port, run, signal_tree, wait_for_banner, write_shadow};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-pub const PASSWORD: &str = "kast test password";
+pub use super::PASSWORD;
 pub const RSA_PASSPHRASE: &str = "rsa key passphrase";
 
 pub struct Sshd {
@@ -24,27 +20,10 @@ pub struct Sshd {
     extra: Vec<String>,
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn keygen(path: &Path, kind: &str, passphrase: &str) {
     run(Command::new("ssh-keygen")
         .args(["-q", "-t", kind, "-N", passphrase, "-C", "kast-test", "-f"])
         .arg(path));
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Sshd {
@@ -69,10 +48,7 @@ impl Sshd {
         .concat();
         std::fs::write(d.join("authorized_keys"), authorized).unwrap();
         std::fs::create_dir(d.join("small")).unwrap();
-        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
+        let user = current_user();
         let mut sshd = Sshd {
             port: free_port(),
             dir,
@@ -120,26 +96,7 @@ impl Sshd {
         let _ = std::fs::create_dir_all("/run/sshd");
         // The password (and a 4 MiB disk at small/) exist only in sshd's
         // own mount namespace.
-        let hash = String::from_utf8(
-            Command::new("openssl")
-                .args(["passwd", "-6", PASSWORD])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
-        let shadow: String = shadow
-            .lines()
-            .map(|line| {
-                let mut fields: Vec<&str> = line.split(':').collect();
-                if fields.first() == Some(&self.user.as_str()) && fields.len() > 2 {
-                    fields[1] = hash.trim();
-                }
-                fields.join(":") + "\n"
-            })
-            .collect();
-        std::fs::write(d.join("shadow"), shadow).unwrap();
+        write_shadow(&d.join("shadow"), &self.user, PASSWORD);
         let script = format!(
             "mount --bind {d}/shadow /etc/shadow && \
              mount -t tmpfs -o size=4m tmpfs {d}/small && \
@@ -154,21 +111,7 @@ impl Sshd {
             .spawn()
             .expect("start sshd (is openssh-server installed? scripts/setup installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let mut banner = [0u8; 4];
-                if s.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start: {}",
-                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_banner(self.port, b"SSH-", &d.join("sshd.log"));
     }
 
     /// The URL of `path` on this server, logging in with the ed25519 key
@@ -195,18 +138,7 @@ impl Sshd {
     /// Kills the server and every session it forked, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let mut pids = vec![child.id()];
-            let mut i = 0;
-            while i < pids.len() {
-                pids.extend(children_of(pids[i]));
-                i += 1;
-            }
-            for pid in pids {
-                let _ = Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            signal_tree(child.id(), "-KILL");
             let _ = child.wait();
         }
     }
@@ -216,37 +148,6 @@ impl Sshd {
         self.kill();
         self.launch();
     }
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let after = stat.rsplit_once(')')?.1.to_string();
-                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
-
-/// Percent-encodes a path for a URL.
-pub fn encode(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Drop for Sshd {
@@ -259,21 +160,8 @@ impl Sshd {
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the server and its sessions:
     /// a server that hangs without closing anything.
     pub fn freeze(&self, frozen: bool) {
-        let Some(child) = &self.child else {
-            return;
-        };
-        let mut pids = vec![child.id()];
-        let mut i = 0;
-        while i < pids.len() {
-            pids.extend(children_of(pids[i]));
-            i += 1;
-        }
-        let signal = if frozen { "-STOP" } else { "-CONT" };
-        for pid in pids {
-            let _ = Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
+        if let Some(child) = &self.child {
+            signal_tree(child.id(), if frozen { "-STOP" } else { "-CONT" });
         }
     }
 }

@@ -255,8 +255,16 @@ fn write_steps(
                 let Content::Symlink { target } = &node.content else {
                     continue;
                 };
-                dest.symlink(&path, target, options.overwrite)
-                    .map_err(|e| dest_err(&path, e))?;
+                match dest.symlink(&path, target, options.overwrite) {
+                    // A destination that cannot hold links (FTP): report
+                    // each one and restore everything else.
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                        let path = String::from_utf8_lossy(&path).into_owned();
+                        outcome.errors.push((path, e.to_string()));
+                        continue;
+                    }
+                    result => result.map_err(|e| dest_err(&path, e))?,
+                }
                 dest.set_metadata(&path, EntryKind::Symlink, &node.meta)
                     .map_err(|e| dest_err(&path, e))?;
                 outcome.symlinks += 1;

@@ -8,16 +8,23 @@
 //!   the host resolved `HOST` to, on that port. Name lookup stays off inside
 //!   the sandbox (wasmtime-wasi does not filter it), so the plugin gets the
 //!   resolved address in `location.address`.
+//! - `ftp://` and `ftps://` also need passive-mode data connections, to ports
+//!   the server names at run time: the same IP address, on unprivileged
+//!   ports (1024–65535), or only `data_ports=LOW-HIGH` when the location
+//!   says. Never another address: the plugin ignores the address in the
+//!   server's PASV reply (the NAT workaround every client has), so a server
+//!   cannot point it elsewhere either.
 //! - `SCHEME:///PATH` with no host (other schemes): that directory (or the
 //!   folder of that file) preopened through WASI at the same path, read-only
 //!   for a source.
 //! - Never: environment variables, arguments, stdio, other files or hosts.
 
 use crate::error::PluginError;
-use crate::instance::Grants;
+use crate::instance::{Grants, TcpGrant};
 use crate::location::Location;
 use crate::registry::Role;
 use std::net::ToSocketAddrs;
+use std::ops::RangeInclusive;
 
 /// Default ports of the schemes kast knows.
 fn default_port(scheme: &str) -> Option<u16> {
@@ -28,6 +35,19 @@ fn default_port(scheme: &str) -> Option<u16> {
         "https" | "s3" => 443,
         _ => return None,
     })
+}
+
+/// FTP's passive data ports: `data_ports=LOW-HIGH`, else all unprivileged.
+fn data_ports(location: &Location) -> Result<RangeInclusive<u16>, &'static str> {
+    let Some(text) = location.option("data_ports") else {
+        return Ok(1024..=65535);
+    };
+    let (low, high) = text
+        .split_once('-')
+        .and_then(|(l, h)| Some((l.parse::<u16>().ok()?, h.parse::<u16>().ok()?)))
+        .filter(|(l, h)| l <= h && *l > 0)
+        .ok_or("data_ports must be LOW-HIGH, e.g. data_ports=40000-40100")?;
+    Ok(low..=high)
 }
 
 /// The grants for `location` in `role`, and the address handed to the
@@ -64,9 +84,19 @@ pub fn grants_for(
             .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
             .next()
             .ok_or_else(|| bad(format!("{host} has no address")))?;
+        let mut tcp = vec![TcpGrant {
+            ip: address.ip(),
+            ports: port..=port,
+        }];
+        if matches!(location.scheme.as_str(), "ftp" | "ftps") {
+            tcp.push(TcpGrant {
+                ip: address.ip(),
+                ports: data_ports(location).map_err(|why| bad(why.into()))?,
+            });
+        }
         return Ok((
             Grants {
-                tcp: vec![address],
+                tcp,
                 ..Grants::default()
             },
             Some(address.to_string()),
@@ -87,4 +117,42 @@ pub fn grants_for(
         },
         None,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(url: &str) -> Vec<TcpGrant> {
+        let location = Location::parse(url).unwrap();
+        grants_for(&location, Role::Storage, false).unwrap().0.tcp
+    }
+
+    #[test]
+    fn network_grants_are_one_address_and_only_ftp_adds_data_ports() {
+        let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            tcp("sftp://u@127.0.0.1:2222/x"),
+            vec![TcpGrant {
+                ip,
+                ports: 2222..=2222
+            }]
+        );
+        assert_eq!(
+            tcp("ftp://127.0.0.1/x"),
+            vec![
+                TcpGrant { ip, ports: 21..=21 },
+                TcpGrant {
+                    ip,
+                    ports: 1024..=65535
+                }
+            ]
+        );
+        assert_eq!(
+            tcp("ftps://127.0.0.1/x?data_ports=40000-40100")[1].ports,
+            40000..=40100
+        );
+        let bad = Location::parse("ftp://127.0.0.1/x?data_ports=9-1").unwrap();
+        assert!(grants_for(&bad, Role::Source, false).is_err());
+    }
 }

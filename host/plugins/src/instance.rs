@@ -9,7 +9,8 @@ use crate::error::{ErrorKind, PluginError};
 use crate::local_fs::LocalFs;
 use crate::registry::{PluginInfo, Role};
 use crate::runtime::{Runtime, TICK};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +44,24 @@ pub struct Grants {
     /// it may be created.
     pub local: Option<(PathBuf, bool)>,
     /// The only addresses outbound TCP may connect to.
-    pub tcp: Vec<SocketAddr>,
+    pub tcp: Vec<TcpGrant>,
     /// A directory preopened through WASI at its own path; `true` when
     /// read-only.
     pub preopen: Option<(PathBuf, bool)>,
+}
+
+/// Outbound TCP to one IP address, on a range of ports (a single port for
+/// most protocols; FTP adds the passive data ports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpGrant {
+    pub ip: IpAddr,
+    pub ports: RangeInclusive<u16>,
+}
+
+impl TcpGrant {
+    pub fn allows(&self, addr: &SocketAddr) -> bool {
+        addr.ip() == self.ip && self.ports.contains(&addr.port())
+    }
 }
 
 /// Memory accounting that remembers a refusal, so the error can say why.
@@ -108,7 +123,7 @@ fn new_store(
         let allowed = grants.tcp.clone();
         wasi.allow_tcp(true);
         wasi.socket_addr_check(move |addr, use_| {
-            let ok = allowed.contains(&addr)
+            let ok = allowed.iter().any(|grant| grant.allows(&addr))
                 // connect() first binds implicitly to the unspecified address.
                 || (matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpBind)
                     && addr.ip().is_unspecified()

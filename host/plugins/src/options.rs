@@ -4,20 +4,25 @@
 //!
 //! - `NAME_file=PATH` becomes `NAME=<first line of PATH>`: secrets such as
 //!   `password_file` stay off the command line.
-//! - `identity=PATH` and `known_hosts=PATH` become the whole file's text.
+//! - `identity=PATH`, `known_hosts=PATH` and `ca=PATH` become the whole
+//!   file's text.
 //! - A path starting `~/` is under the user's home, as in a shell.
 //! - For `sftp://`, as `ssh` does: with no `known_hosts`, `fingerprint` or
 //!   `insecure_accept_any_host_key`, the user's `~/.ssh/known_hosts`; with
 //!   no `identity` and no password, the user's `~/.ssh/id_ed25519`,
 //!   `id_ecdsa` and `id_rsa` (as `default_identity`, which the plugin skips
 //!   when it cannot use one, where a named identity that fails is an error).
+//! - For `ftps://` with neither `ca` nor `pin`: the system's CA bundle.
 
 use crate::error::PluginError;
 use crate::location::Location;
 use std::path::PathBuf;
 
 /// Options whose value is a path whose whole text the plugin gets.
-const FILE_OPTIONS: &[&str] = &["identity", "known_hosts"];
+const FILE_OPTIONS: &[&str] = &["identity", "known_hosts", "ca"];
+
+/// Where Debian, Ubuntu, Arch and Alpine keep the trusted CA certificates.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The options to hand the plugin for `location`.
 pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, PluginError> {
@@ -42,6 +47,12 @@ pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, Plug
     }
     if location.scheme == "sftp" {
         add_ssh_defaults(&mut out, home_ssh_dir());
+    }
+    if location.scheme == "ftps"
+        && !out.iter().any(|(k, _)| k == "ca" || k == "pin")
+        && let Ok(bundle) = std::fs::read_to_string(SYSTEM_CA_BUNDLE)
+    {
+        out.push(("ca".into(), bundle));
     }
     Ok(out)
 }

@@ -72,6 +72,13 @@ const BUILTIN: &[(&str, &[u8])] = &[
         )),
     ),
     (
+        "ftp",
+        include_bytes!(concat!(
+            env!("KAST_PLUGIN_WASM_DIR"),
+            "/kast_plugin_ftp.wasm"
+        )),
+    ),
+    (
         "sftp",
         include_bytes!(concat!(
             env!("KAST_PLUGIN_WASM_DIR"),

@@ -4,14 +4,14 @@
 
 #[path = "../../engine/tests/common/mod.rs"]
 mod common;
-#[path = "../../../tests/servers/sshd.rs"]
-mod sshd;
+#[path = "../../../tests/servers/mod.rs"]
+mod servers;
 
 use common::conformance::{self, Connectors};
 use kast_engine::storage::{ObjectKind, Storage};
 use kast_engine::{Destination, Source};
 use kast_plugins::Host;
-use sshd::Sshd;
+use servers::sshd::{self, Sshd};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,0 +1,778 @@
+//! kast's built-in `ftp` connector: a directory on an FTP server (or FTPS,
+//! explicit TLS) as storage, source or destination, from inside the sandbox.
+//!
+//! The protocol is `suppaftp`'s (synchronous, over WASI sockets), with
+//! rustls for FTPS. Data connections go to the control connection's IP
+//! address whatever the server's PASV reply says: the host grants the
+//! plugin that one address only (control port plus passive ports).
+//!
+//! Location: `ftp://[user[:password]@]host[:port]/path` or `ftps://…`.
+//! Options: `password` (or `password_file`, read by the host), `ca` (PEM,
+//! read by the host), `pin=SHA256:…`, `timeout` (seconds), `data_ports`
+//! (the host's grant; the plugin needs nothing of it).
+
+mod listing;
+mod tls;
+
+use kast_sdk::{
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
+    ObjectKind, PluginInfo, Role, Source, Storage,
+};
+use listing::Item;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::time::Duration;
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream, Status};
+
+/// The control connection (plain until `AUTH TLS` upgrades it).
+type Ftp = RustlsFtpStream;
+
+/// How long to wait for the server, unless `timeout=` says.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, message)
+}
+
+struct FtpConnector;
+
+impl Connector for FtpConnector {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "ftp".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            schemes: vec!["ftp".into(), "ftps".into()],
+            roles: vec![Role::Storage, Role::Source, Role::Destination],
+            description: "a directory on an FTP server (FTPS with explicit TLS)".into(),
+        }
+    }
+
+    fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
+        let session = Session::connect(&location)?;
+        let mut nonce = [0u8; 8];
+        getrandom::getrandom(&mut nonce).map_err(|e| invalid(format!("no randomness: {e}")))?;
+        Ok(Box::new(FtpStorage {
+            s: session,
+            made: HashSet::new(),
+            temp_prefix: format!(".tmp-{:016x}", u64::from_le_bytes(nonce)),
+            counter: 0,
+        }))
+    }
+
+    fn source(location: Location) -> Result<Box<dyn Source>, Error> {
+        let mut session = Session::connect(&location)?;
+        let single_file = !session.is_dir(&session.root.clone());
+        Ok(Box::new(FtpSource {
+            s: Rc::new(RefCell::new(session)),
+            single_file,
+        }))
+    }
+
+    fn destination(location: Location) -> Result<Box<dyn Destination>, Error> {
+        let mut session = Session::connect(&location)?;
+        let root = session.root.clone();
+        session.make_dirs(&root, &mut HashSet::new())?;
+        Ok(Box::new(FtpDestination {
+            s: Rc::new(RefCell::new(session)),
+        }))
+    }
+}
+
+kast_sdk::export_connector!(FtpConnector);
+
+/// The parts of an `ftp://` URL the plugin needs.
+struct Url {
+    secure: bool,
+    user: Option<String>,
+    password: Option<String>,
+    host: String,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Url, Error> {
+    let bad = |why: &str| invalid(format!("{url}: {why}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not a URL"))?;
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((u, p)) => (
+            Some(percent_decode(u)),
+            (!p.is_empty()).then(|| percent_decode(p)),
+        ),
+        None => (None, None),
+    };
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or("").to_string(),
+        None => hostport
+            .rsplit_once(':')
+            .map_or(hostport, |(h, _)| h)
+            .to_string(),
+    };
+    let path = percent_decode(rest.find('/').map_or("/", |i| &rest[i..]));
+    Ok(Url {
+        secure: scheme.eq_ignore_ascii_case("ftps"),
+        user,
+        password,
+        host,
+        path: if path.is_empty() { "/".into() } else { path },
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = text
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A logged-in FTP connection and what the server can do.
+pub(crate) struct Session {
+    pub ftp: Ftp,
+    pub peer: String,
+    pub root: String,
+    /// MLSD/MLST: listings with exact facts.
+    pub mlsd: bool,
+    /// MFMT: set a file's time.
+    mfmt: bool,
+}
+
+impl Session {
+    fn connect(location: &Location) -> Result<Session, Error> {
+        let url = parse_url(&location.url)?;
+        let address: SocketAddr = location
+            .address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| invalid("the host gave no address to connect to".into()))?;
+        let timeout = match location.option("timeout") {
+            Some(t) => t
+                .parse::<u64>()
+                .ok()
+                .filter(|&t| t > 0)
+                .ok_or_else(|| invalid(format!("timeout={t}: give whole seconds")))?,
+            None => DEFAULT_TIMEOUT_SECONDS,
+        };
+        let timeout = Duration::from_secs(timeout);
+        let user = url.user.clone().unwrap_or_else(|| "anonymous".into());
+        let peer = format!("{user}@{}", url.host);
+        let open = move |addr: SocketAddr| -> io::Result<TcpStream> {
+            let stream = TcpStream::connect_timeout(&addr, timeout)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            Ok(stream)
+        };
+        let stream = open(address)
+            .map_err(|e| Error::io(format!("cannot connect to {peer} ({address})"), e))?;
+        let fail = |what: &str, e: FtpError| ftp_error(&peer, what, e);
+        let ip: IpAddr = address.ip();
+        let mut ftp = Ftp::connect_with_stream(stream)
+            .map_err(|e| fail("greeting", e))?
+            // Data connections go to the control connection's address, never
+            // to one the server names: that is all the sandbox allows anyway.
+            .passive_stream_builder(move |data: SocketAddr| {
+                open(SocketAddr::new(ip, data.port())).map_err(FtpError::ConnectionError)
+            });
+        if url.secure {
+            let config = tls::client_config(location.option("ca"), location.option("pin"))?;
+            ftp = ftp
+                .into_secure(RustlsConnector::from(config), &url.host)
+                .map_err(|e| fail("AUTH TLS", e))?;
+        }
+        let password = location
+            .option("password")
+            .map(str::to_string)
+            .or(url.password)
+            .unwrap_or_else(|| {
+                if url.user.is_none() {
+                    "kast@".into()
+                } else {
+                    String::new()
+                }
+            });
+        ftp.login(user.as_str(), password.as_str())
+            .map_err(|e| match e {
+                FtpError::UnexpectedResponse(r) => Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{peer}: login refused: {}",
+                        String::from_utf8_lossy(&r.body).trim()
+                    ),
+                ),
+                e => fail("login", e),
+            })?;
+        ftp.transfer_type(FileType::Binary)
+            .map_err(|e| fail("TYPE I", e))?;
+        let features = ftp.feat().unwrap_or_default();
+        let has = |f: &str| features.keys().any(|k| k.eq_ignore_ascii_case(f));
+        ftp.set_mode(if has("EPSV") {
+            Mode::ExtendedPassive
+        } else {
+            Mode::Passive
+        });
+        let mut session = Session {
+            mlsd: has("MLST"),
+            mfmt: has("MFMT"),
+            ftp,
+            peer,
+            root: url.path,
+        };
+        if session.root.len() > 1 && session.root.ends_with('/') {
+            session.root.pop();
+        }
+        Ok(session)
+    }
+
+    /// `root/rel` for the byte paths the host passes; FTP names are text.
+    fn path(&self, rel: &[u8]) -> Result<String, Error> {
+        let rel = std::str::from_utf8(rel).map_err(|_| {
+            invalid(format!(
+                "{}: FTP carries names as text; {:?} is not UTF-8",
+                self.peer,
+                String::from_utf8_lossy(rel)
+            ))
+        })?;
+        Ok(join(&self.root, rel))
+    }
+
+    fn error(&self, what: &str, e: FtpError) -> Error {
+        ftp_error(&self.peer, what, e)
+    }
+
+    fn is_dir(&mut self, path: &str) -> bool {
+        let here = self.ftp.pwd().ok();
+        let is_dir = self.ftp.cwd(path).is_ok();
+        if let Some(here) = here {
+            let _ = self.ftp.cwd(here);
+        }
+        is_dir
+    }
+
+    /// `mkdir -p`, remembering what exists.
+    fn make_dirs(&mut self, dir: &str, made: &mut HashSet<String>) -> Result<(), Error> {
+        if dir.is_empty() || dir == "/" || made.contains(dir) {
+            return Ok(());
+        }
+        if !self.is_dir(dir) {
+            if let Some((parent, _)) = dir.rsplit_once('/') {
+                self.make_dirs(parent, made)?;
+            }
+            if let Err(e) = self.ftp.mkdir(dir) {
+                // Someone else may have made it meanwhile.
+                if !self.is_dir(dir) {
+                    return Err(self.error(&format!("MKD {dir}"), e));
+                }
+            }
+        }
+        made.insert(dir.to_string());
+        Ok(())
+    }
+
+    /// Reads `path` from `offset`, `limit` bytes at most.
+    fn read(&mut self, path: &str, offset: u64, limit: Option<u64>) -> Result<Vec<u8>, Error> {
+        if offset > 0 {
+            self.ftp
+                .resume_transfer(offset as usize)
+                .map_err(|e| self.error("REST", e))?;
+        }
+        let mut stream = self
+            .ftp
+            .retr_as_stream(path)
+            .map_err(|e| ftp_error(&self.peer, &format!("RETR {path}"), e))?;
+        let mut out = Vec::new();
+        let read = match limit {
+            Some(n) => (&mut stream).take(n).read_to_end(&mut out),
+            None => stream.read_to_end(&mut out),
+        };
+        read.map_err(|e| Error::io(format!("{}: reading {path}", self.peer), e))?;
+        if limit.is_some() {
+            // A range may stop before the end: the server then reports the
+            // transfer as cut short, which is what was asked for.
+            drop(stream);
+        } else {
+            stream
+                .finish()
+                .map_err(|e| self.error(&format!("RETR {path}"), e))?;
+        }
+        Ok(out)
+    }
+
+    /// Uploads `data` as `path` in one transfer.
+    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), Error> {
+        let mut stream = self
+            .ftp
+            .put_with_stream(path)
+            .map_err(|e| ftp_error(&self.peer, &format!("STOR {path}"), e))?;
+        stream
+            .write_all(data)
+            .map_err(|e| Error::io(format!("{}: writing {path}", self.peer), e))?;
+        stream
+            .finish()
+            .map_err(|e| self.error(&format!("STOR {path}"), e))
+    }
+}
+
+fn join(root: &str, rel: &str) -> String {
+    if rel.is_empty() {
+        root.to_string()
+    } else if root.ends_with('/') {
+        format!("{root}{rel}")
+    } else {
+        format!("{root}/{rel}")
+    }
+}
+
+/// Maps an FTP failure to the contract's kinds, keeping the server's words.
+fn ftp_error(peer: &str, what: &str, e: FtpError) -> Error {
+    match e {
+        FtpError::ConnectionError(io) => {
+            let timed_out = matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            );
+            if timed_out {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{peer}: {what}: the server stopped answering (timeout=SECONDS raises the wait)"
+                    ),
+                )
+            } else {
+                Error::io(format!("{peer}: {what}: connection lost"), io)
+            }
+        }
+        FtpError::UnexpectedResponse(r) => {
+            let text = String::from_utf8_lossy(&r.body).trim().to_string();
+            let kind = match r.status.code() {
+                530 | 532 | 553 => ErrorKind::PermissionDenied,
+                550 if text.to_lowercase().contains("permission") => ErrorKind::PermissionDenied,
+                550 => ErrorKind::NotFound,
+                452 | 552 => ErrorKind::NoSpace,
+                421 | 425 | 426 => ErrorKind::Unavailable,
+                502 | 504 => ErrorKind::Unsupported,
+                _ => ErrorKind::Other,
+            };
+            Error::new(kind, format!("{peer}: {what}: {text}"))
+        }
+        FtpError::SecureError(why) => {
+            Error::new(ErrorKind::PermissionDenied, format!("{peer}: TLS: {why}"))
+        }
+        other => Error::new(ErrorKind::Other, format!("{peer}: {what}: {other}")),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+fn folder(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Config => "",
+        ObjectKind::Key => "keys",
+        ObjectKind::Pack => "packs",
+        ObjectKind::State => "states",
+        ObjectKind::Snapshot => "snapshots",
+        ObjectKind::Lock => "locks",
+    }
+}
+
+/// A store's objects as files, in the engine's native layout.
+struct FtpStorage {
+    s: Session,
+    made: HashSet<String>,
+    /// Unique per connection, so concurrent writers never share a temp name.
+    temp_prefix: String,
+    counter: u64,
+}
+
+impl FtpStorage {
+    fn path(&self, kind: ObjectKind, name: &str) -> Result<(String, String), Error> {
+        if !valid_name(name) {
+            return Err(invalid(format!("invalid object name {name:?}")));
+        }
+        let dir = match kind {
+            ObjectKind::Config => self.s.root.clone(),
+            ObjectKind::Pack => join(
+                &self.s.root,
+                &format!("packs/{}", &name[..2.min(name.len())]),
+            ),
+            _ => join(&self.s.root, folder(kind)),
+        };
+        let file = if kind == ObjectKind::Config {
+            "config"
+        } else {
+            name
+        };
+        let full = join(&dir, file);
+        Ok((dir, full))
+    }
+
+    fn list_folder(&mut self, dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
+        let items = match listing::list(&mut self.s, dir, false) {
+            Ok(items) => items,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for item in items {
+            if item.kind == EntryKind::File && valid_name(&item.name) {
+                out.push(ObjectInfo {
+                    name: item.name,
+                    size: item.size,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Storage for FtpStorage {
+    /// Uploaded to a temporary name, its size checked, then renamed over the
+    /// final name (RNFR/RNTO), so a reader sees all of an object or none.
+    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+        let (dir, path) = self.path(kind, name)?;
+        self.s.make_dirs(&dir, &mut self.made)?;
+        self.counter += 1;
+        let temp = join(&dir, &format!("{}-{}", self.temp_prefix, self.counter));
+        let result = self
+            .s
+            .write(&temp, &data)
+            .and_then(|()| match self.s.ftp.size(&temp) {
+                Ok(size) if size as u64 != data.len() as u64 => Err(Error::new(
+                    ErrorKind::Other,
+                    format!(
+                        "{}: {temp} holds {size} bytes after uploading {}",
+                        self.s.peer,
+                        data.len()
+                    ),
+                )),
+                _ => Ok(()),
+            })
+            .and_then(|()| {
+                self.s
+                    .ftp
+                    .rename(&temp, &path)
+                    .map_err(|e| self.s.error(&format!("RNTO {path}"), e))
+            });
+        if result.is_err() {
+            let _ = self.s.ftp.rm(&temp);
+        }
+        result
+    }
+
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+        let (_, path) = self.path(kind, name)?;
+        self.s.read(&path, 0, None)
+    }
+
+    fn get_range(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let (_, path) = self.path(kind, name)?;
+        self.s.read(&path, offset, Some(length))
+    }
+
+    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+        let mut out = Vec::new();
+        match kind {
+            ObjectKind::Config => {
+                let path = join(&self.s.root, "config");
+                if let Ok(size) = self.s.ftp.size(&path) {
+                    out.push(ObjectInfo {
+                        name: "config".into(),
+                        size: size as u64,
+                    });
+                }
+            }
+            ObjectKind::Pack => {
+                let packs = join(&self.s.root, "packs");
+                let fans = match listing::list(&mut self.s, &packs, false) {
+                    Ok(f) => f,
+                    Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                for fan in fans.into_iter().filter(|f| f.kind == EntryKind::Dir) {
+                    self.list_folder(&join(&packs, &fan.name), &mut out)?;
+                }
+            }
+            _ => {
+                let dir = join(&self.s.root, folder(kind));
+                self.list_folder(&dir, &mut out)?;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
+        let (_, path) = self.path(kind, name)?;
+        match self.s.ftp.rm(&path) {
+            Err(e) => match self.s.error(&format!("DELE {path}"), e) {
+                e if e.kind == ErrorKind::NotFound => Ok(()),
+                e => Err(e),
+            },
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// A remote tree to back up.
+struct FtpSource {
+    s: Rc<RefCell<Session>>,
+    single_file: bool,
+}
+
+fn entry_of(item: Item) -> Entry {
+    let mtime_ns = item.mtime * 1_000_000_000;
+    Entry {
+        name: item.name.into_bytes(),
+        kind: item.kind,
+        meta: Metadata {
+            mode: item.mode,
+            uid: item.uid,
+            gid: item.gid,
+            mtime_ns,
+            // FTP has no ctime or inode: the mtime stands in for ctime.
+            ctime_ns: mtime_ns,
+            inode: 0,
+            size: if item.kind == EntryKind::File {
+                item.size
+            } else {
+                0
+            },
+            xattrs: Vec::new(),
+        },
+        symlink_target: item.symlink_target.map(String::into_bytes),
+    }
+}
+
+impl Source for FtpSource {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+        let s = &mut *self.s.borrow_mut();
+        if self.single_file {
+            let item = listing::stat_file(s, &s.root.clone())?;
+            return Ok(vec![entry_of(item)]);
+        }
+        let dir = s.path(path)?;
+        Ok(listing::list(s, &dir, true)?
+            .into_iter()
+            .map(entry_of)
+            .collect())
+    }
+
+    fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        let s = &mut *self.s.borrow_mut();
+        let full = if self.single_file {
+            s.root.clone()
+        } else {
+            s.path(path)?
+        };
+        let stream = s
+            .ftp
+            .retr_as_stream(&full)
+            .map_err(|e| s.error(&format!("RETR {full}"), e))?;
+        Ok(Box::new(RemoteFile {
+            stream: Some(Box::new(stream)),
+            peer: s.peer.clone(),
+            path: full,
+        }))
+    }
+}
+
+/// A data transfer in progress, whatever the control connection's TLS.
+trait Transfer: Read + Write {
+    /// Closes the data connection and checks the server's final reply.
+    fn done(self: Box<Self>) -> Result<(), FtpError>;
+}
+
+impl<T: suppaftp::TlsStream> Transfer for suppaftp::TransferStream<T> {
+    fn done(self: Box<Self>) -> Result<(), FtpError> {
+        (*self).finish()
+    }
+}
+
+/// A file being downloaded; its transfer is checked at the end.
+struct RemoteFile {
+    stream: Option<Box<dyn Transfer>>,
+    peer: String,
+    path: String,
+}
+
+impl Read for RemoteFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(0);
+        };
+        let n = stream.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // The server confirms the whole file was sent (226), or says not.
+            if let Some(stream) = self.stream.take() {
+                stream.done().map_err(|e| {
+                    io::Error::other(
+                        ftp_error(&self.peer, &format!("RETR {}", self.path), e).message,
+                    )
+                })?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Where a restore writes on the server.
+struct FtpDestination {
+    s: Rc<RefCell<Session>>,
+}
+
+impl Destination for FtpDestination {
+    fn create_dir(&mut self, path: &[u8]) -> Result<(), Error> {
+        let s = &mut *self.s.borrow_mut();
+        let full = s.path(path)?;
+        if s.is_dir(&full) {
+            return Ok(());
+        }
+        s.ftp
+            .mkdir(&full)
+            .map_err(|e| s.error(&format!("MKD {full}"), e))
+    }
+
+    fn create_file(&mut self, path: &[u8], overwrite: bool) -> Result<Box<dyn Write>, Error> {
+        let s = &mut *self.s.borrow_mut();
+        let full = s.path(path)?;
+        if !overwrite && (s.ftp.size(&full).is_ok() || s.is_dir(&full)) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{}:{full} already exists", s.peer),
+            ));
+        }
+        let stream = s
+            .ftp
+            .put_with_stream(&full)
+            .map_err(|e| s.error(&format!("STOR {full}"), e))?;
+        Ok(Box::new(RemoteWriter {
+            stream: Some(Box::new(stream)),
+            peer: s.peer.clone(),
+            path: full,
+        }))
+    }
+
+    fn symlink(&mut self, path: &[u8], _target: &[u8], _overwrite: bool) -> Result<(), Error> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "FTP cannot create symlinks: {} was not restored",
+                String::from_utf8_lossy(path)
+            ),
+        ))
+    }
+
+    fn set_metadata(&mut self, path: &[u8], kind: EntryKind, meta: Metadata) -> Result<(), Error> {
+        let s = &mut *self.s.borrow_mut();
+        let full = s.path(path)?;
+        if kind == EntryKind::Symlink {
+            return Ok(());
+        }
+        // Best effort, as the contract allows: servers differ in what they let
+        // a client change. Mode by SITE CHMOD, the time by MFMT or by the
+        // two-argument MDTM that vsftpd and others take.
+        let _ = s.ftp.site(format!("CHMOD {:o} {full}", meta.mode & 0o7777));
+        let seconds = meta.mtime_ns.div_euclid(1_000_000_000);
+        if let Some(stamp) = listing::format_time(seconds) {
+            let set = if s.mfmt {
+                s.ftp
+                    .custom_command(format!("MFMT {stamp} {full}"), &[Status::File])
+            } else {
+                s.ftp.custom_command(
+                    format!("MDTM {stamp} {full}"),
+                    &[Status::File, Status::CommandOk],
+                )
+            };
+            if set.is_err() && kind == EntryKind::File {
+                let _ = s
+                    .ftp
+                    .site(format!("UTIME {full} {stamp} {stamp} {stamp} UTC"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file being uploaded; `flush` ends the transfer and checks the reply.
+struct RemoteWriter {
+    stream: Option<Box<dyn Transfer>>,
+    peer: String,
+    path: String,
+}
+
+impl Write for RemoteWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the file is already finished"))?
+            .write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.stream.take() {
+            Some(stream) => stream.done().map_err(|e| {
+                io::Error::other(ftp_error(&self.peer, &format!("STOR {}", self.path), e).message)
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_credentials_host_and_path() {
+        let u = parse_url("ftp://bob:s%3Acret@example.org:2121/srv/my%20store?x=1").unwrap();
+        assert_eq!(
+            (
+                u.user.as_deref(),
+                u.password.as_deref(),
+                u.host.as_str(),
+                u.path.as_str()
+            ),
+            (Some("bob"), Some("s:cret"), "example.org", "/srv/my store")
+        );
+        assert!(!u.secure);
+        let anon = parse_url("ftps://[::1]/pub").unwrap();
+        assert_eq!(
+            (anon.user, anon.host.as_str(), anon.secure),
+            (None, "::1", true)
+        );
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/a", ""), "/a");
+    }
+}

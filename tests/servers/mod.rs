@@ -1,0 +1,135 @@
+//! Real servers on loopback for the connector tests: OpenSSH (`sshd`) and
+//! vsftpd (`vsftpd`), each started in the foreground with its own
+//! temporary configuration and killed, with everything it forked, on drop.
+//! No system service or file is touched: where a server needs the test
+//! user's password (or its PAM configuration), those exist only in the
+//! server's private mount namespace.
+
+#![allow(dead_code)]
+
+pub mod sshd;
+pub mod vsftpd;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test user's password, inside the servers' namespaces only.
+pub const PASSWORD: &str = "kast test password";
+
+pub fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn current_user() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A copy of /etc/shadow in which `user`'s password is `password`, to be
+/// mounted over the real one inside a server's namespace.
+pub fn write_shadow(path: &Path, user: &str, password: &str) {
+    let hash = String::from_utf8(
+        Command::new("openssl")
+            .args(["passwd", "-6", password])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    let shadow: String = shadow
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(':').collect();
+            if fields.first() == Some(&user) && fields.len() > 2 {
+                fields[1] = hash.trim();
+            }
+            fields.join(":") + "\n"
+        })
+        .collect();
+    std::fs::write(path, shadow).unwrap();
+}
+
+/// Waits until something on `port` greets with `banner`.
+pub fn wait_for_banner(port: u16, banner: &[u8], log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let mut got = vec![0u8; banner.len()];
+            if s.read_exact(&mut got).is_ok() && got == banner {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server on port {port} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (`-KILL`, `-STOP`, `-CONT`) to `pid` and all it forked.
+pub fn signal_tree(pid: u32, signal: &str) {
+    let mut pids = vec![pid];
+    let mut i = 0;
+    while i < pids.len() {
+        pids.extend(children_of(pids[i]));
+        i += 1;
+    }
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat.rsplit_once(')')?.1.to_string();
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Percent-encodes a path for a URL.
+pub fn encode(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
