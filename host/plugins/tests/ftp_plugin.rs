@@ -8,13 +8,10 @@ mod common;
 mod servers;
 
 use common::conformance::{self, Connectors};
-use common::{Seen, snapshot_of_dir};
 use kast_engine::storage::{ObjectKind, Storage};
 use kast_engine::{BackupOptions, Destination, RestoreOptions, Source, Store};
 use kast_plugins::Host;
 use servers::vsftpd::Vsftpd;
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -58,67 +55,6 @@ fn ftp_plugin_conforms() {
     conformance::check_no_overwrite(&c);
 }
 
-/// A tree FTP can describe: nested folders, odd but printable names,
-/// modes, sizes from empty to several MiB, and one symlink.
-fn ftp_tree(root: &Path) {
-    let mut rng = common::Rng(77);
-    std::fs::create_dir_all(root.join("a/b/c")).unwrap();
-    std::fs::create_dir(root.join("empty dir")).unwrap();
-    std::fs::write(root.join("empty"), b"").unwrap();
-    std::fs::write(root.join("héllo wörld.txt"), "unicode\n".repeat(500)).unwrap();
-    std::fs::write(root.join("a/b/c/deep.bin"), rng.bytes(3 << 20)).unwrap();
-    for i in 0..40 {
-        let len = rng.below(70_000) as usize;
-        std::fs::write(root.join(format!("a/f{i:02}")), rng.bytes(len)).unwrap();
-    }
-    let script = root.join("a/run.sh");
-    std::fs::write(&script, b"#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let secret = root.join("secret");
-    std::fs::write(&secret, b"x").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::os::unix::fs::symlink("a/run.sh", root.join("link")).unwrap();
-}
-
-/// What FTP keeps: every file's bytes, mode and time to the second, every
-/// directory and its mode; links (when `links`) with their targets.
-fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
-    snapshot_of_dir(root)
-        .into_iter()
-        .filter_map(|(path, seen)| {
-            Some((
-                path,
-                match seen {
-                    Seen::File {
-                        mode,
-                        mtime,
-                        uid,
-                        gid,
-                        hash,
-                        len,
-                        ..
-                    } => Seen::File {
-                        mode,
-                        mtime,
-                        mtime_ns: 0,
-                        uid,
-                        gid,
-                        hash,
-                        len,
-                    },
-                    Seen::Dir { mode, uid, .. } => Seen::Dir {
-                        mode,
-                        mtime: 0,
-                        uid,
-                    },
-                    Seen::Symlink { target, .. } if links => Seen::Symlink { target, mtime: 0 },
-                    Seen::Symlink { .. } => return None,
-                },
-            ))
-        })
-        .collect()
-}
-
 fn new_store(dir: &Path) -> Store {
     common::create_store(&dir.join("store"), Some(dir.join("cache")))
 }
@@ -129,7 +65,7 @@ fn trees_round_trip_through_source_and_destination() {
     let server = Vsftpd::start();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
-    ftp_tree(&src);
+    common::ftp_tree(&src);
     let store = new_store(dir.path());
 
     // An FTP source into a local store, restored locally.
@@ -139,7 +75,7 @@ fn trees_round_trip_through_source_and_destination() {
     let out = dir.path().join("out");
     let local = kast_engine::local::LocalDestination::new(&out).unwrap();
     kast_engine::restore(&store, &outcome.id, b"", &local, &RestoreOptions::default()).unwrap();
-    assert_eq!(ftp_view(&src, true), ftp_view(&out, true));
+    assert_eq!(common::ftp_view(&src, true), common::ftp_view(&out, true));
     // Unchanged, the tree is not read again.
     let again = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
     assert_eq!(again.snapshot.summary.files_read, 0);
@@ -163,7 +99,10 @@ fn trees_round_trip_through_source_and_destination() {
         "{:?}",
         restored.errors
     );
-    assert_eq!(ftp_view(&src, false), ftp_view(&remote_out, false));
+    assert_eq!(
+        common::ftp_view(&src, false),
+        common::ftp_view(&remote_out, false)
+    );
 }
 
 #[test]

@@ -248,6 +248,69 @@ fn compare_trees(expected: &Path, actual: &Path, whole_seconds: bool) {
     assert_eq!(a.len(), b.len(), "restore has extra entries");
 }
 
+/// A tree FTP can describe: nested folders, odd but printable names,
+/// modes, sizes from empty to several MiB, and one symlink.
+#[allow(dead_code)]
+pub fn ftp_tree(root: &Path) {
+    let mut rng = Rng(77);
+    fs::create_dir_all(root.join("a/b/c")).unwrap();
+    fs::create_dir(root.join("empty dir")).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::write(root.join("héllo wörld.txt"), "unicode\n".repeat(500)).unwrap();
+    fs::write(root.join("a/b/c/deep.bin"), rng.bytes(3 << 20)).unwrap();
+    for i in 0..40 {
+        let len = rng.below(70_000) as usize;
+        fs::write(root.join(format!("a/f{i:02}")), rng.bytes(len)).unwrap();
+    }
+    let script = root.join("a/run.sh");
+    fs::write(&script, b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = root.join("secret");
+    fs::write(&secret, b"x").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink("a/run.sh", root.join("link")).unwrap();
+}
+
+/// What FTP keeps: every file's bytes, mode and time to the second, every
+/// directory and its mode; links (when `links`) with their targets.
+#[allow(dead_code)]
+pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
+    snapshot_of_dir(root)
+        .into_iter()
+        .filter_map(|(path, seen)| {
+            Some((
+                path,
+                match seen {
+                    Seen::File {
+                        mode,
+                        mtime,
+                        uid,
+                        gid,
+                        hash,
+                        len,
+                        ..
+                    } => Seen::File {
+                        mode,
+                        mtime,
+                        mtime_ns: 0,
+                        uid,
+                        gid,
+                        hash,
+                        len,
+                    },
+                    Seen::Dir { mode, uid, .. } => Seen::Dir {
+                        mode,
+                        mtime: 0,
+                        uid,
+                    },
+                    Seen::Symlink { target, .. } if links => Seen::Symlink { target, mtime: 0 },
+                    Seen::Symlink { .. } => return None,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// A tree with the shapes that break backup tools: empty files and dirs,
 /// deep nesting, unicode and odd byte names, symlinks (dangling too),
 /// unusual permissions, a file made of repeated content, and `big` bytes of

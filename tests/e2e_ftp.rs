@@ -1,0 +1,100 @@
+//! End to end over FTP, with the real `kast` binary and a real vsftpd on
+//! loopback: a store on the server, a source on the server, a restore to
+//! the server, and a server that dies in the middle of a backup.
+
+#[path = "../host/engine/tests/common/mod.rs"]
+mod common;
+#[path = "servers/mod.rs"]
+mod servers;
+#[path = "user.rs"]
+mod user;
+
+use common::{assert_same_tree, ftp_tree, ftp_view, generate_tree};
+use servers::vsftpd::Vsftpd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use user::{User, stderr};
+
+/// A user whose store lives on `server`.
+fn remote_user(server: &Vsftpd) -> User {
+    let mut u = User::new();
+    u.location = server.url(&u.store);
+    u
+}
+
+#[test]
+fn store_source_and_destination_on_an_ftp_server() {
+    let server = Vsftpd::start();
+    let u = remote_user(&server);
+    let src = u.path("src");
+    generate_tree(&src, 31, 6 << 20);
+    u.create();
+
+    // A local tree into the FTP store, and back, exactly.
+    let backup = u.json(&["backup", src.to_str().unwrap()]);
+    let id = backup["snapshots"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        u.store.join("config").is_file(),
+        "the store is on the server"
+    );
+    u.ok(&["check"]);
+    let out = u.path("out");
+    u.ok(&["restore", &id, "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+
+    // An FTP source into a local store, restored locally and onto the
+    // server (all but the link, which FTP cannot make: exit code 1 says so).
+    let tree = u.path("tree");
+    ftp_tree(&tree);
+    let local = User::new();
+    local.create();
+    local.ok(&["backup", &server.url(&tree)]);
+    let back = local.path("back");
+    local.ok(&["restore", "latest", "--to", back.to_str().unwrap()]);
+    assert_eq!(ftp_view(&tree, true), ftp_view(&back, true));
+    let remote_out = u.path("restored-on-server");
+    let out = local.kast(&["restore", "latest", "--to", &server.url(&remote_out)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("link"), "{}", stderr(&out));
+    assert_eq!(ftp_view(&tree, false), ftp_view(&remote_out, false));
+}
+
+#[test]
+fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_accepts() {
+    let mut server = Vsftpd::start();
+    let u = remote_user(&server);
+    let src = u.path("src");
+    generate_tree(&src, 32, 160 << 20);
+    u.create();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--store", &u.location, "backup", src.to_str().unwrap()])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let packs = u.store.join("packs");
+    while std::fs::read_dir(&packs).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "the backup never stored a pack");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("127.0.0.1"), "{}", stderr(&out));
+
+    server.restart();
+    assert!(
+        u.snapshot_ids().is_empty(),
+        "no snapshot from the dead backup"
+    );
+    u.ok(&["check"]);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    u.ok(&["check"]);
+    let out = u.path("out");
+    u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+}
