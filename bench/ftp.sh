@@ -51,13 +51,7 @@ echo "$password" > "$work/password"
 url() { echo "ftp://$user@127.0.0.1:$port$1?password_file=$work/password&data_ports=$low-$high"; }
 lftp_cmd=(lftp -u "$user,$password" -p "$port" 127.0.0.1 -e)
 export KAST_PASSPHRASE=bench
-measure() { # name, command...
-  local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null
-  read -r secs kib < "$work/time"
-  printf '%-34s %7.2f s %8d KiB\n' "$name" "$secs" "$kib"
-  eval "t_${name//[^a-z]/_}=$secs"
-}
+source bench/measure.sh
 
 $kast plugin list > /dev/null  # warm the compiled-plugin cache: a one-time cost
 echo "1 GiB tree: $tree ($(du -sh "$tree" | cut -f1)), vsftpd on 127.0.0.1:$port"

@@ -42,14 +42,7 @@ user=$(id -un)
 ssh_opts=(-q -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" -i "$work/id" -P "$port")
 url() { echo "sftp://$user@127.0.0.1:$port$1?identity=$work/id&known_hosts=$work/known_hosts"; }
 export KAST_PASSPHRASE=bench
-measure() { # name, command...
-  local name=$1; shift
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null
-  read -r secs kib < "$work/time"
-  printf '%-34s %7.2f s %8d KiB\n' "$name" "$secs" "$kib"
-  eval "t_${name//[^a-z]/_}=$secs"
-}
+source bench/measure.sh
 
 $kast plugin list > /dev/null  # warm the compiled-plugin cache: a one-time cost
 echo "1 GiB tree: $tree ($(du -sh "$tree" | cut -f1)), sshd on 127.0.0.1:$port"

@@ -155,7 +155,8 @@ impl Location {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes, as URLs carry user names, passwords and paths.
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -173,6 +174,69 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Location {
+    /// A whole number of seconds from option `key` (such as `timeout`),
+    /// else `default`; zero or text is a clear error.
+    pub fn seconds_option(&self, key: &str, default: u64) -> Result<u64, Error> {
+        match self.option(key) {
+            None => Ok(default),
+            Some(text) => text.parse::<u64>().ok().filter(|&s| s > 0).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{key}={text}: give a whole number of seconds"),
+                )
+            }),
+        }
+    }
+}
+
+/// The store layout of connectors that keep objects as files (the engine's
+/// native one), so a store copied between a disk and a server opens in both.
+pub mod layout {
+    use super::{Error, ErrorKind, ObjectKind};
+
+    /// Object names are lowercase hex (or `config`); anything else is
+    /// refused before it can become a path.
+    pub fn is_object_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    }
+
+    /// The folder objects of `kind` live in ("" for the config).
+    pub fn folder(kind: ObjectKind) -> &'static str {
+        match kind {
+            ObjectKind::Config => "",
+            ObjectKind::Key => "keys",
+            ObjectKind::Pack => "packs",
+            ObjectKind::State => "states",
+            ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Lock => "locks",
+        }
+    }
+
+    /// The folder and the file of one object, relative to the store's
+    /// root; packs are spread over folders named by their first two digits.
+    pub fn object_path(kind: ObjectKind, name: &str) -> Result<(String, String), Error> {
+        if !is_object_name(name) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid object name {name:?}"),
+            ));
+        }
+        Ok(match kind {
+            ObjectKind::Config => (String::new(), "config".to_string()),
+            ObjectKind::Pack => {
+                let fan = &name[..2.min(name.len())];
+                (format!("packs/{fan}"), format!("packs/{fan}/{name}"))
+            }
+            _ => (folder(kind).to_string(), format!("{}/{name}", folder(kind))),
+        })
+    }
 }
 
 /// Keeps a store's objects. See `wit/connector.wit` for each operation's
@@ -450,6 +514,23 @@ impl<C: Connector> tree_destination::Guest for Adapter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_paths_follow_the_native_layout() {
+        use layout::object_path;
+        assert_eq!(
+            object_path(ObjectKind::Pack, "abcd").unwrap(),
+            ("packs/ab".to_string(), "packs/ab/abcd".to_string())
+        );
+        assert_eq!(
+            object_path(ObjectKind::Config, "config").unwrap(),
+            (String::new(), "config".to_string())
+        );
+        assert_eq!(object_path(ObjectKind::Lock, "ff").unwrap().1, "locks/ff");
+        for bad in ["../x", "a/b", "", "UPPER"] {
+            assert!(object_path(ObjectKind::Key, bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn location_path_is_decoded() {

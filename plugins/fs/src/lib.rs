@@ -19,7 +19,7 @@ mod host {
 
 use kast_sdk::{
     Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
-    ObjectKind, PluginInfo, Role, Source, Storage,
+    ObjectKind, PluginInfo, Role, Source, Storage, layout,
 };
 use std::io::{self, Read, Write};
 
@@ -59,25 +59,6 @@ impl Connector for Fs {
 
 kast_sdk::export_connector!(Fs);
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-}
-
-fn folder(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::Config => "",
-        ObjectKind::Key => "keys",
-        ObjectKind::Pack => "packs",
-        ObjectKind::State => "states",
-        ObjectKind::Snapshot => "snapshots",
-        ObjectKind::Lock => "locks",
-    }
-}
-
 /// Objects as files, in the engine's native layout; puts are written to a
 /// temporary name, synced, renamed, and the folder synced.
 struct FsStorage {
@@ -86,28 +67,8 @@ struct FsStorage {
 
 impl FsStorage {
     fn path(kind: ObjectKind, name: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        if !valid_name(name) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("invalid object name {name:?}"),
-            ));
-        }
-        let dir = match kind {
-            ObjectKind::Config => String::new(),
-            ObjectKind::Pack => format!("packs/{}", &name[..2.min(name.len())]),
-            _ => folder(kind).to_string(),
-        };
-        let file = if kind == ObjectKind::Config {
-            "config".to_string()
-        } else {
-            name.to_string()
-        };
-        let full = if dir.is_empty() {
-            file
-        } else {
-            format!("{dir}/{file}")
-        };
-        Ok((dir.into_bytes(), full.into_bytes()))
+        let (dir, path) = layout::object_path(kind, name)?;
+        Ok((dir.into_bytes(), path.into_bytes()))
     }
 
     fn list_folder(dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
@@ -120,7 +81,7 @@ impl FsStorage {
             let Ok(name) = String::from_utf8(e.name) else {
                 continue;
             };
-            if e.kind == EntryKind::File && valid_name(&name) {
+            if e.kind == EntryKind::File && layout::is_object_name(&name) {
                 out.push(ObjectInfo {
                     name,
                     size: e.meta.size,
@@ -206,7 +167,7 @@ impl Storage for FsStorage {
                     Self::list_folder(&format!("packs/{fan}"), &mut out)?;
                 }
             }
-            _ => Self::list_folder(folder(kind), &mut out)?,
+            _ => Self::list_folder(layout::folder(kind), &mut out)?,
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

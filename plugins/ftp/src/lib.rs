@@ -16,7 +16,7 @@ mod tls;
 
 use kast_sdk::{
     Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
-    ObjectKind, PluginInfo, Role, Source, Storage,
+    ObjectKind, PluginInfo, Role, Source, Storage, layout,
 };
 use listing::Item;
 use std::cell::RefCell;
@@ -104,8 +104,8 @@ fn parse_url(url: &str) -> Result<Url, Error> {
     };
     let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
         Some((u, p)) => (
-            Some(percent_decode(u)),
-            (!p.is_empty()).then(|| percent_decode(p)),
+            Some(kast_sdk::percent_decode(u)),
+            (!p.is_empty()).then(|| kast_sdk::percent_decode(p)),
         ),
         None => (None, None),
     };
@@ -116,7 +116,7 @@ fn parse_url(url: &str) -> Result<Url, Error> {
             .map_or(hostport, |(h, _)| h)
             .to_string(),
     };
-    let path = percent_decode(rest.find('/').map_or("/", |i| &rest[i..]));
+    let path = kast_sdk::percent_decode(rest.find('/').map_or("/", |i| &rest[i..]));
     Ok(Url {
         secure: scheme.eq_ignore_ascii_case("ftps"),
         user,
@@ -124,28 +124,6 @@ fn parse_url(url: &str) -> Result<Url, Error> {
         host,
         path: if path.is_empty() { "/".into() } else { path },
     })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = text
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A logged-in FTP connection and what the server can do.
@@ -167,15 +145,8 @@ impl Session {
             .as_deref()
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| invalid("the host gave no address to connect to".into()))?;
-        let timeout = match location.option("timeout") {
-            Some(t) => t
-                .parse::<u64>()
-                .ok()
-                .filter(|&t| t > 0)
-                .ok_or_else(|| invalid(format!("timeout={t}: give whole seconds")))?,
-            None => DEFAULT_TIMEOUT_SECONDS,
-        };
-        let timeout = Duration::from_secs(timeout);
+        let timeout =
+            Duration::from_secs(location.seconds_option("timeout", DEFAULT_TIMEOUT_SECONDS)?);
         let user = url.user.clone().unwrap_or_else(|| "anonymous".into());
         let peer = format!("{user}@{}", url.host);
         let open = move |addr: SocketAddr| -> io::Result<TcpStream> {
@@ -383,25 +354,6 @@ fn ftp_error(peer: &str, what: &str, e: FtpError) -> Error {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-}
-
-fn folder(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::Config => "",
-        ObjectKind::Key => "keys",
-        ObjectKind::Pack => "packs",
-        ObjectKind::State => "states",
-        ObjectKind::Snapshot => "snapshots",
-        ObjectKind::Lock => "locks",
-    }
-}
-
 /// A store's objects as files, in the engine's native layout.
 struct FtpStorage {
     s: Session,
@@ -413,24 +365,8 @@ struct FtpStorage {
 
 impl FtpStorage {
     fn path(&self, kind: ObjectKind, name: &str) -> Result<(String, String), Error> {
-        if !valid_name(name) {
-            return Err(invalid(format!("invalid object name {name:?}")));
-        }
-        let dir = match kind {
-            ObjectKind::Config => self.s.root.clone(),
-            ObjectKind::Pack => join(
-                &self.s.root,
-                &format!("packs/{}", &name[..2.min(name.len())]),
-            ),
-            _ => join(&self.s.root, folder(kind)),
-        };
-        let file = if kind == ObjectKind::Config {
-            "config"
-        } else {
-            name
-        };
-        let full = join(&dir, file);
-        Ok((dir, full))
+        let (dir, path) = layout::object_path(kind, name)?;
+        Ok((join(&self.s.root, &dir), join(&self.s.root, &path)))
     }
 
     fn list_folder(&mut self, dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
@@ -440,7 +376,7 @@ impl FtpStorage {
             Err(e) => return Err(e),
         };
         for item in items {
-            if item.kind == EntryKind::File && valid_name(&item.name) {
+            if item.kind == EntryKind::File && layout::is_object_name(&item.name) {
                 out.push(ObjectInfo {
                     name: item.name,
                     size: item.size,
@@ -525,7 +461,7 @@ impl Storage for FtpStorage {
                 }
             }
             _ => {
-                let dir = join(&self.s.root, folder(kind));
+                let dir = join(&self.s.root, layout::folder(kind));
                 self.list_folder(&dir, &mut out)?;
             }
         }

@@ -24,7 +24,7 @@ use auth::Credentials;
 use hostkey::HostKeyPolicy;
 use kast_sdk::{
     Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
-    ObjectKind, PluginInfo, Role, Source, Storage,
+    ObjectKind, PluginInfo, Role, Source, Storage, layout,
 };
 use sftp::{Attrs, ReadAhead, Sftp, WriteBehind};
 use std::cell::RefCell;
@@ -136,7 +136,7 @@ fn parse_url(url: &str) -> Result<Url, Error> {
         .transpose()?
         .unwrap_or(22);
     Ok(Url {
-        user: percent_decode(user),
+        user: kast_sdk::percent_decode(user),
         host: host.to_string(),
         port,
         path: Location {
@@ -146,28 +146,6 @@ fn parse_url(url: &str) -> Result<Url, Error> {
         }
         .path(),
     })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = text
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long to wait for the server before giving up, unless `timeout=` says.
@@ -216,14 +194,7 @@ fn connect(location: &Location) -> Result<(Sftp, Vec<u8>), Error> {
         password: location.option("password").map(str::to_string),
     };
     let peer = format!("{}@{}", url.user, url.host);
-    let timeout = match location.option("timeout") {
-        Some(t) => t
-            .parse::<u64>()
-            .ok()
-            .filter(|&t| t > 0)
-            .ok_or_else(|| invalid(format!("timeout={t}: give whole seconds")))?,
-        None => DEFAULT_TIMEOUT_SECONDS,
-    };
+    let timeout = location.seconds_option("timeout", DEFAULT_TIMEOUT_SECONDS)?;
     let mut transport =
         transport::Transport::connect(&address, peer, policy, Duration::from_secs(timeout))?;
     auth::authenticate(&mut transport, &credentials)?;
@@ -295,14 +266,6 @@ fn make_dirs(s: &mut Sftp, dir: &[u8], made: &mut HashSet<Vec<u8>>) -> Result<()
     Ok(())
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-}
-
 /// A store's objects as files, in the engine's native layout (the same as
 /// the `fs` plugin's, so a store copied off the server opens locally).
 struct SftpStorage {
@@ -317,24 +280,11 @@ struct SftpStorage {
 impl SftpStorage {
     /// The object's folder and full path.
     fn path(&self, kind: ObjectKind, name: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        if !valid_name(name) {
-            return Err(invalid(format!("invalid object name {name:?}")));
-        }
-        let dir = match kind {
-            ObjectKind::Config => self.root.clone(),
-            ObjectKind::Pack => join(
-                &self.root,
-                format!("packs/{}", &name[..2.min(name.len())]).as_bytes(),
-            ),
-            _ => join(&self.root, folder(kind).as_bytes()),
-        };
-        let file = if kind == ObjectKind::Config {
-            "config"
-        } else {
-            name
-        };
-        let full = join(&dir, file.as_bytes());
-        Ok((dir, full))
+        let (dir, path) = layout::object_path(kind, name)?;
+        Ok((
+            join(&self.root, dir.as_bytes()),
+            join(&self.root, path.as_bytes()),
+        ))
     }
 
     fn read_all(&mut self, path: &[u8], offset: u64, limit: Option<u64>) -> Result<Vec<u8>, Error> {
@@ -364,7 +314,7 @@ impl SftpStorage {
             let Ok(name) = String::from_utf8(n.name) else {
                 continue;
             };
-            if n.attrs.file_type() == S_IFREG && valid_name(&name) {
+            if n.attrs.file_type() == S_IFREG && layout::is_object_name(&name) {
                 out.push(ObjectInfo {
                     name,
                     size: n.attrs.size.unwrap_or(0),
@@ -372,17 +322,6 @@ impl SftpStorage {
             }
         }
         Ok(())
-    }
-}
-
-fn folder(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::Config => "",
-        ObjectKind::Key => "keys",
-        ObjectKind::Pack => "packs",
-        ObjectKind::State => "states",
-        ObjectKind::Snapshot => "snapshots",
-        ObjectKind::Lock => "locks",
     }
 }
 
@@ -464,7 +403,7 @@ impl Storage for SftpStorage {
                 }
             }
             _ => {
-                let dir = join(&self.root, folder(kind).as_bytes());
+                let dir = join(&self.root, layout::folder(kind).as_bytes());
                 self.list_folder(&dir, &mut out)?;
             }
         }

@@ -1,0 +1,11 @@
+# Sourced by the bench scripts: `measure NAME COMMAND...` runs COMMAND once,
+# prints its wall time and peak memory, and keeps the seconds in $t_NAME
+# (NAME lowercased, other characters as _) for the ratios.
+measure() {
+  local name=$1; shift
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null
+  read -r secs kib < "$work/time"
+  printf '%-34s %7.2f s %8d KiB\n' "$name" "$secs" "$kib"
+  eval "t_${name//[^a-z]/_}=$secs"
+}
