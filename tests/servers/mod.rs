@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod sshd;
 pub mod vsftpd;
 

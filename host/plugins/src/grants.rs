@@ -14,13 +14,17 @@
 //!   says. Never another address: the plugin ignores the address in the
 //!   server's PASV reply (the NAT workaround every client has), so a server
 //!   cannot point it elsewhere either.
+//! - `s3://HOST[:PORT]/…` and `s3+http://…`: no sockets at all; `wasi:http`
+//!   requests to exactly that scheme and authority (the host makes the
+//!   connection, resolves the name and does the TLS; anything else, a
+//!   redirect's target included, is denied).
 //! - `SCHEME:///PATH` with no host (other schemes): that directory (or the
 //!   folder of that file) preopened through WASI at the same path, read-only
 //!   for a source.
 //! - Never: environment variables, arguments, stdio, other files or hosts.
 
 use crate::error::PluginError;
-use crate::instance::{Grants, TcpGrant};
+use crate::instance::{Grants, HttpEndpoint, TcpGrant};
 use crate::location::Location;
 use crate::registry::Role;
 use std::net::ToSocketAddrs;
@@ -31,10 +35,17 @@ fn default_port(scheme: &str) -> Option<u16> {
     Some(match scheme {
         "sftp" | "ssh" => 22,
         "ftp" | "ftps" => 21,
-        "http" | "s3+http" => 80,
-        "https" | "s3" => 443,
         _ => return None,
     })
+}
+
+/// For schemes spoken over `wasi:http`: whether it is HTTPS.
+fn http_scheme(scheme: &str) -> Option<bool> {
+    match scheme {
+        "s3" | "https" => Some(true),
+        "s3+http" | "http" => Some(false),
+        _ => None,
+    }
 }
 
 /// FTP's passive data ports: `data_ports=LOW-HIGH`, else all unprivileged.
@@ -69,6 +80,19 @@ pub fn grants_for(
         return Ok((
             Grants {
                 local: Some((location.local_path(), create)),
+                ..Grants::default()
+            },
+            None,
+        ));
+    }
+    if let (Some(host), Some(https)) = (&location.host, http_scheme(&location.scheme)) {
+        let port = location.port.unwrap_or(if https { 443 } else { 80 });
+        return Ok((
+            Grants {
+                http: Some(HttpEndpoint {
+                    https,
+                    authority: format!("{}:{port}", host.to_ascii_lowercase()),
+                }),
                 ..Grants::default()
             },
             None,
@@ -152,6 +176,22 @@ mod tests {
             tcp("ftps://127.0.0.1/x?data_ports=40000-40100")[1].ports,
             40000..=40100
         );
+        let s3 = Location::parse("s3+http://Garage.local:3900/bucket/p").unwrap();
+        let endpoint = grants_for(&s3, Role::Storage, false)
+            .unwrap()
+            .0
+            .http
+            .unwrap();
+        assert!(tcp("s3://h/b").is_empty(), "no sockets for S3");
+        assert!(endpoint.allows(&"http://garage.local:3900/bucket/x?y".parse().unwrap()));
+        for other in [
+            "https://garage.local:3900/bucket",
+            "http://garage.local:3901/bucket",
+            "http://evil.example:3900/bucket",
+            "http://garage.local/bucket",
+        ] {
+            assert!(!endpoint.allows(&other.parse().unwrap()), "{other}");
+        }
         let bad = Location::parse("ftp://127.0.0.1/x?data_ports=9-1").unwrap();
         assert!(grants_for(&bad, Role::Source, false).is_err());
     }

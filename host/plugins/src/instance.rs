@@ -48,6 +48,69 @@ pub struct Grants {
     /// A directory preopened through WASI at its own path; `true` when
     /// read-only.
     pub preopen: Option<(PathBuf, bool)>,
+    /// The one HTTP endpoint `wasi:http` requests may go to.
+    pub http: Option<HttpEndpoint>,
+}
+
+/// An HTTP(S) endpoint: requests to any other scheme or authority are
+/// denied by the host before a connection is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpEndpoint {
+    pub https: bool,
+    /// `host:port`, lowercase.
+    pub authority: String,
+}
+
+impl HttpEndpoint {
+    /// Whether a request for `uri` may go out.
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return false,
+        };
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let asked = format!("{}:{port}", authority.host().to_ascii_lowercase());
+        https == self.https && asked == self.authority
+    }
+}
+
+/// The wasi:http policy of one instance.
+struct HttpHooks(Option<HttpEndpoint>);
+
+impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let allowed = self.0.as_ref().is_some_and(|e| e.allows(request.uri()));
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            if !allowed {
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
 }
 
 /// Outbound TCP to one IP address, on a range of ports (a single port for
@@ -98,6 +161,8 @@ impl wasmtime::ResourceLimiter for Limiter {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: HttpHooks,
     pub(crate) local_fs: LocalFs,
     limiter: Limiter,
 }
@@ -107,6 +172,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -162,6 +237,8 @@ fn new_store(
         HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: HttpHooks(grants.http.clone()),
             local_fs,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,

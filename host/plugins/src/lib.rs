@@ -26,7 +26,7 @@ mod runtime;
 
 pub use connectors::{PluginDestination, PluginSource, PluginStorage};
 pub use error::PluginError;
-pub use instance::{Grants, Limits, TcpGrant};
+pub use instance::{Grants, HttpEndpoint, Limits, TcpGrant};
 pub use location::Location;
 pub use registry::{Listed, PluginInfo, Registry, Role};
 pub use runtime::Runtime;

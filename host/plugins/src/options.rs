@@ -13,6 +13,9 @@
 //!   `id_ecdsa` and `id_rsa` (as `default_identity`, which the plugin skips
 //!   when it cannot use one, where a named identity that fails is an error).
 //! - For `ftps://` with neither `ca` nor `pin`: the system's CA bundle.
+//! - For `s3://` and `s3+http://` with no key options: kast's own
+//!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_DEFAULT_REGION`
+//!   (the plugin itself never sees the environment).
 
 use crate::error::PluginError;
 use crate::location::Location;
@@ -47,6 +50,21 @@ pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, Plug
     }
     if location.scheme == "sftp" {
         add_ssh_defaults(&mut out, home_ssh_dir());
+    }
+    if matches!(location.scheme.as_str(), "s3" | "s3+http")
+        && !out.iter().any(|(k, _)| k == "access_key_id")
+    {
+        for (var, option) in [
+            ("AWS_ACCESS_KEY_ID", "access_key_id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+            ("AWS_DEFAULT_REGION", "region"),
+        ] {
+            if let Ok(value) = std::env::var(var)
+                && !out.iter().any(|(k, _)| k == option)
+            {
+                out.push((option.into(), value));
+            }
+        }
     }
     if location.scheme == "ftps"
         && !out.iter().any(|(k, _)| k == "ca" || k == "pin")

@@ -79,6 +79,13 @@ const BUILTIN: &[(&str, &[u8])] = &[
         )),
     ),
     (
+        "s3",
+        include_bytes!(concat!(
+            env!("KAST_PLUGIN_WASM_DIR"),
+            "/kast_plugin_s3.wasm"
+        )),
+    ),
+    (
         "sftp",
         include_bytes!(concat!(
             env!("KAST_PLUGIN_WASM_DIR"),

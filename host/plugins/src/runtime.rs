@@ -44,6 +44,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(runtime)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(runtime)?;
         bindings::imports::LocalFsUser::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,

@@ -54,7 +54,7 @@ fn install_validates_components() {
         .into_iter()
         .map(|l| l.info.name)
         .collect();
-    assert_eq!(names, ["fs", "ftp", "sftp", "hostile"]);
+    assert_eq!(names, ["fs", "ftp", "s3", "sftp", "hostile"]);
 
     let bad = |bytes: &[u8], expected: &str| {
         let path = dir.path().join("bad.wasm");
@@ -111,6 +111,26 @@ fn files_outside_the_grant_are_out_of_reach() {
     );
     assert!(!outside.exists());
     assert!(!dir.path().join("escaped").exists());
+}
+
+/// wasi:http is there for every plugin, but only a location's own endpoint
+/// (s3://) is granted: anything else is refused before a connection.
+#[test]
+fn http_requests_outside_the_grant_are_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap();
+    let storage = host
+        .storage(&format!(
+            "hostile://{}?do=http&target={target}",
+            dir.path().display()
+        ))
+        .unwrap();
+    let e = plugin_error(&storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err()).to_string();
+    assert!(e.contains("HttpRequestDenied"), "{e}");
+    assert!(listener.accept().is_err(), "the listener saw a connection");
 }
 
 #[test]

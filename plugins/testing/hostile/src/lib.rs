@@ -83,6 +83,24 @@ impl HostileStorage {
                 std::net::TcpStream::connect(&self.target).map_err(|e| denied("connect", e))?;
                 Ok(())
             }
+            "http" => {
+                use wasi::http::{outgoing_handler, types};
+                let request = types::OutgoingRequest::new(types::Fields::new());
+                let _ = request.set_scheme(Some(&types::Scheme::Http));
+                let _ = request.set_authority(Some(&self.target));
+                let _ = request.set_path_with_query(Some("/"));
+                let future = outgoing_handler::handle(request, None).map_err(|e| {
+                    Error::new(ErrorKind::PermissionDenied, format!("http: {e:?}"))
+                })?;
+                future.subscribe().block();
+                match future.get() {
+                    Some(Ok(Ok(_))) => Ok(()),
+                    other => Err(Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!("http: {other:?}"),
+                    )),
+                }
+            }
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {

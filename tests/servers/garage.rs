@@ -1,0 +1,174 @@
+//! A real 3-node Garage cluster on loopback, for the S3 tests: three
+//! `garage server` processes with their own config, data and ports, one
+//! shared RPC secret, replication factor 3, a bucket and a key; killed on
+//! drop. `scripts/setup` installs the `garage` binary once.
+
+use super::{free_port, signal_tree, wait_for_banner};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const BUCKET: &str = "kast";
+
+pub struct Garage {
+    pub dir: tempfile::TempDir,
+    /// Each node's S3 port.
+    pub s3_ports: Vec<u16>,
+    rpc_ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    pub key_id: String,
+    pub secret: String,
+}
+
+fn garage(config: &Path, args: &[&str]) -> String {
+    let out = Command::new("garage")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run garage (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "garage {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Garage {
+    pub fn start() -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = String::from_utf8(
+            Command::new("openssl")
+                .args(["rand", "-hex", "32"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let mut g = Garage {
+            s3_ports: (0..3).map(|_| free_port()).collect(),
+            rpc_ports: (0..3).map(|_| free_port()).collect(),
+            children: Vec::new(),
+            key_id: String::new(),
+            secret: String::new(),
+            dir,
+        };
+        for node in 0..3 {
+            let d = g.dir.path().join(format!("node{node}"));
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(
+                d.join("garage.toml"),
+                format!(
+                    "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\n\
+                     db_engine = \"sqlite\"\nreplication_factor = 3\n\
+                     rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
+                     rpc_secret = \"{secret}\"\n[s3_api]\ns3_region = \"garage\"\n\
+                     api_bind_addr = \"127.0.0.1:{s3}\"\nroot_domain = \".s3.garage.localhost\"\n",
+                    d = d.display(),
+                    rpc = g.rpc_ports[node],
+                    s3 = g.s3_ports[node],
+                    secret = secret.trim(),
+                ),
+            )
+            .unwrap();
+            g.children.push(None);
+            g.launch(node);
+        }
+        let config = g.config(0);
+        for node in 1..3 {
+            let id = garage(&g.config(node), &["node", "id", "-q"]);
+            garage(&config, &["node", "connect", id.trim()]);
+        }
+        for node in 0..3 {
+            let id = garage(&g.config(node), &["node", "id", "-q"]);
+            let short = &id.trim()[..16];
+            let zone = format!("dc{node}");
+            garage(
+                &config,
+                &["layout", "assign", "-z", &zone, "-c", "1G", short],
+            );
+        }
+        garage(&config, &["layout", "apply", "--version", "1"]);
+        garage(&config, &["bucket", "create", BUCKET]);
+        let key = garage(&config, &["key", "create", "kast-test"]);
+        let field = |name: &str| {
+            key.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {name} in {key}"))
+        };
+        g.key_id = field("Key ID:");
+        g.secret = field("Secret key:");
+        garage(
+            &config,
+            &[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                BUCKET,
+                "--key",
+                "kast-test",
+            ],
+        );
+        std::fs::write(g.path("secret"), format!("{}\n", g.secret)).unwrap();
+        g
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn config(&self, node: usize) -> PathBuf {
+        self.path(&format!("node{node}/garage.toml"))
+    }
+
+    fn launch(&mut self, node: usize) {
+        let log = self.path(&format!("node{node}/log"));
+        let child = Command::new("garage")
+            .arg("-c")
+            .arg(self.config(node))
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start garage (scripts/setup installs it)");
+        self.children[node] = Some(child);
+        // Any HTTP answer on the S3 port means the node is up.
+        wait_for_banner(self.s3_ports[node], b"", &log);
+    }
+
+    /// `s3+http://127.0.0.1:PORT/kast/PREFIX` through `node`, with the key.
+    pub fn url(&self, node: usize, prefix: &str) -> String {
+        format!(
+            "s3+http://127.0.0.1:{}/{BUCKET}/{prefix}?region=garage&access_key_id={}&secret_access_key_file={}",
+            self.s3_ports[node],
+            self.key_id,
+            self.path("secret").display()
+        )
+    }
+
+    /// Kills one node, as a crash would.
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.children[node].take() {
+            signal_tree(child.id(), "-KILL");
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self, node: usize) {
+        self.kill(node);
+        self.launch(node);
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        for node in 0..self.children.len() {
+            self.kill(node);
+        }
+    }
+}
