@@ -89,9 +89,8 @@ impl HostileStorage {
                 let _ = request.set_scheme(Some(&types::Scheme::Http));
                 let _ = request.set_authority(Some(&self.target));
                 let _ = request.set_path_with_query(Some("/"));
-                let future = outgoing_handler::handle(request, None).map_err(|e| {
-                    Error::new(ErrorKind::PermissionDenied, format!("http: {e:?}"))
-                })?;
+                let future = outgoing_handler::handle(request, None)
+                    .map_err(|e| Error::new(ErrorKind::PermissionDenied, format!("http: {e:?}")))?;
                 future.subscribe().block();
                 match future.get() {
                     Some(Ok(Ok(_))) => Ok(()),
