@@ -11,7 +11,6 @@ mod user;
 
 use common::{assert_same_tree, ftp_tree, ftp_view, generate_tree};
 use servers::vsftpd::Vsftpd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use user::{User, stderr};
 
@@ -67,14 +66,7 @@ fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_accepts() {
     generate_tree(&src, 32, 160 << 20);
     u.create();
 
-    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
-        .args(["--store", &u.location, "backup", src.to_str().unwrap()])
-        .env("HOME", u.home.path())
-        .env("KAST_PASSPHRASE", "correct horse")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = u.spawn(&["backup", src.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let packs = u.store.join("packs");
     while std::fs::read_dir(&packs).map_or(0, |d| d.count()) == 0 {

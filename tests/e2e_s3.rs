@@ -11,7 +11,6 @@ mod user;
 
 use common::{assert_same_tree, generate_tree};
 use servers::garage::Garage;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use user::{User, stderr};
 
@@ -26,14 +25,7 @@ fn a_store_on_a_garage_cluster_survives_a_node_lost_mid_backup() {
 
     // Back up through node 1 while node 3 dies: the cluster keeps a
     // quorum, so the backup completes.
-    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
-        .args(["--store", &u.location, "backup", src.to_str().unwrap()])
-        .env("HOME", u.home.path())
-        .env("KAST_PASSPHRASE", "correct horse")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = u.spawn(&["backup", src.to_str().unwrap()]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_millis(300));
     garage.kill(2);

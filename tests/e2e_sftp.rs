@@ -11,7 +11,6 @@ mod user;
 
 use common::{assert_same_tree, assert_same_tree_to_the_second, generate_tree};
 use servers::sshd::Sshd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use user::{User, stderr};
 
@@ -67,7 +66,7 @@ fn store_source_and_destination_on_an_ssh_server() {
 #[test]
 fn bad_credentials_and_an_impostor_fail_before_anything_is_written() {
     let server = Sshd::start();
-    let u = User::new();
+    let mut u = User::new();
     let store = u.path("store");
     let stranger = format!(
         "{}?identity={}&known_hosts={}",
@@ -75,13 +74,8 @@ fn bad_credentials_and_an_impostor_fail_before_anything_is_written() {
         server.path("id_stranger").display(),
         server.path("known_hosts").display()
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
-        .args(["--store", &stranger, "create"])
-        .args(["--kdf-memory-mib", "8", "--kdf-iterations", "1"])
-        .env("HOME", u.home.path())
-        .env("KAST_PASSPHRASE", "x")
-        .output()
-        .unwrap();
+    u.location = stranger;
+    let out = u.kast(&["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("refused to log in"),
@@ -96,12 +90,8 @@ fn bad_credentials_and_an_impostor_fail_before_anything_is_written() {
         server.bare_url(&store),
         server.path("id_ed25519").display()
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
-        .args(["--store", &no_known_hosts, "create"])
-        .env("HOME", u.home.path())
-        .env("KAST_PASSPHRASE", "x")
-        .output()
-        .unwrap();
+    u.location = no_known_hosts;
+    let out = u.kast(&["create"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("unknown host") && stderr(&out).contains("ssh-keyscan"),
@@ -119,14 +109,7 @@ fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_accepts() {
     generate_tree(&src, 22, 160 << 20);
     u.create();
 
-    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
-        .args(["--store", &u.location, "backup", src.to_str().unwrap()])
-        .env("HOME", u.home.path())
-        .env("KAST_PASSPHRASE", "correct horse")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = u.spawn(&["backup", src.to_str().unwrap()]);
     // Kill the server once the backup has stored its first pack.
     let deadline = Instant::now() + Duration::from_secs(60);
     let packs = u.store.join("packs");

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A user with an empty home and one store.
 pub struct User {
@@ -46,14 +46,28 @@ impl User {
     }
 
     pub fn kast_with(&self, args: &[&str], passphrase: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kast"))
+        self.command(args, passphrase).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str], passphrase: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kast"));
+        command
             .args(["--store", &self.location])
             .args(args)
             .env_clear()
             .env("HOME", self.home.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KAST_PASSPHRASE", passphrase)
-            .output()
+            .env("KAST_PASSPHRASE", passphrase);
+        command
+    }
+
+    /// Starts kast in the background (to interrupt it); its standard
+    /// error is kept for the test to read.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args, "correct horse")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap()
     }
 

@@ -192,6 +192,24 @@ impl Location {
     }
 }
 
+/// Connects to `address` within `timeout`, and sets that timeout on every
+/// read and write, so a server that hangs is an error, not a stuck backup.
+/// Under WASI a refused non-blocking connect can look like success (the
+/// first read then fails with "not connected"): such a socket is retried
+/// with a plain connect, which reports the real reason.
+pub fn connect(
+    address: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    if stream.peer_addr().is_err() {
+        stream = std::net::TcpStream::connect(address)?;
+    }
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
 /// The store layout of connectors that keep objects as files (the engine's
 /// native one), so a store copied between a disk and a server opens in both.
 pub mod layout {

@@ -22,7 +22,7 @@ use listing::Item;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 use suppaftp::types::FileType;
@@ -149,12 +149,7 @@ impl Session {
             Duration::from_secs(location.seconds_option("timeout", DEFAULT_TIMEOUT_SECONDS)?);
         let user = url.user.clone().unwrap_or_else(|| "anonymous".into());
         let peer = format!("{user}@{}", url.host);
-        let open = move |addr: SocketAddr| -> io::Result<TcpStream> {
-            let stream = TcpStream::connect_timeout(&addr, timeout)?;
-            stream.set_read_timeout(Some(timeout))?;
-            stream.set_write_timeout(Some(timeout))?;
-            Ok(stream)
-        };
+        let open = move |addr: SocketAddr| kast_sdk::connect(addr, timeout);
         let stream = open(address)
             .map_err(|e| Error::io(format!("cannot connect to {peer} ({address})"), e))?;
         let fail = |what: &str, e: FtpError| ftp_error(&peer, what, e);

@@ -108,13 +108,9 @@ impl Transport {
         let socket: std::net::SocketAddr = address
             .parse()
             .map_err(|_| invalid(format!("the host gave a bad address {address:?}")))?;
-        let stream = TcpStream::connect_timeout(&socket, timeout)
+        let stream = kast_sdk::connect(socket, timeout)
             .map_err(|e| Error::io(format!("cannot connect to {peer} ({address})"), e))?;
         let _ = stream.set_nodelay(true);
-        stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(|e| Error::io("cannot set the connection's timeout", e))?;
         let mut t = Transport {
             stream,
             inbuf: vec![0u8; 2 * MAX_PACKET].into_boxed_slice(),
