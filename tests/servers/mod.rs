@@ -14,7 +14,7 @@ pub mod vsftpd;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The test user's password, inside the servers' namespaces only.
@@ -67,6 +67,19 @@ pub fn write_shadow(path: &Path, user: &str, password: &str) {
         })
         .collect();
     std::fs::write(path, shadow).unwrap();
+}
+
+/// Runs `setup` (shell, typically bind mounts) and then `exec`s `server`,
+/// in a private mount namespace, with standard error to `log`; what the
+/// setup mounts is seen by the server alone, never by the system.
+pub fn spawn_in_namespace(setup: &str, server: &str, log: &Path) -> Child {
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("{setup} && exec {server}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {server} (scripts/setup installs it): {e}"))
 }
 
 /// Waits until something on `port` greets with `banner`.

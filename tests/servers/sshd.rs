@@ -5,9 +5,12 @@
 //! only in a private mount namespace, where a copy of /etc/shadow is
 //! mounted over the real one.
 
-use super::{current_user, encode, free_port, run, signal_tree, wait_for_banner, write_shadow};
+use super::{
+    current_user, encode, free_port, run, signal_tree, spawn_in_namespace, wait_for_banner,
+    write_shadow,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 pub use super::PASSWORD;
 pub const RSA_PASSPHRASE: &str = "rsa key passphrase";
@@ -97,19 +100,14 @@ impl Sshd {
         // The password (and a 4 MiB disk at small/) exist only in sshd's
         // own mount namespace.
         write_shadow(&d.join("shadow"), &self.user, PASSWORD);
-        let script = format!(
-            "mount --bind {d}/shadow /etc/shadow && \
-             mount -t tmpfs -o size=4m tmpfs {d}/small && \
-             exec /usr/sbin/sshd -D -e -f {d}/sshd_config",
-            d = d.display()
+        let child = spawn_in_namespace(
+            &format!(
+                "mount --bind {d}/shadow /etc/shadow && mount -t tmpfs -o size=4m tmpfs {d}/small",
+                d = d.display()
+            ),
+            &format!("/usr/sbin/sshd -D -e -f {}/sshd_config", d.display()),
+            &d.join("sshd.log"),
         );
-        let child = Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("start sshd (is openssh-server installed? scripts/setup installs it)");
         self.child = Some(child);
         wait_for_banner(self.port, b"SSH-", &d.join("sshd.log"));
     }

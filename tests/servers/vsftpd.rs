@@ -5,7 +5,10 @@
 //! mounted over the real ones there). Anonymous logins see `anon/`,
 //! read-only.
 
-use super::{current_user, encode, free_port, run, signal_tree, wait_for_banner, write_shadow};
+use super::{
+    current_user, encode, free_port, run, signal_tree, spawn_in_namespace, wait_for_banner,
+    write_shadow,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -150,19 +153,14 @@ impl Vsftpd {
         )
         .unwrap();
         write_shadow(&d.join("shadow"), &self.user, PASSWORD);
-        let script = format!(
-            "mount --bind {d}/shadow /etc/shadow && \
-             mount --bind {d}/pam.d /etc/pam.d && \
-             exec /usr/sbin/vsftpd {d}/vsftpd.conf",
-            d = d.display()
+        let child = spawn_in_namespace(
+            &format!(
+                "mount --bind {d}/shadow /etc/shadow && mount --bind {d}/pam.d /etc/pam.d",
+                d = d.display()
+            ),
+            &format!("/usr/sbin/vsftpd {}/vsftpd.conf", d.display()),
+            &d.join("stderr.log"),
         );
-        let child = Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("start vsftpd (scripts/setup installs it)");
         self.child = Some(child);
         wait_for_banner(self.port, b"220", &d.join("stderr.log"));
     }
