@@ -130,7 +130,8 @@ impl Garage {
             .arg("-c")
             .arg(self.config(node))
             .arg("server")
-            .env("RUST_LOG", "warn")
+            // Each node logs every S3 request it serves (see `requests`).
+            .env("RUST_LOG", "warn,garage_api_common=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -143,12 +144,36 @@ impl Garage {
 
     /// `s3+http://127.0.0.1:PORT/kast/PREFIX` through `node`, with the key.
     pub fn url(&self, node: usize, prefix: &str) -> String {
+        self.url_at(
+            &format!("s3+http://127.0.0.1:{}", self.s3_ports[node]),
+            prefix,
+        )
+    }
+
+    /// The bucket's `prefix` through `endpoint` (such as a TLS proxy in
+    /// front of a node), with the key.
+    pub fn url_at(&self, endpoint: &str, prefix: &str) -> String {
         format!(
-            "s3+http://127.0.0.1:{}/{BUCKET}/{prefix}?region=garage&access_key_id={}&secret_access_key_file={}",
-            self.s3_ports[node],
+            "{endpoint}/{BUCKET}/{prefix}?region=garage&access_key_id={}&secret_access_key_file={}",
             self.key_id,
             self.path("secret").display()
         )
+    }
+
+    /// The S3 requests the cluster has served so far, as `PORT METHOD
+    /// /path?query` lines from the nodes' logs: what a test checks the
+    /// plugin sent.
+    pub fn requests(&self) -> Vec<String> {
+        (0..self.s3_ports.len())
+            .flat_map(|node| {
+                std::fs::read_to_string(self.path(&format!("node{node}/log")))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.contains("error") && !l.contains("listening"))
+                    .filter_map(|l| l.split_once(" 127.0.0.1:").map(|(_, r)| r.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Kills one node, as a crash would.

@@ -1,5 +1,6 @@
-//! Real servers on loopback for the connector tests: OpenSSH (`sshd`) and
-//! vsftpd (`vsftpd`), each started in the foreground with its own
+//! Real servers on loopback for the connector tests: OpenSSH (`sshd`),
+//! vsftpd (`vsftpd`), a Garage cluster (`garage`) and a TLS-terminating
+//! stunnel (`tls_proxy`), each started in the foreground with its own
 //! temporary configuration and killed, with everything it forked, on drop.
 //! No system service or file is touched: where a server needs the test
 //! user's password (or its PAM configuration), those exist only in the
@@ -9,6 +10,7 @@
 
 pub mod garage;
 pub mod sshd;
+pub mod tls_proxy;
 pub mod vsftpd;
 
 use std::io::Read;
@@ -26,6 +28,73 @@ pub fn run(cmd: &mut Command) {
         out.status.success(),
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    run(Command::new("openssl").args(args).current_dir(dir));
+}
+
+/// A fresh test CA in `dir` (`ca.pem`, `ca.key`) and a server certificate
+/// it signed for 127.0.0.1 and localhost (`server.pem`, `server.key`).
+pub fn test_certificates(dir: &Path) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kast test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        dir,
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+        dir,
     );
 }
 

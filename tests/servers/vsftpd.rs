@@ -6,8 +6,8 @@
 //! read-only.
 
 use super::{
-    current_user, encode, free_port, run, signal_tree, spawn_in_namespace, wait_for_banner,
-    write_shadow,
+    current_user, encode, free_port, signal_tree, spawn_in_namespace, test_certificates,
+    wait_for_banner, write_shadow,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,10 +24,6 @@ pub struct Vsftpd {
     extra: Vec<String>,
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    run(Command::new("openssl").args(args).current_dir(dir));
-}
-
 impl Vsftpd {
     pub fn start() -> Vsftpd {
         Vsftpd::start_with(&[])
@@ -41,65 +37,7 @@ impl Vsftpd {
             std::fs::create_dir(d.join(sub)).unwrap();
         }
         std::fs::write(d.join("anon/welcome.txt"), b"hello, anonymous\n").unwrap();
-        // A CA, and a server certificate it signed for 127.0.0.1 / localhost.
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=kast test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-            d,
-        );
-        std::fs::write(
-            d.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-            d,
-        );
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.pem",
-            ],
-            d,
-        );
+        test_certificates(d);
         let low = 20000 + (free_port() % 20000);
         let mut server = Vsftpd {
             port: free_port(),

@@ -301,10 +301,7 @@ fn verify_packs(
     findings: &mut Findings,
     report: &mut CheckReport,
 ) {
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
+    let threads = store.reader_threads(options.threads);
     let next = Mutex::new(packs.iter());
     let shared = Mutex::new((std::mem::take(findings), 0u64, 0u64));
     std::thread::scope(|s| {

@@ -148,7 +148,7 @@ pub fn write_blobs<R>(
         let target = store.config().pack_target as usize;
         let (keys, errors_ref, pools_ref) = (store.keys(), &errors, &pools);
         s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref, pools_ref));
-        let uploaders: Vec<_> = (0..store.storage().parallel_puts().clamp(1, 16))
+        let uploaders: Vec<_> = (0..store.storage().parallel_requests().clamp(1, 16))
             .map(|_| {
                 let (rx, storage, errors, uploaded, pools) =
                     (pack_rx.clone(), store.storage(), &errors, &uploaded, &pools);

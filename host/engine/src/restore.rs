@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub struct RestoreOptions {
     /// Replace existing files instead of refusing.
     pub overwrite: bool,
-    /// Chunk readers; 0 means one per core.
+    /// Chunk readers; 0 chooses (one per core, more for a network store).
     pub threads: usize,
     pub progress: Arc<dyn Progress>,
 }
@@ -87,10 +87,7 @@ pub fn restore(
         },
         other => other,
     })?;
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
+    let threads = store.reader_threads(options.threads);
     let mut outcome = RestoreOutcome::default();
     std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<ChunkJob>(threads * 4);

@@ -195,6 +195,18 @@ impl Store {
         &self.storage
     }
 
+    /// Threads for work that reads the store (`asked`, or 0 for automatic):
+    /// one per core, or more when the storage is worth more requests at
+    /// once (a network store's reads wait on round trips, not the CPU).
+    pub fn reader_threads(&self, asked: usize) -> usize {
+        match asked {
+            0 => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(self.storage.parallel_requests().min(16)),
+            n => n,
+        }
+    }
+
     pub fn config(&self) -> &ConfigBody {
         &self.config
     }

@@ -209,6 +209,18 @@ impl Storage for PluginStorage {
         self.with(|i| i.storage_call("delete", |s, g| g.call_delete(s, wit_kind(kind), name)))
             .map_err(Self::map(kind, name))
     }
+
+    /// A store across the network waits on round trips, so calls run on
+    /// all but one instance at once (the last stays free for listings); a
+    /// local directory gains nothing from it.
+    fn parallel_requests(&self) -> usize {
+        let grants = &self.config.grants;
+        if grants.tcp.is_empty() && grants.http.is_none() {
+            1
+        } else {
+            STORAGE_INSTANCES - 1
+        }
+    }
 }
 
 /// A source plugin as the engine's [`Source`].

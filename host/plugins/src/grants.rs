@@ -92,6 +92,7 @@ pub fn grants_for(
                 http: Some(HttpEndpoint {
                     https,
                     authority: format!("{}:{port}", host.to_ascii_lowercase()),
+                    ca_pem: None,
                 }),
                 ..Grants::default()
             },

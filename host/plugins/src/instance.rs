@@ -6,6 +6,7 @@
 
 use crate::bindings::{self, types};
 use crate::error::{ErrorKind, PluginError};
+use crate::http_client;
 use crate::local_fs::LocalFs;
 use crate::registry::{PluginInfo, Role};
 use crate::runtime::{Runtime, TICK};
@@ -59,6 +60,9 @@ pub struct HttpEndpoint {
     pub https: bool,
     /// `host:port`, lowercase.
     pub authority: String,
+    /// PEM certificates of the only CAs trusted for this endpoint (the
+    /// location's `ca=`); `None` trusts the Mozilla roots.
+    pub ca_pem: Option<String>,
 }
 
 impl HttpEndpoint {
@@ -78,8 +82,18 @@ impl HttpEndpoint {
     }
 }
 
-/// The wasi:http policy of one instance.
-struct HttpHooks(Option<HttpEndpoint>);
+/// The wasi:http policy of one instance: the one endpoint requests may go
+/// to, and the TLS configuration they use.
+struct HttpHooks(Option<(HttpEndpoint, Arc<rustls::ClientConfig>)>);
+
+impl HttpHooks {
+    fn new(endpoint: Option<&HttpEndpoint>) -> Result<Self, PluginError> {
+        Ok(HttpHooks(match endpoint {
+            Some(e) => Some((e.clone(), http_client::tls_config(e.ca_pem.as_deref())?)),
+            None => None,
+        }))
+    }
+}
 
 impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
     fn send_request(
@@ -87,28 +101,16 @@ impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
         request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        let allowed = self.0.as_ref().is_some_and(|e| e.allows(request.uri()));
+    ) -> Box<dyn Future<Output = Result<http_client::Sent, wasmtime_wasi_http::Error>> + Send> {
+        let allowed = match &self.0 {
+            Some((endpoint, tls)) if endpoint.allows(request.uri()) => Some(tls.clone()),
+            _ => None,
+        };
         Box::new(async move {
-            use http_body_util::BodyExt;
-            if !allowed {
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            match allowed {
+                Some(tls) => http_client::send(request, options, tls).await,
+                None => Err(wasmtime_wasi_http::Error::HttpRequestDenied),
             }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
         })
     }
 }
@@ -238,7 +240,7 @@ fn new_store(
             wasi: wasi.build(),
             table: ResourceTable::new(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_hooks: HttpHooks(grants.http.clone()),
+            http_hooks: HttpHooks::new(grants.http.as_ref())?,
             local_fs,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,

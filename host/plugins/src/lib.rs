@@ -17,6 +17,7 @@ mod bindings;
 mod connectors;
 pub mod error;
 pub mod grants;
+mod http_client;
 mod instance;
 mod local_fs;
 pub mod location;
@@ -78,10 +79,18 @@ impl Host {
             );
         }
         let plugin = self.registry.for_scheme(&location.scheme)?;
-        let (grants, address) = grants::grants_for(&location, role, creating)?;
+        let (mut grants, address) = grants::grants_for(&location, role, creating)?;
+        let options = options::plugin_options(&location)?;
+        if let Some(endpoint) = &mut grants.http {
+            // The host does the TLS, so the host trusts `ca=`.
+            endpoint.ca_pem = options
+                .iter()
+                .find(|(k, _)| k == "ca")
+                .map(|(_, pem)| pem.clone());
+        }
         let wit = bindings::types::Location {
             url: location.url.clone(),
-            options: options::plugin_options(&location)?,
+            options,
             address,
         };
         let config = Arc::new(instance::InstanceConfig {

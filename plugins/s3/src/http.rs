@@ -4,7 +4,9 @@
 use kast_sdk::{Error, ErrorKind};
 use std::time::{Duration, Instant};
 use wasi::http::outgoing_handler;
-use wasi::http::types::{ErrorCode, Fields, IncomingBody, OutgoingBody, OutgoingRequest, Scheme};
+use wasi::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, OutgoingBody, OutgoingRequest, Scheme,
+};
 use wasi::io::streams::StreamError;
 
 pub use wasi::http::types::Method;
@@ -13,10 +15,25 @@ pub use wasi::http::types::Method;
 const ATTEMPTS: u32 = 6;
 const TOTAL: Duration = Duration::from_secs(120);
 
-/// A status and the whole body.
+/// Requests `send_all` keeps in flight at once.
+const IN_FLIGHT: usize = 16;
+
+/// A status, the headers and the whole body.
 pub struct Reply {
     pub status: u16,
+    /// Names lowercase.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Whether a failed exchange may succeed if tried again.
@@ -110,16 +127,45 @@ pub fn send(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Result<Reply, Failure> {
-    let fatal = |why: &str| Failure::Fatal(Error::new(ErrorKind::Other, why.to_string()));
+    let pending = start(method, url, headers, body)?;
+    finish(url, pending)
+}
+
+/// Sends the same bodiless `method` to each of `urls`, several at once
+/// (the host runs them side by side); the replies in order.
+pub fn send_all(method: &Method, urls: &[url::Url]) -> Vec<Result<Reply, Failure>> {
+    let mut out = Vec::with_capacity(urls.len());
+    for batch in urls.chunks(IN_FLIGHT) {
+        let pending: Vec<_> = batch.iter().map(|u| start(method, u, &[], &[])).collect();
+        for (url, p) in batch.iter().zip(pending) {
+            out.push(p.and_then(|p| finish(url, p)));
+        }
+    }
+    out
+}
+
+fn fatal(why: &str) -> Failure {
+    Failure::Fatal(Error::new(ErrorKind::Other, why.to_string()))
+}
+
+/// Builds the request, hands it to the host and writes the body.
+fn start(
+    method: &Method,
+    url: &url::Url,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<FutureIncomingResponse, Failure> {
     let fields = Fields::new();
     for (name, value) in headers {
         fields
             .append(name, value.as_bytes())
             .map_err(|_| fatal("a header was refused"))?;
     }
-    fields
-        .append("content-length", body.len().to_string().as_bytes())
-        .map_err(|_| fatal("content-length refused"))?;
+    if !matches!(method, Method::Get | Method::Head) || !body.is_empty() {
+        fields
+            .append("content-length", body.len().to_string().as_bytes())
+            .map_err(|_| fatal("content-length refused"))?;
+    }
     let request = OutgoingRequest::new(fields);
     let scheme = if url.scheme() == "https" {
         Scheme::Https
@@ -163,6 +209,11 @@ pub fn send(
         let _ = stream.blocking_flush();
     }
     OutgoingBody::finish(outgoing, None).map_err(|e| transport_error(url, e))?;
+    Ok(future)
+}
+
+/// Waits for the reply to a started request and reads all of it.
+fn finish(url: &url::Url, future: FutureIncomingResponse) -> Result<Reply, Failure> {
     let response = loop {
         match future.get() {
             Some(result) => break result,
@@ -173,6 +224,17 @@ pub fn send(
         .map_err(|()| fatal("the reply was taken twice"))?
         .map_err(|e| transport_error(url, e))?;
     let status = response.status();
+    let headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                name.to_ascii_lowercase(),
+                String::from_utf8_lossy(&value).into_owned(),
+            )
+        })
+        .collect();
     let incoming = response.consume().map_err(|()| fatal("no reply body"))?;
     let mut out = Vec::new();
     {
@@ -191,5 +253,9 @@ pub fn send(
         }
     }
     drop(IncomingBody::finish(incoming));
-    Ok(Reply { status, body: out })
+    Ok(Reply {
+        status,
+        headers,
+        body: out,
+    })
 }

@@ -113,10 +113,11 @@ pub trait Storage: Send + Sync {
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError>;
     /// Deleting a missing object is not an error.
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError>;
-    /// How many puts are worth running at once: 1 for a local disk, more
-    /// for a network store where each put waits on round trips. Each one in
-    /// flight holds a pack in memory.
-    fn parallel_puts(&self) -> usize {
+    /// How many calls are worth running at once: 1 for a local disk, more
+    /// for a network store where each call waits on round trips. Backups
+    /// run this many puts (each holds a pack in memory); restores and
+    /// checks at least this many reads.
+    fn parallel_requests(&self) -> usize {
         1
     }
 }
@@ -146,8 +147,8 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
         (**self).delete(kind, name)
     }
-    fn parallel_puts(&self) -> usize {
-        (**self).parallel_puts()
+    fn parallel_requests(&self) -> usize {
+        (**self).parallel_requests()
     }
 }
 

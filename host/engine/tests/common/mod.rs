@@ -311,6 +311,36 @@ pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
         .collect()
 }
 
+/// What a bucket keeps of a tree: each file's path, bytes and time (modes,
+/// folders and links have no place in S3).
+#[allow(dead_code)]
+pub fn s3_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
+    snapshot_of_dir(root)
+        .into_iter()
+        .filter_map(|(path, seen)| match seen {
+            Seen::File {
+                mtime,
+                mtime_ns,
+                hash,
+                len,
+                ..
+            } => Some((
+                path,
+                Seen::File {
+                    mode: 0,
+                    mtime,
+                    mtime_ns,
+                    uid: 0,
+                    gid: 0,
+                    hash,
+                    len,
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A tree with the shapes that break backup tools: empty files and dirs,
 /// deep nesting, unicode and odd byte names, symlinks (dangling too),
 /// unusual permissions, a file made of repeated content, and `big` bytes of
