@@ -38,7 +38,11 @@ CONF
 done
 trap 'pkill -f "$work/node.*/garage.toml" || true' EXIT
 g() { garage -c "$work/node0/garage.toml" "$@"; }
-for _ in $(seq 50); do g status > /dev/null 2>&1 && break; sleep 0.2; done
+for node in 0 1 2; do  # each node makes its key when it first starts
+  for _ in $(seq 100); do
+    garage -c "$work/node$node/garage.toml" node id -q > /dev/null 2>&1 && break; sleep 0.2
+  done
+done
 for node in 1 2; do
   g node connect "$(garage -c "$work/node$node/garage.toml" node id -q)" > /dev/null
 done

@@ -3,14 +3,16 @@
 //!
 //! A planner thread walks the trees and queues chunk reads on worker
 //! threads (read, open, decompress, verify); the calling thread writes the
-//! results in order. The plan channel is bounded, so at most a few dozen
-//! chunks are in memory whatever the snapshot's size.
+//! results in order. Chunks that lie close together in one pack (as a
+//! first backup writes them) are read with one request. The plan channel is
+//! bounded, so at most a few dozen chunks are in memory whatever the
+//! snapshot's size.
 
 use crate::browse;
 use crate::crypto::Id;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::index::Index;
+use crate::index::{Index, Location};
 use crate::progress::{Progress, Silent};
 use crate::source::join;
 use crate::store::Store;
@@ -63,10 +65,16 @@ enum Step {
     Problem(Vec<u8>, String),
 }
 
-struct ChunkJob {
-    id: Id,
-    reply: Sender<Result<Vec<u8>>>,
-}
+/// Chunks read together: one pack, ascending offsets.
+type ReadJob = Vec<(Id, Location, Sender<Result<Vec<u8>>>)>;
+
+/// The most one read may span: a few chunks per request, and a bounded
+/// buffer per worker.
+const MAX_READ: u64 = 8 << 20;
+/// Bytes between two chunks worth reading through rather than asking twice.
+const MAX_GAP: u64 = 256 << 10;
+/// Chunks one read may serve (small files: the steps held meanwhile).
+const MAX_CHUNKS_READ: usize = 256;
 
 /// Restores `path` (empty for everything) of `snapshot` into `destination`:
 /// a directory's contents go to the destination's root, a single file or
@@ -90,13 +98,16 @@ pub fn restore(
     let threads = store.reader_threads(options.threads);
     let mut outcome = RestoreOutcome::default();
     std::thread::scope(|s| {
-        let (job_tx, job_rx) = bounded::<ChunkJob>(threads * 4);
+        let (job_tx, job_rx) = bounded::<ReadJob>(threads * 2);
         for _ in 0..threads {
-            let (rx, index) = (job_rx.clone(), &index);
+            let rx = job_rx.clone();
             s.spawn(move || {
                 for job in rx {
-                    let data = store.read_indexed(index, &job.id, crate::blob::BlobKind::Data);
-                    let _ = job.reply.send(data);
+                    let blobs: Vec<(Id, Location)> =
+                        job.iter().map(|(id, l, _)| (*id, *l)).collect();
+                    for ((_, _, reply), data) in job.iter().zip(store.read_blobs_together(&blobs)) {
+                        let _ = reply.send(data);
+                    }
                 }
             });
         }
@@ -109,6 +120,8 @@ pub fn restore(
                 index: planner_index,
                 steps: step_tx,
                 jobs: job_tx,
+                pending: Vec::new(),
+                held: Vec::new(),
             };
             let _ = match target {
                 browse::Resolved::Root(tree) => planner.dir(b"", &tree),
@@ -120,26 +133,89 @@ pub fn restore(
                     _ => planner.node(node.name.clone(), node),
                 },
             };
+            let _ = planner.dispatch();
         });
         write_steps(step_rx, destination, options, &mut outcome)
     })?;
     Ok(outcome)
 }
 
-/// Walks trees in order, turning them into steps and chunk jobs.
+/// Walks trees in order, turning them into steps and read jobs.
 struct Planner<'a> {
     store: &'a Store,
     index: &'a Index,
     steps: Sender<Step>,
-    jobs: Sender<ChunkJob>,
+    jobs: Sender<ReadJob>,
+    /// Chunks gathered for the next read, not yet sent to a worker.
+    pending: ReadJob,
+    /// Steps waiting for that read to be sent.
+    held: Vec<Step>,
 }
 
 /// The writer hung up (it failed); stop planning.
 struct Stop;
 
 impl Planner<'_> {
-    fn send(&self, step: Step) -> Result<(), Stop> {
-        self.steps.send(step).map_err(|_| Stop)
+    /// Queues a step for the writer; while a read is being gathered, its
+    /// steps (and those after them) wait here, so the writer never waits
+    /// for a chunk no worker has been asked for.
+    fn send(&mut self, step: Step) -> Result<(), Stop> {
+        if self.pending.is_empty() {
+            self.steps.send(step).map_err(|_| Stop)
+        } else {
+            self.held.push(step);
+            Ok(())
+        }
+    }
+
+    /// Sends the gathered read to a worker, then the steps that waited.
+    fn dispatch(&mut self) -> Result<(), Stop> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.jobs
+            .send(std::mem::take(&mut self.pending))
+            .map_err(|_| Stop)?;
+        for step in std::mem::take(&mut self.held) {
+            self.steps.send(step).map_err(|_| Stop)?;
+        }
+        Ok(())
+    }
+
+    /// Plans the read of one chunk: with the pending ones if it follows
+    /// them closely in the same pack, else in a read of its own.
+    fn chunk(&mut self, id: Id) -> Result<(), Stop> {
+        let (reply, result) = bounded(1);
+        let location = self
+            .index
+            .lookup(&id)
+            .filter(|l| l.kind == crate::blob::BlobKind::Data);
+        match location {
+            None => {
+                let missing =
+                    Error::corrupt(format!("blob {}", id.short()), "missing from the index");
+                let _ = reply.send(Err(missing));
+            }
+            Some(location) => {
+                let joins = self.pending.len() < MAX_CHUNKS_READ
+                    && self.pending.first().zip(self.pending.last()).is_some_and(
+                        |((_, first, _), (_, last, _))| {
+                            let last_end = u64::from(last.offset) + u64::from(last.length);
+                            let offset = u64::from(location.offset);
+                            last.pack == location.pack
+                                && offset >= last_end
+                                && offset - last_end <= MAX_GAP
+                                && offset + u64::from(location.length) - u64::from(first.offset)
+                                    <= MAX_READ
+                        },
+                    );
+                if !joins {
+                    self.dispatch()?;
+                }
+                self.pending.push((id, location, reply));
+            }
+        }
+        self.send(Step::Chunk(result))
     }
 
     fn dir(&mut self, path: &[u8], tree: &crate::tree::Tree) -> Result<(), Stop> {
@@ -169,9 +245,7 @@ impl Planner<'_> {
                 let chunks = chunks.clone();
                 self.send(Step::File { path, node })?;
                 for id in chunks {
-                    let (reply, result) = bounded(1);
-                    self.jobs.send(ChunkJob { id, reply }).map_err(|_| Stop)?;
-                    self.send(Step::Chunk(result))?;
+                    self.chunk(id)?;
                 }
                 self.send(Step::FileDone)
             }

@@ -315,6 +315,50 @@ impl Store {
         blob::open(&self.keys, location.kind, id, &sealed)
     }
 
+    /// Reads blobs that lie close together in one pack (sorted by offset)
+    /// with one ranged read, then opens and verifies each: a network store
+    /// pays per request, not per byte. If the shared read fails, each blob
+    /// is read alone, so each gets its own answer.
+    pub fn read_blobs_together(&self, blobs: &[(Id, Location)]) -> Vec<Result<Vec<u8>>> {
+        let (Some((_, first)), Some(end)) = (
+            blobs.first(),
+            blobs
+                .iter()
+                .map(|(_, l)| u64::from(l.offset) + u64::from(l.length))
+                .max(),
+        ) else {
+            return Vec::new();
+        };
+        let start = u64::from(first.offset);
+        let together = blobs.len() > 1
+            && blobs
+                .iter()
+                .all(|(_, l)| l.pack == first.pack && u64::from(l.offset) >= start);
+        let shared = together
+            .then(|| {
+                self.storage
+                    .get_range(ObjectKind::Pack, &first.pack.to_hex(), start, end - start)
+                    .ok()
+            })
+            .flatten();
+        let Some(sealed) = shared else {
+            return blobs.iter().map(|(id, l)| self.read_blob(id, l)).collect();
+        };
+        blobs
+            .iter()
+            .map(|(id, l)| {
+                let from = (u64::from(l.offset) - start) as usize;
+                match sealed.get(from..from + l.length as usize) {
+                    Some(bytes) => blob::open(&self.keys, l.kind, id, bytes),
+                    None => Err(Error::corrupt(
+                        format!("pack {}", l.pack.short()),
+                        "truncated",
+                    )),
+                }
+            })
+            .collect()
+    }
+
     /// Reads a blob the index must know.
     pub fn read_indexed(&self, index: &Index, id: &Id, kind: BlobKind) -> Result<Vec<u8>> {
         let location = index.lookup(id).filter(|l| l.kind == kind).ok_or_else(|| {

@@ -354,3 +354,43 @@ fn every_single_bit_flip_in_a_small_store_is_detected() {
     }
     assert!(full_check(&t.store).is_clean());
 }
+
+/// Small files sit side by side in a pack and a restore reads them
+/// together: a flipped byte in one of them spoils that file alone.
+#[test]
+fn a_damaged_chunk_read_together_with_others_spoils_only_its_file() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("small");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..40u64 {
+        write_random_file(&src.join(format!("f{i:02}")), 20_000 + i * 1000, 300 + i);
+    }
+    let outcome = t.backup(&src);
+    let index = t.store.index().unwrap();
+    let mut data = Vec::new();
+    index.for_each(|_, l| {
+        if l.kind == kast_engine::blob::BlobKind::Data {
+            data.push(l);
+        }
+    });
+    data.sort_by_key(|l| (l.pack.to_hex(), l.offset));
+    let victim = data[data.len() / 2];
+    flip(
+        &object_path(&t.store_path(), ObjectKind::Pack, &victim.pack.to_hex()),
+        victim.offset as usize + 10,
+    );
+    let out = t.dir.path().join("out");
+    let restored = t.restore_to(&outcome.id, &out);
+    assert_eq!(restored.errors.len(), 1, "{:?}", restored.errors);
+    let spoiled = &restored.errors[0].0;
+    for i in 0..40u64 {
+        let name = format!("f{i:02}");
+        if &name != spoiled {
+            assert_eq!(
+                std::fs::read(out.join(&name)).unwrap(),
+                std::fs::read(src.join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+    }
+}
