@@ -90,15 +90,7 @@ impl Garage {
         }
         garage(&config, &["layout", "apply", "--version", "1"]);
         garage(&config, &["bucket", "create", BUCKET]);
-        let key = garage(&config, &["key", "create", "kast-test"]);
-        let field = |name: &str| {
-            key.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_else(|| panic!("no {name} in {key}"))
-        };
-        g.key_id = field("Key ID:");
-        g.secret = field("Secret key:");
+        (g.key_id, g.secret) = g.create_key("kast-test");
         garage(
             &config,
             &[
@@ -114,6 +106,18 @@ impl Garage {
         );
         std::fs::write(g.path("secret"), format!("{}\n", g.secret)).unwrap();
         g
+    }
+
+    /// A new key, its id and secret, with no access to any bucket yet.
+    pub fn create_key(&self, name: &str) -> (String, String) {
+        let key = garage(&self.config(0), &["key", "create", name]);
+        let field = |label: &str| {
+            key.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {label} in {key}"))
+        };
+        (field("Key ID:"), field("Secret key:"))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

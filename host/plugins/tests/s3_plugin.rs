@@ -91,6 +91,16 @@ fn s3_errors_are_clear() {
     assert!(e.contains("check access_key_id"), "{e}");
     let e = error(garage.url(0, "x").replace("/kast/", "/no-such-bucket/"));
     assert!(e.contains("bucket does not exist"), "{e}");
+    // A valid key without access to the bucket.
+    let (outsider, secret) = garage.create_key("outsider");
+    let e = error(format!(
+        "s3+http://127.0.0.1:{}/kast/x?region=garage&access_key_id={outsider}&secret_access_key={secret}",
+        garage.s3_ports[0]
+    ));
+    assert!(
+        e.contains("403") && e.contains("check access_key_id"),
+        "{e}"
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -265,4 +275,51 @@ fn large_objects_go_up_in_parts() {
         &data[seam as usize - 10..seam as usize + 10]
     );
     assert_eq!(other.list(ObjectKind::Pack).unwrap()[0].size, 12 << 20);
+}
+
+/// A proxy in front of a node that cuts every connection carrying part 2
+/// of a multipart upload: the put fails after its retries, and the upload
+/// is aborted, so no parts stay behind.
+#[test]
+fn a_failed_part_aborts_the_upload() {
+    let (_cache, host) = host();
+    let garage = Garage::start();
+    let node = garage.s3_ports[0];
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in proxy.incoming() {
+            let Ok(mut client) = client else { break };
+            std::thread::spawn(move || {
+                let mut head = vec![0u8; 8192];
+                let n = client.read(&mut head).unwrap_or(0);
+                if String::from_utf8_lossy(&head[..n]).contains("partNumber=2&") {
+                    return; // dropped: the connection resets
+                }
+                let mut server = std::net::TcpStream::connect(("127.0.0.1", node)).unwrap();
+                server.write_all(&head[..n]).unwrap();
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut s2, &mut c2));
+                let _ = std::io::copy(&mut client, &mut server);
+            });
+        }
+    });
+    let url = format!(
+        "{}&part_size_mib=5",
+        garage.url_at(&format!("s3+http://127.0.0.1:{port}"), "abort")
+    );
+    let store = host.new_storage(&url).unwrap();
+    let data = vec![7u8; 11 << 20];
+    let e = store
+        .put(ObjectKind::Pack, &"ef".repeat(32), &data)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gave up after retries"), "{e}");
+    let seen = garage.requests();
+    assert!(
+        seen.iter()
+            .any(|r| r.contains("DELETE /kast/abort/") && r.contains("uploadId=")),
+        "no abort: {seen:#?}"
+    );
+    assert!(store.list(ObjectKind::Pack).unwrap().is_empty());
 }
