@@ -142,6 +142,11 @@ pub struct CreateArgs {
     /// Argon2id iterations (default 4).
     #[arg(long, default_value_t = 4)]
     pub kdf_iterations: u32,
+    /// Size packs are filled to, in MiB (1 to 1024; default 16). Larger
+    /// packs mean fewer objects on a remote store, smaller ones less to
+    /// re-send when a backup is interrupted.
+    #[arg(long, default_value_t = 16)]
+    pub pack_size_mib: u32,
 }
 
 #[derive(Args, Debug)]

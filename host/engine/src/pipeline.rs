@@ -2,8 +2,11 @@
 //! through bounded channels to seal workers (compress + encrypt), a packer
 //! and uploaders; when the caller is done, the packs that made it are
 //! indexed in one new state, even if the caller failed, so the next run
-//! reuses them. Every queue is bounded and buffers are recycled, so memory
-//! stays flat however much is written.
+//! reuses them. Along the way, checkpoint states list the packs uploaded so
+//! far (after 16 packs, then each time as many again as all before), so a
+//! run killed outright loses at most about half of what it wrote, in a few
+//! states however long the run. Every queue is bounded and buffers are
+//! recycled, so memory stays flat however much is written.
 
 use crate::blob::{self, BlobKind};
 use crate::crypto::{Id, Keys};
@@ -39,6 +42,38 @@ struct Pools {
     chunks: BufferPool,
     sealed: BufferPool,
     packs: BufferPool,
+}
+
+/// Packs uploaded before the first checkpoint state.
+const FIRST_CHECKPOINT: usize = 16;
+
+/// Packs uploaded and not yet in a state, and the checkpoint states
+/// written so far.
+#[derive(Default)]
+struct Uploaded {
+    pending: Vec<(Id, Vec<PackEntry>)>,
+    /// Packs already in checkpoint states.
+    checkpointed: usize,
+    checkpoints: Vec<(Id, State)>,
+}
+
+impl Uploaded {
+    /// The packs due for a checkpoint state, if one is due.
+    fn due(&mut self) -> Option<Vec<(Id, Vec<PackEntry>)>> {
+        let due = self.pending.len() >= FIRST_CHECKPOINT.max(self.checkpointed);
+        due.then(|| {
+            self.checkpointed += self.pending.len();
+            std::mem::take(&mut self.pending)
+        })
+    }
+}
+
+/// Seals and stores a state listing `packs`; returns its name.
+fn put_state(store_keys: &Keys, storage: &dyn Storage, state: &State) -> Result<Id> {
+    let sealed = state.seal(store_keys)?;
+    let name = Id::of_object(&sealed);
+    storage.put(ObjectKind::State, &name.to_hex(), &sealed)?;
+    Ok(name)
 }
 
 /// The first error any pipeline thread met; the others stop when their
@@ -127,7 +162,7 @@ pub fn write_blobs<R>(
         sealed: BufferPool::new(threads * 3 + 2),
         packs: BufferPool::new(2),
     };
-    let uploaded = Mutex::new(Vec::new());
+    let uploaded = Mutex::new(Uploaded::default());
     let filled = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Job>(threads * 2);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * 2);
@@ -150,9 +185,15 @@ pub fn write_blobs<R>(
         s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref, pools_ref));
         let uploaders: Vec<_> = (0..store.storage().parallel_requests().clamp(1, 16))
             .map(|_| {
-                let (rx, storage, errors, uploaded, pools) =
-                    (pack_rx.clone(), store.storage(), &errors, &uploaded, &pools);
-                s.spawn(move || uploader(&**storage, rx, errors, uploaded, pools))
+                let (rx, keys, storage, errors, uploaded, pools) = (
+                    pack_rx.clone(),
+                    store.keys(),
+                    store.storage(),
+                    &errors,
+                    &uploaded,
+                    &pools,
+                );
+                s.spawn(move || uploader(keys, &**storage, rx, errors, uploaded, pools))
             })
             .collect();
         drop(pack_rx);
@@ -169,20 +210,21 @@ pub fn write_blobs<R>(
         }
         filled
     });
-    let packs = uploaded.into_inner().unwrap_or_else(|p| p.into_inner());
+    let uploaded = uploaded.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut written = Written::default();
-    if !packs.is_empty() {
-        for (_, entries) in &packs {
+    let mut states = uploaded.checkpoints;
+    if !uploaded.pending.is_empty() {
+        let state = State {
+            packs: uploaded.pending,
+        };
+        states.push((put_state(store.keys(), &**store.storage(), &state)?, state));
+    }
+    for (name, state) in &states {
+        for (_, entries) in &state.packs {
             written.blobs += entries.len() as u64;
             written.bytes += entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
         }
-        let state = State { packs };
-        let sealed = state.seal(store.keys())?;
-        let name = Id::of_object(&sealed);
-        store
-            .storage()
-            .put(ObjectKind::State, &name.to_hex(), &sealed)?;
-        index.add_state(name, &state)?;
+        index.add_state(*name, state)?;
     }
     if let Some(e) = errors.take() {
         return Err(e);
@@ -260,20 +302,34 @@ fn packer(
 }
 
 fn uploader(
+    keys: &Keys,
     storage: &dyn Storage,
     packs: Receiver<FinishedPack>,
     errors: &FirstError,
-    uploaded: &Mutex<Vec<(Id, Vec<PackEntry>)>>,
+    uploaded: &Mutex<Uploaded>,
     pools: &Pools,
 ) {
+    let lock = || uploaded.lock().unwrap_or_else(|p| p.into_inner());
     for pack in packs {
         if let Err(e) = storage.put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes) {
             return errors.set(e.into());
         }
         pools.packs.give(pack.bytes);
-        uploaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((pack.name, pack.entries));
+        let due = {
+            let mut uploaded = lock();
+            uploaded.pending.push((pack.name, pack.entries));
+            uploaded.due()
+        };
+        if let Some(packs) = due {
+            let state = State { packs };
+            match put_state(keys, storage, &state) {
+                Ok(name) => lock().checkpoints.push((name, state)),
+                Err(e) => {
+                    // Listed again in the final state instead.
+                    lock().pending.extend(state.packs);
+                    return errors.set(e);
+                }
+            }
+        }
     }
 }

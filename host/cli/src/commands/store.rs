@@ -4,11 +4,11 @@ use crate::cli::{CreateArgs, FilterArgs, RmArgs};
 use crate::context::Context;
 use crate::spec::{self, format_bytes, format_time};
 use anyhow::{Result, bail};
-use kast_engine::check::{CheckOptions, check};
+use kast_engine::check::{CheckOptions, CheckReport, Damage, check};
 use kast_engine::keys::KdfParams;
 use kast_engine::maintenance::{self, MaintenanceOptions};
 use kast_engine::retention::{self, Policy};
-use kast_engine::storage::ObjectKind;
+use kast_engine::storage::{ObjectKind, Storage, StorageError};
 use kast_engine::{CreateOptions, Store, browse};
 use serde_json::json;
 
@@ -22,6 +22,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
             iterations: args.kdf_iterations,
             ..KdfParams::default()
         },
+        pack_target: args.pack_size_mib.saturating_mul(1 << 20),
         ..Default::default()
     };
     let store = Store::create(storage, &passphrase, &options, Some(ctx.dirs.cache.clone()))?;
@@ -124,7 +125,20 @@ pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
 
 /// Exit code 3 when damage is found.
 pub fn check_cmd(ctx: &Context, fast: bool, specs: &[String]) -> Result<i32> {
-    let store = ctx.open_store()?;
+    let store = match ctx.open_store() {
+        Ok(store) => store,
+        Err(e) => match config_damage(ctx, &e)? {
+            Some(damage) => {
+                let report = CheckReport {
+                    damage: vec![damage],
+                    ..Default::default()
+                };
+                print_check_report(ctx, &report, fast)?;
+                return Ok(3);
+            }
+            None => return Err(e),
+        },
+    };
     let mut ids = Vec::new();
     for s in specs {
         ids.push(spec::resolve(ctx, &store, spec::split(s).0, &FilterArgs::default())?.0);
@@ -136,6 +150,44 @@ pub fn check_cmd(ctx: &Context, fast: bool, specs: &[String]) -> Result<i32> {
         ..Default::default()
     };
     let report = check(&store, &options)?;
+    print_check_report(ctx, &report, fast)?;
+    Ok(if report.is_clean() { 0 } else { 3 })
+}
+
+/// Damage that keeps the store from opening at all: a config that does not
+/// parse or verify, or one that is gone while the rest of the store is there.
+fn config_damage(ctx: &Context, error: &anyhow::Error) -> Result<Option<Damage>> {
+    let every = vec!["every snapshot (the store cannot be opened)".to_string()];
+    for cause in error.chain() {
+        if let Some(kast_engine::Error::Corrupt { what, why }) = cause.downcast_ref()
+            && what == "config"
+        {
+            return Ok(Some(Damage {
+                object: what.clone(),
+                problem: why.clone(),
+                affects: every,
+            }));
+        }
+    }
+    let (location, _) = ctx.store_location()?;
+    let Ok(storage) = ctx.host()?.storage(&location) else {
+        return Ok(None);
+    };
+    let config_missing = matches!(
+        storage.get(ObjectKind::Config, "config"),
+        Err(StorageError::NotFound { .. })
+    );
+    let has_objects = [ObjectKind::Snapshot, ObjectKind::Pack, ObjectKind::Key]
+        .into_iter()
+        .any(|kind| storage.list(kind).is_ok_and(|l| !l.is_empty()));
+    Ok((config_missing && has_objects).then(|| Damage {
+        object: "config".into(),
+        problem: "missing, while the store's other objects are there".into(),
+        affects: every,
+    }))
+}
+
+fn print_check_report(ctx: &Context, report: &CheckReport, fast: bool) -> Result<()> {
     if ctx.json {
         ctx.print_json(&json!({
             "clean": report.is_clean(), "snapshots": report.snapshots, "trees": report.trees,
@@ -173,7 +225,7 @@ pub fn check_cmd(ctx: &Context, fast: bool, specs: &[String]) -> Result<i32> {
             );
         }
     }
-    Ok(if report.is_clean() { 0 } else { 3 })
+    Ok(())
 }
 
 pub fn rm(ctx: &Context, args: &RmArgs) -> Result<()> {

@@ -311,6 +311,21 @@ pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
         .collect()
 }
 
+/// Copies a directory tree (a store, to damage a copy of it).
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// What a bucket keeps of a tree: each file's path, bytes and time (modes,
 /// folders and links have no place in S3).
 #[allow(dead_code)]
