@@ -10,6 +10,10 @@
 //!   removes the orphans.
 //! - Two and four backups into one store at once, with maintenance started
 //!   in the middle: every finished snapshot restores.
+//! - Bad input: a store path that is a file, a read-only store, a full
+//!   disk, unreadable source files, files that change or vanish while they
+//!   are backed up: a clear error or warning, and nothing already stored
+//!   is lost.
 //!
 //! `KAST_HEAVY_TESTS=1` kills at 20 moments instead of 4.
 
@@ -473,5 +477,158 @@ fn concurrent_backups_and_maintenance_leave_every_snapshot_whole() {
             u.ok(&["restore", &id, "--to", out.to_str().unwrap()]);
             assert_same_tree(Path::new(&source), &out);
         }
+    }
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` for the test's life: a disk that
+/// fills up.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, mib: u32) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root, as the tests run"
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn fails_clearly(out: &std::process::Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_loses_nothing() {
+    // A store path that is a file.
+    let home = User::new();
+    let file = home.path("not-a-store");
+    std::fs::write(&file, b"just a file").unwrap();
+    let u = User::with_store(file.clone());
+    fails_clearly(&u.kast(&["ls"]), "not-a-store");
+    assert_eq!(std::fs::read(&file).unwrap(), b"just a file");
+
+    // A read-only store: reading works, a backup is refused, nothing lost.
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    source(&src, 7);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let ro = |args: &[&str]| {
+        let store = u.store.to_str().unwrap().to_string();
+        let script = format!("mount --bind -o ro {store} {store} && exec \"$@\"");
+        let mut wrapper = vec!["unshare", "-m", "sh", "-c"];
+        wrapper.push(&script);
+        wrapper.push("sh");
+        u.kast_under(&wrapper, args)
+    };
+    let listed = ro(&["--json", "ls"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    fails_clearly(
+        &ro(&["backup", u.path("src").to_str().unwrap()]),
+        "ead-only",
+    );
+    u.ok(&["check"]);
+    assert_eq!(u.snapshot_ids().len(), 1);
+
+    // A full disk: the backup fails saying so; what was stored before is
+    // whole, and the store works again once there is room.
+    let u = User::new();
+    let disk = SmallDisk::mount(&u.store, 12);
+    u.create();
+    let small = u.path("small");
+    source(&small, 8);
+    u.ok(&["backup", small.to_str().unwrap()]);
+    let big = u.path("big");
+    std::fs::create_dir(&big).unwrap();
+    write_random_file(&big.join("huge.bin"), 24 << 20, 9);
+    fails_clearly(&u.kast(&["backup", big.to_str().unwrap()]), "space");
+    u.ok(&["check"]);
+    let out = u.path("out-small");
+    u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&small, &out);
+    std::fs::remove_file(big.join("huge.bin")).unwrap();
+    write_random_file(&big.join("fits.bin"), 1 << 20, 10);
+    u.ok(&["maintenance", "--grace-seconds", "0"]);
+    u.ok(&["backup", big.to_str().unwrap()]);
+    drop(disk);
+
+    // Unreadable files (kast run without root's power to read anything):
+    // reported, skipped, the rest backed up, exit 4.
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    source(&src, 11);
+    let secret = src.join("sub/f3");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let out = u.kast_under(
+        &["setpriv", "--inh-caps=-all", "--bounding-set=-all"],
+        &["backup", src.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sub/f3"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ermission denied"),
+        "{}",
+        stderr(&out)
+    );
+    // The snapshot knows the file was there and was not read: a restore
+    // says so again, and brings back everything else.
+    let restored = u.path("restored");
+    let out = u.kast(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    fails_clearly(&out, "sub/f3: was not backed up whole");
+    assert_eq!(
+        std::fs::read(restored.join("only.bin")).unwrap(),
+        std::fs::read(src.join("only.bin")).unwrap()
+    );
+
+    // Files that change or vanish while the backup runs: it completes
+    // (with warnings for what vanished), and what it stored restores.
+    let u = User::new();
+    u.create();
+    let src = u.path("churn");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..600u64 {
+        write_random_file(&src.join(format!("f{i:03}")), 40_000, 2000 + i);
+    }
+    let child = u.spawn(&["backup", src.to_str().unwrap()]);
+    for i in 0..600u64 {
+        let path = src.join(format!("f{i:03}"));
+        if i % 2 == 0 {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            write_random_file(&path, 50_000, 3000 + i);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(4)),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"));
+    u.ok(&["check"]);
+    let restored = u.path("restored");
+    u.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    // Every file restored is one the source held at some moment: its
+    // length is the old or the new one.
+    for entry in std::fs::read_dir(&restored).unwrap() {
+        let len = entry.unwrap().metadata().unwrap().len();
+        assert!(len == 40_000 || len == 50_000, "a torn file of {len} bytes");
     }
 }

@@ -49,8 +49,23 @@ impl User {
         self.command(args, passphrase).output().unwrap()
     }
 
+    /// Runs kast under `wrapper` (such as `setpriv …`), which runs the
+    /// command line it is given after its own arguments.
+    pub fn kast_under(&self, wrapper: &[&str], args: &[&str]) -> Output {
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_kast"));
+        self.finish(&mut command, args, "correct horse");
+        command.output().unwrap()
+    }
+
     fn command(&self, args: &[&str], passphrase: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kast"));
+        self.finish(&mut command, args, passphrase);
+        command
+    }
+
+    /// The store, the arguments and a clean environment.
+    fn finish(&self, command: &mut Command, args: &[&str], passphrase: &str) {
         command
             .args(["--store", &self.location])
             .args(args)
@@ -58,7 +73,6 @@ impl User {
             .env("HOME", self.home.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KAST_PASSPHRASE", passphrase);
-        command
     }
 
     /// Starts kast in the background (to interrupt it); its standard

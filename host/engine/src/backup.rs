@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+/// A file's chunks, the bytes read, and why it stopped early, if it did.
+type FileRead = (Vec<Id>, u64, Option<String>);
 /// Decides whether a path (relative to the source root) is left out; the
 /// flag says whether it is a directory.
 pub type Exclude = Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
@@ -231,11 +233,19 @@ impl Walker<'_, '_> {
                             chunks
                         }
                         None => {
+                            let Some((chunks, read, failure)) = self.read_file(&child)? else {
+                                // Deleted since the listing: not part of this snapshot.
+                                self.summary.files -= 1;
+                                self.options.progress.warning(&format!(
+                                    "{}: vanished during the backup; left out",
+                                    String::from_utf8_lossy(&child)
+                                ));
+                                continue;
+                            };
                             self.summary.files_read += 1;
                             if !before.is_some_and(|b| b.content.kind() == EntryKind::File) {
                                 self.files_new += 1;
                             }
-                            let (chunks, read, failure) = self.read_file(&child)?;
                             if let Some(msg) = failure {
                                 error = Some(self.warn(&child, msg));
                             } else if read != meta.size {
@@ -292,11 +302,13 @@ impl Walker<'_, '_> {
     }
 
     /// Reads and chunks a file; a read error ends the file early and is
-    /// returned as a message (the backup goes on).
-    fn read_file(&mut self, path: &[u8]) -> Result<(Vec<Id>, u64, Option<String>)> {
+    /// returned as a message (the backup goes on). `None` when the file is
+    /// gone since it was listed.
+    fn read_file(&mut self, path: &[u8]) -> Result<Option<FileRead>> {
         let reader = match self.source.open(path) {
             Ok(r) => r,
-            Err(e) => return Ok((Vec::new(), 0, Some(format!("cannot open: {e}")))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Ok(Some((Vec::new(), 0, Some(format!("cannot open: {e}"))))),
         };
         let mut chunks = Vec::new();
         let mut read = 0u64;
@@ -315,14 +327,14 @@ impl Walker<'_, '_> {
                 }
                 Ok(false) => {
                     self.sink.recycle(data);
-                    return Ok((chunks, read, None));
+                    return Ok(Some((chunks, read, None)));
                 }
                 Err(e) => {
-                    return Ok((
+                    return Ok(Some((
                         chunks,
                         read,
                         Some(format!("read failed after {read} bytes: {e}")),
-                    ));
+                    )));
                 }
             }
         }
