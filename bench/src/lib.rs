@@ -94,6 +94,76 @@ pub fn benchmark_tree(root: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Dataset (a) of the side-by-side comparison: 1 GiB of incompressible
+/// data in 4 files of 256 MiB. Made once under `root` and reused.
+pub fn large_files_tree(root: &Path) -> std::io::Result<PathBuf> {
+    let dir = root.join("large-1gib");
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut rng = Rng(2);
+    let mut buf = vec![0u8; 1 << 20];
+    for i in 0..4 {
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(dir.join(format!("large-{i}.bin")))?);
+        for _ in 0..256 {
+            rng.fill(&mut buf);
+            f.write_all(&buf)?;
+        }
+        f.flush()?;
+    }
+    std::fs::write(dir.join(".complete"), b"")?;
+    Ok(dir)
+}
+
+/// Files in the small-files dataset, in folders of 100.
+pub const SMALL_FILES: u64 = 100_000;
+
+/// The content of small file `i` in `generation` 0 (as made) or 1 (as
+/// changed): 1 to 20 KiB, every other one text, the rest random.
+fn small_file(i: u64, generation: u64) -> Vec<u8> {
+    let seed = i * 2 + generation + 10_000;
+    let len = 1024 + (Rng(seed).next_u64() % (19 * 1024)) as usize;
+    if i.is_multiple_of(2) {
+        text_bytes(len, seed)
+    } else {
+        random_bytes(len, seed)
+    }
+}
+
+fn small_file_path(dir: &Path, i: u64) -> PathBuf {
+    dir.join(format!("d{:04}", i / 100))
+        .join(format!("f{:06}", i))
+}
+
+/// Dataset (b): 100,000 files of 1 to 20 KiB (about 1 GiB), mixed text and
+/// binary, in 1,000 folders. Made once under `root` and reused.
+pub fn small_files_tree(root: &Path) -> std::io::Result<PathBuf> {
+    let dir = root.join("small-100k");
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    for i in 0..SMALL_FILES {
+        let path = small_file_path(&dir, i);
+        if i % 100 == 0 {
+            std::fs::create_dir_all(path.parent().expect("in a folder"))?;
+        }
+        std::fs::write(path, small_file(i, 0))?;
+    }
+    std::fs::write(dir.join(".complete"), b"")?;
+    Ok(dir)
+}
+
+/// Rewrites 1 % of the small-files dataset (every 100th file) with new
+/// content, or (with `back`) puts the original content back.
+pub fn change_one_percent(dir: &Path, back: bool) -> std::io::Result<()> {
+    for i in (0..SMALL_FILES).step_by(100) {
+        std::fs::write(small_file_path(dir, i), small_file(i, u64::from(!back)))?;
+    }
+    Ok(())
+}
+
 /// Where benchmark data lives: `KAST_BENCH_DIR`, or `target/bench-data`.
 pub fn data_dir() -> PathBuf {
     std::env::var_os("KAST_BENCH_DIR")

@@ -3,12 +3,16 @@
 //!
 //! ```text
 //! kast-bench tree                      # make the 1 GiB tree, print its path
+//! kast-bench large | small             # make a comparison dataset, print its path
+//! kast-bench change DIR | unchange DIR # rewrite 1 % of the small files, or undo it
 //! kast-bench backup SRC STORE          # fresh store, backup, print figures
 //! kast-bench restore STORE DEST        # restore the latest snapshot
 //! kast-bench index N DIR               # synthetic index of N blobs
 //! ```
 
-use kast_bench::{benchmark_tree, data_dir, memory_kib};
+use kast_bench::{
+    benchmark_tree, change_one_percent, data_dir, large_files_tree, memory_kib, small_files_tree,
+};
 
 use kast_engine::blob::BlobKind;
 use kast_engine::crypto::Id;
@@ -27,6 +31,16 @@ fn main() {
     let arg = |i: usize| -> PathBuf { PathBuf::from(args.get(i).unwrap_or_else(|| usage())) };
     match args.first().map(String::as_str) {
         Some("tree") => println!("{}", benchmark_tree(&data_dir()).expect("tree").display()),
+        Some("large") => println!(
+            "{}",
+            large_files_tree(&data_dir()).expect("large").display()
+        ),
+        Some("small") => println!(
+            "{}",
+            small_files_tree(&data_dir()).expect("small").display()
+        ),
+        Some("change") => change_one_percent(&arg(1), false).expect("change"),
+        Some("unchange") => change_one_percent(&arg(1), true).expect("unchange"),
         Some("backup") => backup(&arg(1), &arg(2)),
         Some("restore") => restore(&arg(1), &arg(2)),
         Some("index") => index(
@@ -40,7 +54,9 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: kast-bench tree | backup SRC STORE | restore STORE DEST | index N DIR");
+    eprintln!(
+        "usage: kast-bench tree | large | small | change DIR | unchange DIR | backup SRC STORE | restore STORE DEST | index N DIR"
+    );
     std::process::exit(2)
 }
 

@@ -446,18 +446,14 @@ impl<C: Connector> tree_source::Guest for Adapter<C> {
     fn read(handle: u64, max: u32) -> Result<Vec<u8>, Error> {
         with(|o| {
             let reader = o.readers.get_mut(&handle).ok_or_else(bad_handle)?;
-            let mut buf = vec![0u8; max as usize];
-            let mut filled = 0;
-            // Fill the piece: the host asked for a large read on purpose.
-            while filled < buf.len() {
-                match reader.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io("read", e)),
-                }
-            }
-            buf.truncate(filled);
+            // Fill the piece (the host asks for a large read on purpose),
+            // growing the buffer as bytes come: zeroing `max` bytes first
+            // would cost more than reading a small file.
+            let mut buf = Vec::new();
+            reader
+                .take(u64::from(max))
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("read", e))?;
             Ok(buf)
         })
     }

@@ -110,6 +110,7 @@ pub fn backup(
             files_new: 0,
             options,
             lock: &mut lock,
+            window: Vec::new(),
         };
         let root = walker.root(parent_root)?;
         Ok((root, walker.summary, walker.warnings, walker.files_new))
@@ -151,6 +152,8 @@ struct Walker<'a, 's> {
     files_new: u64,
     options: &'a BackupOptions,
     lock: &'a mut LockGuard,
+    /// The chunker's window, kept from file to file.
+    window: Vec<u8>,
 }
 
 impl Walker<'_, '_> {
@@ -310,10 +313,20 @@ impl Walker<'_, '_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Ok(Some((Vec::new(), 0, Some(format!("cannot open: {e}"))))),
         };
+        let window = std::mem::take(&mut self.window);
+        let mut stream = self.chunker.chunks_in(reader, window);
+        let outcome = self.chunk_stream(&mut stream);
+        self.window = stream.into_window();
+        outcome.map(Some)
+    }
+
+    /// Stores every chunk of `stream`; a read error ends it early.
+    fn chunk_stream<R: std::io::Read>(
+        &mut self,
+        stream: &mut crate::chunker::Chunks<'_, R>,
+    ) -> Result<FileRead> {
         let mut chunks = Vec::new();
         let mut read = 0u64;
-        let chunker = self.chunker;
-        let mut stream = chunker.chunks(reader);
         loop {
             let mut data = self.sink.buffer();
             match stream.next_into(&mut data) {
@@ -327,14 +340,11 @@ impl Walker<'_, '_> {
                 }
                 Ok(false) => {
                     self.sink.recycle(data);
-                    return Ok(Some((chunks, read, None)));
+                    return Ok((chunks, read, None));
                 }
                 Err(e) => {
-                    return Ok(Some((
-                        chunks,
-                        read,
-                        Some(format!("read failed after {read} bytes: {e}")),
-                    )));
+                    let why = format!("read failed after {read} bytes: {e}");
+                    return Ok((chunks, read, Some(why)));
                 }
             }
         }

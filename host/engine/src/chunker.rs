@@ -34,10 +34,18 @@ impl Chunker {
 
     /// Streams the chunks of `reader`.
     pub fn chunks<R: Read>(&self, reader: R) -> Chunks<'_, R> {
+        self.chunks_in(reader, Vec::new())
+    }
+
+    /// As [`Chunker::chunks`], in a window kept from an earlier stream
+    /// ([`Chunks::into_window`]): zeroing a fresh window of twice the
+    /// largest chunk costs more than reading a small file.
+    pub fn chunks_in<R: Read>(&self, reader: R, mut window: Vec<u8>) -> Chunks<'_, R> {
+        window.resize(2 * self.params.max_size as usize, 0);
         Chunks {
             chunker: self,
             reader,
-            buf: vec![0; 2 * self.params.max_size as usize],
+            buf: window,
             start: 0,
             end: 0,
             eof: false,
@@ -73,6 +81,11 @@ pub struct Chunks<'a, R> {
 }
 
 impl<R: Read> Chunks<'_, R> {
+    /// The window, for the next stream.
+    pub fn into_window(self) -> Vec<u8> {
+        self.buf
+    }
+
     fn fill(&mut self) -> io::Result<()> {
         let max = self.chunker.params.max_size as usize;
         if self.end - self.start >= max || self.eof {

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# kast side by side with restic, rustic, borg and bupstash on the same data,
+# in one run, tools alternating, REPS repetitions; medians and kast/peer
+# ratios go to bench/results/LATEST.md, every measurement to a CSV beside it.
+#
+# Datasets (deterministic, made once by kast-bench under target/bench-data):
+#   large: 1 GiB of incompressible data in 4 files of 256 MiB
+#   small: 100,000 files of 1-20 KiB (about 1 GiB), half text, half binary
+# Steps: (a) fresh backup of large, (b) fresh backup of small, (c) second
+# backup of small after 1 % of its files changed, (d) third backup with
+# nothing changed, (e) full restore of large and of small. Page cache is
+# dropped before every step (when root). Measured: wall time, user+sys CPU
+# and peak RSS (/usr/bin/time), store size after each step.
+#
+# Settings, chosen to compare like with like (all encrypt):
+#   kast      LZ4; key-file mode (`kast key save-local`), no passphrase KDF
+#   bupstash  --compression lz4; key file (its only mode)
+#   restic    --compression auto (zstd, its fastest; it has no LZ4); password
+#   rustic    zstd level -1 (--set-compression -1), extra verify off; password
+#   borg      --compression lz4, repokey-blake2; passphrase
+#
+# Usage: bench/compare.sh [REPS] [WORK_DIR]   (default 3, /tmp/kast-compare)
+# Installs the peers when missing: restic and borgbackup from Debian, rustic
+# and bupstash with `cargo install --locked` (kept in ~/.cargo/bin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps=${1:-3}
+work=${2:-/tmp/kast-compare}
+rm -rf "$work" && mkdir -p "$work"
+results=bench/results
+mkdir -p "$results"
+
+need_apt=()
+command -v restic > /dev/null || need_apt+=(restic)
+command -v borg > /dev/null || need_apt+=(borgbackup)
+dpkg-query -W -f='${Status}' libsodium-dev 2>/dev/null | grep -q "install ok" || need_apt+=(libsodium-dev pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v bupstash > /dev/null || cargo install --locked bupstash
+command -v rustic > /dev/null || cargo install --locked rustic-rs
+
+cargo build --release -q -p kast -p kast-bench
+kast=$PWD/target/release/kast
+large=$(target/release/kast-bench large)
+small=$(target/release/kast-bench small)
+export HOME=$work/home KAST_PASSPHRASE=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
+export RUSTIC_PASSWORD=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+mkdir -p "$HOME"
+bupstash new-key -o "$work/bupstash.key"
+export BUPSTASH_KEY=$work/bupstash.key
+
+# One tool's commands: init REPO, backup REPO SRC, restore REPO DEST.
+init() {
+  local tool=$1 repo=$2
+  case $tool in
+    kast) $kast -s "$repo" -q create && $kast -s "$repo" -q key save-local ;;
+    restic) restic -q -r "$repo" init ;;
+    rustic) rustic -r "$repo" init --set-compression=-1 --set-extra-verify false ;;
+    borg) borg init -e repokey-blake2 "$repo" ;;
+    bupstash) bupstash init -r "$repo" ;;
+  esac > "$work/init.log" 2>&1 || { cat "$work/init.log" >&2; exit 1; }
+}
+backup() {
+  local tool=$1 repo=$2 src=$3
+  case $tool in
+    kast) $kast -s "$repo" -q backup "$src" ;;
+    restic) restic -q -r "$repo" backup --compression auto "$src" ;;
+    rustic) rustic -r "$repo" backup "$src" ;;
+    borg) borg create --compression lz4 "$repo::$(date +%s%N)" "$src" ;;
+    bupstash) bupstash put -q -r "$repo" --compression lz4 "$src" ;;
+  esac
+}
+restore() {
+  local tool=$1 repo=$2 dest=$3
+  mkdir -p "$dest"
+  case $tool in
+    kast) $kast -s "$repo" -q restore latest --to "$dest" ;;
+    restic) restic -q -r "$repo" restore latest --target "$dest" ;;
+    rustic) rustic -r "$repo" restore latest "$dest" ;;
+    borg) (cd "$dest" && borg extract "$repo::$(borg list --last 1 --short "$repo")") ;;
+    bupstash) bupstash get -r "$repo" "id=$(bupstash list -r "$repo" --format=jsonl1 | tail -1 |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')" | tar -x -C "$dest" ;;
+  esac
+}
+
+export kast
+export -f backup restore
+csv=$results/LATEST.csv
+echo "rep,tool,step,wall_s,cpu_s,peak_rss_kib,store_bytes" > "$csv"
+# `step REP TOOL NAME REPO COMMAND...`: one measured step, one CSV row.
+step() {
+  local rep=$1 tool=$2 name=$3 repo=$4; shift 4
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  # Through bash, which runs the tool's function (peak memory is the
+  # largest process's, CPU time all of them).
+  if ! /usr/bin/time -f "%e %U %S %M" -o "$work/time" bash -c '"$@"' step "$@" \
+    > "$work/out" 2> "$work/err"; then
+    echo "$tool $name failed:" >&2; cat "$work/err" >&2; exit 1
+  fi
+  local secs user sys kib
+  read -r secs user sys kib < <(tail -1 "$work/time")
+  local size; size=$(du -sb "$repo" | cut -f1)
+  echo "$rep,$tool,$name,$secs,$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }'),$kib,$size" >> "$csv"
+  printf '%-9s %-22s %7.2f s %8d KiB %6d MiB\n' "$tool" "$name" "$secs" "$kib" $((size >> 20))
+}
+
+tools=(kast bupstash restic rustic borg)
+for rep in $(seq "$reps"); do
+  # Rotate the order each repetition, so no tool always runs first.
+  order=("${tools[@]:rep % ${#tools[@]}}" "${tools[@]:0:rep % ${#tools[@]}}")
+  for tool in "${order[@]}"; do
+    echo "== repetition $rep: $tool"
+    repo=$work/repo-$tool
+    rm -rf "$repo" "$work/out-"*; init "$tool" "$repo"
+    step "$rep" "$tool" "a large: backup" "$repo" backup "$tool" "$repo" "$large"
+    step "$rep" "$tool" "e large: restore" "$repo" restore "$tool" "$repo" "$work/out-large"
+    rm -rf "$repo" "$work/out-"*; init "$tool" "$repo"
+    step "$rep" "$tool" "b small: backup" "$repo" backup "$tool" "$repo" "$small"
+    target/release/kast-bench change "$small"
+    step "$rep" "$tool" "c small: 1% changed" "$repo" backup "$tool" "$repo" "$small"
+    step "$rep" "$tool" "d small: unchanged" "$repo" backup "$tool" "$repo" "$small"
+    target/release/kast-bench unchange "$small"
+    step "$rep" "$tool" "e small: restore" "$repo" restore "$tool" "$repo" "$work/out-small"
+    rm -rf "$repo" "$work/out-"*
+  done
+done
+
+python3 bench/report.py "$csv" > "$results/LATEST.md"
+cat "$results/LATEST.md"
+rm -rf "$work"
