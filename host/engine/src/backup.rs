@@ -194,6 +194,20 @@ impl Walker<'_, '_> {
         let previous = parent.and_then(|id| self.store.read_tree(self.sink.index(), &id).ok());
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         listing.dedup_by(|a, b| a.name == b.name);
+        let coming: Vec<(Vec<u8>, u64)> = listing
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .filter(|e| {
+                let before = previous.as_ref().and_then(|t| t.find(&e.name));
+                before
+                    .and_then(|b| self.unchanged_chunks(b, &e.meta))
+                    .is_none()
+            })
+            .map(|e| (join(path, &e.name), e.meta.size))
+            .collect();
+        if !coming.is_empty() {
+            self.source.will_read(&coming);
+        }
         let mut nodes = Vec::with_capacity(listing.len());
         for entry in listing {
             self.check_cancel()?;

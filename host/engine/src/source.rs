@@ -24,6 +24,10 @@ pub trait Source: Send + Sync {
     fn list(&self, path: &[u8]) -> io::Result<Vec<SourceEntry>>;
     /// The content of the file at `path`.
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>>;
+    /// A hint: these files (path, size) will be opened soon, in this order.
+    /// A source on a disk can start reading them now, so a backup of many
+    /// small files does not wait on the disk for each.
+    fn will_read(&self, _files: &[(Vec<u8>, u64)]) {}
 }
 
 /// `parent/name`, or `name` at the root.

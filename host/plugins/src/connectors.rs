@@ -259,6 +259,14 @@ impl Source for PluginSource {
             .collect())
     }
 
+    /// The host reads ahead for a plugin on local files (the `fs` scheme);
+    /// other plugins fetch what they are asked for.
+    fn will_read(&self, files: &[(Vec<u8>, u64)]) {
+        if let Some(local) = lock(&self.instance).local_fs() {
+            local.will_read(files);
+        }
+    }
+
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
         let handle = lock(&self.instance)
             .source_call("open-file", |s, g| g.call_open_file(s, path))

@@ -310,6 +310,13 @@ impl Instance {
         &self.config.plugin.info.name
     }
 
+    /// The local files the host serves this instance, while it runs.
+    pub(crate) fn local_fs(&mut self) -> Option<&mut LocalFs> {
+        self.live
+            .as_mut()
+            .map(|(store, _)| &mut store.data_mut().local_fs)
+    }
+
     fn start(&mut self) -> Result<(), PluginError> {
         let config = self.config.clone();
         let mut store = new_store(&config.runtime, &config.grants, &config.limits)?;

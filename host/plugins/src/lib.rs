@@ -22,6 +22,7 @@ mod instance;
 mod local_fs;
 pub mod location;
 mod options;
+mod prefetch;
 pub mod registry;
 mod runtime;
 

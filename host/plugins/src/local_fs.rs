@@ -5,6 +5,7 @@
 
 use crate::bindings::local_fs::Host;
 use crate::bindings::types::{Entry, EntryKind, Error, ErrorKind, Metadata};
+use crate::prefetch::Prefetcher;
 use cap_fs_ext::{
     DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
 };
@@ -30,6 +31,8 @@ pub struct LocalFs {
     files: HashMap<u64, std::fs::File>,
     next: u64,
     set_owner: bool,
+    /// Started on the first listing (a store's instances rarely list).
+    prefetcher: Option<Prefetcher>,
 }
 
 impl LocalFs {
@@ -58,7 +61,28 @@ impl LocalFs {
             next: 0,
             // SAFETY: geteuid has no preconditions.
             set_owner: unsafe { libc::geteuid() } == 0,
+            prefetcher: None,
         })
+    }
+
+    /// Starts reading ahead `files` (paths as the plugin names them, with
+    /// their sizes), which a backup is about to read in this order.
+    pub fn will_read(&mut self, files: &[(Vec<u8>, u64)]) {
+        if self.grant.is_none() {
+            return;
+        }
+        if self.prefetcher.is_none() {
+            self.prefetcher = Prefetcher::start();
+        }
+        let (Some(prefetcher), Ok((dir, _))) = (&self.prefetcher, self.resolve(b"")) else {
+            return;
+        };
+        prefetcher.ask(
+            dir,
+            files
+                .iter()
+                .map(|(path, size)| (PathBuf::from(OsStr::from_bytes(path)), *size)),
+        );
     }
 
     /// Resolves a plugin path to (directory, path relative to it).
@@ -122,7 +146,61 @@ impl LocalFs {
         } else {
             EntryKind::Special
         };
-        let symlink_target = if kind == EntryKind::Symlink {
+        let stat = Stat {
+            kind,
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            inode: meta.ino(),
+            size: meta.size(),
+        };
+        Self::entry_from(dir, rel, name, stat)
+    }
+
+    /// As `entry`, for a name read from `dir`'s own listing: one component,
+    /// so `fstatat` on the confined descriptor cannot leave it, and costs
+    /// one system call where cap-std's general path opens the entry first.
+    fn listed_entry(dir: &Dir, name: &OsStr) -> io::Result<Entry> {
+        let c_name = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid descriptor, a NUL-terminated name, and a buffer
+        // of the right type that the call fills when it returns 0.
+        let st = unsafe {
+            if libc::fstatat(
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            st.assume_init()
+        };
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => EntryKind::Symlink,
+            _ => EntryKind::Special,
+        };
+        let stat = Stat {
+            kind,
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec,
+            inode: st.st_ino,
+            size: st.st_size as u64,
+        };
+        Self::entry_from(dir, Path::new(name), name.as_bytes().to_vec(), stat)
+    }
+
+    fn entry_from(dir: &Dir, rel: &Path, name: Vec<u8>, stat: Stat) -> io::Result<Entry> {
+        let symlink_target = if stat.kind == EntryKind::Symlink {
             Some(
                 dir.read_link_contents(rel)?
                     .into_os_string()
@@ -133,16 +211,16 @@ impl LocalFs {
         };
         Ok(Entry {
             name,
-            kind,
+            kind: stat.kind,
             meta: Metadata {
-                mode: meta.mode(),
-                uid: meta.uid(),
-                gid: meta.gid(),
-                mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-                ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-                inode: meta.ino(),
-                size: if kind == EntryKind::File {
-                    meta.size()
+                mode: stat.mode,
+                uid: stat.uid,
+                gid: stat.gid,
+                mtime_ns: stat.mtime_ns,
+                ctime_ns: stat.ctime_ns,
+                inode: stat.inode,
+                size: if stat.kind == EntryKind::File {
+                    stat.size
                 } else {
                     0
                 },
@@ -151,6 +229,18 @@ impl LocalFs {
             symlink_target,
         })
     }
+}
+
+/// What a listing needs of a `stat`, from cap-std or from `fstatat`.
+struct Stat {
+    kind: EntryKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
+    size: u64,
 }
 
 /// The path of `rel` through the directory's descriptor, for the xattr
@@ -224,7 +314,7 @@ impl Host for crate::instance::HostState {
         for item in sub.entries().map_err(|e| io_err("list", &path, e))? {
             let item = item.map_err(|e| io_err("list", &path, e))?;
             let name = item.file_name();
-            match LocalFs::entry(&sub, Path::new(&name), name.as_bytes().to_vec()) {
+            match LocalFs::listed_entry(&sub, &name) {
                 Ok(entry) => out.push(entry),
                 // Gone between the listing and the stat: no longer part of the tree.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -352,6 +442,20 @@ impl Host for crate::instance::HostState {
         let set_owner = self.local_fs.set_owner;
         let (dir, rel) = self.local_fs.resolve(&path)?;
         let fail = |e: io::Error| io_err("set metadata of", &path, e);
+        // Files and folders: every change through one descriptor opened
+        // without following links (one path walk instead of four, and no
+        // link swapped in between can redirect a change).
+        let opened = match kind {
+            EntryKind::File | EntryKind::Dir => {
+                let mut options = OpenOptions::new();
+                options.read(true).follow(FollowSymlinks::No);
+                dir.open_with(&rel, &options).map(|f| f.into_std())
+            }
+            _ => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        };
+        if let Ok(file) = opened {
+            return set_metadata_fd(&file, &meta, set_owner).map_err(fail);
+        }
         let is_symlink = dir
             .symlink_metadata(&rel)
             .map_err(fail)?
@@ -380,6 +484,36 @@ impl Host for crate::instance::HostState {
         };
         dir.set_symlink_times(&rel, spec(), spec()).map_err(fail)
     }
+}
+
+/// Owner (when root), extended attributes, mode and times of an open file
+/// or folder.
+fn set_metadata_fd(file: &std::fs::File, meta: &Metadata, set_owner: bool) -> io::Result<()> {
+    use xattr::FileExt;
+    let fd = file.as_raw_fd();
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    if set_owner {
+        // SAFETY: plain syscalls on a descriptor open for the whole call.
+        check(unsafe { libc::fchown(fd, meta.uid, meta.gid) })?;
+    }
+    for (name, value) in &meta.xattrs {
+        // Best effort: the target filesystem may not take every namespace.
+        let _ = file.set_xattr(OsStr::from_bytes(name), value);
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::fchmod(fd, (meta.mode & 0o7777) as libc::mode_t) })?;
+    let time = libc::timespec {
+        tv_sec: meta.mtime_ns.div_euclid(1_000_000_000).max(0) as libc::time_t,
+        tv_nsec: meta.mtime_ns.rem_euclid(1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: as above; `times` outlives the call.
+    check(unsafe { libc::futimens(fd, [time, time].as_ptr()) })
 }
 
 fn remove_any(dir: &Dir, rel: &Path) -> io::Result<()> {
