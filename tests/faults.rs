@@ -392,7 +392,7 @@ fn kill_9_at_random_moments_loses_nothing() {
     let src = u.path("src");
     generate_tree(&src, 61, 8 << 20);
     // How long a backup of one new 48 MiB file takes here, to kill the
-    // others somewhere in their second half.
+    // others at random moments within it.
     write_random_file(&src.join("new-calibration.bin"), 48 << 20, 899);
     let first = u.json(&["backup", src.to_str().unwrap()]);
     let duration = first["snapshots"][0]["duration_ms"]
@@ -401,14 +401,38 @@ fn kill_9_at_random_moments_loses_nothing() {
         .max(100);
     let mut rng = common::Rng(0x5eed);
     let moments = if heavy() { 20 } else { 4 };
+    let states = || objects(&u.store.join("states")).len();
+    let snapshots = || objects(&u.store.join("snapshots")).len();
+    let mut snapshots_before = snapshots();
+    let mut killed_after_checkpoint = 0;
     for i in 0..moments {
         write_random_file(&src.join(format!("new-{i}.bin")), 48 << 20, 900 + i);
+        let before = states();
         let mut child = u.spawn(&["backup", src.to_str().unwrap()]);
-        let at = duration / 2 + rng.below(duration * 2 / 5);
-        std::thread::sleep(Duration::from_millis(at));
+        if i % 2 == 1 {
+            // Every other run is killed just after its first checkpoint;
+            // the others at a random moment in their first half.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while states() == before && child.try_wait().unwrap().is_none() {
+                assert!(std::time::Instant::now() < deadline, "no checkpoint");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(20)));
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.below(duration / 2)));
+        }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        // Killed after a state but before its snapshot: a checkpoint.
+        if states() > before && snapshots() == snapshots_before {
+            killed_after_checkpoint += 1;
+        }
+        snapshots_before = snapshots();
     }
+    assert!(
+        killed_after_checkpoint > 0,
+        "no run was still going after a checkpoint"
+    );
     // The next backup completes, and stores less than a fresh store needs
     // for the same tree: the killed runs' checkpoints are reused.
     let done = u.json(&["backup", src.to_str().unwrap()]);
