@@ -188,8 +188,8 @@ pub fn write_blobs<R>(
     };
     let errors = FirstError::default();
     let pools = Pools {
-        chunks: BufferPool::new(threads * 3 + 2),
-        sealed: BufferPool::new(threads * 3 + 2),
+        chunks: BufferPool::new(threads + 1),
+        sealed: BufferPool::new(threads + 1),
         packs: BufferPool::new(2),
     };
     let uploaded = Mutex::new(Uploaded::default());

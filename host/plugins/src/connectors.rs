@@ -12,8 +12,10 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// File content crosses the boundary in pieces of this size.
-const PIECE: usize = 4 << 20;
+/// File content crosses the boundary in pieces of this size: large enough
+/// that a call's cost vanishes, small enough that the plugin's memory (which
+/// never shrinks) stays small.
+const PIECE: usize = 1 << 20;
 
 type Shared = Arc<Mutex<Instance>>;
 
