@@ -194,22 +194,28 @@ impl Walker<'_, '_> {
         let previous = parent.and_then(|id| self.store.read_tree(self.sink.index(), &id).ok());
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         listing.dedup_by(|a, b| a.name == b.name);
-        let coming: Vec<(Vec<u8>, u64)> = listing
+        // Decided once per file: the chunks of an unchanged one are reused,
+        // the others are read, and the source is told which up front.
+        let unchanged: Vec<Option<Vec<Id>>> = listing
             .iter()
-            .filter(|e| e.kind == EntryKind::File)
-            .filter(|e| {
+            .map(|e| {
                 let before = previous.as_ref().and_then(|t| t.find(&e.name));
                 before
+                    .filter(|_| e.kind == EntryKind::File)
                     .and_then(|b| self.unchanged_chunks(b, &e.meta))
-                    .is_none()
             })
-            .map(|e| (join(path, &e.name), e.meta.size))
+            .collect();
+        let coming: Vec<(Vec<u8>, u64)> = listing
+            .iter()
+            .zip(&unchanged)
+            .filter(|(e, same)| e.kind == EntryKind::File && same.is_none())
+            .map(|(e, _)| (join(path, &e.name), e.meta.size))
             .collect();
         if !coming.is_empty() {
             self.source.will_read(&coming);
         }
         let mut nodes = Vec::with_capacity(listing.len());
-        for entry in listing {
+        for (entry, unchanged) in listing.into_iter().zip(unchanged) {
             self.check_cancel()?;
             let child = join(path, &entry.name);
             if !tree::is_valid_name(&entry.name) {
@@ -242,7 +248,6 @@ impl Walker<'_, '_> {
                 }
                 EntryKind::File => {
                     self.summary.files += 1;
-                    let unchanged = before.and_then(|b| self.unchanged_chunks(b, &meta));
                     let chunks = match unchanged {
                         Some(chunks) => {
                             self.summary.files_unchanged += 1;

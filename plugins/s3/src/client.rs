@@ -173,12 +173,12 @@ impl Client {
         )
     }
 
-    /// Stores `data` at `key` with the given `x-amz-meta-*` headers: one PUT
-    /// up to a part's size, a multipart upload above it.
-    pub fn put(&self, key: &str, data: &[u8], meta: &[(String, String)]) -> Result<(), Error> {
+    /// Stores `data` at `key`: one PUT up to a part's size, a multipart
+    /// upload above it.
+    pub fn put(&self, key: &str, data: &[u8]) -> Result<(), Error> {
         if data.len() <= self.part_size {
             let mut action = self.bucket.put_object(Some(&self.credentials), key);
-            let headers = signed_headers(action.headers_mut(), Some(data), meta);
+            let headers = signed_headers(action.headers_mut(), Some(data), &[]);
             let reply = self.send(
                 Method::Put,
                 action.sign(SIGNATURE_LIFETIME),
@@ -191,7 +191,7 @@ impl Client {
             }
             return Ok(());
         }
-        let mut upload = self.start_upload(key, meta)?;
+        let mut upload = self.start_upload(key)?;
         for part in data.chunks(self.part_size) {
             upload.part(self, part)?;
         }
@@ -199,18 +199,12 @@ impl Client {
     }
 
     /// Begins a multipart upload; dropping it unfinished aborts it.
-    pub fn start_upload(&self, key: &str, meta: &[(String, String)]) -> Result<Upload, Error> {
-        let mut action = self
+    pub fn start_upload(&self, key: &str) -> Result<Upload, Error> {
+        let signed = self
             .bucket
-            .create_multipart_upload(Some(&self.credentials), key);
-        let headers = signed_headers(action.headers_mut(), None, meta);
-        let reply = self.send(
-            Method::Post,
-            action.sign(SIGNATURE_LIFETIME),
-            &headers,
-            &[],
-            "start upload",
-        )?;
+            .create_multipart_upload(Some(&self.credentials), key)
+            .sign(SIGNATURE_LIFETIME);
+        let reply = self.send(Method::Post, signed, &[], &[], "start upload")?;
         if reply.status != 200 {
             return Err(self.failure(&reply, &format!("start upload of {key}")));
         }
@@ -341,19 +335,17 @@ impl Client {
     /// Replaces the user metadata of `key` (S3 objects are immutable: a
     /// copy onto itself is the only way).
     pub fn set_meta(&self, key: &str, meta: &[(String, String)]) -> Result<(), Error> {
-        let mut action = self.bucket.put_object(Some(&self.credentials), key);
         let source = format!("/{}/{}", self.bucket.name(), encode_key(key));
-        let headers_map = action.headers_mut();
-        headers_map.insert("x-amz-copy-source", source.clone());
-        headers_map.insert("x-amz-metadata-directive", "REPLACE");
-        let mut headers = vec![
-            ("x-amz-copy-source", source),
-            ("x-amz-metadata-directive", "REPLACE".to_string()),
+        let mut all = vec![
+            ("x-amz-copy-source".to_string(), source),
+            (
+                "x-amz-metadata-directive".to_string(),
+                "REPLACE".to_string(),
+            ),
         ];
-        for (name, value) in meta {
-            action.headers_mut().insert(name.clone(), value.clone());
-        }
-        headers.extend(meta.iter().map(|(n, v)| (n.as_str(), v.clone())));
+        all.extend_from_slice(meta);
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        let headers = signed_headers(action.headers_mut(), None, &all);
         let reply = self.send(
             Method::Put,
             action.sign(SIGNATURE_LIFETIME),
@@ -361,8 +353,7 @@ impl Client {
             &[],
             "set metadata",
         )?;
-        // A copy can fail after its 200 has been sent: the body says so.
-        if reply.status != 200 || reply.body.windows(7).any(|w| w == b"<Error>") {
+        if !succeeded_whole(&reply) {
             return Err(self.failure(&reply, &format!("set metadata of {key}")));
         }
         Ok(())
@@ -383,21 +374,21 @@ impl Client {
 }
 
 /// Signs `Content-MD5` of `body` (so the server refuses bytes changed on
-/// the way) and the user metadata; returns the same headers to send.
+/// the way) and the `extra` headers; returns the same headers to send.
 fn signed_headers<'a>(
     map: &mut rusty_s3::Map<'_>,
     body: Option<&[u8]>,
-    meta: &'a [(String, String)],
+    extra: &'a [(String, String)],
 ) -> Vec<(&'a str, String)> {
     use base64::Engine;
     use md5::Digest;
-    let mut headers = Vec::with_capacity(meta.len() + 1);
+    let mut headers = Vec::with_capacity(extra.len() + 1);
     if let Some(body) = body {
         let digest = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
         map.insert("content-md5", digest.clone());
         headers.push(("content-md5", digest));
     }
-    for (name, value) in meta {
+    for (name, value) in extra {
         map.insert(name.clone(), value.clone());
         headers.push((name.as_str(), value.clone()));
     }
@@ -471,8 +462,7 @@ impl Upload {
         let signed = action.sign(SIGNATURE_LIFETIME);
         let body = action.body();
         let reply = client.send(Method::Post, signed, &[], body.as_bytes(), "finish upload")?;
-        // S3 can answer 200 and then report a failure in the body.
-        if reply.status != 200 || reply.body.windows(7).any(|w| w == b"<Error>") {
+        if !succeeded_whole(&reply) {
             return Err(client.failure(&reply, &format!("finish upload of {}", self.key)));
         }
         self.abort_with = None;
@@ -490,6 +480,12 @@ impl Drop for Upload {
             let _ = http::send(&Method::Delete, &signed, &[], &[]);
         }
     }
+}
+
+/// Whether a copy or a multipart completion succeeded: S3 may send its
+/// 200 before the work is done, and report a failure in the body.
+fn succeeded_whole(reply: &Reply) -> bool {
+    reply.status == 200 && !reply.body.windows(7).any(|w| w == b"<Error>")
 }
 
 /// The text of `<field>…</field>` in an S3 error document.

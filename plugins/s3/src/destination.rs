@@ -120,7 +120,7 @@ impl Write for ObjectWriter {
         self.buffer.extend_from_slice(data);
         while self.buffer.len() > part_size {
             if self.upload.is_none() {
-                self.upload = Some(self.client.start_upload(&self.key, &[]).map_err(io_error)?);
+                self.upload = Some(self.client.start_upload(&self.key).map_err(io_error)?);
             }
             let upload = self.upload.as_mut().expect("started above");
             upload
@@ -139,7 +139,7 @@ impl Write for ObjectWriter {
         self.finished = true;
         let buffer = std::mem::take(&mut self.buffer);
         match self.upload.take() {
-            None => self.client.put(&self.key, &buffer, &[]),
+            None => self.client.put(&self.key, &buffer),
             Some(mut upload) => {
                 if !buffer.is_empty() {
                     upload.part(&self.client, &buffer).map_err(io_error)?;

@@ -27,13 +27,18 @@ impl S3Source {
         }
     }
 
-    /// The key prefix of the folder at `path`.
-    fn folder(&self, path: &[u8]) -> Result<String, Error> {
+    /// The key of the object at `path`.
+    fn key(&self, path: &[u8]) -> Result<String, Error> {
         let path = std::str::from_utf8(path)
             .map_err(|_| crate::client::invalid("S3 keys are UTF-8".into()))?;
-        Ok(match path {
-            "" => self.client.prefix.clone(),
-            p => format!("{}{p}/", self.client.prefix),
+        Ok(format!("{}{path}", self.client.prefix))
+    }
+
+    /// The key prefix of the folder at `path`.
+    fn folder(&self, path: &[u8]) -> Result<String, Error> {
+        Ok(match self.key(path)? {
+            key if path.is_empty() => key,
+            key => key + "/",
         })
     }
 }
@@ -147,10 +152,9 @@ impl Source for S3Source {
     }
 
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
-        let key = self.folder(path)?;
         Ok(Box::new(ObjectReader {
             client: self.client.clone(),
-            key: key.trim_end_matches('/').to_string(),
+            key: self.key(path)?,
             offset: 0,
             piece: Vec::new(),
             at: 0,

@@ -24,7 +24,7 @@ impl Storage for S3Storage {
     /// way S3 shows the object whole or not at all.
     fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
         let key = self.key(kind, name)?;
-        self.client.put(&key, &data, &[])
+        self.client.put(&key, &data)
     }
 
     fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
