@@ -332,6 +332,30 @@ fn a_local_key_file_replaces_the_passphrase_on_this_machine() {
 }
 
 #[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    // `kast cat … | head -c 10`: the reader leaves long before the end.
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), vec![b'x'; 4 << 20]).unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let mut child = u.spawn_piped(&["cat", "latest:big"]);
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}
+
+#[test]
 fn excludes_leave_paths_out() {
     let u = User::new();
     u.create();

@@ -85,6 +85,15 @@ impl User {
             .unwrap()
     }
 
+    /// Starts kast with its standard output readable through a pipe.
+    pub fn spawn_piped(&self, args: &[&str]) -> Child {
+        self.command(args, "correct horse")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs and expects success; returns standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kast(args);

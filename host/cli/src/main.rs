@@ -17,6 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Ls { .. } | Command::Cat { .. } | Command::Diff { .. } | Command::Info { .. }
+    ) {
+        // Commands that only print end quietly when their reader goes away
+        // (`kast cat … | head`), as Unix tools do; the others keep Rust's
+        // default (a closed pipe is an error they report and survive).
+        // SAFETY: sets a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     // First Ctrl-C: stop cleanly (what was stored stays valid); second: now.

@@ -110,7 +110,7 @@ pub fn backup(
             files_new: 0,
             options,
             lock: &mut lock,
-            window: Vec::new(),
+            read_buffer: Vec::new(),
         };
         let root = walker.root(parent_root)?;
         Ok((root, walker.summary, walker.warnings, walker.files_new))
@@ -152,8 +152,8 @@ struct Walker<'a, 's> {
     files_new: u64,
     options: &'a BackupOptions,
     lock: &'a mut LockGuard,
-    /// The chunker's window, kept from file to file.
-    window: Vec<u8>,
+    /// The chunker's read buffer, kept from file to file.
+    read_buffer: Vec<u8>,
 }
 
 impl Walker<'_, '_> {
@@ -214,17 +214,35 @@ impl Walker<'_, '_> {
         if !coming.is_empty() {
             self.source.will_read(&coming);
         }
+        let excluded: Vec<bool> = listing
+            .iter()
+            .map(|e| {
+                self.options
+                    .exclude
+                    .as_ref()
+                    .is_some_and(|exclude| exclude(&join(path, &e.name), e.kind == EntryKind::Dir))
+            })
+            .collect();
+        let subdirs: Vec<Vec<u8>> = listing
+            .iter()
+            .zip(&excluded)
+            .filter(|(e, excluded)| {
+                e.kind == EntryKind::Dir && !**excluded && tree::is_valid_name(&e.name)
+            })
+            .map(|(e, _)| join(path, &e.name))
+            .collect();
+        if !subdirs.is_empty() {
+            self.source.will_list(&subdirs);
+        }
         let mut nodes = Vec::with_capacity(listing.len());
-        for (entry, unchanged) in listing.into_iter().zip(unchanged) {
+        for ((entry, unchanged), excluded) in listing.into_iter().zip(unchanged).zip(excluded) {
             self.check_cancel()?;
             let child = join(path, &entry.name);
             if !tree::is_valid_name(&entry.name) {
                 self.warn(&child, "name is not a valid file name; skipped".into());
                 continue;
             }
-            if let Some(exclude) = &self.options.exclude
-                && exclude(&child, entry.kind == EntryKind::Dir)
-            {
+            if excluded {
                 continue;
             }
             let before = previous.as_ref().and_then(|t| t.find(&entry.name));
@@ -332,10 +350,10 @@ impl Walker<'_, '_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Ok(Some((Vec::new(), 0, Some(format!("cannot open: {e}"))))),
         };
-        let window = std::mem::take(&mut self.window);
-        let mut stream = self.chunker.chunks_in(reader, window);
+        let buffer = std::mem::take(&mut self.read_buffer);
+        let mut stream = self.chunker.chunks_in(reader, buffer);
         let outcome = self.chunk_stream(&mut stream);
-        self.window = stream.into_window();
+        self.read_buffer = stream.into_buffer();
         outcome.map(Some)
     }
 

@@ -1,14 +1,19 @@
 //! Content-defined chunking with FastCDC 2020 over a stream.
 //!
-//! The `fastcdc` crate's own `StreamCDC` moves its whole buffer after every
-//! chunk (up to `max_size` bytes copied per chunk); this reader keeps a buffer
-//! of twice the maximum and moves only the unread tail when it refills, so the
-//! chunker costs one pass over the data plus one copy out per chunk.
+//! The cut points are exactly those of `fastcdc::v2020::cut_gear` (a test
+//! holds them equal), found by a scanner that keeps its hash between reads:
+//! bytes are read a small step at a time and appended to the chunk, so
+//! there is no window of twice the largest chunk (16 MiB) to hold; the few
+//! bytes read past a cut start the next chunk.
 
 use crate::config::ChunkerParams;
-use fastcdc::v2020::{Normalization, cut_gear, get_gear_with_seed, select_masks};
+use fastcdc::v2020::{Normalization, get_gear_with_seed, select_masks};
 use std::borrow::Cow;
 use std::io::{self, Read};
+
+/// Bytes read at a time: at most this many are read past a cut and
+/// carried over to the next chunk.
+const STEP: usize = 64 * 1024;
 
 /// Cuts with a store's parameters and seeded gear table.
 pub struct Chunker {
@@ -17,6 +22,13 @@ pub struct Chunker {
     mask_l: u64,
     gear: Cow<'static, [u64]>,
     gear_ls: Cow<'static, [u64]>,
+}
+
+/// Where the scan of the current chunk stands: the next pair of bytes to
+/// hash (FastCDC 2020 hashes two bytes a step) and the hash so far.
+struct Scan {
+    pair: usize,
+    hash: u64,
 }
 
 impl Chunker {
@@ -37,36 +49,50 @@ impl Chunker {
         self.chunks_in(reader, Vec::new())
     }
 
-    /// As [`Chunker::chunks`], in a window kept from an earlier stream
-    /// ([`Chunks::into_window`]): zeroing a fresh window of twice the
-    /// largest chunk costs more than reading a small file.
-    pub fn chunks_in<R: Read>(&self, reader: R, mut window: Vec<u8>) -> Chunks<'_, R> {
-        window.resize(2 * self.params.max_size as usize, 0);
+    /// As [`Chunker::chunks`], reading through a buffer kept from an
+    /// earlier stream ([`Chunks::into_buffer`]): a backup of many small
+    /// files would otherwise zero a fresh one for each.
+    pub fn chunks_in<R: Read>(&self, reader: R, mut buffer: Vec<u8>) -> Chunks<'_, R> {
+        buffer.resize(STEP, 0);
         Chunks {
             chunker: self,
             reader,
-            buf: window,
-            start: 0,
-            end: 0,
+            buffer,
+            carry: Vec::new(),
             eof: false,
         }
     }
 
-    fn cut(&self, data: &[u8]) -> usize {
-        let p = &self.params;
-        let (_, len) = cut_gear(
-            data,
-            p.min_size as usize,
-            p.avg_size as usize,
-            p.max_size as usize,
-            self.mask_s,
-            self.mask_l,
-            self.mask_s << 1,
-            self.mask_l << 1,
-            &self.gear,
-            &self.gear_ls,
-        );
-        len
+    fn start(&self) -> Scan {
+        Scan {
+            pair: self.params.min_size as usize / 2,
+            hash: 0,
+        }
+    }
+
+    /// Hashes on through `data` (the chunk so far); the chunk's length if a
+    /// cut falls inside it. Cuts below the average size need more bits to
+    /// match than cuts above it (normalised chunking).
+    fn scan(&self, scan: &mut Scan, data: &[u8]) -> Option<usize> {
+        let end = (data.len() / 2).min(self.params.max_size as usize / 2);
+        let center = (self.params.avg_size as usize / 2).min(end);
+        let (gear, gear_ls) = (&self.gear, &self.gear_ls);
+        for (end, mask) in [(center, self.mask_s), (end, self.mask_l)] {
+            let mask_ls = mask << 1;
+            while scan.pair < end {
+                let a = scan.pair * 2;
+                scan.hash = (scan.hash << 2).wrapping_add(gear_ls[data[a] as usize]);
+                if scan.hash & mask_ls == 0 {
+                    return Some(a);
+                }
+                scan.hash = scan.hash.wrapping_add(gear[data[a + 1] as usize]);
+                if scan.hash & mask == 0 {
+                    return Some(a + 1);
+                }
+                scan.pair += 1;
+            }
+        }
+        None
     }
 }
 
@@ -74,55 +100,55 @@ impl Chunker {
 pub struct Chunks<'a, R> {
     chunker: &'a Chunker,
     reader: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// Where reads land before they join the chunk (`STEP` bytes).
+    buffer: Vec<u8>,
+    /// Bytes read past the last cut: the start of the next chunk.
+    carry: Vec<u8>,
     eof: bool,
 }
 
 impl<R: Read> Chunks<'_, R> {
-    /// The window, for the next stream.
-    pub fn into_window(self) -> Vec<u8> {
-        self.buf
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let max = self.chunker.params.max_size as usize;
-        if self.end - self.start >= max || self.eof {
-            return Ok(());
-        }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        while self.end < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies the next chunk into `out` (cleared first); false at the end
-    /// of the stream.
+    /// Reads the next chunk into `out` (cleared first); false at the end of
+    /// the stream.
     pub fn next_into(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-        self.fill()?;
-        let available = &self.buf[self.start..self.end];
+        let max = self.chunker.params.max_size as usize;
         out.clear();
-        if available.is_empty() {
-            return Ok(false);
+        out.append(&mut self.carry);
+        let mut scan = self.chunker.start();
+        loop {
+            let cut = match self.chunker.scan(&mut scan, out) {
+                Some(cut) => Some(cut),
+                None if out.len() >= max => Some(max),
+                None if self.eof => return Ok(!out.is_empty()),
+                None => None,
+            };
+            if let Some(cut) = cut {
+                self.carry.extend_from_slice(&out[cut..]);
+                out.truncate(cut);
+                return Ok(true);
+            }
+            self.read(out, max - out.len())?;
         }
-        let len = self.chunker.cut(available).clamp(1, available.len());
-        out.extend_from_slice(&available[..len]);
-        self.start += len;
-        Ok(true)
+    }
+
+    /// The read buffer, for the next stream.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buffer
+    }
+
+    /// Appends up to `want` bytes (at most a step); notes the end of the
+    /// stream.
+    fn read(&mut self, out: &mut Vec<u8>, want: usize) -> io::Result<()> {
+        let want = want.min(self.buffer.len());
+        let n = loop {
+            match self.reader.read(&mut self.buffer[..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        out.extend_from_slice(&self.buffer[..n]);
+        self.eof = n == 0;
+        Ok(())
     }
 }
 
@@ -200,6 +226,52 @@ mod tests {
         let b: Vec<Vec<u8>> = chunker.chunks(&edited[..]).map(Result::unwrap).collect();
         let new = b.iter().filter(|c| !a.contains(*c)).count();
         assert!(new <= 2, "{new} new chunks after a one-byte insert");
+    }
+
+    /// The cut points of `fastcdc`'s own `cut_gear` over the whole input,
+    /// which the streaming scanner must reproduce: a store's chunks must not
+    /// depend on how its files were read.
+    fn reference(chunker: &Chunker, input: &[u8]) -> Vec<usize> {
+        let p = &chunker.params;
+        let mut cuts = Vec::new();
+        let mut at = 0;
+        while at < input.len() {
+            let (_, len) = fastcdc::v2020::cut_gear(
+                &input[at..],
+                p.min_size as usize,
+                p.avg_size as usize,
+                p.max_size as usize,
+                chunker.mask_s,
+                chunker.mask_l,
+                chunker.mask_s << 1,
+                chunker.mask_l << 1,
+                &chunker.gear,
+                &chunker.gear_ls,
+            );
+            at += len.max(1);
+            cuts.push(at);
+        }
+        cuts
+    }
+
+    #[test]
+    fn cut_points_are_those_of_fastcdc() {
+        let chunker = Chunker::new(small(), 9);
+        let mut input = data(3_000_000, 3);
+        // A long run of zeroes forces cuts at the maximum size.
+        input.splice(1_000_000..1_000_000, std::iter::repeat_n(0u8, 300_000));
+        for len in [0, 1, 4095, 4096, 4097, 4098, 20_000, 65_537, input.len()] {
+            let input = &input[..len];
+            let mut at = 0;
+            let ours: Vec<usize> = chunker
+                .chunks(Trickle(input))
+                .map(|c| {
+                    at += c.unwrap().len();
+                    at
+                })
+                .collect();
+            assert_eq!(ours, reference(&chunker, input), "length {len}");
+        }
     }
 
     #[test]

@@ -14,8 +14,13 @@ const FOOTER_VERSION: u8 = 1;
 /// Padding is uniformly 0..=MAX_PADDING bytes, so a small pack's size does
 /// not give away the size of the one file in it.
 const MAX_PADDING: usize = 4095;
-/// Room kept for the footer (about 50 bytes a blob).
-const FOOTER_RESERVE: usize = 64 * 1024;
+/// Room kept for the footer: a pack closes before its footer could need
+/// more, so a pack buffer never reallocates (and so never doubles).
+const FOOTER_RESERVE: usize = 1 << 20;
+/// The most a footer takes per blob (id, kind, three varints)…
+const FOOTER_ENTRY_MAX: usize = 32 + 1 + 3 * 5;
+/// …and in all besides (version, count, sealing, its length).
+const FOOTER_FIXED_MAX: usize = 256;
 
 /// Where one blob sits inside a pack, as the footer records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +82,8 @@ impl PackBuilder {
     /// Whether a sealed blob of `len` bytes still fits in `target`; an empty
     /// pack takes any blob, so a blob larger than the target gets a pack.
     pub fn has_room(&self, len: usize, target: usize) -> bool {
-        self.entries.is_empty() || self.buf.len() + len <= target
+        let footer = FOOTER_FIXED_MAX + (self.entries.len() + 1) * FOOTER_ENTRY_MAX;
+        self.entries.is_empty() || (self.buf.len() + len <= target && footer <= FOOTER_RESERVE)
     }
 
     pub fn add(&mut self, id: Id, kind: BlobKind, raw_length: u32, sealed: &[u8]) {
@@ -231,5 +237,27 @@ mod tests {
             bad[i] ^= 1;
             assert!(read_footer(&keys, &pack.name, &bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_pack_of_tiny_blobs_closes_before_its_footer_outgrows_the_buffer() {
+        let keys = Keys::derive(&MasterKey([5; 32]));
+        let target = 16 << 20;
+        let mut b = PackBuilder::new(target).unwrap();
+        let capacity = b.buf.capacity();
+        let mut n = 0u32;
+        while b.has_room(100, target) {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            b.add(Id(id), BlobKind::Data, u32::MAX, &[7u8; 100]);
+            n += 1;
+        }
+        assert!(n > 10_000, "closed after {n} blobs");
+        let pack = b.finish(&keys).unwrap();
+        assert_eq!(pack.bytes.capacity(), capacity, "the pack buffer grew");
+        assert_eq!(
+            read_footer(&keys, &pack.name, &pack.bytes).unwrap().len(),
+            n as usize
+        );
     }
 }

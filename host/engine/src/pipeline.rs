@@ -194,8 +194,8 @@ pub fn write_blobs<R>(
     };
     let uploaded = Mutex::new(Uploaded::default());
     let filled = std::thread::scope(|s| {
-        let (job_tx, job_rx) = bounded::<Vec<Job>>(threads * 2);
-        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(threads * 2);
+        let (job_tx, job_rx) = bounded::<Vec<Job>>(threads);
+        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(threads);
         // A rendezvous: a finished pack waits for a free uploader, so at most
         // one pack fills while the uploaders each hold one.
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);

@@ -28,6 +28,10 @@ pub trait Source: Send + Sync {
     /// A source on a disk can start reading them now, so a backup of many
     /// small files does not wait on the disk for each.
     fn will_read(&self, _files: &[(Vec<u8>, u64)]) {}
+    /// A hint: these directories will be listed soon, in this order (before
+    /// any asked for earlier). A source on a disk can list them ahead, on
+    /// other cores.
+    fn will_list(&self, _dirs: &[Vec<u8>]) {}
 }
 
 /// `parent/name`, or `name` at the root.

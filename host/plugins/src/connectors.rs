@@ -269,6 +269,13 @@ impl Source for PluginSource {
         }
     }
 
+    /// Likewise, the host lists a local tree's directories ahead of the walk.
+    fn will_list(&self, dirs: &[Vec<u8>]) {
+        if let Some(local) = lock(&self.instance).local_fs() {
+            local.will_list(dirs);
+        }
+    }
+
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
         let handle = lock(&self.instance)
             .source_call("open-file", |s, g| g.call_open_file(s, path))

@@ -19,12 +19,14 @@ pub mod error;
 pub mod grants;
 mod http_client;
 mod instance;
+mod list_ahead;
 mod local_fs;
 pub mod location;
 mod options;
 mod prefetch;
 pub mod registry;
 mod runtime;
+mod xattrs;
 
 pub use connectors::{PluginDestination, PluginSource, PluginStorage};
 pub use error::PluginError;

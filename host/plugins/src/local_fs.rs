@@ -5,7 +5,9 @@
 
 use crate::bindings::local_fs::Host;
 use crate::bindings::types::{Entry, EntryKind, Error, ErrorKind, Metadata};
+use crate::list_ahead::ListAhead;
 use crate::prefetch::Prefetcher;
+use crate::xattrs;
 use cap_fs_ext::{
     DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
 };
@@ -33,6 +35,8 @@ pub struct LocalFs {
     set_owner: bool,
     /// Started on the first listing (a store's instances rarely list).
     prefetcher: Option<Prefetcher>,
+    /// Started when a backup first says which directories come next.
+    list_ahead: Option<ListAhead>,
 }
 
 impl LocalFs {
@@ -62,6 +66,7 @@ impl LocalFs {
             // SAFETY: geteuid has no preconditions.
             set_owner: unsafe { libc::geteuid() } == 0,
             prefetcher: None,
+            list_ahead: None,
         })
     }
 
@@ -85,6 +90,20 @@ impl LocalFs {
         );
     }
 
+    /// Starts listing `dirs` (paths as the plugin names them), which a
+    /// backup is about to list in this order.
+    pub fn will_list(&mut self, dirs: &[Vec<u8>]) {
+        let Some(Grant::Dir(root)) = &self.grant else {
+            return;
+        };
+        if self.list_ahead.is_none() {
+            self.list_ahead = ListAhead::start(root, list_beneath);
+        }
+        if let Some(ahead) = &self.list_ahead {
+            ahead.ask(dirs);
+        }
+    }
+
     /// Resolves a plugin path to (directory, path relative to it).
     fn resolve(&self, path: &[u8]) -> Result<(&Dir, PathBuf), Error> {
         let grant = self.grant.as_ref().ok_or_else(|| {
@@ -94,21 +113,7 @@ impl LocalFs {
             )
         })?;
         match grant {
-            Grant::Dir(dir) => {
-                if path.is_empty() {
-                    return Ok((dir, PathBuf::from(".")));
-                }
-                let legal = path
-                    .split(|&b| b == b'/')
-                    .all(|c| !c.is_empty() && c != b"." && c != b".." && !c.contains(&0));
-                if !legal {
-                    return Err(err(
-                        ErrorKind::InvalidInput,
-                        format!("illegal path {:?}", String::from_utf8_lossy(path)),
-                    ));
-                }
-                Ok((dir, PathBuf::from(OsStr::from_bytes(path))))
-            }
+            Grant::Dir(dir) => Ok((dir, rel_path(path)?)),
             Grant::File { parent, name } => {
                 if path.is_empty() {
                     Ok((parent, PathBuf::from(name)))
@@ -224,7 +229,7 @@ impl LocalFs {
                 } else {
                     0
                 },
-                xattrs: xattrs_of(dir, rel),
+                xattrs: xattrs::read(dir, rel),
             },
             symlink_target,
         })
@@ -243,26 +248,47 @@ struct Stat {
     size: u64,
 }
 
-/// The path of `rel` through the directory's descriptor, for the xattr
-/// calls cap-std does not offer: `/proc/self/fd/N/rel`, resolved by the
-/// kernel from the already-confined descriptor.
-fn fd_path(dir: &Dir, rel: &Path) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(rel)
+/// The entries of directory `rel` beneath `dir` (`path`, the plugin's name
+/// for it, for errors).
+fn list_in(dir: &Dir, rel: &Path, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    let sub = dir
+        .open_dir_nofollow(rel)
+        .map_err(|e| io_err("list", path, e))?;
+    let mut out = Vec::new();
+    for item in sub.entries().map_err(|e| io_err("list", path, e))? {
+        let name = item.map_err(|e| io_err("list", path, e))?.file_name();
+        match LocalFs::listed_entry(&sub, &name) {
+            Ok(entry) => out.push(entry),
+            // Gone between the listing and the stat: no longer part of the tree.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("stat", name.as_bytes(), e)),
+        }
+    }
+    Ok(out)
 }
 
-fn xattrs_of(dir: &Dir, rel: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let path = fd_path(dir, rel);
-    let Ok(names) = xattr::list(&path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
-        .filter_map(|n| {
-            let value = xattr::get(&path, &n).ok().flatten()?;
-            Some((n.into_encoded_bytes(), value))
-        })
-        .collect();
-    out.sort();
-    out
+/// [`list_in`] for a plugin path beneath a granted directory: what the
+/// listing helpers run.
+fn list_beneath(root: &Dir, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    list_in(root, &rel_path(path)?, path)
+}
+
+/// A plugin path as a path relative to the granted directory: components
+/// joined by `/`, none empty, `.` or `..`.
+fn rel_path(path: &[u8]) -> Result<PathBuf, Error> {
+    if path.is_empty() {
+        return Ok(PathBuf::from("."));
+    }
+    let legal = path
+        .split(|&b| b == b'/')
+        .all(|c| !c.is_empty() && c != b"." && c != b".." && !c.contains(&0));
+    if !legal {
+        return Err(err(
+            ErrorKind::InvalidInput,
+            format!("illegal path {:?}", String::from_utf8_lossy(path)),
+        ));
+    }
+    Ok(PathBuf::from(OsStr::from_bytes(path)))
 }
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> Error {
@@ -306,22 +332,16 @@ impl Host for crate::instance::HostState {
     }
 
     fn list_dir(&mut self, path: Vec<u8>) -> Result<Vec<Entry>, Error> {
-        let (dir, rel) = self.local_fs.resolve(&path)?;
-        let sub = dir
-            .open_dir_nofollow(&rel)
-            .map_err(|e| io_err("list", &path, e))?;
-        let mut out = Vec::new();
-        for item in sub.entries().map_err(|e| io_err("list", &path, e))? {
-            let item = item.map_err(|e| io_err("list", &path, e))?;
-            let name = item.file_name();
-            match LocalFs::listed_entry(&sub, &name) {
-                Ok(entry) => out.push(entry),
-                // Gone between the listing and the stat: no longer part of the tree.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("stat", name.as_bytes(), e)),
-            }
+        if let Some(listed) = self
+            .local_fs
+            .list_ahead
+            .as_ref()
+            .and_then(|a| a.take(&path))
+        {
+            return listed;
         }
-        Ok(out)
+        let (dir, rel) = self.local_fs.resolve(&path)?;
+        list_in(dir, &rel, &path)
     }
 
     fn open_read(&mut self, path: Vec<u8>) -> Result<u64, Error> {
@@ -467,7 +487,7 @@ impl Host for crate::instance::HostState {
         if !is_symlink && kind != EntryKind::Symlink {
             for (name, value) in &meta.xattrs {
                 // Best effort: the target filesystem may not take every namespace.
-                let _ = xattr::set(fd_path(dir, &rel), OsStr::from_bytes(name), value);
+                let _ = xattr::set(xattrs::fd_path(dir, &rel), OsStr::from_bytes(name), value);
             }
             dir.set_permissions(&rel, Permissions::from_mode(meta.mode & 0o7777))
                 .map_err(fail)?;

@@ -103,7 +103,12 @@ impl Storage for FsStorage {
         tmp.extend_from_slice(format!(".tmp-{name}-{}", self.counter).as_bytes());
         host::mkdir(&dir)?;
         let handle = host::create(&tmp, false)?;
-        let written = host::write(handle, &data).and_then(|()| host::sync(handle));
+        // In pieces: the host copies each piece it is given out of this
+        // plugin's memory, and a whole pack would be one more 16 MiB copy.
+        let written = data
+            .chunks(1 << 20)
+            .try_for_each(|piece| host::write(handle, piece))
+            .and_then(|()| host::sync(handle));
         host::close(handle);
         let result = written
             .and_then(|()| host::rename(&tmp, &path))
