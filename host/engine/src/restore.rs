@@ -112,7 +112,7 @@ pub fn restore(
             });
         }
         drop(job_rx);
-        let (step_tx, step_rx) = bounded::<Step>(threads * 8);
+        let (step_tx, step_rx) = bounded::<Vec<Step>>(2);
         let planner_index = &index;
         s.spawn(move || {
             let mut planner = Planner {
@@ -122,6 +122,8 @@ pub fn restore(
                 jobs: job_tx,
                 pending: Vec::new(),
                 held: Vec::new(),
+                batch: Vec::new(),
+                batch_bytes: 0,
             };
             let _ = match target {
                 browse::Resolved::Root(tree) => planner.dir(b"", &tree),
@@ -133,7 +135,7 @@ pub fn restore(
                     _ => planner.node(node.name.clone(), node),
                 },
             };
-            let _ = planner.dispatch();
+            let _ = planner.dispatch().and_then(|()| planner.flush());
         });
         write_steps(step_rx, destination, options, &mut outcome)
     })?;
@@ -144,13 +146,25 @@ pub fn restore(
 struct Planner<'a> {
     store: &'a Store,
     index: &'a Index,
-    steps: Sender<Step>,
+    steps: Sender<Vec<Step>>,
     jobs: Sender<ReadJob>,
     /// Chunks gathered for the next read, not yet sent to a worker.
     pending: ReadJob,
     /// Steps waiting for that read to be sent.
     held: Vec<Step>,
+    /// Steps ready for the writer, sent together: one hand-over between
+    /// threads per step cost a restore of many small files a fifth of its
+    /// time in wake-ups.
+    batch: Vec<Step>,
+    /// Bytes the batch's chunks will bring: a batch also goes when it
+    /// holds this much, so large files are not read far ahead.
+    batch_bytes: u64,
 }
+
+/// Steps handed to the writer at once…
+const STEP_BATCH: usize = 64;
+/// …or fewer, once their chunks come to this many bytes.
+const BATCH_BYTES: u64 = 4 << 20;
 
 /// The writer hung up (it failed); stop planning.
 struct Stop;
@@ -161,11 +175,30 @@ impl Planner<'_> {
     /// for a chunk no worker has been asked for.
     fn send(&mut self, step: Step) -> Result<(), Stop> {
         if self.pending.is_empty() {
-            self.steps.send(step).map_err(|_| Stop)
+            self.batch.push(step);
+            self.flush_if_full()?;
         } else {
             self.held.push(step);
-            Ok(())
         }
+        Ok(())
+    }
+
+    fn flush_if_full(&mut self) -> Result<(), Stop> {
+        if self.batch.len() >= STEP_BATCH || self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the ready steps to the writer.
+    fn flush(&mut self) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        self.steps
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| Stop)
     }
 
     /// Sends the gathered read to a worker, then the steps that waited.
@@ -173,13 +206,16 @@ impl Planner<'_> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.batch_bytes += self
+            .pending
+            .iter()
+            .map(|(_, l, _)| u64::from(l.length))
+            .sum::<u64>();
         self.jobs
             .send(std::mem::take(&mut self.pending))
             .map_err(|_| Stop)?;
-        for step in std::mem::take(&mut self.held) {
-            self.steps.send(step).map_err(|_| Stop)?;
-        }
-        Ok(())
+        self.batch.append(&mut self.held);
+        self.flush_if_full()
     }
 
     /// Plans the read of one chunk: with the pending ones if it follows
@@ -260,7 +296,7 @@ impl Planner<'_> {
 type OpenFile = (Vec<u8>, Node, Box<dyn Write + Send>, Option<String>);
 
 fn write_steps(
-    steps: Receiver<Step>,
+    steps: Receiver<Vec<Step>>,
     dest: &dyn Destination,
     options: &RestoreOptions,
     outcome: &mut RestoreOutcome,
@@ -270,7 +306,7 @@ fn write_steps(
         source: e,
     };
     let mut file: Option<OpenFile> = None;
-    for step in steps {
+    for step in steps.into_iter().flatten() {
         match step {
             Step::Dir(path) => {
                 dest.create_dir(&path).map_err(|e| dest_err(&path, e))?;

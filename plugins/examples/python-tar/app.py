@@ -1,0 +1,241 @@
+"""A kast source connector, in Python: backs up the members of a tar
+archive as if they were a tree on disk.
+
+Location: ``tar:///path/to/archive.tar``, a plain (uncompressed) archive:
+the CPython that componentize-py builds in has no zlib, bz2 or lzma, so a
+compressed one is refused with a clear error. The host preopens exactly the
+folder holding the archive, read-only; this component can reach nothing
+else.
+
+What a backup keeps of each member: its type, mode, owner, times (``pax``
+headers give nanoseconds and ctime), extended attributes (``SCHILY.xattr``
+pax records), symlink targets, and hard links (a file with its target's
+content and inode number). Folders that the archive only implies get the
+archive's own mode and time. A later member of the same name replaces an
+earlier one, as ``tar -x`` does.
+"""
+
+import os
+import stat
+import tarfile
+from urllib.parse import unquote, urlparse
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import types as t
+
+VERSION = "0.1.0"
+
+
+def fail(kind, message):
+    return Err(t.Error(kind=kind, message=message))
+
+
+class Node:
+    """One member (or implied folder) of the tree."""
+
+    __slots__ = ("kind", "meta", "target", "member", "children")
+
+    def __init__(self, kind, meta, target=None, member=None):
+        self.kind = kind
+        self.meta = meta
+        self.target = target
+        self.member = member
+        self.children = {} if kind == t.EntryKind.DIR else None
+
+
+def encode(name):
+    """tarfile decodes names with surrogateescape: give back the bytes."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def split(name):
+    """The member's path as components (none for the root itself); None
+    for one that would leave the tree (``..``)."""
+    parts = [p for p in encode(name).split(b"/") if p not in (b"", b".")]
+    return None if b".." in parts else parts
+
+
+def nanoseconds(member, key, fallback_ns):
+    """A time from the member's pax header, to the nanosecond."""
+    text = member.pax_headers.get(key)
+    if text is not None:
+        seconds, _, fraction = text.partition(".")
+        try:
+            return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+        except ValueError:
+            pass
+    return fallback_ns
+
+
+TYPES = {
+    tarfile.DIRTYPE: (t.EntryKind.DIR, stat.S_IFDIR),
+    tarfile.SYMTYPE: (t.EntryKind.SYMLINK, stat.S_IFLNK),
+    tarfile.CHRTYPE: (t.EntryKind.SPECIAL, stat.S_IFCHR),
+    tarfile.BLKTYPE: (t.EntryKind.SPECIAL, stat.S_IFBLK),
+    tarfile.FIFOTYPE: (t.EntryKind.SPECIAL, stat.S_IFIFO),
+}
+
+
+# The CPython inside the component has no zlib, bz2 or lzma.
+COMPRESSED = [(b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"),
+              (b"\x28\xb5\x2f\xfd", "zstd")]
+
+
+class Archive:
+    """The archive, read once into a tree of members on `open`."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        for prefix, kind in COMPRESSED:
+            if magic.startswith(prefix):
+                raise fail(t.ErrorKind.UNSUPPORTED,
+                           f"{path}: a {kind}-compressed archive; this connector reads "
+                           f"plain tar only (decompress it first)")
+        self.tar = tarfile.open(path, "r:", errors="surrogateescape")
+        info = os.stat(path)
+        self.folder_meta = lambda: t.Metadata(
+            mode=stat.S_IFDIR | 0o755, uid=info.st_uid, gid=info.st_gid,
+            mtime_ns=info.st_mtime_ns, ctime_ns=info.st_mtime_ns,
+            inode=0, size=0, xattrs=[])
+        self.root = Node(t.EntryKind.DIR, self.folder_meta())
+        self.inodes = {}
+        for number, member in enumerate(self.tar, start=1):
+            self.add(number, member)
+
+    def add(self, number, member):
+        parts = split(member.name)
+        if parts is None:
+            return
+        kind, type_bits = TYPES.get(member.type, (t.EntryKind.FILE, stat.S_IFREG))
+        if not parts:
+            # The root folder's own entry (`./`): its metadata.
+            if kind == t.EntryKind.DIR:
+                self.root.meta = self.metadata(member, stat.S_IFDIR, number, 0)
+            return
+        size, inode, source = member.size, number, member
+        if member.islnk():
+            # A hard link: the content and inode of the member it names.
+            target = self.find(split(member.linkname) or [])
+            if target is None or target.kind != t.EntryKind.FILE:
+                return
+            size, inode, source = target.meta.size, target.meta.inode, target.member
+        meta = self.metadata(member, type_bits, inode,
+                             size if kind == t.EntryKind.FILE else 0)
+        target = encode(member.linkname) if kind == t.EntryKind.SYMLINK else None
+        parent = self.folder(parts[:-1])
+        if parent is None:
+            return
+        old = parent.children.get(parts[-1])
+        node = Node(kind, meta, target, source)
+        if old is not None and old.kind == kind == t.EntryKind.DIR:
+            node.children = old.children  # a folder's own entry after its contents
+        parent.children[parts[-1]] = node
+
+    @staticmethod
+    def metadata(member, type_bits, inode, size):
+        mtime = nanoseconds(member, "mtime", int(member.mtime) * 1_000_000_000)
+        return t.Metadata(
+            mode=type_bits | (member.mode & 0o7777),
+            uid=member.uid, gid=member.gid,
+            mtime_ns=mtime, ctime_ns=nanoseconds(member, "ctime", mtime),
+            inode=inode, size=size,
+            xattrs=sorted(
+                (encode(key[len("SCHILY.xattr."):]), encode(value))
+                for key, value in member.pax_headers.items()
+                if key.startswith("SCHILY.xattr.")))
+
+    def folder(self, parts):
+        """The folder at `parts`, made (as implied) where missing; None when
+        a non-folder member stands in the way."""
+        node = self.root
+        for part in parts:
+            child = node.children.get(part)
+            if child is None:
+                child = Node(t.EntryKind.DIR, self.folder_meta())
+                node.children[part] = child
+            if child.kind != t.EntryKind.DIR:
+                return None
+            node = child
+        return node
+
+    def find(self, parts):
+        node = self.root
+        for part in parts:
+            if node.children is None or part not in node.children:
+                return None
+            node = node.children[part]
+        return node
+
+    def lookup(self, path):
+        node = self.find([p for p in path.split(b"/") if p]) if path else self.root
+        if node is None:
+            raise fail(t.ErrorKind.NOT_FOUND, f"{path!r}: not in the archive")
+        return node
+
+
+archive = None
+files = {}
+next_handle = 1
+
+
+class Plugin(exports.Plugin):
+    def info(self):
+        return t.PluginInfo(
+            name="python-tar", version=VERSION, schemes=["tar"],
+            roles=[t.Role.SOURCE],
+            description="Backs up the members of a tar archive (written in Python)")
+
+
+class TreeSource(exports.TreeSource):
+    def open(self, location):
+        global archive
+        url = urlparse(location.url)
+        if url.scheme != "tar" or url.netloc or not url.path:
+            raise fail(t.ErrorKind.INVALID_INPUT,
+                       f"expected tar:///path/to/archive.tar, got {location.url}")
+        path = unquote(url.path)
+        try:
+            archive = Archive(path)
+        except FileNotFoundError:
+            raise fail(t.ErrorKind.NOT_FOUND, f"{path}: no such archive")
+        except PermissionError as e:
+            raise fail(t.ErrorKind.PERMISSION_DENIED, f"{path}: {e}")
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise fail(t.ErrorKind.INVALID_INPUT, f"{path}: not a readable tar archive: {e}")
+
+    def list_dir(self, path):
+        node = archive.lookup(path)
+        if node.kind != t.EntryKind.DIR:
+            raise fail(t.ErrorKind.INVALID_INPUT, f"{path!r}: not a folder")
+        return [t.Entry(name=name, kind=child.kind, meta=child.meta,
+                        symlink_target=child.target)
+                for name, child in node.children.items()]
+
+    def open_file(self, path):
+        global next_handle
+        node = archive.lookup(path)
+        if node.kind != t.EntryKind.FILE:
+            raise fail(t.ErrorKind.INVALID_INPUT, f"{path!r}: not a file")
+        try:
+            reader = archive.tar.extractfile(node.member)
+        except (tarfile.TarError, OSError) as e:
+            raise fail(t.ErrorKind.OTHER, f"{path!r}: {e}")
+        handle, next_handle = next_handle, next_handle + 1
+        files[handle] = reader
+        return handle
+
+    def read(self, handle, max):
+        reader = files.get(handle)
+        if reader is None:
+            raise fail(t.ErrorKind.INVALID_INPUT, f"no open file {handle}")
+        try:
+            return reader.read(max)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise fail(t.ErrorKind.OTHER, f"reading the archive: {e}")
+
+    def close_file(self, handle):
+        reader = files.pop(handle, None)
+        if reader is not None:
+            reader.close()

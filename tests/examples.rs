@@ -1,0 +1,166 @@
+//! The example connectors in other languages (`plugins/examples/`), built
+//! with the one command their READMEs give, installed with `kast plugin
+//! install`, and run through the conformance checks of the roles they
+//! serve, then end to end through the `kast` binary.
+
+#[path = "../host/engine/tests/common/mod.rs"]
+mod common;
+#[path = "user.rs"]
+mod user;
+
+use common::conformance::{self, Connectors};
+use kast_engine::storage::Storage;
+use kast_engine::{Destination, Source};
+use kast_plugins::Host;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use user::User;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a build command in an example's folder; says what to install when
+/// the tool is missing.
+fn build(example: &str, program: &str, args: &[&str], install: &str) {
+    let dir = repo().join("plugins/examples").join(example);
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (install it: {install})"));
+    assert!(
+        out.status.success(),
+        "building {example} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `plugins/examples/python-tar`, built into `out`.
+fn python_tar(out: &Path) -> PathBuf {
+    let wasm = out.join("python-tar.wasm");
+    build(
+        "python-tar",
+        "componentize-py",
+        &[
+            "-d",
+            "../../../wit",
+            "-w",
+            "source",
+            "componentize",
+            "app",
+            "-o",
+            wasm.to_str().unwrap(),
+        ],
+        "pip install componentize-py==0.25.1",
+    );
+    wasm
+}
+
+/// Installs `wasm` for `u` with the CLI; returns the plugin directory.
+fn install(u: &User, wasm: &Path) -> PathBuf {
+    let said = u.ok(&["plugin", "install", wasm.to_str().unwrap()]);
+    assert!(said.contains("installed"), "{said}");
+    u.home.path().join(".local/share/kast/plugins")
+}
+
+/// `tar` of a folder with what GNU tar can carry: pax headers (times to
+/// the nanosecond) and extended attributes.
+fn tar(dir: &Path, archive: &Path, compress: &[&str]) {
+    let status = Command::new("tar")
+        .args(["--xattrs", "--format=pax"])
+        .args(compress)
+        .arg("-cf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The fs plugins for the store and restores; the tar plugin reads an
+/// archive made of the folder it is given.
+struct TarSource(Host);
+
+impl Connectors for TarSource {
+    fn storage(&self, path: &Path) -> Arc<dyn Storage> {
+        self.0
+            .new_storage(&format!("fs://{}", path.display()))
+            .unwrap()
+    }
+    fn source(&self, path: &Path) -> Box<dyn Source> {
+        let archive = path.with_extension("tar");
+        tar(path, &archive, &[]);
+        Box::new(
+            self.0
+                .source(&format!("tar://{}", archive.display()))
+                .unwrap(),
+        )
+    }
+    fn destination(&self, path: &Path) -> Box<dyn Destination> {
+        Box::new(
+            self.0
+                .destination(&format!("fs://{}", path.display()))
+                .unwrap(),
+        )
+    }
+}
+
+#[test]
+fn python_tar_source_conforms() {
+    let u = User::new();
+    let wasm = python_tar(u.home.path());
+    let plugins = install(&u, &wasm);
+    let host = Host::new(Some(u.path("cache")), Some(plugins)).unwrap();
+    let c = TarSource(host);
+    conformance::check_round_trip(&c, 8 << 20);
+    conformance::check_dedup(&c);
+}
+
+#[test]
+fn python_tar_backs_up_archives_end_to_end() {
+    let u = User::new();
+    u.create();
+    let wasm = python_tar(u.home.path());
+    install(&u, &wasm);
+    let src = u.path("src");
+    common::generate_tree(&src, 21, 3 << 20);
+    // What tar keeps and a plain tree walk would not show: a hard link.
+    std::fs::hard_link(src.join("many/f0000.bin"), src.join("hard")).unwrap();
+    let archive = u.path("plain.tar");
+    tar(&src, &archive, &[]);
+    let out = u.ok(&["backup", &format!("tar://{}", archive.display())]);
+    assert!(out.contains("snapshot"), "{out}");
+    let restored = u.path("restored");
+    u.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    common::assert_same_tree(&src, &restored);
+    // The same archive again: nothing new is read.
+    let again = u.json(&["backup", &format!("tar://{}", archive.display())]);
+    let again = &again["snapshots"][0];
+    assert_eq!(again["files_new_or_changed"], 0, "{again}");
+    assert_eq!(again["bytes_read"], 0, "{again}");
+    // A compressed archive is refused clearly (no zlib in the component).
+    let squeezed = u.path("squeezed.tar.gz");
+    tar(&src, &squeezed, &["-z"]);
+    let out = u.kast(&["backup", &format!("tar://{}", squeezed.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        user::stderr(&out).contains("gzip-compressed archive"),
+        "{}",
+        user::stderr(&out)
+    );
+    // A file that is not a tar archive is a clear error.
+    let junk = u.path("junk.tar");
+    std::fs::write(&junk, vec![7u8; 10_000]).unwrap();
+    let out = u.kast(&["backup", &format!("tar://{}", junk.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        user::stderr(&out).contains("not a readable tar archive"),
+        "{}",
+        user::stderr(&out)
+    );
+}
