@@ -5,6 +5,8 @@
 
 #[path = "../host/engine/tests/common/mod.rs"]
 mod common;
+#[path = "servers/mod.rs"]
+mod servers;
 #[path = "user.rs"]
 mod user;
 
@@ -163,4 +165,91 @@ fn python_tar_backs_up_archives_end_to_end() {
         "{}",
         user::stderr(&out)
     );
+}
+
+/// `plugins/examples/js-webdav`, built with its README's command (after
+/// `npm install`, which scripts/setup runs).
+fn js_webdav() -> PathBuf {
+    build(
+        "js-webdav",
+        "npm",
+        &["run", "--silent", "build"],
+        "npm install in plugins/examples/js-webdav",
+    );
+    repo().join("plugins/examples/js-webdav/js-webdav.wasm")
+}
+
+/// What WebDAV keeps of a tree: folders, and each file's bytes and
+/// modification time to the second (no modes, owners or links).
+fn dav_view(root: &Path) -> std::collections::BTreeMap<Vec<u8>, common::Seen> {
+    use common::Seen;
+    common::snapshot_of_dir(root)
+        .into_iter()
+        .filter_map(|(path, seen)| match seen {
+            Seen::File {
+                mtime, hash, len, ..
+            } => Some((
+                path,
+                Seen::File {
+                    mode: 0,
+                    mtime,
+                    mtime_ns: 0,
+                    uid: 0,
+                    gid: 0,
+                    hash,
+                    len,
+                },
+            )),
+            Seen::Dir { .. } => Some((
+                path,
+                Seen::Dir {
+                    mode: 0,
+                    mtime: 0,
+                    uid: 0,
+                },
+            )),
+            Seen::Symlink { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn js_webdav_backs_up_a_webdav_share() {
+    let u = User::new();
+    u.create();
+    install(&u, &js_webdav());
+    let share = u.path("share");
+    std::fs::create_dir_all(share.join("docs/deep/er")).unwrap();
+    std::fs::create_dir_all(share.join("empty folder")).unwrap();
+    std::fs::write(share.join("empty"), b"").unwrap();
+    std::fs::write(share.join("docs/notes & 100% sure.txt"), b"odd name").unwrap();
+    std::fs::write(
+        share.join("docs/deep/er/héllo ✓.txt"),
+        "unicode\n".repeat(50),
+    )
+    .unwrap();
+    // Larger than one read (kast asks for 1 MiB at a time).
+    common::write_random_file(&share.join("docs/big.bin"), (5 << 20) + 17, 5);
+    for i in 0..40u64 {
+        common::write_random_file(&share.join(format!("docs/f{i:02}")), i * 997, i);
+    }
+    let server = servers::webdav::WebDav::start(&share);
+    let location = server.location("");
+    let first = u.json(&["backup", &location]);
+    assert_eq!(first["snapshots"][0]["files"], 44, "{first}");
+    let restored = u.path("restored");
+    u.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    assert_eq!(dav_view(&share), dav_view(&restored));
+    // Nothing changed: nothing is read again.
+    let again = u.json(&["backup", &location]);
+    assert_eq!(again["snapshots"][0]["bytes_read"], 0, "{again}");
+    // A subfolder as the location.
+    u.ok(&["backup", &server.location("docs/deep")]);
+    let names = u.ok(&["ls", "latest"]);
+    assert!(names.contains("er/"), "{names}");
+    // A wrong password is refused clearly; nothing is stored.
+    let wrong = location.replace(servers::webdav::PASSWORD, "guess");
+    let out = u.kast(&["backup", &wrong]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(user::stderr(&out).contains("401"), "{}", user::stderr(&out));
 }

@@ -1,7 +1,8 @@
 //! Real servers on loopback for the connector tests: OpenSSH (`sshd`),
-//! vsftpd (`vsftpd`), a Garage cluster (`garage`) and a TLS-terminating
-//! stunnel (`tls_proxy`), each started in the foreground with its own
-//! temporary configuration and killed, with everything it forked, on drop.
+//! vsftpd (`vsftpd`), a Garage cluster (`garage`), a TLS-terminating
+//! stunnel (`tls_proxy`) and wsgidav (`webdav`), each started in the
+//! foreground with its own temporary configuration and killed, with
+//! everything it forked, on drop.
 //! No system service or file is touched: where a server needs the test
 //! user's password (or its PAM configuration), those exist only in the
 //! server's private mount namespace.
@@ -12,6 +13,7 @@ pub mod garage;
 pub mod sshd;
 pub mod tls_proxy;
 pub mod vsftpd;
+pub mod webdav;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -14,8 +14,9 @@
 //!   says. Never another address: the plugin ignores the address in the
 //!   server's PASV reply (the NAT workaround every client has), so a server
 //!   cannot point it elsewhere either.
-//! - `s3://HOST[:PORT]/…` and `s3+http://…`: no sockets at all; `wasi:http`
-//!   requests to exactly that scheme and authority (the host makes the
+//! - `s3://HOST[:PORT]/…` and `s3+http://…` (likewise `https`/`http`, and
+//!   WebDAV's `davs`/`dav`): no sockets at all; `wasi:http` requests to
+//!   exactly that scheme (HTTPS for the first of each pair) and authority (the host makes the
 //!   connection, resolves the name and does the TLS; anything else, a
 //!   redirect's target included, is denied).
 //! - `SCHEME:///PATH` with no host (other schemes): that directory (or the
@@ -42,8 +43,8 @@ fn default_port(scheme: &str) -> Option<u16> {
 /// For schemes spoken over `wasi:http`: whether it is HTTPS.
 fn http_scheme(scheme: &str) -> Option<bool> {
     match scheme {
-        "s3" | "https" => Some(true),
-        "s3+http" | "http" => Some(false),
+        "s3" | "https" | "davs" => Some(true),
+        "s3+http" | "http" | "dav" => Some(false),
         _ => None,
     }
 }
@@ -59,6 +60,23 @@ fn data_ports(location: &Location) -> Result<RangeInclusive<u16>, &'static str> 
         .filter(|(l, h)| l <= h && *l > 0)
         .ok_or("data_ports must be LOW-HIGH, e.g. data_ports=40000-40100")?;
     Ok(low..=high)
+}
+
+/// What a plugin serving `scheme` may reach, in words for the user (what
+/// [`grants_for`] grants for that scheme's locations).
+pub fn reach(scheme: &str) -> String {
+    if scheme == "fs" {
+        "the one local directory (or file) the location names".into()
+    } else if let Some(https) = http_scheme(scheme) {
+        let http = if https { "HTTPS" } else { "HTTP" };
+        format!("{http} requests to the location's own host and port only, no sockets")
+    } else if matches!(scheme, "ftp" | "ftps") {
+        "the location's host only: its port, and passive data ports on that address".into()
+    } else {
+        "for a location with a host, that one address only; without one, \
+         the folder its path names (read-only as a source)"
+            .into()
+    }
 }
 
 /// The grants for `location` in `role`, and the address handed to the
@@ -193,6 +211,26 @@ mod tests {
         ] {
             assert!(!endpoint.allows(&other.parse().unwrap()), "{other}");
         }
+        // WebDAV: dav is plain HTTP, davs HTTPS on 443 by default.
+        let http_of = |url: &str| {
+            let location = Location::parse(url).unwrap();
+            grants_for(&location, Role::Source, false)
+                .unwrap()
+                .0
+                .http
+                .unwrap()
+        };
+        assert!(
+            http_of("dav://dav.example:8080/x")
+                .allows(&"http://dav.example:8080/x/y".parse().unwrap())
+        );
+        let davs = http_of("davs://dav.example/x");
+        assert!(davs.allows(&"https://dav.example/x".parse().unwrap()));
+        assert!(!davs.allows(&"http://dav.example/x".parse().unwrap()));
+        assert!(
+            tcp("davs://dav.example/x").is_empty(),
+            "no sockets for WebDAV"
+        );
         let bad = Location::parse("ftp://127.0.0.1/x?data_ports=9-1").unwrap();
         assert!(grants_for(&bad, Role::Source, false).is_err());
     }

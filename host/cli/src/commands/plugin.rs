@@ -9,14 +9,13 @@ use serde_json::json;
 /// What a plugin may reach, in words: the grants depend on the location,
 /// never on the plugin (see docs/connector-contract.md).
 fn reach(listed: &Listed) -> String {
-    let schemes = listed.info.schemes.join(", ");
-    if listed.info.schemes.iter().any(|s| s == "fs") {
-        "the one local directory (or file) its location names".to_string()
-    } else {
-        format!(
-            "for {schemes}://HOST:PORT/… locations: that one address only; for {schemes}:///PATH: that directory only"
-        )
-    }
+    listed
+        .info
+        .schemes
+        .iter()
+        .map(|s| format!("{s}://: {}", kast_plugins::grants::reach(s)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn describe(listed: &Listed) -> serde_json::Value {
@@ -46,11 +45,10 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
             }
             if !ctx.quiet {
                 println!(
-                    "installed {} {} ({}) for {}://; it may reach {}",
+                    "installed {} {} ({}); it may reach, for {}",
                     listed.info.name,
                     listed.info.version,
                     roles(&listed.info.roles),
-                    listed.info.schemes.join(", "),
                     reach(&listed)
                 );
             }
