@@ -277,9 +277,13 @@ impl Source for PluginSource {
     }
 
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
-        let handle = lock(&self.instance)
+        let mut instance = lock(&self.instance);
+        // No file is open between files: the moment to shed a grown instance.
+        instance.restart_if_grown();
+        let handle = instance
             .source_call("open-file", |s, g| g.call_open_file(s, path))
             .map_err(PluginError::into_io)?;
+        drop(instance);
         Ok(Box::new(PluginReader {
             instance: self.instance.clone(),
             handle,

@@ -129,10 +129,12 @@ impl TcpGrant {
     }
 }
 
-/// Memory accounting that remembers a refusal, so the error can say why.
+/// Memory accounting that remembers a refusal, so the error can say why,
+/// and the most the instance has been granted.
 struct Limiter {
     memory_bytes: usize,
     refused: bool,
+    granted: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -146,6 +148,7 @@ impl wasmtime::ResourceLimiter for Limiter {
             self.refused = true;
             return Ok(false);
         }
+        self.granted = self.granted.max(desired);
         Ok(true)
     }
 
@@ -245,6 +248,7 @@ fn new_store(
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 refused: false,
+                granted: 0,
             },
         },
     );
@@ -315,6 +319,20 @@ impl Instance {
         self.live
             .as_mut()
             .map(|(store, _)| &mut store.data_mut().local_fs)
+    }
+
+    /// Lets an instance that has grown past half its memory cap start afresh
+    /// at its next call. Called between files: some component toolchains
+    /// never free what an export returns (componentize-py 0.25 keeps about
+    /// twice every byte read), and a fresh instance keeps such a source
+    /// going for any number of files, each of which fits.
+    pub(crate) fn restart_if_grown(&mut self) {
+        let grown = self.live.as_ref().is_some_and(|(store, _)| {
+            store.data().limiter.granted > self.config.limits.memory_bytes / 2
+        });
+        if grown {
+            self.live = None;
+        }
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
