@@ -1,11 +1,13 @@
 """A kast source connector, in Python: backs up the members of a tar
 archive as if they were a tree on disk.
 
-Location: ``tar:///path/to/archive.tar``, a plain (uncompressed) archive:
-the CPython that componentize-py builds in has no zlib, bz2 or lzma, so a
-compressed one is refused with a clear error. The host preopens exactly the
-folder holding the archive, read-only; this component can reach nothing
-else.
+Location: ``tar:///path/to/archive.tar`` or ``.tar.gz``. A plain archive's
+members are read straight from the file at their offsets; a gzip one is
+decoded by ``gunzip.py`` (pure Python: the CPython that componentize-py
+builds in has no zlib), which can also resume at checkpoints for random
+access. bzip2, xz and zstd archives are refused with a clear error. The host
+preopens exactly the folder holding the archive, read-only; this component
+can reach nothing else.
 
 What a backup keeps of each member: its type, mode, owner, times (``pax``
 headers give nanoseconds and ctime), extended attributes (``SCHILY.xattr``
@@ -20,6 +22,7 @@ import stat
 import tarfile
 from urllib.parse import unquote, urlparse
 
+import gunzip
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import types as t
@@ -77,24 +80,99 @@ TYPES = {
 }
 
 
-# The CPython inside the component has no zlib, bz2 or lzma.
-COMPRESSED = [(b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"),
-              (b"\x28\xb5\x2f\xfd", "zstd")]
+GZIP = b"\x1f\x8b"
+# The CPython inside the component has no bz2 or lzma (nor zlib: gzip is
+# decoded by gunzip.py).
+UNSUPPORTED = [(b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"), (b"\x28\xb5\x2f\xfd", "zstd")]
+
+
+# A gzip archive is decoded once on `open`, in archive order; kast then reads
+# files in its own order. Members up to SMALL bytes are kept decoded from
+# that pass (up to CACHE_BUDGET in all) and handed over from memory; the
+# others get a checkpoint near their start, so a read decodes little else.
+SMALL = 1 << 20
+CACHE_BUDGET = 96 << 20
+RECENT = 64 * 1024
+
+
+class Unzipped:
+    """A gzip archive's decoded bytes as the file object that tarfile's
+    stream mode reads, keeping the members asked for with `keep`."""
+
+    def __init__(self, gz):
+        self.gz = gz
+        self.chunks = gz.stream()
+        self.pending, self.pos = b"", 0
+        self.offset = 0  # of the next byte `read` returns
+        self.recent = bytearray()  # the last bytes returned, up to RECENT
+        self.wanted = {}  # member offset -> its size
+        self.kept = {}  # member offset -> its bytes (complete once len == size)
+        self.kept_bytes = 0
+
+    def read(self, n):
+        while len(self.pending) - self.pos < n:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.pending = self.pending[self.pos:] + chunk
+            self.pos = 0
+        data = self.pending[self.pos:self.pos + n]
+        self.pos += len(data)
+        start, self.offset = self.offset, self.offset + len(data)
+        for offset, size in list(self.wanted.items()):
+            self.copy(offset, size, data, start)
+        self.recent += data
+        del self.recent[:-RECENT]
+        return data
+
+    def copy(self, offset, size, data, data_offset):
+        """Appends to a kept member what `data` (at `data_offset`) holds of it."""
+        got = self.kept[offset]
+        have = offset + len(got)
+        lo, hi = max(have, data_offset), min(offset + size, data_offset + len(data))
+        if lo == have and hi > lo:
+            got += data[lo - data_offset:hi - data_offset]
+        if len(got) == size:
+            del self.wanted[offset]
+
+    def keep(self, offset, size):
+        """Asks for a member's bytes (called as tarfile yields the member:
+        its first bytes may have gone by already, kept in `recent`).
+        False when they cannot be kept: too large, over budget, or gone."""
+        if size > SMALL or self.kept_bytes + size > CACHE_BUDGET:
+            return False
+        if offset < self.offset - len(self.recent):
+            return False
+        self.kept[offset] = bytearray()
+        self.kept_bytes += size
+        self.wanted[offset] = size
+        self.copy(offset, size, self.recent, self.offset - len(self.recent))
+        return True
+
+    def drain(self):
+        """Decodes to the end, so every member's checksum is checked."""
+        for _ in self.chunks:
+            pass
 
 
 class Archive:
     """The archive, read once into a tree of members on `open`."""
 
     def __init__(self, path):
-        with open(path, "rb") as f:
-            magic = f.read(6)
-        for prefix, kind in COMPRESSED:
+        self.fd = os.open(path, os.O_RDONLY)
+        magic = os.pread(self.fd, 6, 0)
+        for prefix, kind in UNSUPPORTED:
             if magic.startswith(prefix):
                 raise fail(t.ErrorKind.UNSUPPORTED,
                            f"{path}: a {kind}-compressed archive; this connector reads "
-                           f"plain tar only (decompress it first)")
-        self.tar = tarfile.open(path, "r:", errors="surrogateescape")
-        self.fd = os.open(path, os.O_RDONLY)
+                           f"plain and gzip tar only (decompress it first)")
+        if magic.startswith(GZIP):
+            self.gz = gunzip.GzipFile(self.fd)
+            self.unzipped = Unzipped(self.gz)
+            self.tar = tarfile.open(fileobj=self.unzipped, mode="r|", errors="surrogateescape")
+        else:
+            self.gz, self.unzipped = None, None
+            self.tar = tarfile.open(path, "r:", errors="surrogateescape")
         info = os.stat(path)
         self.folder_meta = lambda: t.Metadata(
             mode=stat.S_IFDIR | 0o755, uid=info.st_uid, gid=info.st_gid,
@@ -104,6 +182,26 @@ class Archive:
         self.inodes = {}
         for number, member in enumerate(self.tar, start=1):
             self.add(number, member)
+            if self.gz is not None and member.isfile() and member.size:
+                if not self.unzipped.keep(member.offset_data, member.size):
+                    self.gz.mark(member.offset_data, gunzip.MEMBER_GAP)
+        if self.unzipped is not None:
+            self.unzipped.drain()
+
+    def pread(self, member, length, offset):
+        """`member`'s bytes at an offset in the (decoded) archive."""
+        if self.gz is None:
+            return os.pread(self.fd, length, offset)
+        kept = self.unzipped.kept.get(member.offset_data)
+        if kept is not None and len(kept) == member.size:
+            start = offset - member.offset_data
+            return bytes(kept[start:start + length])
+        return self.gz.pread(length, offset)
+
+    def done_with(self, member):
+        """Frees a member's kept bytes once it has been read whole."""
+        if self.unzipped is not None:
+            self.unzipped.kept.pop(member.offset_data, None)
 
     def add(self, number, member):
         parts = split(member.name)
@@ -203,6 +301,8 @@ class TreeSource(exports.TreeSource):
             raise fail(t.ErrorKind.NOT_FOUND, f"{path}: no such archive")
         except PermissionError as e:
             raise fail(t.ErrorKind.PERMISSION_DENIED, f"{path}: {e}")
+        except gunzip.GzipError as e:
+            raise fail(t.ErrorKind.INVALID_INPUT, f"{path}: {e}")
         except (tarfile.TarError, EOFError, OSError) as e:
             raise fail(t.ErrorKind.INVALID_INPUT, f"{path}: not a readable tar archive: {e}")
 
@@ -223,9 +323,9 @@ class TreeSource(exports.TreeSource):
         if member.issparse():
             raise fail(t.ErrorKind.UNSUPPORTED, f"{path!r}: a sparse member")
         handle, next_handle = next_handle, next_handle + 1
-        # A plain archive keeps a member's bytes in one run: read them
-        # straight from the file, at their offset.
-        files[handle] = [member.offset_data, member.offset_data + member.size]
+        # An archive keeps a member's bytes in one run: read them at their
+        # offset (in the file, or in the decoded gzip stream).
+        files[handle] = [member.offset_data, member.offset_data + member.size, member]
         return handle
 
     def read(self, handle, max):
@@ -233,11 +333,13 @@ class TreeSource(exports.TreeSource):
         if span is None:
             raise fail(t.ErrorKind.INVALID_INPUT, f"no open file {handle}")
         try:
-            data = os.pread(archive.fd, min(max, span[1] - span[0]), span[0])
-        except OSError as e:
+            data = archive.pread(span[2], min(max, span[1] - span[0]), span[0])
+        except (OSError, gunzip.GzipError) as e:
             raise fail(t.ErrorKind.OTHER, f"reading the archive: {e}")
         span[0] += len(data)
         return data
 
     def close_file(self, handle):
-        files.pop(handle, None)
+        span = files.pop(handle, None)
+        if span is not None and span[0] == span[1]:
+            archive.done_with(span[2])
