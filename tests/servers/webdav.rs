@@ -2,12 +2,14 @@
 //! folder to one user with HTTP Basic authentication.
 
 use super::{free_port, signal_tree, wait_for_banner};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub struct WebDav {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The folder shared as `/`.
+    pub root: PathBuf,
     child: Child,
 }
 
@@ -44,7 +46,12 @@ impl WebDav {
             .spawn()
             .expect("start wsgidav (scripts/setup installs it: pip install wsgidav cheroot)");
         wait_for_banner(port, b"", &log);
-        WebDav { dir, port, child }
+        WebDav {
+            dir,
+            port,
+            root: root.to_path_buf(),
+            child,
+        }
     }
 
     /// The `dav://` location of `path` on this server, with credentials.

@@ -2,7 +2,7 @@
 // server (Nextcloud, ownCloud, Apache mod_dav, nginx dav, wsgidav, …).
 //
 // Location: dav://HOST[:PORT]/PATH (plain HTTP) or davs://HOST[:PORT]/PATH
-// (HTTPS); options user= and password= (or password_file=, which the host
+// (HTTPS), a folder or a single file; options user= and password= (or password_file=, which the host
 // reads). The host lets this component make HTTP requests to exactly that
 // origin through wasi:http, and nothing else: no sockets, no files.
 //
@@ -13,9 +13,11 @@
 
 const VERSION = "0.1.0";
 
-/** The share's URL, without a trailing slash, and the request headers. */
+/** The folder's URL, with a trailing slash, and the request headers. */
 let root = "";
 let headers = {};
+/** For a file location, its one entry (the root is then its folder). */
+let single = null;
 /** Open files: handle -> { url, offset }. */
 const files = new Map();
 let nextHandle = 1n;
@@ -136,6 +138,17 @@ function metadata(item) {
   };
 }
 
+/** A listed item as a directory entry, named by its href's last part. */
+function entry(item) {
+  const full = hrefPath(item.href);
+  return {
+    name: full.subarray(full.lastIndexOf(0x2f) + 1),
+    kind: item.folder ? "dir" : "file",
+    meta: metadata(item),
+    symlinkTarget: undefined,
+  };
+}
+
 export const plugin = {
   info() {
     return {
@@ -162,22 +175,23 @@ export const treeSource = {
       headers.Authorization = "Basic " + btoa(String.fromCharCode(...new TextEncoder().encode(credentials)));
     }
     const self = await propfind(new Uint8Array(), "0");
-    if (!self.length || !self[0].folder) throw failure("invalid-input", `${location.url} is not a folder`);
+    if (!self.length) throw failure("not-found", `${location.url}: the server lists nothing there`);
+    single = null;
+    if (!self[0].folder) {
+      // A file location: present that one file, as the fs connector does,
+      // from its folder.
+      single = entry(self[0]);
+      root = root.replace(/[^/]+\/$/, "");
+    }
   },
 
   async listDir(path) {
+    if (single) return [single];
     const own = hrefPath(root + encodePath(path));
     const entries = [];
     for (const item of await propfind(path.length ? [...path, 0x2f] : path, "1")) {
-      const full = hrefPath(item.href);
       // The answer lists the folder itself too.
-      if (sameBytes(full, own)) continue;
-      entries.push({
-        name: full.subarray(full.lastIndexOf(0x2f) + 1),
-        kind: item.folder ? "dir" : "file",
-        meta: metadata(item),
-        symlinkTarget: undefined,
-      });
+      if (!sameBytes(hrefPath(item.href), own)) entries.push(entry(item));
     }
     return entries;
   },
