@@ -83,6 +83,7 @@ fn the_plugin_tutorial_works_as_written() {
                 .env("PATH", &path)
                 .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
                 .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
+                .env("npm_config_cache", tool_home("npm_config_cache", ".npm"))
                 .env("KAST_PASSPHRASE", "tutorial")
                 .output()
                 .unwrap();
@@ -97,7 +98,7 @@ fn the_plugin_tutorial_works_as_written() {
         }
     }
     assert!(commands >= 3, "only {commands} command blocks found");
-    // Both plugins were installed, backed up from, and read back.
-    assert_eq!(said.matches("installed hello").count(), 2, "{said}");
-    assert_eq!(said.lines().filter(|l| *l == "hello").count(), 2, "{said}");
+    // The three plugins were installed, backed up from, and read back.
+    assert_eq!(said.matches("installed hello").count(), 3, "{said}");
+    assert_eq!(said.lines().filter(|l| *l == "hello").count(), 3, "{said}");
 }
