@@ -340,3 +340,25 @@ fn js_webdav_backs_up_a_webdav_share() {
     assert_eq!(out.status.code(), Some(1));
     assert!(user::stderr(&out).contains("401"), "{}", user::stderr(&out));
 }
+
+/// componentize-js 0.23 fails once one instance has returned about 700 MB;
+/// kast starts an installed plugin afresh between files once it has handed
+/// over half its memory cap, so a larger share goes through.
+#[test]
+fn js_webdav_backs_up_more_than_one_instance_can_hand_over() {
+    let u = User::new();
+    u.create();
+    install(&u, &js_webdav());
+    let share = u.path("share");
+    std::fs::create_dir(&share).unwrap();
+    for i in 0..3 {
+        // Sparse: 900 MiB to send, next to nothing on disk.
+        let file = std::fs::File::create(share.join(format!("zeros{i}"))).unwrap();
+        file.set_len(300 << 20).unwrap();
+    }
+    let server = servers::webdav::WebDav::start(&share);
+    let out = u.json(&["backup", &server.location("")]);
+    let snapshot = &out["snapshots"][0];
+    assert_eq!(snapshot["bytes_read"], 900u64 << 20, "{out}");
+    assert_eq!(snapshot["warnings"].as_array().unwrap().len(), 0, "{out}");
+}

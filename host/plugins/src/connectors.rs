@@ -324,6 +324,7 @@ impl Read for PluginReader {
                 }
                 .into_io());
             }
+            instance.handed_over(self.piece.len());
             self.at = 0;
             self.done = self.piece.is_empty();
         }

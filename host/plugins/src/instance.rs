@@ -293,6 +293,7 @@ impl InstanceConfig {
         let mut instance = Instance {
             config: self.clone(),
             live: None,
+            handed_over: 0,
         };
         instance.start()?;
         Ok(instance)
@@ -303,6 +304,8 @@ impl InstanceConfig {
 pub struct Instance {
     config: Arc<InstanceConfig>,
     live: Option<(Store<HostState>, Exports)>,
+    /// File bytes the live instance has returned from `read`.
+    handed_over: u64,
 }
 
 /// What a typed call returns: the wasm call's outcome wrapping the
@@ -321,18 +324,29 @@ impl Instance {
             .map(|(store, _)| &mut store.data_mut().local_fs)
     }
 
-    /// Lets an instance that has grown past half its memory cap start afresh
-    /// at its next call. Called between files: some component toolchains
-    /// never free what an export returns (componentize-py 0.25 keeps about
-    /// twice every byte read), and a fresh instance keeps such a source
-    /// going for any number of files, each of which fits.
+    /// Lets an instance start afresh at its next call once it has grown past
+    /// half its memory cap or, for an installed plugin, returned more file
+    /// data than that. Called between files: some component toolchains never
+    /// free what an export returns (componentize-py 0.25 keeps every byte in
+    /// its linear memory; componentize-js 0.23's engine counts them against a
+    /// heap limit of its own, invisible from here, and fails at about 700 MB),
+    /// and a fresh instance keeps such a source going for any number of
+    /// files, each of which fits. Built-in plugins keep their instance (and
+    /// the read-ahead state the host holds for it).
     pub(crate) fn restart_if_grown(&mut self) {
+        let half = self.config.limits.memory_bytes / 2;
         let grown = self.live.as_ref().is_some_and(|(store, _)| {
-            store.data().limiter.granted > self.config.limits.memory_bytes / 2
+            store.data().limiter.granted > half
+                || (!self.config.plugin.builtin && self.handed_over > half as u64)
         });
         if grown {
             self.live = None;
         }
+    }
+
+    /// Counts file bytes a `read` returned, for [`Self::restart_if_grown`].
+    pub(crate) fn handed_over(&mut self, bytes: usize) {
+        self.handed_over += bytes as u64;
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
@@ -355,6 +369,7 @@ impl Instance {
             message: format!("cannot be instantiated: {e}"),
         })?;
         self.live = Some((store, exports));
+        self.handed_over = 0;
         let location = config.location.clone();
         self.call("open", |store, exports| match exports {
             Exports::Storage(b) => b.kast_connector_object_store().call_open(store, &location),

@@ -178,9 +178,10 @@ impl Registry {
         {
             return Ok(p.clone());
         }
-        let plugin = self
+        let mut plugin = self
             .runtime
             .load(wasm, &format!("built-in plugin {name}"))?;
+        plugin.builtin = true;
         Ok(self.remember(plugin))
     }
 

@@ -22,6 +22,9 @@ pub struct Plugin {
     pub(crate) component: Component,
     /// BLAKE3 of the wasm bytes.
     pub hash: String,
+    /// Whether it ships inside kast (built from this repository with the
+    /// SDK, so known to free what it hands over); set by the registry.
+    pub builtin: bool,
 }
 
 /// Engine, linker and compile cache.
@@ -89,6 +92,7 @@ impl Runtime {
             info,
             component,
             hash,
+            builtin: false,
         })
     }
 
