@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod progress;
 mod spec;
+mod views;
 
 use clap::Parser;
 use cli::{Cli, Command};

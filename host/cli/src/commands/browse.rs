@@ -3,20 +3,12 @@
 use crate::cli::FilterArgs;
 use crate::context::Context;
 use crate::spec::{self, format_bytes, format_time};
+use crate::views;
 use anyhow::{Result, bail};
 use kast_engine::browse::{self, ChangeKind, Resolved};
 use kast_engine::tree::{Content, Node};
 use serde_json::json;
 use std::io::Write;
-
-fn kind_name(node: &Node) -> &'static str {
-    match node.content {
-        Content::File { .. } => "file",
-        Content::Dir { .. } => "dir",
-        Content::Symlink { .. } => "symlink",
-        Content::Special => "special",
-    }
-}
 
 pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result<()> {
     let store = ctx.open_store()?;
@@ -29,11 +21,12 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
             .filter(|(_, s)| f.matches(s))
             .collect();
         if ctx.json {
-            return ctx.print_json(&json!(snaps.iter().map(|(id, s)| json!({
-                "id": id.to_hex(), "time": format_time(s.time_ns), "time_ns": s.time_ns, "host": s.host,
-                "user": s.user, "source": s.source, "tags": s.tags, "files": s.summary.files,
-                "logical_bytes": s.summary.logical_bytes, "errors": s.summary.errors,
-            })).collect::<Vec<_>>()));
+            return ctx.print_json(&json!(
+                snaps
+                    .iter()
+                    .map(|(id, s)| views::snapshot(id, s))
+                    .collect::<Vec<_>>()
+            ));
         }
         for (id, s) in snaps {
             println!(
@@ -60,11 +53,7 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
     let index = store.index()?;
     let nodes = browse::list(&store, &index, &snap.root, path.as_bytes())?;
     if ctx.json {
-        return ctx.print_json(&json!(nodes.iter().map(|n| json!({
-            "name": n.name_lossy(), "kind": kind_name(n), "mode": n.meta.mode, "uid": n.meta.uid, "gid": n.meta.gid,
-            "size": n.meta.size, "mtime": format_time(n.meta.mtime_ns), "mtime_ns": n.meta.mtime_ns,
-            "error": n.error,
-        })).collect::<Vec<_>>()));
+        return ctx.print_json(&json!(nodes.iter().map(views::node).collect::<Vec<_>>()));
     }
     let mut out = std::io::stdout().lock();
     for n in &nodes {
@@ -128,16 +117,10 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
         }
     };
     let changes = browse::diff(&store, &index, &tree_of(from)?, &tree_of(to)?)?;
-    let name = |k: ChangeKind| match k {
-        ChangeKind::Added => "added",
-        ChangeKind::Removed => "removed",
-        ChangeKind::Modified => "modified",
-        ChangeKind::Metadata => "metadata",
-    };
     if ctx.json {
-        return ctx.print_json(&json!(changes.iter().map(|c| json!({
-            "path": c.path, "change": name(c.kind), "old_size": c.old_size, "new_size": c.new_size,
-        })).collect::<Vec<_>>()));
+        return ctx.print_json(&json!(
+            changes.iter().map(views::change).collect::<Vec<_>>()
+        ));
     }
     let mut out = std::io::stdout().lock();
     for c in &changes {

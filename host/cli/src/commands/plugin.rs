@@ -2,30 +2,10 @@
 
 use crate::cli::PluginCommand;
 use crate::context::Context;
+use crate::views;
 use anyhow::{Result, anyhow};
-use kast_plugins::{Listed, Role};
+use kast_plugins::Role;
 use serde_json::json;
-
-/// What a plugin may reach, in words: the grants depend on the location,
-/// never on the plugin (see docs/connector-contract.md).
-fn reach(listed: &Listed) -> String {
-    listed
-        .info
-        .schemes
-        .iter()
-        .map(|s| format!("{s}://: {}", kast_plugins::grants::reach(s)))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn describe(listed: &Listed) -> serde_json::Value {
-    json!({
-        "name": listed.info.name, "version": listed.info.version, "schemes": listed.info.schemes,
-        "roles": listed.info.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
-        "description": listed.info.description, "builtin": listed.builtin, "hash": listed.hash,
-        "size": listed.size, "reach": reach(listed),
-    })
-}
 
 fn roles(roles: &[Role]) -> String {
     roles
@@ -41,7 +21,7 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
         PluginCommand::Install { file } => {
             let listed = registry.install(file)?;
             if ctx.json {
-                return ctx.print_json(&describe(&listed));
+                return ctx.print_json(&views::plugin(&listed));
             }
             if !ctx.quiet {
                 println!(
@@ -49,14 +29,14 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
                     listed.info.name,
                     listed.info.version,
                     roles(&listed.info.roles),
-                    reach(&listed)
+                    views::reach(&listed)
                 );
             }
         }
         PluginCommand::List => {
             let all = registry.list()?;
             if ctx.json {
-                return ctx.print_json(&json!(all.iter().map(describe).collect::<Vec<_>>()));
+                return ctx.print_json(&json!(all.iter().map(views::plugin).collect::<Vec<_>>()));
             }
             for l in all {
                 println!(
@@ -88,14 +68,14 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
                 .find(|l| &l.info.name == name)
                 .ok_or_else(|| anyhow!("no plugin named {name}; `kast plugin list` shows them"))?;
             if ctx.json {
-                return ctx.print_json(&describe(&listed));
+                return ctx.print_json(&views::plugin(&listed));
             }
             println!("name         {}", listed.info.name);
             println!("version      {}", listed.info.version);
             println!("description  {}", listed.info.description);
             println!("roles        {}", roles(&listed.info.roles));
             println!("schemes      {}", listed.info.schemes.join(", "));
-            println!("may reach    {}", reach(&listed));
+            println!("may reach    {}", views::reach(&listed));
             println!("wasm         {} bytes, blake3 {}", listed.size, listed.hash);
             println!(
                 "origin       {}",

@@ -39,15 +39,8 @@ pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
     if let Some(spec) = spec {
         let (id, snap) = spec::resolve(ctx, &store, spec::split(spec).0, &FilterArgs::default())?;
         let s = &snap.summary;
-        let value = json!({
-            "id": id.to_hex(), "time": format_time(snap.time_ns), "host": snap.host, "user": snap.user,
-            "source": snap.source, "tags": snap.tags, "root": snap.root.to_hex(),
-            "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks, "errors": s.errors,
-            "logical_bytes": s.logical_bytes, "files_read": s.files_read, "files_unchanged": s.files_unchanged,
-            "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "duration_ms": s.duration_ms,
-        });
         if ctx.json {
-            return ctx.print_json(&value);
+            return ctx.print_json(&crate::views::snapshot_detail(&id, &snap));
         }
         println!("snapshot  {}", id.to_hex());
         println!("time      {} UTC", format_time(snap.time_ns));

@@ -1,0 +1,90 @@
+//! The JSON shapes of what kast shows. `--json` prints them and the web
+//! UI's API serves them, so a script sees one set of field names wherever
+//! it reads them (docs/cli.md lists them).
+
+use crate::spec::format_time;
+use kast_engine::browse::{Change, ChangeKind};
+use kast_engine::crypto::Id;
+use kast_engine::snapshot::Snapshot;
+use kast_engine::tree::{Content, Node};
+use kast_plugins::Listed;
+use serde_json::{Value, json};
+
+/// One snapshot in a list (`kast ls`).
+pub fn snapshot(id: &Id, s: &Snapshot) -> Value {
+    json!({
+        "id": id.to_hex(), "time": format_time(s.time_ns), "time_ns": s.time_ns, "host": s.host,
+        "user": s.user, "source": s.source, "tags": s.tags, "files": s.summary.files,
+        "logical_bytes": s.summary.logical_bytes, "errors": s.summary.errors,
+    })
+}
+
+/// One snapshot in full (`kast info SNAPSHOT`).
+pub fn snapshot_detail(id: &Id, snap: &Snapshot) -> Value {
+    let s = &snap.summary;
+    json!({
+        "id": id.to_hex(), "time": format_time(snap.time_ns), "host": snap.host, "user": snap.user,
+        "source": snap.source, "tags": snap.tags, "root": snap.root.to_hex(),
+        "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks, "errors": s.errors,
+        "logical_bytes": s.logical_bytes, "files_read": s.files_read, "files_unchanged": s.files_unchanged,
+        "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "duration_ms": s.duration_ms,
+    })
+}
+
+/// The kind of a tree entry, as the JSON names it.
+pub fn kind_name(node: &Node) -> &'static str {
+    match node.content {
+        Content::File { .. } => "file",
+        Content::Dir { .. } => "dir",
+        Content::Symlink { .. } => "symlink",
+        Content::Special => "special",
+    }
+}
+
+/// One entry of a snapshot's directory (`kast ls SNAPSHOT:PATH`).
+pub fn node(n: &Node) -> Value {
+    json!({
+        "name": n.name_lossy(), "kind": kind_name(n), "mode": n.meta.mode, "uid": n.meta.uid, "gid": n.meta.gid,
+        "size": n.meta.size, "mtime": format_time(n.meta.mtime_ns), "mtime_ns": n.meta.mtime_ns,
+        "error": n.error,
+    })
+}
+
+/// The name of a change, as the JSON names it.
+pub fn change_name(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Added => "added",
+        ChangeKind::Removed => "removed",
+        ChangeKind::Modified => "modified",
+        ChangeKind::Metadata => "metadata",
+    }
+}
+
+/// One difference between two snapshots (`kast diff`).
+pub fn change(c: &Change) -> Value {
+    json!({
+        "path": c.path, "change": change_name(c.kind), "old_size": c.old_size, "new_size": c.new_size,
+    })
+}
+
+/// What a plugin may reach, in words: the grants depend on the location,
+/// never on the plugin (see docs/connector-contract.md).
+pub fn reach(listed: &Listed) -> String {
+    listed
+        .info
+        .schemes
+        .iter()
+        .map(|s| format!("{s}://: {}", kast_plugins::grants::reach(s)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One plugin (`kast plugin list|info`).
+pub fn plugin(listed: &Listed) -> Value {
+    json!({
+        "name": listed.info.name, "version": listed.info.version, "schemes": listed.info.schemes,
+        "roles": listed.info.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "description": listed.info.description, "builtin": listed.builtin, "hash": listed.hash,
+        "size": listed.size, "reach": reach(listed),
+    })
+}
