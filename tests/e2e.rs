@@ -416,11 +416,7 @@ fn ctrl_c_stops_a_backup_cleanly_and_the_next_one_reuses_its_work() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    user::interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));

@@ -127,6 +127,15 @@ impl User {
     }
 }
 
+/// Sends Ctrl-C (SIGINT) to a kast started in the background.
+pub fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -93,6 +93,18 @@ pub enum Command {
     },
     /// Remove snapshots by id, or by a retention policy.
     Rm(RmArgs),
+    /// Browse, compare, restore and check backups in a web browser.
+    Ui {
+        /// Address and port to serve on (default: 127.0.0.1 and a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Open the printed URL in the desktop's browser.
+        #[arg(long)]
+        open: bool,
+        /// Serve under this path (behind a reverse proxy), e.g. /kast.
+        #[arg(long, default_value = "")]
+        base_path: String,
+    },
     /// Details of the store, or of one snapshot.
     Info {
         /// SNAPSHOT

@@ -69,12 +69,19 @@ impl Context {
         if let Some(host) = self.host.get() {
             return Ok(host);
         }
+        let host = self.new_host()?;
+        Ok(self.host.get_or_init(|| host))
+    }
+
+    /// A plugin host of its own, for a long-running command (`kast ui`)
+    /// that hands it to other threads.
+    pub fn new_host(&self) -> Result<Host> {
         let mut host = Host::new(
             Some(self.dirs.cache.join("plugins")),
             Some(self.dirs.data.join("plugins")),
         )?;
         host.set_limits(self.limits);
-        Ok(self.host.get_or_init(|| host))
+        Ok(host)
     }
 
     /// Resolves `@name` through the saved locations; anything else is as given.

@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod progress;
 mod spec;
+mod ui;
 mod views;
 
 use clap::Parser;
@@ -86,6 +87,18 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Plugin(command) => plugin::run(&ctx, command)?,
         Command::Location(command) => location::run(&ctx, command)?,
         Command::Unlock { all } => store::unlock(&ctx, *all)?,
+        Command::Ui {
+            listen,
+            open,
+            base_path,
+        } => {
+            let options = ui::Options {
+                listen: *listen,
+                open: *open,
+                base_path: base_path.clone(),
+            };
+            ui::run(&ctx, &options, cancel)?
+        }
     }
     Ok(0)
 }

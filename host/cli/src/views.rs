@@ -3,9 +3,11 @@
 //! it reads them (docs/cli.md lists them).
 
 use crate::spec::format_time;
+use kast_engine::Store;
 use kast_engine::browse::{Change, ChangeKind};
 use kast_engine::crypto::Id;
 use kast_engine::snapshot::Snapshot;
+use kast_engine::storage::ObjectKind;
 use kast_engine::tree::{Content, Node};
 use kast_plugins::Listed;
 use serde_json::{Value, json};
@@ -87,4 +89,29 @@ pub fn plugin(listed: &Listed) -> Value {
         "description": listed.info.description, "builtin": listed.builtin, "hash": listed.hash,
         "size": listed.size, "reach": reach(listed),
     })
+}
+
+/// The store as a whole (`kast info`): what it holds and how well it
+/// dedups and compresses. Lists the packs (one storage listing).
+pub fn store(
+    store: &Store,
+    snapshots: &[(Id, Snapshot)],
+    damaged: usize,
+) -> kast_engine::Result<Value> {
+    let packs = store.storage().list(ObjectKind::Pack)?;
+    let stored: u64 = packs.iter().map(|p| p.size).sum();
+    let logical: u64 = snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum();
+    let ratio = if stored > 0 {
+        logical as f64 / stored as f64
+    } else {
+        0.0
+    };
+    let index = store.index()?;
+    Ok(json!({
+        "location": store.location(), "store_id": store.config().store_id,
+        "snapshots": snapshots.len(), "damaged_snapshots": damaged,
+        "packs": packs.len(), "stored_bytes": stored, "logical_bytes": logical,
+        "blobs": index.len(), "dedup_ratio": ratio,
+        "chunker": store.config().chunker, "pack_target": store.config().pack_target,
+    }))
 }

@@ -69,28 +69,11 @@ pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
         return Ok(());
     }
     let list = browse::snapshots(&store)?;
-    let packs = store.storage().list(ObjectKind::Pack)?;
-    let stored: u64 = packs.iter().map(|p| p.size).sum();
-    let logical: u64 = list
-        .snapshots
-        .iter()
-        .map(|(_, s)| s.summary.logical_bytes)
-        .sum();
-    let ratio = if stored > 0 {
-        logical as f64 / stored as f64
-    } else {
-        0.0
-    };
-    let index = store.index()?;
+    let value = crate::views::store(&store, &list.snapshots, list.damaged.len())?;
     if ctx.json {
-        return ctx.print_json(&json!({
-            "location": store.location(), "store_id": store.config().store_id,
-            "snapshots": list.snapshots.len(), "damaged_snapshots": list.damaged.len(),
-            "packs": packs.len(), "stored_bytes": stored, "logical_bytes": logical,
-            "blobs": index.len(), "dedup_ratio": ratio,
-            "chunker": store.config().chunker, "pack_target": store.config().pack_target,
-        }));
+        return ctx.print_json(&value);
     }
+    let number = |key: &str| value[key].as_u64().unwrap_or(0);
     println!(
         "store       {} ({})",
         store.location(),
@@ -99,13 +82,14 @@ pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
     println!("snapshots   {}", list.snapshots.len());
     println!(
         "stored      {} in {} packs, {} blobs",
-        format_bytes(stored),
-        packs.len(),
-        index.len()
+        format_bytes(number("stored_bytes")),
+        number("packs"),
+        number("blobs")
     );
     println!(
-        "logical     {} across all snapshots ({ratio:.1}x after dedup and compression)",
-        format_bytes(logical)
+        "logical     {} across all snapshots ({:.1}x after dedup and compression)",
+        format_bytes(number("logical_bytes")),
+        value["dedup_ratio"].as_f64().unwrap_or(0.0)
     );
     if !list.damaged.is_empty() {
         println!(

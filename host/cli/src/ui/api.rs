@@ -1,0 +1,295 @@
+//! The JSON API under the pages (docs/ui.md). Field names are the CLI's
+//! `--json` ones (`crate::views`), so a script written against one works
+//! against the other. Engine calls run on tokio's blocking pool.
+
+use super::App;
+use super::auth::Session;
+use crate::views;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kast_engine::browse::{self, Resolved};
+use kast_engine::crypto::Id;
+use kast_engine::snapshot::Snapshot;
+use kast_engine::tree::{Content, Node};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// An error answer: a status and a message for the user.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, message.into())
+    }
+}
+
+impl From<kast_engine::Error> for ApiError {
+    fn from(e: kast_engine::Error) -> ApiError {
+        use kast_engine::Error::*;
+        let status = match e {
+            NoSuchPath { .. } | NoSuchSnapshot(_) => StatusCode::NOT_FOUND,
+            InvalidArgument(_) | AmbiguousSnapshot(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// Runs engine work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// A path inside a snapshot, as the API takes it: relative, `/`-separated,
+/// no `..` (refused rather than resolved, so a request can never mean
+/// something other than it says).
+fn checked_path(path: Option<&str>) -> Result<String, ApiError> {
+    let path = path.unwrap_or("");
+    if path.starts_with('/') {
+        return Err(ApiError::bad("paths are relative to the snapshot's root"));
+    }
+    if path.split('/').any(|part| part == ".." || part == ".") {
+        return Err(ApiError::bad("a path may not contain . or .."));
+    }
+    Ok(path.trim_end_matches('/').to_string())
+}
+
+fn snapshot(app: &App, text: &str) -> Result<(Id, Snapshot), ApiError> {
+    app.catalog
+        .find(&app.store, text)
+        .map_err(ApiError::not_found)
+}
+
+/// One page of a long list: where it starts (`offset`) and how long it
+/// is (`limit`, 100 unless asked, at most 1,000).
+fn window<T>(
+    items: &[T],
+    offset: Option<usize>,
+    limit: Option<usize>,
+) -> (usize, std::ops::Range<usize>) {
+    let offset = offset.unwrap_or(0).min(items.len());
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    (offset, offset..(offset + limit).min(items.len()))
+}
+
+/// `GET /api/session`: the CSRF token scripts send with state changes.
+pub async fn session(Extension(session): Extension<Session>) -> Json<Value> {
+    Json(json!({ "csrf_token": session.csrf }))
+}
+
+/// `GET /api/store`: as `kast info --json`.
+pub async fn store(State(app): State<Arc<App>>) -> Answer {
+    blocking(move || {
+        let list = app.catalog.snapshots(&app.store)?;
+        Ok(Json(views::store(&app.store, &list.all, list.damaged)?))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SnapshotQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+    tag: Option<String>,
+    source: Option<String>,
+    host: Option<String>,
+}
+
+/// `GET /api/snapshots`: newest first, filtered, one page; items as
+/// `kast ls --json`.
+pub async fn snapshots(State(app): State<Arc<App>>, Query(q): Query<SnapshotQuery>) -> Answer {
+    blocking(move || {
+        let list = app.catalog.snapshots(&app.store)?;
+        let matching: Vec<&(Id, Snapshot)> = list
+            .all
+            .iter()
+            .rev()
+            .filter(|(_, s)| q.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+            .filter(|(_, s)| q.source.as_ref().is_none_or(|v| *v == s.source))
+            .filter(|(_, s)| q.host.as_ref().is_none_or(|v| *v == s.host))
+            .collect();
+        let (offset, range) = window(&matching, q.offset, q.limit);
+        Ok(Json(json!({
+            "total": matching.len(), "offset": offset,
+            "items": matching[range].iter().map(|(id, s)| views::snapshot(id, s)).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+/// `GET /api/snapshots/{id}`: as `kast info SNAPSHOT --json`.
+pub async fn snapshot_detail(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
+    blocking(move || {
+        let (id, snap) = snapshot(&app, &id)?;
+        Ok(Json(views::snapshot_detail(&id, &snap)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct TreeQuery {
+    path: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/snapshots/{id}/tree?path=`: one page of a directory, by name;
+/// items as `kast ls SNAPSHOT:PATH --json`.
+pub async fn tree(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> Answer {
+    let path = checked_path(q.path.as_deref())?;
+    blocking(move || {
+        let (_, snap) = snapshot(&app, &id)?;
+        let index = app.store.index()?;
+        let nodes = match browse::list(&app.store, &index, &snap.root, path.as_bytes()) {
+            Ok(nodes) => nodes,
+            Err(e) => return Err(e.into()),
+        };
+        let (offset, range) = window(&nodes, q.offset, q.limit);
+        Ok(Json(json!({
+            "path": path, "total": nodes.len(), "offset": offset,
+            "items": nodes[range].iter().map(views::node).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct FileQuery {
+    path: Option<String>,
+    /// Any value: sent as an attachment (the browser saves it).
+    download: Option<String>,
+}
+
+/// `GET /api/snapshots/{id}/file?path=`: a file's bytes, streamed as they
+/// are decrypted (never held whole).
+pub async fn file(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> Result<Response, ApiError> {
+    let path = checked_path(q.path.as_deref())?;
+    let node = {
+        let app = app.clone();
+        let path = path.clone();
+        blocking(move || {
+            let (_, snap) = snapshot(&app, &id)?;
+            let index = app.store.index()?;
+            match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes()) {
+                Ok(Resolved::Node(
+                    node @ Node {
+                        content: Content::File { .. },
+                        ..
+                    },
+                )) => Ok(node),
+                Ok(_) => Err(ApiError::bad(format!("{path} is not a file"))),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?
+    };
+    let size = node.meta.size;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter(sender.clone());
+        let result = app
+            .store
+            .index()
+            .and_then(|index| browse::cat(&app.store, &index, &node, &mut out));
+        if let Err(e) = result {
+            // The client sees a cut-short body, and the reason in the log.
+            let _ = sender.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    let name = path.rsplit('/').next().unwrap_or("file").replace('"', "");
+    let disposition = if q.download.is_some() {
+        format!("attachment; filename=\"{name}\"")
+    } else {
+        "inline".to_string()
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Hands what the engine writes to the response body, a piece at a time.
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DiffQuery {
+    from: String,
+    to: String,
+}
+
+/// `GET /api/diff?from=&to=`: as `kast diff --json`.
+pub async fn diff(State(app): State<Arc<App>>, Query(q): Query<DiffQuery>) -> Answer {
+    blocking(move || {
+        let (_, from) = snapshot(&app, &q.from)?;
+        let (_, to) = snapshot(&app, &q.to)?;
+        let index = app.store.index()?;
+        let changes = browse::diff(&app.store, &index, &from.root, &to.root)?;
+        Ok(Json(json!(
+            changes.iter().map(views::change).collect::<Vec<_>>()
+        )))
+    })
+    .await
+}
+
+/// `GET /api/plugins`: as `kast plugin list --json`.
+pub async fn plugins(State(app): State<Arc<App>>) -> Answer {
+    blocking(move || {
+        let listed = app
+            .host
+            .registry()
+            .list()
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(Json(json!(
+            listed.iter().map(views::plugin).collect::<Vec<_>>()
+        )))
+    })
+    .await
+}

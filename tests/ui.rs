@@ -1,0 +1,282 @@
+//! `kast ui` through the real binary: the printed login URL, sessions,
+//! CSRF, path checks, the JSON API (same fields as `--json`), streamed
+//! file bytes, and `--base-path`. Browser tests of the pages come with
+//! the pages.
+
+#[path = "../host/engine/tests/common/mod.rs"]
+mod common;
+#[path = "user.rs"]
+mod user;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Child;
+use user::User;
+
+const PASSPHRASE: &str = "correct horse";
+
+/// A running `kast ui`, stopped on drop; its stderr kept for the test.
+struct Ui {
+    child: Child,
+    /// The login URL it printed.
+    url: String,
+    /// `host:port`.
+    address: String,
+    /// The session cookie, once logged in.
+    cookie: Option<String>,
+}
+
+impl Ui {
+    fn start(u: &User, args: &[&str]) -> Ui {
+        let mut all = vec!["ui"];
+        all.extend_from_slice(args);
+        let mut child = u.spawn_piped(&all);
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("http://0.0.0.0:"),
+            "{url}"
+        );
+        let address = url["http://".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        Ui {
+            child,
+            url,
+            address,
+            cookie: None,
+        }
+    }
+
+    /// Sends one request; returns status, headers (lowercased names) and body.
+    fn request(&self, method: &str, path: &str, extra: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.address
+        );
+        if let Some(cookie) = &self.cookie {
+            head.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Content-Length: 0\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let headers = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+        let status = headers[9..12].parse().unwrap();
+        let mut body = answer[split + 4..].to_vec();
+        if headers.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, headers, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.request("GET", path, &[]);
+        (status, body)
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Opens the login URL and keeps the session cookie it sets.
+    fn log_in(&mut self) {
+        let path = &self.url[self.url.find(&self.address).unwrap() + self.address.len()..];
+        let (status, headers, _) = self.request("GET", path, &[]);
+        assert_eq!(status, 303, "{headers}");
+        assert!(
+            headers.contains("httponly") && headers.contains("samesite=strict"),
+            "{headers}"
+        );
+        let cookie = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        self.cookie = Some(cookie);
+    }
+
+    fn stop(mut self) -> String {
+        user::interrupt(&self.child);
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "kast ui exited with {status}: {err}");
+        err
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+        body = &body[line_end + 2 + size + 2..];
+    }
+}
+
+/// A store with two snapshots of a small tree (a file changed between).
+fn user_with_snapshots() -> (User, std::path::PathBuf) {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..250 {
+        std::fs::write(src.join(format!("many/f{i:03}")), format!("{i}")).unwrap();
+    }
+    std::fs::write(src.join("notes.txt"), "first\n").unwrap();
+    common::write_random_file(&src.join("big.bin"), 3 << 20, 7);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::write(src.join("notes.txt"), "second, longer\n").unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    (u, src)
+}
+
+#[test]
+fn the_api_needs_the_login_url_and_answers_as_the_cli_does() {
+    let (u, src) = user_with_snapshots();
+    let mut ui = Ui::start(&u, &[]);
+    // Without the session, or with a wrong token: 401 and nothing else.
+    for path in [
+        "/api/snapshots",
+        "/api/store",
+        "/?token=0123",
+        "/api/snapshots?token=nope",
+    ] {
+        let (status, body) = ui.get(path);
+        assert_eq!(status, 401, "{path}");
+        assert!(!String::from_utf8_lossy(&body).contains("notes"), "{path}");
+    }
+    ui.log_in();
+    // The same fields and values as the CLI's --json.
+    let listed = ui.json("/api/snapshots");
+    assert_eq!(listed["total"], 2);
+    let mut cli = u.json(&["ls"]);
+    cli.as_array_mut().unwrap().reverse(); // the UI lists newest first
+    assert_eq!(listed["items"], cli);
+    assert_eq!(ui.json("/api/store"), u.json(&["info"]));
+    let newest = listed["items"][0]["id"].as_str().unwrap().to_string();
+    let oldest = listed["items"][1]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ui.json(&format!("/api/snapshots/{newest}")),
+        u.json(&["info", &newest])
+    );
+    let diff = ui.json(&format!("/api/diff?from={oldest}&to={newest}"));
+    assert_eq!(diff, u.json(&["diff", &oldest, &newest]));
+    assert_eq!(diff[0]["path"], "notes.txt");
+    // A directory a page at a time.
+    let page = ui.json(&format!(
+        "/api/snapshots/{newest}/tree?path=many&offset=200&limit=100"
+    ));
+    assert_eq!(
+        (page["total"].as_u64(), page["offset"].as_u64()),
+        (Some(250), Some(200))
+    );
+    assert_eq!(page["items"].as_array().unwrap().len(), 50);
+    assert_eq!(page["items"][0]["name"], "f200");
+    let whole = u.json(&["ls", &format!("{newest}:many")]);
+    assert_eq!(page["items"][0], whole[200]);
+    // A file's bytes, streamed; the older version through the older snapshot.
+    let (status, bytes) = ui.get(&format!("/api/snapshots/{newest}/file?path=big.bin"));
+    assert_eq!(status, 200);
+    assert_eq!(bytes, std::fs::read(src.join("big.bin")).unwrap());
+    let (_, old) = ui.get(&format!("/api/snapshots/{oldest}/file?path=notes.txt"));
+    assert_eq!(old, b"first\n");
+    let (_, headers, _) = ui.request(
+        "GET",
+        "/api/snapshots/latest/file?path=notes.txt&download=1",
+        &[],
+    );
+    assert!(
+        headers.contains("attachment; filename=\"notes.txt\""),
+        "{headers}"
+    );
+    // Paths that could mean something else are refused, not resolved.
+    for bad in ["../etc", "many/../notes.txt", "/etc/passwd", "./notes.txt"] {
+        let (status, _) = ui.get(&format!("/api/snapshots/latest/tree?path={bad}"));
+        assert_eq!(status, 400, "{bad}");
+        let (status, _) = ui.get(&format!("/api/snapshots/latest/file?path={bad}"));
+        assert_eq!(status, 400, "{bad}");
+    }
+    let (status, _) = ui.get("/api/snapshots/latest/file?path=nothing-here");
+    assert_eq!(status, 404);
+    let (status, _) = ui.get("/api/snapshots/ffff/tree");
+    assert_eq!(status, 404);
+    // A state change without the session's CSRF token is refused; with it,
+    // it reaches the routes (none takes a POST at /api/store).
+    let (status, _, _) = ui.request("POST", "/api/store", &[]);
+    assert_eq!(status, 403);
+    let (status, _, _) = ui.request("POST", "/api/store", &[("x-csrf-token", "guess")]);
+    assert_eq!(status, 403);
+    let csrf = ui.json("/api/session")["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = ui.request("POST", "/api/store", &[("x-csrf-token", &csrf)]);
+    assert_eq!(status, 405);
+    // The passphrase appears in no answer and no log line.
+    for path in [
+        "/api/store",
+        "/api/snapshots",
+        "/api/session",
+        "/api/plugins",
+    ] {
+        let (_, body) = ui.get(path);
+        assert!(
+            !String::from_utf8_lossy(&body).contains(PASSPHRASE),
+            "{path}"
+        );
+    }
+    let log = ui.stop();
+    assert!(!log.contains(PASSPHRASE), "{log}");
+}
+
+#[test]
+fn a_base_path_serves_behind_a_proxy_and_a_public_address_warns() {
+    let (u, _) = user_with_snapshots();
+    let mut ui = Ui::start(&u, &["--base-path", "/kast/", "--listen", "0.0.0.0:0"]);
+    assert!(ui.url.contains("/kast/?token="), "{}", ui.url);
+    ui.log_in();
+    assert_eq!(ui.json("/kast/api/snapshots")["total"], 2);
+    let (status, page) = ui.get("/kast/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("Newest snapshots"));
+    let (status, _) = ui.get("/api/snapshots");
+    assert_eq!(status, 404);
+    let log = ui.stop();
+    assert!(log.contains("reachable from other machines"), "{log}");
+}
