@@ -159,6 +159,8 @@ fn user_with_snapshots() -> (User, std::path::PathBuf) {
         std::fs::write(src.join(format!("many/f{i:03}")), format!("{i}")).unwrap();
     }
     std::fs::write(src.join("notes.txt"), "first\n").unwrap();
+    // A name that would be markup if a page did not escape it.
+    std::fs::write(src.join("<b>bold<b>.txt"), "<script>alert(1)</script>").unwrap();
     common::write_random_file(&src.join("big.bin"), 3 << 20, 7);
     u.ok(&["backup", src.to_str().unwrap()]);
     std::fs::write(src.join("notes.txt"), "second, longer\n").unwrap();
@@ -272,11 +274,82 @@ fn a_base_path_serves_behind_a_proxy_and_a_public_address_warns() {
     assert!(ui.url.contains("/kast/?token="), "{}", ui.url);
     ui.log_in();
     assert_eq!(ui.json("/kast/api/snapshots")["total"], 2);
-    let (status, page) = ui.get("/kast/");
-    assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&page).contains("Newest snapshots"));
+    for path in ["/kast/", "/kast"] {
+        let (status, page) = ui.get(path);
+        assert_eq!(status, 200, "{path}");
+        let page = String::from_utf8_lossy(&page);
+        // Every link stays under the prefix the proxy forwards.
+        assert!(page.contains("href=\"/kast/snapshots\""), "{page}");
+        assert!(!page.contains("href=\"/snapshots"), "{page}");
+    }
     let (status, _) = ui.get("/api/snapshots");
     assert_eq!(status, 404);
     let log = ui.stop();
     assert!(log.contains("reachable from other machines"), "{log}");
+}
+
+#[test]
+fn the_pages_show_the_store_its_snapshots_folders_and_files() {
+    let (u, _) = user_with_snapshots();
+    let mut ui = Ui::start(&u, &[]);
+    ui.log_in();
+    let page = |path: &str| {
+        let (status, body) = ui.get(path);
+        assert_eq!(status, 200, "{path}");
+        String::from_utf8(body).unwrap()
+    };
+    let overview = page("/");
+    assert!(
+        overview.contains("Last backup of each source"),
+        "{overview}"
+    );
+    assert!(overview.contains("complete"), "{overview}");
+    let list = page("/snapshots");
+    assert!(list.contains("1–2 of 2"), "{list}");
+    let newest = ui.json("/api/snapshots")["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root = page(&format!("/snapshots/{newest}/browse"));
+    assert!(root.contains("many/"), "{root}");
+    // Names are escaped, never markup.
+    assert!(root.contains("&lt;b&gt;bold&lt;b&gt;.txt"), "{root}");
+    assert!(!root.contains("<b>bold<b>"), "{root}");
+    let folder = page(&format!("/snapshots/{newest}/browse?path=many&offset=200"));
+    assert!(
+        folder.contains("201–250 of 250") && folder.contains("f249"),
+        "{folder}"
+    );
+    let file = page(&format!("/snapshots/{newest}/view?path=notes.txt"));
+    assert!(file.contains("second, longer"), "{file}");
+    let hostile = page(&format!(
+        "/snapshots/{newest}/view?path=%3Cb%3Ebold%3Cb%3E.txt"
+    ));
+    assert!(
+        hostile.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{hostile}"
+    );
+    let binary = page(&format!("/snapshots/{newest}/view?path=big.bin"));
+    assert!(binary.contains("Not text"), "{binary}");
+    let oldest = ui.json("/api/snapshots")["items"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let changes = page(&format!("/diff?from={oldest}&to={newest}"));
+    assert!(
+        changes.contains("notes.txt") && changes.contains("modified"),
+        "{changes}"
+    );
+    assert!(
+        changes.contains(&format!("/snapshots/{oldest}/view?path=notes.txt")),
+        "{changes}"
+    );
+    let plugins = page("/plugins");
+    assert!(
+        plugins.contains("sftp") && plugins.contains("built in"),
+        "{plugins}"
+    );
+    let (status, _) = ui.get("/snapshots/latest/browse?path=../..");
+    assert_eq!(status, 400);
+    ui.stop();
 }

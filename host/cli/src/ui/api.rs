@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// An error answer: a status and a message for the user.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
     fn bad(message: impl Into<String>) -> ApiError {
@@ -51,7 +51,7 @@ impl IntoResponse for ApiError {
 type Answer = Result<Json<Value>, ApiError>;
 
 /// Runs engine work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -62,7 +62,7 @@ async fn blocking<T: Send + 'static>(
 /// A path inside a snapshot, as the API takes it: relative, `/`-separated,
 /// no `..` (refused rather than resolved, so a request can never mean
 /// something other than it says).
-fn checked_path(path: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn checked_path(path: Option<&str>) -> Result<String, ApiError> {
     let path = path.unwrap_or("");
     if path.starts_with('/') {
         return Err(ApiError::bad("paths are relative to the snapshot's root"));
@@ -73,7 +73,7 @@ fn checked_path(path: Option<&str>) -> Result<String, ApiError> {
     Ok(path.trim_end_matches('/').to_string())
 }
 
-fn snapshot(app: &App, text: &str) -> Result<(Id, Snapshot), ApiError> {
+pub(super) fn snapshot(app: &App, text: &str) -> Result<(Id, Snapshot), ApiError> {
     app.catalog
         .find(&app.store, text)
         .map_err(ApiError::not_found)
@@ -81,7 +81,7 @@ fn snapshot(app: &App, text: &str) -> Result<(Id, Snapshot), ApiError> {
 
 /// One page of a long list: where it starts (`offset`) and how long it
 /// is (`limit`, 100 unless asked, at most 1,000).
-fn window<T>(
+pub(super) fn window<T>(
     items: &[T],
     offset: Option<usize>,
     limit: Option<usize>,
@@ -105,13 +105,29 @@ pub async fn store(State(app): State<Arc<App>>) -> Answer {
     .await
 }
 
-#[derive(Deserialize)]
+/// Which snapshots a list shows, and which page of them.
+#[derive(Deserialize, Default)]
 pub struct SnapshotQuery {
-    offset: Option<usize>,
-    limit: Option<usize>,
-    tag: Option<String>,
-    source: Option<String>,
-    host: Option<String>,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+    pub tag: Option<String>,
+    pub source: Option<String>,
+    pub host: Option<String>,
+}
+
+impl SnapshotQuery {
+    /// The matching snapshots, newest first. An empty filter field (as an
+    /// HTML form sends) matches everything.
+    pub fn matching<'a>(&self, all: &'a [(Id, Snapshot)]) -> Vec<&'a (Id, Snapshot)> {
+        let wanted = |field: &Option<String>| field.clone().filter(|v| !v.is_empty());
+        let (tag, source, host) = (wanted(&self.tag), wanted(&self.source), wanted(&self.host));
+        all.iter()
+            .rev()
+            .filter(|(_, s)| tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+            .filter(|(_, s)| source.as_ref().is_none_or(|v| *v == s.source))
+            .filter(|(_, s)| host.as_ref().is_none_or(|v| *v == s.host))
+            .collect()
+    }
 }
 
 /// `GET /api/snapshots`: newest first, filtered, one page; items as
@@ -119,14 +135,7 @@ pub struct SnapshotQuery {
 pub async fn snapshots(State(app): State<Arc<App>>, Query(q): Query<SnapshotQuery>) -> Answer {
     blocking(move || {
         let list = app.catalog.snapshots(&app.store)?;
-        let matching: Vec<&(Id, Snapshot)> = list
-            .all
-            .iter()
-            .rev()
-            .filter(|(_, s)| q.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
-            .filter(|(_, s)| q.source.as_ref().is_none_or(|v| *v == s.source))
-            .filter(|(_, s)| q.host.as_ref().is_none_or(|v| *v == s.host))
-            .collect();
+        let matching = q.matching(&list.all);
         let (offset, range) = window(&matching, q.offset, q.limit);
         Ok(Json(json!({
             "total": matching.len(), "offset": offset,
@@ -145,11 +154,24 @@ pub async fn snapshot_detail(State(app): State<Arc<App>>, Path(id): Path<String>
     .await
 }
 
+/// A directory of a snapshot, and which page of it.
 #[derive(Deserialize)]
 pub struct TreeQuery {
-    path: Option<String>,
-    offset: Option<usize>,
-    limit: Option<usize>,
+    pub path: Option<String>,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
+/// The entries of a snapshot's directory, by name.
+pub(super) fn directory(
+    app: &App,
+    id: &str,
+    path: &str,
+) -> Result<(Id, Snapshot, Vec<Node>), ApiError> {
+    let (id, snap) = snapshot(app, id)?;
+    let index = app.store.index()?;
+    let nodes = browse::list(&app.store, &index, &snap.root, path.as_bytes())?;
+    Ok((id, snap, nodes))
 }
 
 /// `GET /api/snapshots/{id}/tree?path=`: one page of a directory, by name;
@@ -161,12 +183,7 @@ pub async fn tree(
 ) -> Answer {
     let path = checked_path(q.path.as_deref())?;
     blocking(move || {
-        let (_, snap) = snapshot(&app, &id)?;
-        let index = app.store.index()?;
-        let nodes = match browse::list(&app.store, &index, &snap.root, path.as_bytes()) {
-            Ok(nodes) => nodes,
-            Err(e) => return Err(e.into()),
-        };
+        let (_, _, nodes) = directory(&app, &id, &path)?;
         let (offset, range) = window(&nodes, q.offset, q.limit);
         Ok(Json(json!({
             "path": path, "total": nodes.len(), "offset": offset,
@@ -183,6 +200,34 @@ pub struct FileQuery {
     download: Option<String>,
 }
 
+/// The file at `path` in a snapshot (an error for anything else).
+pub(super) fn file_node(app: &App, id: &str, path: &str) -> Result<Node, ApiError> {
+    let (_, snap) = snapshot(app, id)?;
+    let index = app.store.index()?;
+    match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes())? {
+        Resolved::Node(
+            node @ Node {
+                content: Content::File { .. },
+                ..
+            },
+        ) => Ok(node),
+        _ => Err(ApiError::bad(format!("{path} is not a file"))),
+    }
+}
+
+/// The type to send a file as when shown in the page: images by their
+/// extension (so an `<img>` shows them), anything else as plain bytes.
+fn shown_type(path: &str) -> &'static str {
+    let extension = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        _ => "application/octet-stream",
+    }
+}
+
 /// `GET /api/snapshots/{id}/file?path=`: a file's bytes, streamed as they
 /// are decrypted (never held whole).
 pub async fn file(
@@ -194,21 +239,7 @@ pub async fn file(
     let node = {
         let app = app.clone();
         let path = path.clone();
-        blocking(move || {
-            let (_, snap) = snapshot(&app, &id)?;
-            let index = app.store.index()?;
-            match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes()) {
-                Ok(Resolved::Node(
-                    node @ Node {
-                        content: Content::File { .. },
-                        ..
-                    },
-                )) => Ok(node),
-                Ok(_) => Err(ApiError::bad(format!("{path} is not a file"))),
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await?
+        blocking(move || file_node(&app, &id, &path)).await?
     };
     let size = node.meta.size;
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
@@ -234,7 +265,7 @@ pub async fn file(
     };
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_TYPE, shown_type(&path).to_string()),
             (header::CONTENT_LENGTH, size.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),

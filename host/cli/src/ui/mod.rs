@@ -54,6 +54,12 @@ fn routes(app: Arc<App>) -> Router {
     let at = |path: &str| format!("{base}{path}");
     let mut router = Router::new()
         .route(&at("/"), get(pages::overview))
+        .route(&at("/assets/kast.css"), get(pages::stylesheet))
+        .route(&at("/snapshots"), get(pages::snapshots))
+        .route(&at("/snapshots/{id}/browse"), get(pages::browse))
+        .route(&at("/snapshots/{id}/view"), get(pages::view))
+        .route(&at("/diff"), get(pages::diff))
+        .route(&at("/plugins"), get(pages::plugins))
         .route(&at("/api/session"), get(api::session))
         .route(&at("/api/store"), get(api::store))
         .route(&at("/api/snapshots"), get(api::snapshots))

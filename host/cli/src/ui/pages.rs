@@ -1,40 +1,64 @@
-//! The pages, rendered on the server. Each is a plain HTML document that
-//! reads the same engine calls as the API; no script is needed to read
-//! them.
+//! The pages, rendered on the server with maud (escaped by construction).
+//! Each reads what it shows through the same functions as the JSON API, so
+//! a page and `/api` never disagree; none needs JavaScript to be read.
 
 use super::App;
+use super::api::{self, ApiError, SnapshotQuery, TreeQuery, blocking, checked_path, window};
 use crate::spec::{format_bytes, format_time};
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use std::fmt::Write;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use kast_engine::browse::{self, ChangeKind};
+use kast_engine::tree::{Content, Node};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
+/// Rows per page of a list.
+const ROWS: usize = 200;
+/// How much of a file the file view shows as text.
+const PREVIEW_BYTES: usize = 64 * 1024;
+
+/// Percent-encodes a query value.
+fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
         }
     }
     out
 }
 
-/// A page around `body`, titled `title`.
-fn page(title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · kast</title></head><body><h1>{}</h1>{body}</body></html>",
-        escape(title),
-        escape(title)
-    );
+/// The page around `body`: the navigation, the title, the stylesheet.
+fn layout(app: &App, title: &str, body: Markup) -> Response {
+    let base = &app.base;
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · kast" }
+                link rel="stylesheet" href={ (base) "/assets/kast.css" };
+            }
+            body {
+                header {
+                    strong { a href={ (base) "/" } { "kast" } }
+                    a href={ (base) "/snapshots" } { "Snapshots" }
+                    a href={ (base) "/diff" } { "Compare" }
+                    a href={ (base) "/plugins" } { "Plugins" }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
     (
         [
             (header::CACHE_CONTROL, "no-store"),
@@ -43,55 +67,370 @@ fn page(title: &str, body: &str) -> Response {
                 "default-src 'self'; frame-ancestors 'none'",
             ),
         ],
-        Html(html),
+        axum::response::Html(markup.into_string()),
     )
         .into_response()
 }
 
-/// `GET /`: the store overview: what it holds, and the newest snapshots.
-pub async fn overview(State(app): State<Arc<App>>) -> Response {
-    let built = tokio::task::spawn_blocking(move || -> Result<String, String> {
-        let list = app.catalog.snapshots(&app.store).map_err(|e| e.to_string())?;
-        let summary = crate::views::store(&app.store, &list.all, list.damaged)
-            .map_err(|e| e.to_string())?;
-        let number = |key: &str| summary[key].as_u64().unwrap_or(0);
-        let mut body = String::new();
-        let _ = write!(
-            body,
-            "<table><tr><th>location</th><td>{}</td></tr>\
-             <tr><th>snapshots</th><td>{}</td></tr>\
-             <tr><th>stored</th><td>{} in {} packs</td></tr>\
-             <tr><th>logical</th><td>{} ({:.1}× after dedup and compression)</td></tr></table>",
-            escape(&app.store.location()),
-            list.all.len(),
-            format_bytes(number("stored_bytes")),
-            number("packs"),
-            format_bytes(number("logical_bytes")),
-            summary["dedup_ratio"].as_f64().unwrap_or(0.0)
-        );
-        body.push_str("<h2>Newest snapshots</h2><table><tr><th>id</th><th>time (UTC)</th><th>source</th><th>host</th><th>size</th></tr>");
-        for (id, s) in list.all.iter().rev().take(20) {
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                id.short(),
-                format_time(s.time_ns),
-                escape(&s.source),
-                escape(&s.host),
-                format_bytes(s.summary.logical_bytes)
-            );
+/// Renders what `work` builds off the async threads, or the error.
+async fn render(
+    app: Arc<App>,
+    work: impl FnOnce(&App) -> Result<(String, Markup), ApiError> + Send + 'static,
+) -> Response {
+    let shared = app.clone();
+    match blocking(move || work(&shared)).await {
+        Ok((title, body)) => layout(&app, &title, body),
+        Err(ApiError(status, message)) => {
+            let mut page = layout(&app, "Something went wrong", html! { p.bad { (message) } });
+            *page.status_mut() = status;
+            page
         }
-        body.push_str("</table>");
-        Ok(body)
-    })
-    .await;
-    match built {
-        Ok(Ok(body)) => page("Store", &body),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            page("Error", &escape(&e)),
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// `GET /assets/kast.css`.
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/kast.css"),
+    )
+}
+
+fn snapshot_link(app: &App, id: &str, label: &str) -> Markup {
+    html! { a href={ (app.base) "/snapshots/" (id) "/browse" } { code { (label) } } }
+}
+
+/// `GET /`: the store, and the last backup of each source.
+pub async fn overview(State(app): State<Arc<App>>) -> Response {
+    render(app, |app| {
+        let list = app.catalog.snapshots(&app.store)?;
+        let summary = crate::views::store(&app.store, &list.all, list.damaged)?;
+        let number = |key: &str| summary[key].as_u64().unwrap_or(0);
+        let mut last_of_source = BTreeMap::new();
+        for (id, s) in &list.all {
+            last_of_source.insert(s.source.clone(), (id, s));
+        }
+        let body = html! {
+            table.facts {
+                tr { th { "location" } td { (app.store.location()) } }
+                tr { th { "snapshots" } td { (list.all.len()) } }
+                @if list.damaged > 0 {
+                    tr { th { "damaged" } td.bad { (list.damaged) " snapshots cannot be read: run a check" } }
+                }
+                tr { th { "size on storage" } td { (format_bytes(number("stored_bytes"))) " in " (number("packs")) " packs" } }
+                tr { th { "logical size" } td { (format_bytes(number("logical_bytes"))) " across all snapshots" } }
+                tr { th { "dedup and compression" } td { (format!("{:.1}×", summary["dedup_ratio"].as_f64().unwrap_or(0.0))) } }
+            }
+            h2 { "Last backup of each source" }
+            table {
+                tr { th { "source" } th { "host" } th { "when (UTC)" } th { "snapshot" } th.num { "files" } th.num { "size" } th { "status" } }
+                @for (source, (id, s)) in &last_of_source {
+                    tr {
+                        td { a href={ (app.base) "/snapshots?source=" (encode(source)) } { (source) } }
+                        td { (s.host) }
+                        td { (format_time(s.time_ns)) }
+                        td { (snapshot_link(app, &id.to_hex(), &id.short())) }
+                        td.num { (s.summary.files) }
+                        td.num { (format_bytes(s.summary.logical_bytes)) }
+                        td {
+                            @if s.summary.errors == 0 { span.good { "complete" } }
+                            @else { span.bad { (s.summary.errors) " entries not read" } }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(("Store".to_string(), body))
+    })
+    .await
+}
+
+/// `GET /snapshots`: every snapshot, newest first, filtered, a page at a time.
+pub async fn snapshots(State(app): State<Arc<App>>, Query(q): Query<SnapshotQuery>) -> Response {
+    render(app, move |app| {
+        let list = app.catalog.snapshots(&app.store)?;
+        let matching = q.matching(&list.all);
+        let (offset, range) = window(&matching, q.offset, Some(ROWS));
+        let shown = range.len();
+        let filter_value = |v: &Option<String>| v.clone().unwrap_or_default();
+        let filters = format!(
+            "&tag={}&source={}&host={}",
+            encode(&filter_value(&q.tag)),
+            encode(&filter_value(&q.source)),
+            encode(&filter_value(&q.host))
+        );
+        let body = html! {
+            form.filters method="get" action={ (app.base) "/snapshots" } {
+                input name="tag" placeholder="tag" value=(filter_value(&q.tag));
+                input name="source" placeholder="source" value=(filter_value(&q.source));
+                input name="host" placeholder="host" value=(filter_value(&q.host));
+                button type="submit" { "Filter" }
+            }
+            (pager(app, "/snapshots?", &filters, offset, shown, matching.len()))
+            form method="get" action={ (app.base) "/diff" } {
+                table {
+                    tr { th { "from" } th { "to" } th { "id" } th { "when (UTC)" } th { "source" } th { "host" } th { "tags" } th.num { "files" } th.num { "size" } th.num { "errors" } }
+                    @for (id, s) in &matching[range] {
+                        @let hex = id.to_hex();
+                        tr {
+                            td { input type="radio" name="from" value=(hex) aria-label="compare from"; }
+                            td { input type="radio" name="to" value=(hex) aria-label="compare to"; }
+                            td { (snapshot_link(app, &hex, &id.short())) }
+                            td { (format_time(s.time_ns)) }
+                            td { (s.source) }
+                            td { (s.host) }
+                            td { (s.tags.join(", ")) }
+                            td.num { (s.summary.files) }
+                            td.num { (format_bytes(s.summary.logical_bytes)) }
+                            td.num { @if s.summary.errors > 0 { span.bad { (s.summary.errors) } } @else { "0" } }
+                        }
+                    }
+                }
+                p { button type="submit" { "Compare the two chosen" } }
+            }
+        };
+        Ok(("Snapshots".to_string(), body))
+    })
+    .await
+}
+
+/// "Newer/older" links and where in the list the page is.
+fn pager(app: &App, path: &str, query: &str, offset: usize, shown: usize, total: usize) -> Markup {
+    html! {
+        div.pager {
+            span { (offset + usize::from(shown > 0)) "–" (offset + shown) " of " (total) }
+            @if offset > 0 {
+                a href={ (app.base) (path) "offset=" (offset.saturating_sub(ROWS)) (query) } { "← previous" }
+            }
+            @if offset + shown < total {
+                a href={ (app.base) (path) "offset=" (offset + ROWS) (query) } { "next →" }
+            }
+        }
+    }
+}
+
+/// Links to each folder on the way to `path`.
+fn crumbs(app: &App, id: &str, path: &str) -> Markup {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    html! {
+        div.crumbs {
+            a href={ (app.base) "/snapshots/" (id) "/browse" } { (&id[..id.len().min(8)]) }
+            @for (i, part) in parts.iter().enumerate() {
+                " / "
+                a href={ (app.base) "/snapshots/" (id) "/browse?path=" (encode(&parts[..=i].join("/"))) } { (part) }
+            }
+        }
+    }
+}
+
+fn child(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}/{name}")
+    }
+}
+
+/// `GET /snapshots/{id}/browse?path=`: one folder of a snapshot.
+pub async fn browse(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> Response {
+    render(app, move |app| {
+        let path = checked_path(q.path.as_deref())?;
+        let (id, snap, nodes) = api::directory(app, &id, &path)?;
+        let hex = id.to_hex();
+        let (offset, range) = window(&nodes, q.offset, Some(ROWS));
+        let shown = range.len();
+        let query = format!("&path={}", encode(&path));
+        let body = html! {
+            (crumbs(app, &hex, &path))
+            p { "Snapshot of " (snap.source) " on " (snap.host) ", " (format_time(snap.time_ns)) " UTC." }
+            (pager(app, &format!("/snapshots/{hex}/browse?"), &query, offset, shown, nodes.len()))
+            table {
+                tr { th { "name" } th { "mode" } th.num { "size" } th { "modified (UTC)" } }
+                @for node in &nodes[range] {
+                    @let name = node.name_lossy();
+                    @let target = encode(&child(&path, &name));
+                    tr {
+                        td {
+                            @match &node.content {
+                                Content::Dir { .. } => a href={ (app.base) "/snapshots/" (hex) "/browse?path=" (target) } { (name) "/" },
+                                Content::File { .. } => a href={ (app.base) "/snapshots/" (hex) "/view?path=" (target) } { (name) },
+                                Content::Symlink { target } => { (name) " → " (String::from_utf8_lossy(target)) },
+                                Content::Special => { (name) },
+                            }
+                            @if let Some(error) = &node.error { " " span.bad { "(not backed up whole: " (error) ")" } }
+                        }
+                        td { code { (format!("{:o}", node.meta.mode & 0o7777)) } }
+                        td.num { @if let Content::File { .. } = node.content { (format_bytes(node.meta.size)) } }
+                        td { (format_time(node.meta.mtime_ns)) }
+                    }
+                }
+            }
+        };
+        let title = if path.is_empty() { "/".to_string() } else { path.clone() };
+        Ok((title, body))
+    })
+    .await
+}
+
+/// Collects the first bytes of a file and then stops the read.
+struct Prefix(Vec<u8>);
+
+impl std::io::Write for Prefix {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = PREVIEW_BYTES - self.0.len();
+        self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+        if self.0.len() == PREVIEW_BYTES {
+            return Err(std::io::Error::other("enough for a preview"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether bytes read as text: UTF-8 (a cut last character allowed) with
+/// no NUL.
+fn is_text(bytes: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && bytes.len() == PREVIEW_BYTES,
+    };
+    valid && !bytes.contains(&0)
+}
+
+#[derive(Deserialize)]
+pub struct FileQuery {
+    path: Option<String>,
+}
+
+/// `GET /snapshots/{id}/view?path=`: a file: its metadata, a preview
+/// (text, or an image), and a download link.
+pub async fn view(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> Response {
+    render(app, move |app| {
+        let path = checked_path(q.path.as_deref())?;
+        let node: Node = api::file_node(app, &id, &path)?;
+        let (id, _) = api::snapshot(app, &id)?;
+        let hex = id.to_hex();
+        let raw = format!("{}/api/snapshots/{hex}/file?path={}", app.base, encode(&path));
+        let index = app.store.index()?;
+        let mut prefix = Prefix(Vec::new());
+        // Stops early by design once the preview is full.
+        let _ = browse::cat(&app.store, &index, &node, &mut prefix);
+        let image = ["png", "jpg", "jpeg", "gif", "webp"]
+            .iter()
+            .any(|e| path.to_ascii_lowercase().ends_with(&format!(".{e}")));
+        let body = html! {
+            (crumbs(app, &hex, &path))
+            table.facts {
+                tr { th { "size" } td { (format_bytes(node.meta.size)) " (" (node.meta.size) " bytes)" } }
+                tr { th { "mode" } td { code { (format!("{:o}", node.meta.mode & 0o7777)) } } }
+                tr { th { "owner" } td { (node.meta.uid) ":" (node.meta.gid) } }
+                tr { th { "modified (UTC)" } td { (format_time(node.meta.mtime_ns)) } }
+            }
+            p { a href={ (raw) "&download=1" } download { "Download" } }
+            @if image {
+                img.preview src=(raw) alt=(path);
+            } @else if is_text(&prefix.0) {
+                @if node.meta.size > PREVIEW_BYTES as u64 { p { "The first " (format_bytes(PREVIEW_BYTES as u64)) ":" } }
+                pre.preview { (String::from_utf8_lossy(&prefix.0)) }
+            } @else {
+                p { "Not text: download it to open it." }
+            }
+        };
+        Ok((path.rsplit('/').next().unwrap_or("").to_string(), body))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct DiffQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /diff?from=&to=`: what changed between two snapshots, each change
+/// linking to both versions.
+pub async fn diff(State(app): State<Arc<App>>, Query(q): Query<DiffQuery>) -> Response {
+    render(app, move |app| {
+        let (Some(from), Some(to)) = (q.from.filter(|v| !v.is_empty()), q.to.filter(|v| !v.is_empty())) else {
+            let body = html! {
+                p { "Choose two snapshots on the " a href={ (app.base) "/snapshots" } { "snapshots page" } " (from and to), or give their ids:" }
+                form.filters method="get" action={ (app.base) "/diff" } {
+                    input name="from" placeholder="from (id or latest)";
+                    input name="to" placeholder="to (id or latest)";
+                    button type="submit" { "Compare" }
+                }
+            };
+            return Ok(("Compare two snapshots".to_string(), body));
+        };
+        let (from_id, from_snap) = api::snapshot(app, &from)?;
+        let (to_id, to_snap) = api::snapshot(app, &to)?;
+        let index = app.store.index()?;
+        let changes = browse::diff(&app.store, &index, &from_snap.root, &to_snap.root)?;
+        let (old, new) = (from_id.to_hex(), to_id.to_hex());
+        let version = |hex: &str, path: &str, label: &str| html! {
+            a href={ (app.base) "/snapshots/" (hex) "/view?path=" (encode(path)) } { (label) }
+        };
+        let body = html! {
+            p {
+                "From " (snapshot_link(app, &old, &from_id.short())) " (" (format_time(from_snap.time_ns)) ") to "
+                (snapshot_link(app, &new, &to_id.short())) " (" (format_time(to_snap.time_ns)) "): "
+                (changes.len()) " changes."
+            }
+            table {
+                tr { th { "change" } th { "path" } th.num { "size before" } th.num { "size after" } th { "versions" } }
+                @for c in &changes {
+                    tr {
+                        td { (crate::views::change_name(c.kind)) }
+                        td { (c.path) }
+                        td.num { @if let Some(size) = c.old_size { (format_bytes(size)) } }
+                        td.num { @if let Some(size) = c.new_size { (format_bytes(size)) } }
+                        td {
+                            @if c.kind != ChangeKind::Added && c.old_size.is_some() { (version(&old, &c.path, "before")) " " }
+                            @if c.kind != ChangeKind::Removed && c.new_size.is_some() { (version(&new, &c.path, "after")) }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(("Changes".to_string(), body))
+    })
+    .await
+}
+
+/// `GET /plugins`: the connectors kast can use, and what each may reach.
+pub async fn plugins(State(app): State<Arc<App>>) -> Response {
+    render(app, |app| {
+        let listed = app
+            .host
+            .registry()
+            .list()
+            .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let body = html! {
+            table {
+                tr { th { "name" } th { "version" } th { "roles" } th { "schemes" } th { "origin" } th { "may reach" } }
+                @for l in &listed {
+                    tr {
+                        td { (l.info.name) }
+                        td { (l.info.version) }
+                        td { (l.info.roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")) }
+                        td { (l.info.schemes.join(", ")) }
+                        td { @if l.builtin { "built in" } @else { "installed" } }
+                        td { (crate::views::reach(l)) }
+                    }
+                }
+            }
+        };
+        Ok(("Plugins".to_string(), body))
+    })
+    .await
 }
