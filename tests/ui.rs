@@ -56,6 +56,53 @@ impl Ui {
 
     /// Sends one request; returns status, headers (lowercased names) and body.
     fn request(&self, method: &str, path: &str, extra: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+        self.send(method, path, extra, b"")
+    }
+
+    /// POSTs JSON with the session's CSRF token; returns the JSON answer.
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let csrf = self.json(&self.prefixed("/api/session"))["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, _, answer) = self.send(
+            "POST",
+            &self.prefixed(path),
+            &[
+                ("x-csrf-token", &csrf),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        );
+        (status, serde_json::from_slice(&answer).unwrap())
+    }
+
+    /// Where `path` is on this server (under its base path).
+    fn prefixed(&self, path: &str) -> String {
+        let base = self.url.split(&self.address).nth(1).unwrap();
+        format!("{}{path}", base.split("/?token").next().unwrap())
+    }
+
+    /// Polls a job until it is over; returns it.
+    fn finished_job(&self, id: &Value) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let job = self.json(&self.prefixed(&format!("/api/jobs/{id}")));
+            if job["state"] != "running" {
+                return job;
+            }
+            assert!(started.elapsed().as_secs() < 120, "{job}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
@@ -67,8 +114,9 @@ impl Ui {
         for (name, value) in extra {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        head.push_str("Content-Length: 0\r\n\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).unwrap();
         let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -351,5 +399,86 @@ fn the_pages_show_the_store_its_snapshots_folders_and_files() {
     );
     let (status, _) = ui.get("/snapshots/latest/browse?path=../..");
     assert_eq!(status, 400);
+    ui.stop();
+}
+
+#[test]
+fn restore_and_check_run_as_jobs() {
+    let (u, src) = user_with_snapshots();
+    let mut ui = Ui::start(&u, &[]);
+    ui.log_in();
+    // A whole snapshot, then one folder, restored to local folders.
+    let out = u.path("restored");
+    let (status, started) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "to": out.to_str().unwrap()}),
+    );
+    assert_eq!(status, 200, "{started}");
+    let job = ui.finished_job(&started["job"]);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["bytes"], job["total_bytes"], "{job}");
+    common::assert_same_tree(&src, &out);
+    // The result is what `kast restore --json` prints.
+    let again = u.path("again");
+    let cli = u.json(&["restore", "latest", "--to", again.to_str().unwrap()]);
+    assert_eq!(job["result"], cli);
+    let part = u.path("part");
+    let (_, started) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "path": "many", "to": part.to_str().unwrap()}),
+    );
+    assert_eq!(ui.finished_job(&started["job"])["state"], "done");
+    assert_eq!(std::fs::read(part.join("f042")).unwrap(), b"42");
+    // Into a folder that has the files: refused unless asked to replace.
+    let (_, started) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "to": out.to_str().unwrap()}),
+    );
+    let refused = ui.finished_job(&started["job"]);
+    assert_eq!(refused["state"], "failed", "{refused}");
+    // Bad requests are errors at once.
+    let (status, said) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "to": ""}),
+    );
+    assert_eq!(status, 400, "{said}");
+    let (status, _) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "path": "../x", "to": "/tmp/x"}),
+    );
+    assert_eq!(status, 400);
+    // A clean store checks clean; a flipped byte in a pack is found and named.
+    let (_, started) = ui.post("/api/check", &serde_json::json!({}));
+    let clean = ui.finished_job(&started["job"]);
+    assert_eq!(clean["result"]["clean"], true, "{clean}");
+    let pack = std::fs::read_dir(u.store.join("packs"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    let (_, started) = ui.post("/api/check", &serde_json::json!({"fast": false}));
+    let damaged = ui.finished_job(&started["job"]);
+    assert_eq!(damaged["result"]["clean"], false, "{damaged}");
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(
+        damaged["result"]["damage"][0]["object"]
+            .as_str()
+            .unwrap()
+            .contains(&name[..8]),
+        "{damaged}"
+    );
+    let cli = u.kast(&["--json", "check"]);
+    assert_eq!(cli.status.code(), Some(3));
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(damaged["result"], cli);
+    // The job page carries what its script needs.
+    let (status, page) = ui.get(&format!("/jobs/{}", started["job"]));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("data-job-id"));
     ui.stop();
 }

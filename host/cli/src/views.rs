@@ -115,3 +115,21 @@ pub fn store(
         "chunker": store.config().chunker, "pack_target": store.config().pack_target,
     }))
 }
+
+/// A finished restore (`kast restore --json`).
+pub fn restored(id: &Id, outcome: &kast_engine::RestoreOutcome) -> Value {
+    json!({
+        "id": id.to_hex(), "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
+        "bytes": outcome.bytes,
+        "errors": outcome.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+    })
+}
+
+/// A check's findings (`kast check --json`).
+pub fn check_report(report: &kast_engine::check::CheckReport) -> Value {
+    json!({
+        "clean": report.is_clean(), "snapshots": report.snapshots, "trees": report.trees,
+        "packs": report.packs, "blobs": report.blobs, "bytes": report.bytes, "orphan_packs": report.orphan_packs,
+        "damage": report.damage.iter().map(|d| json!({"object": d.object, "problem": d.problem, "affects": d.affects})).collect::<Vec<_>>(),
+    })
+}

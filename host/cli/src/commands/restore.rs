@@ -5,7 +5,6 @@ use crate::context::Context;
 use crate::spec::{self, format_bytes};
 use anyhow::{Context as _, Result, bail};
 use kast_engine::RestoreOptions;
-use serde_json::json;
 
 pub fn run(
     ctx: &Context,
@@ -42,11 +41,7 @@ pub fn run(
             other => anyhow::Error::new(other),
         })?;
     if ctx.json {
-        ctx.print_json(&json!({
-            "id": id.to_hex(), "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
-            "bytes": outcome.bytes,
-            "errors": outcome.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
-        }))?;
+        ctx.print_json(&crate::views::restored(&id, &outcome))?;
     } else if !ctx.quiet {
         println!(
             "restored {} files, {} dirs, {} symlinks ({}) from {} to {to}",

@@ -166,11 +166,7 @@ fn config_damage(ctx: &Context, error: &anyhow::Error) -> Result<Option<Damage>>
 
 fn print_check_report(ctx: &Context, report: &CheckReport, fast: bool) -> Result<()> {
     if ctx.json {
-        ctx.print_json(&json!({
-            "clean": report.is_clean(), "snapshots": report.snapshots, "trees": report.trees,
-            "packs": report.packs, "blobs": report.blobs, "bytes": report.bytes, "orphan_packs": report.orphan_packs,
-            "damage": report.damage.iter().map(|d| json!({"object": d.object, "problem": d.problem, "affects": d.affects})).collect::<Vec<_>>(),
-        }))?;
+        ctx.print_json(&crate::views::check_report(report))?;
     } else if !ctx.quiet || !report.is_clean() {
         for d in &report.damage {
             println!("damaged: {}: {}", d.object, d.problem);

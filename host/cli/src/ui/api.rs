@@ -324,3 +324,81 @@ pub async fn plugins(State(app): State<Arc<App>>) -> Answer {
     })
     .await
 }
+
+/// What `POST /api/restore` takes.
+#[derive(Deserialize)]
+pub struct RestoreRequest {
+    /// `latest` or an id prefix.
+    snapshot: String,
+    /// A folder or file in the snapshot; the whole snapshot when empty.
+    path: Option<String>,
+    /// Where to: a local path or a location URL, as `kast restore --to`.
+    to: String,
+    /// Replace files that exist there (as `--force`).
+    #[serde(default)]
+    overwrite: bool,
+}
+
+/// `POST /api/restore`: starts a restore job; answers `{"job": id}`. The
+/// result, once done, is as `kast restore --json`.
+pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>) -> Answer {
+    let path = checked_path(r.path.as_deref())?;
+    if r.to.trim().is_empty() {
+        return Err(ApiError::bad("say where to restore to"));
+    }
+    let job = blocking(move || {
+        let (id, snap) = snapshot(&app, &r.snapshot)?;
+        let destination = app
+            .host
+            .destination(&r.to)
+            .map_err(|e| ApiError::bad(format!("cannot write to {}: {e}", r.to)))?;
+        let total = path.is_empty().then_some(snap.summary.logical_bytes);
+        let worker = app.clone();
+        Ok(app.jobs.start("restore", total, move |job| {
+            let options = kast_engine::RestoreOptions {
+                overwrite: r.overwrite,
+                progress: job,
+                ..Default::default()
+            };
+            kast_engine::restore(&worker.store, &id, path.as_bytes(), &destination, &options)
+                .map(|outcome| views::restored(&id, &outcome))
+                .map_err(|e| e.to_string())
+        }))
+    })
+    .await?;
+    Ok(Json(json!({ "job": job })))
+}
+
+/// What `POST /api/check` takes.
+#[derive(Deserialize)]
+pub struct CheckRequest {
+    /// Structure only, no pack data (as `--fast`).
+    #[serde(default)]
+    fast: bool,
+}
+
+/// `POST /api/check`: starts a check of the whole store; answers
+/// `{"job": id}`. The result, once done, is as `kast check --json`.
+pub async fn check(State(app): State<Arc<App>>, Json(r): Json<CheckRequest>) -> Answer {
+    let worker = app.clone();
+    let job = app.jobs.start("check", None, move |job| {
+        let options = kast_engine::check::CheckOptions {
+            fast: r.fast,
+            progress: job,
+            ..Default::default()
+        };
+        kast_engine::check::check(&worker.store, &options)
+            .map(|report| views::check_report(&report))
+            .map_err(|e| e.to_string())
+    });
+    Ok(Json(json!({ "job": job })))
+}
+
+/// `GET /api/jobs/{id}`: a job's progress and, once over, its outcome.
+pub async fn job(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Answer {
+    let job = app
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    Ok(Json(job.json(id)))
+}

@@ -7,12 +7,13 @@
 mod api;
 mod auth;
 mod catalog;
+mod jobs;
 mod pages;
 
 use crate::context::Context;
 use anyhow::{Context as _, Result};
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use kast_engine::Store;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ pub struct App {
     store: Store,
     host: kast_plugins::Host,
     catalog: catalog::Catalog,
+    jobs: jobs::Jobs,
     auth: auth::Auth,
     /// The path prefix the UI is served under (`""` or `/prefix`).
     base: String,
@@ -55,6 +57,9 @@ fn routes(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .route(&at("/"), get(pages::overview))
         .route(&at("/assets/kast.css"), get(pages::stylesheet))
+        .route(&at("/assets/kast.js"), get(pages::script))
+        .route(&at("/check"), get(pages::check))
+        .route(&at("/jobs/{id}"), get(pages::job))
         .route(&at("/snapshots"), get(pages::snapshots))
         .route(&at("/snapshots/{id}/browse"), get(pages::browse))
         .route(&at("/snapshots/{id}/view"), get(pages::view))
@@ -67,7 +72,10 @@ fn routes(app: Arc<App>) -> Router {
         .route(&at("/api/snapshots/{id}/tree"), get(api::tree))
         .route(&at("/api/snapshots/{id}/file"), get(api::file))
         .route(&at("/api/diff"), get(api::diff))
-        .route(&at("/api/plugins"), get(api::plugins));
+        .route(&at("/api/plugins"), get(api::plugins))
+        .route(&at("/api/restore"), post(api::restore))
+        .route(&at("/api/check"), post(api::check))
+        .route(&at("/api/jobs/{id}"), get(api::job));
     if !base.is_empty() {
         // `/prefix` as well as `/prefix/`, as proxies forward either.
         router = router.route(&base, get(pages::overview));
@@ -87,6 +95,7 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
         store,
         host: ctx.new_host()?,
         catalog: catalog::Catalog::default(),
+        jobs: jobs::Jobs::default(),
         auth: auth::Auth::new()?,
         base: normalized_base(&options.base_path)?,
     });

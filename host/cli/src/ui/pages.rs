@@ -4,8 +4,9 @@
 
 use super::App;
 use super::api::{self, ApiError, SnapshotQuery, TreeQuery, blocking, checked_path, window};
+use super::auth::Session;
 use crate::spec::{format_bytes, format_time};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, ChangeKind};
@@ -33,8 +34,9 @@ fn encode(text: &str) -> String {
     out
 }
 
-/// The page around `body`: the navigation, the title, the stylesheet.
-fn layout(app: &App, title: &str, body: Markup) -> Response {
+/// The page around `body`: the navigation, the title, the stylesheet, the
+/// script, and the session's CSRF token for the script's requests.
+fn layout(app: &App, session: &Session, title: &str, body: Markup) -> Response {
     let base = &app.base;
     let markup = html! {
         (DOCTYPE)
@@ -43,13 +45,17 @@ fn layout(app: &App, title: &str, body: Markup) -> Response {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · kast" }
+                meta name="csrf-token" content=(session.csrf);
+                meta name="base-path" content=(base);
                 link rel="stylesheet" href={ (base) "/assets/kast.css" };
+                script src={ (base) "/assets/kast.js" } defer {}
             }
             body {
                 header {
                     strong { a href={ (base) "/" } { "kast" } }
                     a href={ (base) "/snapshots" } { "Snapshots" }
                     a href={ (base) "/diff" } { "Compare" }
+                    a href={ (base) "/check" } { "Check" }
                     a href={ (base) "/plugins" } { "Plugins" }
                 }
                 main {
@@ -75,13 +81,19 @@ fn layout(app: &App, title: &str, body: Markup) -> Response {
 /// Renders what `work` builds off the async threads, or the error.
 async fn render(
     app: Arc<App>,
+    session: Session,
     work: impl FnOnce(&App) -> Result<(String, Markup), ApiError> + Send + 'static,
 ) -> Response {
     let shared = app.clone();
     match blocking(move || work(&shared)).await {
-        Ok((title, body)) => layout(&app, &title, body),
+        Ok((title, body)) => layout(&app, &session, &title, body),
         Err(ApiError(status, message)) => {
-            let mut page = layout(&app, "Something went wrong", html! { p.bad { (message) } });
+            let mut page = layout(
+                &app,
+                &session,
+                "Something went wrong",
+                html! { p.bad { (message) } },
+            );
             *page.status_mut() = status;
             page
         }
@@ -96,13 +108,24 @@ pub async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// `GET /assets/kast.js`: starts jobs and follows their progress.
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/kast.js"),
+    )
+}
+
 fn snapshot_link(app: &App, id: &str, label: &str) -> Markup {
     html! { a href={ (app.base) "/snapshots/" (id) "/browse" } { code { (label) } } }
 }
 
 /// `GET /`: the store, and the last backup of each source.
-pub async fn overview(State(app): State<Arc<App>>) -> Response {
-    render(app, |app| {
+pub async fn overview(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+) -> Response {
+    render(app, session, |app| {
         let list = app.catalog.snapshots(&app.store)?;
         let summary = crate::views::store(&app.store, &list.all, list.damaged)?;
         let number = |key: &str| summary[key].as_u64().unwrap_or(0);
@@ -146,8 +169,12 @@ pub async fn overview(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /snapshots`: every snapshot, newest first, filtered, a page at a time.
-pub async fn snapshots(State(app): State<Arc<App>>, Query(q): Query<SnapshotQuery>) -> Response {
-    render(app, move |app| {
+pub async fn snapshots(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<SnapshotQuery>,
+) -> Response {
+    render(app, session, move |app| {
         let list = app.catalog.snapshots(&app.store)?;
         let matching = q.matching(&list.all);
         let (offset, range) = window(&matching, q.offset, Some(ROWS));
@@ -234,10 +261,11 @@ fn child(path: &str, name: &str) -> String {
 /// `GET /snapshots/{id}/browse?path=`: one folder of a snapshot.
 pub async fn browse(
     State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Query(q): Query<TreeQuery>,
 ) -> Response {
-    render(app, move |app| {
+    render(app, session, move |app| {
         let path = checked_path(q.path.as_deref())?;
         let (id, snap, nodes) = api::directory(app, &id, &path)?;
         let hex = id.to_hex();
@@ -270,6 +298,7 @@ pub async fn browse(
                 }
             }
         };
+        let body = html! { (body) (restore_form(&hex, &path)) };
         let title = if path.is_empty() { "/".to_string() } else { path.clone() };
         Ok((title, body))
     })
@@ -312,10 +341,11 @@ pub struct FileQuery {
 /// (text, or an image), and a download link.
 pub async fn view(
     State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Query(q): Query<FileQuery>,
 ) -> Response {
-    render(app, move |app| {
+    render(app, session, move |app| {
         let path = checked_path(q.path.as_deref())?;
         let node: Node = api::file_node(app, &id, &path)?;
         let (id, _) = api::snapshot(app, &id)?;
@@ -337,6 +367,7 @@ pub async fn view(
                 tr { th { "modified (UTC)" } td { (format_time(node.meta.mtime_ns)) } }
             }
             p { a href={ (raw) "&download=1" } download { "Download" } }
+            (restore_form(&hex, &path))
             @if image {
                 img.preview src=(raw) alt=(path);
             } @else if is_text(&prefix.0) {
@@ -359,8 +390,12 @@ pub struct DiffQuery {
 
 /// `GET /diff?from=&to=`: what changed between two snapshots, each change
 /// linking to both versions.
-pub async fn diff(State(app): State<Arc<App>>, Query(q): Query<DiffQuery>) -> Response {
-    render(app, move |app| {
+pub async fn diff(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<DiffQuery>,
+) -> Response {
+    render(app, session, move |app| {
         let (Some(from), Some(to)) = (q.from.filter(|v| !v.is_empty()), q.to.filter(|v| !v.is_empty())) else {
             let body = html! {
                 p { "Choose two snapshots on the " a href={ (app.base) "/snapshots" } { "snapshots page" } " (from and to), or give their ids:" }
@@ -408,8 +443,11 @@ pub async fn diff(State(app): State<Arc<App>>, Query(q): Query<DiffQuery>) -> Re
 }
 
 /// `GET /plugins`: the connectors kast can use, and what each may reach.
-pub async fn plugins(State(app): State<Arc<App>>) -> Response {
-    render(app, |app| {
+pub async fn plugins(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+) -> Response {
+    render(app, session, |app| {
         let listed = app
             .host
             .registry()
@@ -433,4 +471,77 @@ pub async fn plugins(State(app): State<Arc<App>>) -> Response {
         Ok(("Plugins".to_string(), body))
     })
     .await
+}
+
+/// A form that restores `path` of a snapshot to a location, as a job.
+fn restore_form(snapshot: &str, path: &str) -> Markup {
+    html! {
+        h2 { "Restore" }
+        form.filters data-job="/api/restore" {
+            input type="hidden" name="snapshot" value=(snapshot);
+            input type="hidden" name="path" value=(path);
+            input name="to" placeholder="to: a folder or a location URL" required size="40" aria-label="restore to";
+            label { input type="checkbox" name="overwrite"; " replace existing files" }
+            button type="submit" { "Restore " @if path.is_empty() { "the snapshot" } @else { (path) } }
+            span.bad.error {}
+        }
+    }
+}
+
+/// `GET /check`: starts a check of the whole store.
+pub async fn check(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+) -> Response {
+    render(app, session, |_| {
+        let body = html! {
+            p { "A full check reads every pack and verifies every byte; a fast one checks the structure (snapshots, trees, the index) without reading pack data." }
+            form.filters data-job="/api/check" {
+                input type="hidden" name="fast" value="false";
+                button type="submit" { "Full check" }
+                span.bad.error {}
+            }
+            form.filters data-job="/api/check" {
+                input type="hidden" name="fast" value="true";
+                button type="submit" { "Fast check" }
+                span.bad.error {}
+            }
+        };
+        Ok(("Check the store".to_string(), body))
+    })
+    .await
+}
+
+/// `GET /jobs/{id}`: a job's live progress (the script polls the API) and
+/// its outcome.
+pub async fn job(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<u64>,
+) -> Response {
+    render(app, session, move |app| {
+        let job = app
+            .jobs
+            .get(id)
+            .ok_or_else(|| ApiError(axum::http::StatusCode::NOT_FOUND, format!("no job {id}")))?;
+        let kind = job.json(id)["kind"].as_str().unwrap_or("job").to_string();
+        let body = html! {
+            div data-job-id=(id) {
+                p { "State: " strong.state { "…" } " · " span.amount { } }
+                progress.bar max="1" {}
+                div.outcome {}
+            }
+            noscript { p { "This page follows the job with JavaScript; " a href={ (app.base) "/api/jobs/" (id) } { "its JSON" } " shows the same." } }
+        };
+        Ok((format!("{} (job {id})", capitalized(&kind)), body))
+    })
+    .await
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
