@@ -58,6 +58,7 @@ fn routes(app: Arc<App>) -> Router {
         .route(&at("/"), get(pages::overview))
         .route(&at("/assets/kast.css"), get(pages::stylesheet))
         .route(&at("/assets/kast.js"), get(pages::script))
+        .route(&at("/assets/kast.svg"), get(pages::icon))
         .route(&at("/check"), get(pages::check))
         .route(&at("/jobs/{id}"), get(pages::job))
         .route(&at("/snapshots"), get(pages::snapshots))

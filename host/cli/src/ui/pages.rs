@@ -48,6 +48,7 @@ fn layout(app: &App, session: &Session, title: &str, body: Markup) -> Response {
                 meta name="csrf-token" content=(session.csrf);
                 meta name="base-path" content=(base);
                 link rel="stylesheet" href={ (base) "/assets/kast.css" };
+                link rel="icon" type="image/svg+xml" href={ (base) "/assets/kast.svg" };
                 script src={ (base) "/assets/kast.js" } defer {}
             }
             body {
@@ -105,6 +106,14 @@ pub async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("assets/kast.css"),
+    )
+}
+
+/// `GET /assets/kast.svg`: the tab's icon.
+pub async fn icon() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("assets/kast.svg"),
     )
 }
 
