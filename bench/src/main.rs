@@ -8,6 +8,7 @@
 //! kast-bench backup SRC STORE          # fresh store, backup, print figures
 //! kast-bench restore STORE DEST        # restore the latest snapshot
 //! kast-bench index N DIR               # synthetic index of N blobs
+//! kast-bench ui-store N STORE          # N snapshots, one with a 100k-entry folder (bench/ui.sh)
 //! ```
 
 use kast_bench::{
@@ -43,6 +44,12 @@ fn main() {
         Some("unchange") => change_one_percent(&arg(1), true).expect("unchange"),
         Some("backup") => backup(&arg(1), &arg(2)),
         Some("restore") => restore(&arg(1), &arg(2)),
+        Some("ui-store") => ui_store(
+            args.get(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| usage()),
+            &arg(2),
+        ),
         Some("index") => index(
             args.get(1)
                 .and_then(|n| n.parse().ok())
@@ -55,7 +62,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: kast-bench tree | large | small | change DIR | unchange DIR | backup SRC STORE | restore STORE DEST | index N DIR"
+        "usage: kast-bench tree | large | small | change DIR | unchange DIR | backup SRC STORE | restore STORE DEST | index N DIR | ui-store N STORE"
     );
     std::process::exit(2)
 }
@@ -90,6 +97,37 @@ fn report(what: &str, bytes: u64, started: Instant) {
         secs,
         bytes as f64 / secs / 1e6,
         peak / 1024
+    );
+}
+
+/// A store for the web UI's first-page timings: `n` snapshots, the newest
+/// holding a folder of 100,000 entries.
+fn ui_store(n: usize, store_dir: &Path) {
+    let store = open(store_dir);
+    let work = store_dir.with_extension("src");
+    let small = work.join("small");
+    std::fs::create_dir_all(&small).expect("source folder");
+    let started = Instant::now();
+    for i in 0..n.saturating_sub(1) {
+        std::fs::write(small.join("counter"), i.to_string()).expect("write");
+        let options = BackupOptions {
+            tags: vec![format!("t{}", i % 10)],
+            host: Some(format!("host{}", i % 7)),
+            ..Default::default()
+        };
+        let source = LocalSource::new(&small).expect("source");
+        kast_engine::backup(&store, &source, &options).expect("backup");
+    }
+    let big = work.join("big").join("many");
+    std::fs::create_dir_all(&big).expect("folder");
+    for i in 0..100_000 {
+        std::fs::write(big.join(format!("entry{i:06}")), i.to_string()).expect("write");
+    }
+    let source = LocalSource::new(&work.join("big")).expect("source");
+    kast_engine::backup(&store, &source, &BackupOptions::default()).expect("backup");
+    println!(
+        "{n} snapshots in {:.1} s; the newest holds many/ with 100000 entries",
+        started.elapsed().as_secs_f64()
     );
 }
 

@@ -167,10 +167,12 @@ pub(super) fn directory(
     app: &App,
     id: &str,
     path: &str,
-) -> Result<(Id, Snapshot, Vec<Node>), ApiError> {
+) -> Result<(Id, Snapshot, Arc<Vec<Node>>), ApiError> {
     let (id, snap) = snapshot(app, id)?;
-    let index = app.store.index()?;
-    let nodes = browse::list(&app.store, &index, &snap.root, path.as_bytes())?;
+    let nodes = app.listings.get_or_read(&snap.root, path, || {
+        let index = app.store.index()?;
+        browse::list(&app.store, &index, &snap.root, path.as_bytes())
+    })?;
     Ok((id, snap, nodes))
 }
 

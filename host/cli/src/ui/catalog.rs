@@ -7,7 +7,8 @@ use kast_engine::Store;
 use kast_engine::crypto::Id;
 use kast_engine::snapshot::Snapshot;
 use kast_engine::storage::ObjectKind;
-use std::collections::HashMap;
+use kast_engine::tree::Node;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Snapshots oldest first, and how many could not be read.
@@ -68,5 +69,36 @@ impl Catalog {
             (Some(_), Some(_)) => Err(format!("{text} names more than one snapshot")),
             _ => Err(format!("no snapshot {text}")),
         }
+    }
+}
+
+/// Folders kept after listing them.
+const KEPT_LISTINGS: usize = 4;
+
+/// Recently listed folders, by snapshot root and path: a folder of 100k
+/// entries is read once for all its pages (a snapshot's trees never change).
+#[derive(Default)]
+pub struct Listings {
+    recent: Mutex<VecDeque<((Id, String), Arc<Vec<Node>>)>>,
+}
+
+impl Listings {
+    /// The folder's entries, kept or read now with `read`.
+    pub fn get_or_read(
+        &self,
+        root: &Id,
+        path: &str,
+        read: impl FnOnce() -> kast_engine::Result<Vec<Node>>,
+    ) -> kast_engine::Result<Arc<Vec<Node>>> {
+        let key = (*root, path.to_string());
+        let lock = || self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, nodes)) = lock().iter().find(|(k, _)| *k == key) {
+            return Ok(nodes.clone());
+        }
+        let nodes = Arc::new(read()?);
+        let mut recent = lock();
+        recent.push_front((key, nodes.clone()));
+        recent.truncate(KEPT_LISTINGS);
+        Ok(nodes)
     }
 }

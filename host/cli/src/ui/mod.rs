@@ -25,6 +25,7 @@ pub struct App {
     store: Store,
     host: kast_plugins::Host,
     catalog: catalog::Catalog,
+    listings: catalog::Listings,
     jobs: jobs::Jobs,
     auth: auth::Auth,
     /// The path prefix the UI is served under (`""` or `/prefix`).
@@ -96,6 +97,7 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
         store,
         host: ctx.new_host()?,
         catalog: catalog::Catalog::default(),
+        listings: catalog::Listings::default(),
         jobs: jobs::Jobs::default(),
         auth: auth::Auth::new()?,
         base: normalized_base(&options.base_path)?,
@@ -126,6 +128,13 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
                  learns the URL above can read this store (prefer a reverse proxy with TLS)"
             ));
         }
+        // Reads the snapshot list and the index now, not on the first page
+        // (a fresh local cache reads every index delta of the store).
+        let warm = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = warm.catalog.snapshots(&warm.store);
+            let _ = warm.store.index();
+        });
         if options.open {
             open_browser(ctx, &url);
         }

@@ -231,6 +231,30 @@ mod tests {
     }
 
     #[test]
+    fn threads_building_the_same_runs_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let states: Vec<State> = (0..12).map(|s| state(s, 50)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        let mut index = Index {
+                            runs: vec![],
+                            dir: Some(dir.path().to_path_buf()),
+                            damaged: vec![],
+                        };
+                        for (i, s) in states.iter().enumerate() {
+                            index.add_state(Id([i as u8 + 100; 32]), s).unwrap();
+                        }
+                        index.compact().unwrap();
+                        assert_eq!(index.len(), 12 * 50);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn runs_find_every_record_and_merge_losslessly() {
         let dir = tempfile::tempdir().unwrap();
         for cache in [Some(dir.path()), None] {

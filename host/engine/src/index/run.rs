@@ -115,8 +115,7 @@ impl Run {
     /// Writes a run file atomically into `dir` and maps it.
     pub fn create(dir: &Path, states: &[Id], mut records: Vec<Record>) -> Result<Run> {
         let path = dir.join(run_file_name(states));
-        write_file(&path, |out| Self::write_to(out, states, &mut records))?;
-        Run::open(&path)
+        write_run(&path, |out| Self::write_to(out, states, &mut records))
     }
 
     /// Merges runs into one without loading them: a k-way merge of sorted records.
@@ -167,8 +166,7 @@ impl Run {
         match dir {
             Some(dir) => {
                 let path = dir.join(run_file_name(&states));
-                write_file(&path, |out| write(out))?;
-                Run::open(&path)
+                write_run(&path, |out| write(out))
             }
             None => {
                 let mut buf = Vec::new();
@@ -351,16 +349,35 @@ fn cache_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-fn write_file(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+/// Writes a run file under a temporary name, maps it, then renames it into
+/// place: the mapping stays valid whatever other writers do with the name
+/// meanwhile (two threads of one process, such as the web UI's requests,
+/// may build and compact the same runs at once).
+fn write_run(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<Run> {
+    static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let writer = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{writer}", std::process::id()));
     let result = (|| {
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
         fill(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?;
-        fs::rename(&tmp, path)
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        // SAFETY: as in `Run::open`: the file is complete and never
+        // modified again, only renamed and at some point unlinked.
+        let map = unsafe { Mmap::map(&file) }?;
+        fs::rename(&tmp, path)?;
+        Ok(map)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(map) => Run::parse(Bytes::Mapped(map), Some(path.to_path_buf())),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(cache_error(path, e))
+        }
     }
-    result.map_err(|e| cache_error(path, e))
 }
