@@ -123,7 +123,7 @@ fn ui_store(n: usize, store_dir: &Path) {
     for i in 0..100_000 {
         std::fs::write(big.join(format!("entry{i:06}")), i.to_string()).expect("write");
     }
-    let source = LocalSource::new(&work.join("big")).expect("source");
+    let source = LocalSource::new(work.join("big")).expect("source");
     kast_engine::backup(&store, &source, &BackupOptions::default()).expect("backup");
     println!(
         "{n} snapshots in {:.1} s; the newest holds many/ with 100000 entries",
