@@ -75,11 +75,14 @@ impl Catalog {
 /// Folders kept after listing them.
 const KEPT_LISTINGS: usize = 4;
 
+/// A folder's entries, keyed by the snapshot's root and the folder's path.
+type Listing = ((Id, String), Arc<Vec<Node>>);
+
 /// Recently listed folders, by snapshot root and path: a folder of 100k
 /// entries is read once for all its pages (a snapshot's trees never change).
 #[derive(Default)]
 pub struct Listings {
-    recent: Mutex<VecDeque<((Id, String), Arc<Vec<Node>>)>>,
+    recent: Mutex<VecDeque<Listing>>,
 }
 
 impl Listings {
