@@ -451,16 +451,7 @@ fn restore_and_check_run_as_jobs() {
     let (_, started) = ui.post("/api/check", &serde_json::json!({}));
     let clean = ui.finished_job(&started["job"]);
     assert_eq!(clean["result"]["clean"], true, "{clean}");
-    let pack = std::fs::read_dir(u.store.join("packs"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|f| f.unwrap().path())
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
-    std::fs::write(&pack, bytes).unwrap();
+    let pack = common::damage_largest_pack(&u.store);
     let (_, started) = ui.post("/api/check", &serde_json::json!({"fast": false}));
     let damaged = ui.finished_job(&started["job"]);
     assert_eq!(damaged["result"]["clean"], false, "{damaged}");

@@ -278,16 +278,7 @@ fn a_person_browses_compares_restores_and_checks_in_chromium() {
         b.shot("restore-job").await;
         common::assert_same_tree(&src, &target);
         // A flipped byte in a pack: a check started from the page names it.
-        let pack = std::fs::read_dir(u.store.join("packs"))
-            .unwrap()
-            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-            .map(|f| f.unwrap().path())
-            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-            .unwrap();
-        let mut bytes = std::fs::read(&pack).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 1;
-        std::fs::write(&pack, bytes).unwrap();
+        let pack = common::damage_largest_pack(&u.store);
         b.click(Locator::LinkText("Check")).await;
         b.shot("check").await;
         b.click(Locator::Css("form[data-job] button")).await;

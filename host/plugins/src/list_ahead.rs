@@ -198,6 +198,22 @@ mod tests {
         let root = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
         let ahead = ListAhead::start(&root, list_names).unwrap();
         ahead.ask(&dirs);
+        // Give the helpers a head start (on a busy machine this loop could
+        // otherwise take every directory before they list one).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ahead
+            .shared
+            .lock()
+            .slots
+            .values()
+            .any(|s| matches!(s, Slot::Ready(_)))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no helper listed anything"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let mut taken = 0;
         for dir in &dirs {
             // Every listing, from a helper or not, is the directory's own.

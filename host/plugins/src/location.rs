@@ -130,7 +130,9 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn encode_path(path: &str) -> String {
+/// Percent-encodes a URL path (or query value), keeping `/` and the
+/// unreserved characters; the one encoder kast's URLs use.
+pub fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {

@@ -120,12 +120,15 @@ impl SnapshotQuery {
     /// HTML form sends) matches everything.
     pub fn matching<'a>(&self, all: &'a [(Id, Snapshot)]) -> Vec<&'a (Id, Snapshot)> {
         let wanted = |field: &Option<String>| field.clone().filter(|v| !v.is_empty());
-        let (tag, source, host) = (wanted(&self.tag), wanted(&self.source), wanted(&self.host));
+        let filter = browse::SnapshotFilter {
+            tags: wanted(&self.tag).into_iter().collect(),
+            source: wanted(&self.source),
+            host: wanted(&self.host),
+            ..Default::default()
+        };
         all.iter()
             .rev()
-            .filter(|(_, s)| tag.as_ref().is_none_or(|t| s.tags.contains(t)))
-            .filter(|(_, s)| source.as_ref().is_none_or(|v| *v == s.source))
-            .filter(|(_, s)| host.as_ref().is_none_or(|v| *v == s.host))
+            .filter(|(_, s)| filter.matches(s))
             .collect()
     }
 }

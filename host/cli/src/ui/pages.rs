@@ -11,6 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, ChangeKind};
 use kast_engine::tree::{Content, Node};
+use kast_plugins::location::encode_path as encode;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -20,19 +21,6 @@ use std::sync::Arc;
 const ROWS: usize = 200;
 /// How much of a file the file view shows as text.
 const PREVIEW_BYTES: usize = 64 * 1024;
-
-/// Percent-encodes a query value.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
 
 /// The page around `body`: the navigation, the title, the stylesheet, the
 /// script, and the session's CSRF token for the script's requests.

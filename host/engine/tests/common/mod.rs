@@ -451,3 +451,20 @@ pub fn generate_tree(root: &Path, seed: u64, big: u64) {
     filetime::set_file_mtime(root.join("empty"), t).unwrap();
     filetime::set_symlink_file_times(root.join("link-to-file"), t, t).unwrap();
 }
+
+/// Flips one bit in the middle of the largest pack of a local store (the
+/// one that holds file data); returns the pack's path.
+#[allow(dead_code)]
+pub fn damage_largest_pack(store: &Path) -> PathBuf {
+    let pack = fs::read_dir(store.join("packs"))
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    fs::write(&pack, bytes).unwrap();
+    pack
+}
