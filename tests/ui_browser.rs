@@ -124,25 +124,40 @@ impl Browser {
         }
     }
 
+    /// Clicks the element, found again when the page replaces it first.
     async fn click(&self, locator: Locator<'_>) {
-        self.client
-            .wait()
-            .for_element(locator)
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        for _ in 0..50 {
+            let found = self.client.wait().for_element(locator).await.unwrap();
+            match found.click().await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{locator:?}: {e}"),
+            }
+        }
+        panic!("{locator:?} kept going stale");
     }
 
+    /// The text of the first element `css` finds, found again when the
+    /// page replaces it in between (a click's navigation still landing).
     async fn text(&self, css: &str) -> String {
-        let found = self
-            .client
-            .wait()
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap();
-        found.text().await.unwrap()
+        for _ in 0..50 {
+            let found = self
+                .client
+                .wait()
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap();
+            match found.text().await {
+                Ok(text) => return text,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+        panic!("{css} kept going stale")
     }
 
     /// Waits until the page's text contains `wanted`; returns the text.

@@ -205,17 +205,13 @@ pub struct FileQuery {
     download: Option<String>,
 }
 
-/// The file at `path` in a snapshot (an error for anything else).
-pub(super) fn file_node(app: &App, id: &str, path: &str) -> Result<Node, ApiError> {
-    let (_, snap) = snapshot(app, id)?;
+/// The file at `path` in a snapshot (an error for anything else), and the
+/// snapshot's id.
+pub(super) fn file_node(app: &App, id: &str, path: &str) -> Result<(Id, Node), ApiError> {
+    let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
     match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes())? {
-        Resolved::Node(
-            node @ Node {
-                content: Content::File { .. },
-                ..
-            },
-        ) => Ok(node),
+        Resolved::Node(node) if matches!(node.content, Content::File { .. }) => Ok((id, node)),
         _ => Err(ApiError::bad(format!("{path} is not a file"))),
     }
 }
@@ -244,7 +240,7 @@ pub async fn file(
     let node = {
         let app = app.clone();
         let path = path.clone();
-        blocking(move || file_node(&app, &id, &path)).await?
+        blocking(move || file_node(&app, &id, &path)).await?.1
     };
     let size = node.meta.size;
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);

@@ -10,7 +10,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, ChangeKind};
-use kast_engine::tree::{Content, Node};
+use kast_engine::tree::Content;
 use kast_plugins::location::encode_path as encode;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -344,8 +344,7 @@ pub async fn view(
 ) -> Response {
     render(app, session, move |app| {
         let path = checked_path(q.path.as_deref())?;
-        let node: Node = api::file_node(app, &id, &path)?;
-        let (id, _) = api::snapshot(app, &id)?;
+        let (id, node) = api::file_node(app, &id, &path)?;
         let hex = id.to_hex();
         let raw = format!("{}/api/snapshots/{hex}/file?path={}", app.base, encode(&path));
         let index = app.store.index()?;
