@@ -239,6 +239,31 @@ fn the_api_needs_the_login_url_and_answers_as_the_cli_does() {
     cli.as_array_mut().unwrap().reverse(); // the UI lists newest first
     assert_eq!(listed["items"], cli);
     assert_eq!(ui.json("/api/store"), u.json(&["info"]));
+    // Dates filter as --after/--before do (UTC; a date is its midnight).
+    for (query, expected) in [
+        ("after=2000-01-01", 2),
+        ("before=2000-01-01", 0),
+        ("after=2200-01-01T00:00", 0),
+        ("after=2000-01-01&before=2200-12-31&tag=", 2),
+    ] {
+        let listed = ui.json(&format!("/api/snapshots?{query}"));
+        assert_eq!(listed["total"], expected, "{query}");
+        let mut args = vec!["ls".to_string()];
+        args.extend(
+            query
+                .split('&')
+                .filter(|pair| !pair.ends_with('='))
+                .map(|pair| format!("--{pair}")),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(u.json(&args).as_array().unwrap().len(), expected, "{query}");
+    }
+    let (status, body) = ui.get("/api/snapshots?after=yesterday");
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("YYYY-MM-DD"));
+    let (status, body) = ui.get("/api/snapshots?after=2999-01-01");
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("out of range"));
     let newest = listed["items"][0]["id"].as_str().unwrap().to_string();
     let oldest = listed["items"][1]["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -471,5 +496,68 @@ fn restore_and_check_run_as_jobs() {
     let (status, page) = ui.get(&format!("/jobs/{}", started["job"]));
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains("data-job-id"));
+    ui.stop();
+}
+
+#[test]
+fn a_folder_downloads_as_a_tar_stream_that_tar_extracts_whole() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    // Long paths (40 levels), non-UTF-8 names, links, odd modes, old times.
+    common::generate_tree(&src, 5, 6 << 20);
+    xattr::set(src.join("run.sh"), "user.origin", b"kast test").unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let mut ui = Ui::start(&u, &[]);
+    ui.log_in();
+    let short = &u.snapshot_ids()[0][..8];
+    let extract = |path: &str, into: &std::path::Path| {
+        let (status, headers, archive) = ui.request(
+            "GET",
+            &format!("/api/snapshots/latest/tar?path={path}"),
+            &[],
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&archive));
+        assert!(headers.contains("application/x-tar"), "{headers}");
+        std::fs::create_dir_all(into).unwrap();
+        let mut tar = std::process::Command::new("tar")
+            .args([
+                "-x",
+                "-p",
+                "--xattrs",
+                "--xattrs-include=user.*",
+                "-f",
+                "-",
+                "-C",
+            ])
+            .arg(into)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tar.stdin.take().unwrap().write_all(&archive).unwrap();
+        assert!(tar.wait().unwrap().success());
+        headers
+    };
+    // The whole snapshot comes under one folder named after it.
+    let out = u.path("whole");
+    let headers = extract("", &out);
+    assert!(
+        headers.contains(&format!("filename=\"kast-{short}.tar\"")),
+        "{headers}"
+    );
+    common::assert_same_tree(&src, &out.join(format!("kast-{short}")));
+    assert_eq!(
+        xattr::get(out.join(format!("kast-{short}/run.sh")), "user.origin").unwrap(),
+        Some(b"kast test".to_vec())
+    );
+    // One folder comes under its own name.
+    let out = u.path("one");
+    extract("deep/level0", &out);
+    common::assert_same_tree(&src.join("deep/level0"), &out.join("level0"));
+    // A file is not a folder; `..` is refused as everywhere.
+    let (status, _) = ui.get("/api/snapshots/latest/tar?path=run.sh");
+    assert_eq!(status, 400);
+    let (status, _) = ui.get("/api/snapshots/latest/tar?path=deep/..");
+    assert_eq!(status, 400);
     ui.stop();
 }

@@ -10,7 +10,7 @@ mod user;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -249,6 +249,24 @@ fn a_person_browses_compares_restores_and_checks_in_chromium() {
         b.click(Locator::LinkText("deep/")).await;
         b.wait_for_text("plan.md").await;
         b.shot("browse-folder").await;
+        // The folder as a tar stream: tar extracts the same bytes.
+        b.click(Locator::LinkText("Download this folder (.tar)"))
+            .await;
+        let archive = downloaded(&downloads.join("deep.tar"));
+        let unpacked = u.path("unpacked");
+        std::fs::create_dir(&unpacked).unwrap();
+        let mut tar = Command::new("tar")
+            .args(["-x", "-f", "-", "-C"])
+            .arg(&unpacked)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        tar.stdin.take().unwrap().write_all(&archive).unwrap();
+        assert!(tar.wait().unwrap().success());
+        assert_eq!(
+            std::fs::read(unpacked.join("deep/plan.md")).unwrap(),
+            b"# plan\n"
+        );
         b.click(Locator::LinkText("plan.md")).await;
         assert_eq!(b.text("pre").await, "# plan");
         b.shot("file-view").await;

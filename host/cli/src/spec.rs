@@ -65,12 +65,15 @@ pub fn parse_time(text: &str) -> Result<i64> {
         bail!(bad());
     }
     let (y, m, day) = (d[0], d[1], d[2]);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    let clock_ok = (0..24).contains(&t[0]) && t[1..].iter().all(|v| (0..=60).contains(v));
+    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) || !clock_ok {
         bail!(bad());
     }
     let days = kast_engine::time::days_from_civil(y, m, day);
     let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t.get(2).copied().unwrap_or(0);
-    Ok(secs * 1_000_000_000)
+    // Nanoseconds in an i64 reach the year 2262.
+    secs.checked_mul(1_000_000_000)
+        .ok_or_else(|| anyhow!("the time {text:?} is out of range (before 2262 please)"))
 }
 
 /// A time for people: `YYYY-MM-DD HH:MM:SS` UTC.
@@ -115,6 +118,11 @@ mod tests {
         assert_eq!(parse_time("1970-01-01").unwrap(), 0);
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2026-13-01").is_err());
+        // Past what nanoseconds in an i64 hold, or not a clock time: errors, not wrapped values.
+        assert!(parse_time("2263-01-01").is_err());
+        assert!(parse_time("99999999999-01-01").is_err());
+        assert!(parse_time("2026-01-01T25:00").is_err());
+        assert!(parse_time("2262-01-01").is_ok());
     }
 
     #[test]

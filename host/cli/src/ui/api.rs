@@ -2,8 +2,8 @@
 //! `--json` ones (`crate::views`), so a script written against one works
 //! against the other. Engine calls run on tokio's blocking pool.
 
-use super::App;
 use super::auth::Session;
+use super::{App, archive};
 use crate::views;
 use axum::Json;
 use axum::body::Body;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, Resolved};
 use kast_engine::crypto::Id;
 use kast_engine::snapshot::Snapshot;
-use kast_engine::tree::{Content, Node};
+use kast_engine::tree::{Content, Metadata, Node};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -113,23 +113,38 @@ pub struct SnapshotQuery {
     pub tag: Option<String>,
     pub source: Option<String>,
     pub host: Option<String>,
+    /// Taken at or after: `YYYY-MM-DD[THH:MM[:SS]]`, UTC (as `--after`).
+    pub after: Option<String>,
+    /// Taken strictly before (as `--before`).
+    pub before: Option<String>,
 }
 
 impl SnapshotQuery {
     /// The matching snapshots, newest first. An empty filter field (as an
     /// HTML form sends) matches everything.
-    pub fn matching<'a>(&self, all: &'a [(Id, Snapshot)]) -> Vec<&'a (Id, Snapshot)> {
+    pub fn matching<'a>(
+        &self,
+        all: &'a [(Id, Snapshot)],
+    ) -> Result<Vec<&'a (Id, Snapshot)>, ApiError> {
         let wanted = |field: &Option<String>| field.clone().filter(|v| !v.is_empty());
+        let time = |field: &Option<String>| {
+            wanted(field)
+                .map(|text| crate::spec::parse_time(&text))
+                .transpose()
+                .map_err(|e| ApiError::bad(e.to_string()))
+        };
         let filter = browse::SnapshotFilter {
             tags: wanted(&self.tag).into_iter().collect(),
             source: wanted(&self.source),
             host: wanted(&self.host),
-            ..Default::default()
+            after_ns: time(&self.after)?,
+            before_ns: time(&self.before)?,
         };
-        all.iter()
+        Ok(all
+            .iter()
             .rev()
             .filter(|(_, s)| filter.matches(s))
-            .collect()
+            .collect())
     }
 }
 
@@ -138,7 +153,7 @@ impl SnapshotQuery {
 pub async fn snapshots(State(app): State<Arc<App>>, Query(q): Query<SnapshotQuery>) -> Answer {
     blocking(move || {
         let list = app.catalog.snapshots(&app.store)?;
-        let matching = q.matching(&list.all);
+        let matching = q.matching(&list.all)?;
         let (offset, range) = window(&matching, q.offset, q.limit);
         Ok(Json(json!({
             "total": matching.len(), "offset": offset,
@@ -243,20 +258,10 @@ pub async fn file(
         blocking(move || file_node(&app, &id, &path)).await?.1
     };
     let size = node.meta.size;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut out = ChannelWriter(sender.clone());
-        let result = app
-            .store
-            .index()
-            .and_then(|index| browse::cat(&app.store, &index, &node, &mut out));
-        if let Err(e) = result {
-            // The client sees a cut-short body, and the reason in the log.
-            let _ = sender.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|piece| (piece, receiver))
+    let body = streamed(move |out| {
+        let index = app.store.index()?;
+        browse::cat(&app.store, &index, &node, out)?;
+        Ok(())
     });
     let name = path.rsplit('/').next().unwrap_or("file").replace('"', "");
     let disposition = if q.download.is_some() {
@@ -271,9 +276,98 @@ pub async fn file(
             (header::CONTENT_DISPOSITION, disposition),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response())
+}
+
+/// A response body that `write` fills from a blocking thread, a piece at a
+/// time (at most four pieces wait for the client). When `write` fails the
+/// client sees a cut-short body, and the reason goes to the server's log.
+fn streamed(
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>>
+    + Send
+    + 'static,
+) -> Body {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter(sender.clone());
+        if let Err(e) = write(&mut out) {
+            eprintln!("kast ui: a download stopped: {e}");
+            let _ = sender.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    Body::from_stream(stream)
+}
+
+/// `GET /api/snapshots/{id}/tar?path=`: a folder (the whole snapshot when
+/// `path` is empty) and everything under it, as a tar stream.
+pub async fn tar(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> Result<Response, ApiError> {
+    let path = checked_path(q.path.as_deref())?;
+    let (id, meta, nodes) = {
+        let app = app.clone();
+        let path = path.clone();
+        blocking(move || folder(&app, &id, &path)).await?
+    };
+    // The archive's top folder: the folder's own name, or the snapshot's
+    // short id for a whole snapshot (never entries loose in the current
+    // directory of whoever extracts it).
+    let top = match path.rsplit('/').next() {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => format!("kast-{}", id.short()),
+    };
+    let disposition = format!("attachment; filename=\"{}.tar\"", top.replace('"', ""));
+    let body = streamed(move |out| {
+        let index = app.store.index()?;
+        let folder = archive::Folder {
+            top: top.as_bytes(),
+            meta,
+            nodes,
+        };
+        archive::write_tar(&app.store, &index, folder, out)?;
+        Ok(())
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The folder at `path`, checked to be one: the snapshot's id, the
+/// folder's metadata and its entries.
+fn folder(app: &App, id: &str, path: &str) -> Result<(Id, Metadata, Vec<Node>), ApiError> {
+    let (id, snap) = snapshot(app, id)?;
+    let index = app.store.index()?;
+    match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes())? {
+        Resolved::Root(tree) => Ok((id, root_meta(&snap), tree.nodes)),
+        Resolved::Node(Node {
+            meta,
+            content: Content::Dir { tree },
+            ..
+        }) => Ok((id, meta, app.store.read_tree(&index, &tree)?.nodes)),
+        Resolved::Node(_) => Err(ApiError::bad(format!("{path} is not a folder"))),
+    }
+}
+
+/// A snapshot's root folder in an archive: readable, dated as the snapshot.
+fn root_meta(snap: &Snapshot) -> Metadata {
+    Metadata {
+        mode: libc::S_IFDIR | 0o755,
+        mtime_ns: snap.time_ns,
+        ctime_ns: snap.time_ns,
+        ..Default::default()
+    }
 }
 
 /// Hands what the engine writes to the response body, a piece at a time.

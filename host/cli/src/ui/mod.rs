@@ -5,6 +5,7 @@
 //! URL opens (see `auth`). docs/ui.md describes the API.
 
 mod api;
+mod archive;
 mod auth;
 mod catalog;
 mod jobs;
@@ -73,6 +74,7 @@ fn routes(app: Arc<App>) -> Router {
         .route(&at("/api/snapshots/{id}"), get(api::snapshot_detail))
         .route(&at("/api/snapshots/{id}/tree"), get(api::tree))
         .route(&at("/api/snapshots/{id}/file"), get(api::file))
+        .route(&at("/api/snapshots/{id}/tar"), get(api::tar))
         .route(&at("/api/diff"), get(api::diff))
         .route(&at("/api/plugins"), get(api::plugins))
         .route(&at("/api/restore"), post(api::restore))

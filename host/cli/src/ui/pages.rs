@@ -173,21 +173,27 @@ pub async fn snapshots(
 ) -> Response {
     render(app, session, move |app| {
         let list = app.catalog.snapshots(&app.store)?;
-        let matching = q.matching(&list.all);
+        let matching = q.matching(&list.all)?;
         let (offset, range) = window(&matching, q.offset, Some(ROWS));
         let shown = range.len();
         let filter_value = |v: &Option<String>| v.clone().unwrap_or_default();
-        let filters = format!(
-            "&tag={}&source={}&host={}",
-            encode(&filter_value(&q.tag)),
-            encode(&filter_value(&q.source)),
-            encode(&filter_value(&q.host))
-        );
+        let filters = [
+            ("tag", &q.tag),
+            ("source", &q.source),
+            ("host", &q.host),
+            ("after", &q.after),
+            ("before", &q.before),
+        ]
+        .iter()
+        .map(|(name, value)| format!("&{name}={}", encode(&filter_value(value))))
+        .collect::<String>();
         let body = html! {
             form.filters method="get" action={ (app.base) "/snapshots" } {
                 input name="tag" placeholder="tag" value=(filter_value(&q.tag));
                 input name="source" placeholder="source" value=(filter_value(&q.source));
                 input name="host" placeholder="host" value=(filter_value(&q.host));
+                label { "taken from " input type="date" name="after" value=(filter_value(&q.after)); }
+                label { " before " input type="date" name="before" value=(filter_value(&q.before)); }
                 button type="submit" { "Filter" }
             }
             (pager(app, "/snapshots?", &filters, offset, shown, matching.len()))
@@ -271,7 +277,10 @@ pub async fn browse(
         let query = format!("&path={}", encode(&path));
         let body = html! {
             (crumbs(app, &hex, &path))
-            p { "Snapshot of " (snap.source) " on " (snap.host) ", " (format_time(snap.time_ns)) " UTC." }
+            p {
+                "Snapshot of " (snap.source) " on " (snap.host) ", " (format_time(snap.time_ns)) " UTC. "
+                a href={ (app.base) "/api/snapshots/" (hex) "/tar?path=" (encode(&path)) } { "Download this folder (.tar)" }
+            }
             (pager(app, &format!("/snapshots/{hex}/browse?"), &query, offset, shown, nodes.len()))
             table {
                 tr { th { "name" } th { "mode" } th.num { "size" } th { "modified (UTC)" } }
