@@ -9,8 +9,10 @@ mod common;
 mod user;
 
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::ffi::OsStrExt;
 use std::process::Child;
 use user::User;
 
@@ -210,8 +212,21 @@ fn user_with_snapshots() -> (User, std::path::PathBuf) {
     // A name that would be markup if a page did not escape it.
     std::fs::write(src.join("<b>bold<b>.txt"), "<script>alert(1)</script>").unwrap();
     common::write_random_file(&src.join("big.bin"), 3 << 20, 7);
+    // Latin-1 names, as old disks have them: not UTF-8.
+    let latin1 = src.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&latin1).unwrap();
+    std::fs::write(
+        latin1.join(OsStr::from_bytes(b"r\xe9sum\xe9.txt")),
+        "latin-1\n",
+    )
+    .unwrap();
     u.ok(&["backup", src.to_str().unwrap()]);
     std::fs::write(src.join("notes.txt"), "second, longer\n").unwrap();
+    std::fs::write(
+        latin1.join(OsStr::from_bytes(b"r\xe9sum\xe9.txt")),
+        "latin-1, again\n",
+    )
+    .unwrap();
     u.ok(&["backup", src.to_str().unwrap()]);
     (u, src)
 }
@@ -272,7 +287,17 @@ fn the_api_needs_the_login_url_and_answers_as_the_cli_does() {
     );
     let diff = ui.json(&format!("/api/diff?from={oldest}&to={newest}"));
     assert_eq!(diff, u.json(&["diff", &oldest, &newest]));
-    assert_eq!(diff[0]["path"], "notes.txt");
+    let changed: Vec<&str> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["change"] == "modified")
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changed,
+        ["caf\u{FFFD}/r\u{FFFD}sum\u{FFFD}.txt", "notes.txt"]
+    );
     // A directory a page at a time.
     let page = ui.json(&format!(
         "/api/snapshots/{newest}/tree?path=many&offset=200&limit=100"
@@ -402,6 +427,21 @@ fn the_pages_show_the_store_its_snapshots_folders_and_files() {
         hostile.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{hostile}"
     );
+    // Names that are not UTF-8 are links that lead to them.
+    assert!(root.contains("browse?path=caf%E9\""), "{root}");
+    let folder = page(&format!("/snapshots/{newest}/browse?path=caf%E9"));
+    assert!(
+        folder.contains("view?path=caf%E9/r%E9sum%E9.txt"),
+        "{folder}"
+    );
+    let file = page(&format!(
+        "/snapshots/{newest}/view?path=caf%E9/r%E9sum%E9.txt"
+    ));
+    assert!(file.contains("latin-1, again"), "{file}");
+    assert!(
+        file.contains("name=\"path_encoded\" value=\"caf%E9/r%E9sum%E9.txt\""),
+        "{file}"
+    );
     let binary = page(&format!("/snapshots/{newest}/view?path=big.bin"));
     assert!(binary.contains("Not text"), "{binary}");
     let oldest = ui.json("/api/snapshots")["items"][1]["id"]
@@ -415,6 +455,12 @@ fn the_pages_show_the_store_its_snapshots_folders_and_files() {
     );
     assert!(
         changes.contains(&format!("/snapshots/{oldest}/view?path=notes.txt")),
+        "{changes}"
+    );
+    assert!(
+        changes.contains(&format!(
+            "/snapshots/{oldest}/view?path=caf%E9/r%E9sum%E9.txt"
+        )),
         "{changes}"
     );
     let plugins = page("/plugins");
@@ -454,6 +500,36 @@ fn restore_and_check_run_as_jobs() {
     );
     assert_eq!(ui.finished_job(&started["job"])["state"], "done");
     assert_eq!(std::fs::read(part.join("f042")).unwrap(), b"42");
+    // A name that is not UTF-8, as the pages send it (percent-encoded).
+    let (_, started) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "path_encoded": "caf%E9", "to": part.to_str().unwrap()}),
+    );
+    assert_eq!(ui.finished_job(&started["job"])["state"], "done");
+    assert_eq!(
+        std::fs::read(part.join(OsStr::from_bytes(b"r\xe9sum\xe9.txt"))).unwrap(),
+        b"latin-1, again\n"
+    );
+    // To a saved location, by its @name; an unknown name is a clear error.
+    let saved = u.path("saved");
+    u.ok(&["location", "add", "restores", saved.to_str().unwrap()]);
+    let (_, started) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "path": "many", "to": "@restores"}),
+    );
+    assert_eq!(ui.finished_job(&started["job"])["state"], "done");
+    assert_eq!(std::fs::read(saved.join("f007")).unwrap(), b"7");
+    let (status, said) = ui.post(
+        "/api/restore",
+        &serde_json::json!({"snapshot": "latest", "to": "@nowhere"}),
+    );
+    assert_eq!(status, 400, "{said}");
+    assert!(
+        said["error"]
+            .as_str()
+            .unwrap()
+            .contains("no location named @nowhere")
+    );
     // Into a folder that has the files: refused unless asked to replace.
     let (_, started) = ui.post(
         "/api/restore",

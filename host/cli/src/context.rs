@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 /// The per-user directories kast uses (XDG base directories).
+#[derive(Clone)]
 pub struct Dirs {
     pub data: PathBuf,
     pub cache: PathBuf,
@@ -86,10 +87,7 @@ impl Context {
 
     /// Resolves `@name` through the saved locations; anything else is as given.
     pub fn location(&self, text: &str) -> Result<String> {
-        match text.strip_prefix('@') {
-            Some(name) => crate::commands::location::lookup(self, name),
-            None => Ok(text.to_string()),
-        }
+        crate::commands::location::resolve(&self.dirs, text)
     }
 
     /// The store location and whether it is the default one.

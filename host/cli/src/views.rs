@@ -65,7 +65,7 @@ pub fn change_name(kind: ChangeKind) -> &'static str {
 /// One difference between two snapshots (`kast diff`).
 pub fn change(c: &Change) -> Value {
     json!({
-        "path": c.path, "change": change_name(c.kind), "old_size": c.old_size, "new_size": c.new_size,
+        "path": c.path_lossy(), "change": change_name(c.kind), "old_size": c.old_size, "new_size": c.new_size,
     })
 }
 

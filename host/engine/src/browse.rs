@@ -175,10 +175,18 @@ pub enum ChangeKind {
 /// One line of a diff.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
-    pub path: String,
+    /// As the snapshot names it (names need not be UTF-8).
+    pub path: Vec<u8>,
     pub kind: ChangeKind,
     pub old_size: Option<u64>,
     pub new_size: Option<u64>,
+}
+
+impl Change {
+    /// The path for people (names that are not UTF-8 shown with �).
+    pub fn path_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
 }
 
 /// Differences from tree `a` to tree `b`. Subtrees with equal ids are equal
@@ -258,7 +266,7 @@ fn only_ctime_or_inode(l: &Node, r: &Node) -> bool {
 
 fn change(path: &[u8], kind: ChangeKind, l: &Node, r: &Node) -> Change {
     Change {
-        path: String::from_utf8_lossy(path).into_owned(),
+        path: path.to_vec(),
         kind,
         old_size: Some(l.meta.size),
         new_size: Some(r.meta.size),
@@ -277,7 +285,7 @@ fn removed_or_added(
     let path = join(parent, &node.name);
     let size = Some(node.meta.size);
     out.push(Change {
-        path: String::from_utf8_lossy(&path).into_owned(),
+        path: path.clone(),
         kind,
         old_size: if kind == ChangeKind::Removed {
             size

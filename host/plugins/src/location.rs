@@ -132,9 +132,10 @@ fn decode(text: &str) -> String {
 
 /// Percent-encodes a URL path (or query value), keeping `/` and the
 /// unreserved characters; the one encoder kast's URLs use.
-pub fn encode_path(path: &str) -> String {
+pub fn encode_path(path: impl AsRef<[u8]>) -> String {
+    let path = path.as_ref();
     let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
+    for &b in path {
         if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
             out.push(b as char);
         } else {

@@ -138,7 +138,7 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             (Some(a), None) => format!("  ({})", format_bytes(a)),
             _ => String::new(),
         };
-        writeln!(out, "{sign} {}{sizes}", c.path)?;
+        writeln!(out, "{sign} {}{sizes}", c.path_lossy())?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `~/.config/kast/config.toml`, used as `@name`.
 
 use crate::cli::LocationCommand;
-use crate::context::Context;
+use crate::context::{Context, Dirs};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -17,36 +17,40 @@ struct Config {
     rest: BTreeMap<String, toml::Value>,
 }
 
-fn path(ctx: &Context) -> std::path::PathBuf {
-    ctx.dirs.config.join("config.toml")
+fn path(dirs: &Dirs) -> std::path::PathBuf {
+    dirs.config.join("config.toml")
 }
 
-fn load(ctx: &Context) -> Result<Config> {
-    match std::fs::read_to_string(path(ctx)) {
+fn load(dirs: &Dirs) -> Result<Config> {
+    let file = path(dirs);
+    match std::fs::read_to_string(&file) {
         Ok(text) => {
-            toml::from_str(&text).with_context(|| format!("cannot read {}", path(ctx).display()))
+            toml::from_str(&text).with_context(|| format!("cannot read {}", file.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path(ctx).display())),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
     }
 }
 
-fn save(ctx: &Context, config: &Config) -> Result<()> {
-    let p = path(ctx);
-    std::fs::create_dir_all(&ctx.dirs.config)?;
+fn save(dirs: &Dirs, config: &Config) -> Result<()> {
+    let p = path(dirs);
+    std::fs::create_dir_all(&dirs.config)?;
     std::fs::write(&p, toml::to_string(config)?)
         .with_context(|| format!("cannot write {}", p.display()))
 }
 
-/// The URL saved as `name`.
-pub fn lookup(ctx: &Context, name: &str) -> Result<String> {
-    load(ctx)?.locations.get(name).cloned().ok_or_else(|| {
+/// `@name` as the URL saved under that name; anything else as given.
+pub fn resolve(dirs: &Dirs, text: &str) -> Result<String> {
+    let Some(name) = text.strip_prefix('@') else {
+        return Ok(text.to_string());
+    };
+    load(dirs)?.locations.get(name).cloned().ok_or_else(|| {
         anyhow!("no location named @{name}; `kast location add {name} URL` saves one")
     })
 }
 
 pub fn run(ctx: &Context, command: &LocationCommand) -> Result<()> {
-    let mut config = load(ctx)?;
+    let mut config = load(&ctx.dirs)?;
     match command {
         LocationCommand::Add { name, url } => {
             if name.is_empty()
@@ -58,7 +62,7 @@ pub fn run(ctx: &Context, command: &LocationCommand) -> Result<()> {
             }
             kast_plugins::Location::parse(url)?;
             config.locations.insert(name.clone(), url.clone());
-            save(ctx, &config)?;
+            save(&ctx.dirs, &config)?;
             if !ctx.quiet && !ctx.json {
                 println!("saved @{name} = {url}");
             }
@@ -75,7 +79,7 @@ pub fn run(ctx: &Context, command: &LocationCommand) -> Result<()> {
             if config.locations.remove(name).is_none() {
                 bail!("no location named @{name}");
             }
-            save(ctx, &config)?;
+            save(&ctx.dirs, &config)?;
             if !ctx.quiet && !ctx.json {
                 println!("removed @{name}");
             }

@@ -7,7 +7,8 @@ use super::{App, archive};
 use crate::views;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, Resolved};
@@ -59,18 +60,59 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-/// A path inside a snapshot, as the API takes it: relative, `/`-separated,
-/// no `..` (refused rather than resolved, so a request can never mean
-/// something other than it says).
-pub(super) fn checked_path(path: Option<&str>) -> Result<String, ApiError> {
-    let path = path.unwrap_or("");
-    if path.starts_with('/') {
+/// The `path` query parameter: a path inside a snapshot, as the bytes it
+/// percent-encodes (names need not be UTF-8; `kast_plugins::location::
+/// encode_path` writes them). Relative, `/`-separated, no `.` or `..`
+/// (refused rather than resolved, so a request can never mean something
+/// other than it says); the root when absent or empty.
+pub struct InSnapshot(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequestParts<S> for InSnapshot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<InSnapshot, ApiError> {
+        let raw = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("path="))
+            .unwrap_or("");
+        checked_path(&decoded(raw)).map(InSnapshot)
+    }
+}
+
+/// Percent-decodes a query value (`+` is a space, as forms send it).
+pub(super) fn decoded(text: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(&text.replace('+', " ")).collect()
+}
+
+fn checked_path(path: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if path.starts_with(b"/") {
         return Err(ApiError::bad("paths are relative to the snapshot's root"));
     }
-    if path.split('/').any(|part| part == ".." || part == ".") {
+    if path
+        .split(|&b| b == b'/')
+        .any(|part| part == b".." || part == b".")
+    {
         return Err(ApiError::bad("a path may not contain . or .."));
     }
-    Ok(path.trim_end_matches('/').to_string())
+    let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+    Ok(path[..end].to_vec())
+}
+
+/// A path for people and messages (names that are not UTF-8 shown with �).
+pub(super) fn lossy(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+/// The last name of a path, fit for a `filename="…"` header.
+fn last_name(path: &[u8]) -> Option<String> {
+    let name = path
+        .rsplit(|&b| b == b'/')
+        .next()
+        .filter(|n| !n.is_empty())?;
+    Some(lossy(name).replace(['"', '\\'], ""))
 }
 
 pub(super) fn snapshot(app: &App, text: &str) -> Result<(Id, Snapshot), ApiError> {
@@ -172,10 +214,9 @@ pub async fn snapshot_detail(State(app): State<Arc<App>>, Path(id): Path<String>
     .await
 }
 
-/// A directory of a snapshot, and which page of it.
+/// Which page of a directory (the directory is the `path` parameter).
 #[derive(Deserialize)]
 pub struct TreeQuery {
-    pub path: Option<String>,
     pub offset: Option<usize>,
     pub limit: Option<usize>,
 }
@@ -184,12 +225,12 @@ pub struct TreeQuery {
 pub(super) fn directory(
     app: &App,
     id: &str,
-    path: &str,
+    path: &[u8],
 ) -> Result<(Id, Snapshot, Arc<Vec<Node>>), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let nodes = app.listings.get_or_read(&snap.root, path, || {
         let index = app.store.index()?;
-        browse::list(&app.store, &index, &snap.root, path.as_bytes())
+        browse::list(&app.store, &index, &snap.root, path)
     })?;
     Ok((id, snap, nodes))
 }
@@ -199,14 +240,14 @@ pub(super) fn directory(
 pub async fn tree(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    InSnapshot(path): InSnapshot,
     Query(q): Query<TreeQuery>,
 ) -> Answer {
-    let path = checked_path(q.path.as_deref())?;
     blocking(move || {
         let (_, _, nodes) = directory(&app, &id, &path)?;
         let (offset, range) = window(&nodes, q.offset, q.limit);
         Ok(Json(json!({
-            "path": path, "total": nodes.len(), "offset": offset,
+            "path": lossy(&path), "total": nodes.len(), "offset": offset,
             "items": nodes[range].iter().map(views::node).collect::<Vec<_>>(),
         })))
     })
@@ -215,26 +256,29 @@ pub async fn tree(
 
 #[derive(Deserialize)]
 pub struct FileQuery {
-    path: Option<String>,
     /// Any value: sent as an attachment (the browser saves it).
     download: Option<String>,
 }
 
 /// The file at `path` in a snapshot (an error for anything else), and the
 /// snapshot's id.
-pub(super) fn file_node(app: &App, id: &str, path: &str) -> Result<(Id, Node), ApiError> {
+pub(super) fn file_node(app: &App, id: &str, path: &[u8]) -> Result<(Id, Node), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
-    match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes())? {
+    match browse::resolve_path(&app.store, &index, &snap.root, path)? {
         Resolved::Node(node) if matches!(node.content, Content::File { .. }) => Ok((id, node)),
-        _ => Err(ApiError::bad(format!("{path} is not a file"))),
+        _ => Err(ApiError::bad(format!("{} is not a file", lossy(path)))),
     }
 }
 
 /// The type to send a file as when shown in the page: images by their
 /// extension (so an `<img>` shows them), anything else as plain bytes.
-fn shown_type(path: &str) -> &'static str {
-    let extension = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+pub(super) fn shown_type(path: &[u8]) -> &'static str {
+    let extension = lossy(path)
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match extension.as_str() {
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
@@ -249,9 +293,9 @@ fn shown_type(path: &str) -> &'static str {
 pub async fn file(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    InSnapshot(path): InSnapshot,
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
-    let path = checked_path(q.path.as_deref())?;
     let node = {
         let app = app.clone();
         let path = path.clone();
@@ -263,7 +307,7 @@ pub async fn file(
         browse::cat(&app.store, &index, &node, out)?;
         Ok(())
     });
-    let name = path.rsplit('/').next().unwrap_or("file").replace('"', "");
+    let name = last_name(&path).unwrap_or_else(|| "file".into());
     let disposition = if q.download.is_some() {
         format!("attachment; filename=\"{name}\"")
     } else {
@@ -308,9 +352,8 @@ fn streamed(
 pub async fn tar(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<TreeQuery>,
+    InSnapshot(path): InSnapshot,
 ) -> Result<Response, ApiError> {
-    let path = checked_path(q.path.as_deref())?;
     let (id, meta, nodes) = {
         let app = app.clone();
         let path = path.clone();
@@ -319,15 +362,18 @@ pub async fn tar(
     // The archive's top folder: the folder's own name, or the snapshot's
     // short id for a whole snapshot (never entries loose in the current
     // directory of whoever extracts it).
-    let top = match path.rsplit('/').next() {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => format!("kast-{}", id.short()),
+    let top = match path.rsplit(|&b| b == b'/').next() {
+        Some(name) if !name.is_empty() => name.to_vec(),
+        _ => format!("kast-{}", id.short()).into_bytes(),
     };
-    let disposition = format!("attachment; filename=\"{}.tar\"", top.replace('"', ""));
+    let disposition = format!(
+        "attachment; filename=\"{}.tar\"",
+        last_name(&top).unwrap_or_default()
+    );
     let body = streamed(move |out| {
         let index = app.store.index()?;
         let folder = archive::Folder {
-            top: top.as_bytes(),
+            top: &top,
             meta,
             nodes,
         };
@@ -346,17 +392,17 @@ pub async fn tar(
 
 /// The folder at `path`, checked to be one: the snapshot's id, the
 /// folder's metadata and its entries.
-fn folder(app: &App, id: &str, path: &str) -> Result<(Id, Metadata, Vec<Node>), ApiError> {
+fn folder(app: &App, id: &str, path: &[u8]) -> Result<(Id, Metadata, Vec<Node>), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
-    match browse::resolve_path(&app.store, &index, &snap.root, path.as_bytes())? {
+    match browse::resolve_path(&app.store, &index, &snap.root, path)? {
         Resolved::Root(tree) => Ok((id, root_meta(&snap), tree.nodes)),
         Resolved::Node(Node {
             meta,
             content: Content::Dir { tree },
             ..
         }) => Ok((id, meta, app.store.read_tree(&index, &tree)?.nodes)),
-        Resolved::Node(_) => Err(ApiError::bad(format!("{path} is not a folder"))),
+        Resolved::Node(_) => Err(ApiError::bad(format!("{} is not a folder", lossy(path)))),
     }
 }
 
@@ -427,7 +473,11 @@ pub struct RestoreRequest {
     snapshot: String,
     /// A folder or file in the snapshot; the whole snapshot when empty.
     path: Option<String>,
-    /// Where to: a local path or a location URL, as `kast restore --to`.
+    /// The same, percent-encoded (for names that are not UTF-8, which JSON
+    /// strings cannot carry); wins over `path`. The pages send this one.
+    path_encoded: Option<String>,
+    /// Where to: a local path, a location URL or a saved `@name`, as
+    /// `kast restore --to`.
     to: String,
     /// Replace files that exist there (as `--force`).
     #[serde(default)]
@@ -437,15 +487,20 @@ pub struct RestoreRequest {
 /// `POST /api/restore`: starts a restore job; answers `{"job": id}`. The
 /// result, once done, is as `kast restore --json`.
 pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>) -> Answer {
-    let path = checked_path(r.path.as_deref())?;
+    let path = match (&r.path_encoded, &r.path) {
+        (Some(encoded), _) => checked_path(&decoded(encoded))?,
+        (None, path) => checked_path(path.as_deref().unwrap_or("").as_bytes())?,
+    };
     if r.to.trim().is_empty() {
         return Err(ApiError::bad("say where to restore to"));
     }
     let job = blocking(move || {
         let (id, snap) = snapshot(&app, &r.snapshot)?;
+        let to = crate::commands::location::resolve(&app.dirs, &r.to)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
         let destination = app
             .host
-            .destination(&r.to)
+            .destination(&to)
             .map_err(|e| ApiError::bad(format!("cannot write to {}: {e}", r.to)))?;
         let total = path.is_empty().then_some(snap.summary.logical_bytes);
         let worker = app.clone();
@@ -455,7 +510,7 @@ pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>)
                 progress: job,
                 ..Default::default()
             };
-            kast_engine::restore(&worker.store, &id, path.as_bytes(), &destination, &options)
+            kast_engine::restore(&worker.store, &id, &path, &destination, &options)
                 .map(|outcome| views::restored(&id, &outcome))
                 .map_err(|e| e.to_string())
         }))

@@ -76,7 +76,7 @@ impl Catalog {
 const KEPT_LISTINGS: usize = 4;
 
 /// A folder's entries, keyed by the snapshot's root and the folder's path.
-type Listing = ((Id, String), Arc<Vec<Node>>);
+type Listing = ((Id, Vec<u8>), Arc<Vec<Node>>);
 
 /// Recently listed folders, by snapshot root and path: a folder of 100k
 /// entries is read once for all its pages (a snapshot's trees never change).
@@ -90,10 +90,10 @@ impl Listings {
     pub fn get_or_read(
         &self,
         root: &Id,
-        path: &str,
+        path: &[u8],
         read: impl FnOnce() -> kast_engine::Result<Vec<Node>>,
     ) -> kast_engine::Result<Arc<Vec<Node>>> {
-        let key = (*root, path.to_string());
+        let key = (*root, path.to_vec());
         let lock = || self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, nodes)) = lock().iter().find(|(k, _)| *k == key) {
             return Ok(nodes.clone());

@@ -31,6 +31,9 @@ pub struct App {
     auth: auth::Auth,
     /// The path prefix the UI is served under (`""` or `/prefix`).
     base: String,
+    /// Where saved `@name` locations are read from (read again on each use,
+    /// so one saved while the UI runs works at once).
+    dirs: crate::context::Dirs,
 }
 
 /// How `kast ui` was asked to serve.
@@ -103,6 +106,7 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
         jobs: jobs::Jobs::default(),
         auth: auth::Auth::new()?,
         base: normalized_base(&options.base_path)?,
+        dirs: ctx.dirs.clone(),
     });
     let listen = options
         .listen

@@ -3,7 +3,7 @@
 //! a page and `/api` never disagree; none needs JavaScript to be read.
 
 use super::App;
-use super::api::{self, ApiError, SnapshotQuery, TreeQuery, blocking, checked_path, window};
+use super::api::{self, ApiError, InSnapshot, SnapshotQuery, TreeQuery, blocking, lossy, window};
 use super::auth::Session;
 use crate::spec::{format_bytes, format_time};
 use axum::extract::{Extension, Path, Query, State};
@@ -185,7 +185,7 @@ pub async fn snapshots(
             ("before", &q.before),
         ]
         .iter()
-        .map(|(name, value)| format!("&{name}={}", encode(&filter_value(value))))
+        .map(|(name, value)| format!("&{name}={}", encode(filter_value(value))))
         .collect::<String>();
         let body = html! {
             form.filters method="get" action={ (app.base) "/snapshots" } {
@@ -240,24 +240,27 @@ fn pager(app: &App, path: &str, query: &str, offset: usize, shown: usize, total:
 }
 
 /// Links to each folder on the way to `path`.
-fn crumbs(app: &App, id: &str, path: &str) -> Markup {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+fn crumbs(app: &App, id: &str, path: &[u8]) -> Markup {
+    let parts: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
     html! {
         div.crumbs {
             a href={ (app.base) "/snapshots/" (id) "/browse" } { (&id[..id.len().min(8)]) }
             @for (i, part) in parts.iter().enumerate() {
                 " / "
-                a href={ (app.base) "/snapshots/" (id) "/browse?path=" (encode(&parts[..=i].join("/"))) } { (part) }
+                a href={ (app.base) "/snapshots/" (id) "/browse?path=" (encode(parts[..=i].join(&b'/'))) } { (lossy(part)) }
             }
         }
     }
 }
 
-fn child(path: &str, name: &str) -> String {
+fn child(path: &[u8], name: &[u8]) -> Vec<u8> {
     if path.is_empty() {
-        name.to_string()
+        name.to_vec()
     } else {
-        format!("{path}/{name}")
+        [path, b"/", name].concat()
     }
 }
 
@@ -266,10 +269,10 @@ pub async fn browse(
     State(app): State<Arc<App>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
+    InSnapshot(path): InSnapshot,
     Query(q): Query<TreeQuery>,
 ) -> Response {
     render(app, session, move |app| {
-        let path = checked_path(q.path.as_deref())?;
         let (id, snap, nodes) = api::directory(app, &id, &path)?;
         let hex = id.to_hex();
         let (offset, range) = window(&nodes, q.offset, Some(ROWS));
@@ -286,7 +289,7 @@ pub async fn browse(
                 tr { th { "name" } th { "mode" } th.num { "size" } th { "modified (UTC)" } }
                 @for node in &nodes[range] {
                     @let name = node.name_lossy();
-                    @let target = encode(&child(&path, &name));
+                    @let target = encode(child(&path, &node.name));
                     tr {
                         td {
                             @match &node.content {
@@ -305,7 +308,7 @@ pub async fn browse(
             }
         };
         let body = html! { (body) (restore_form(&hex, &path)) };
-        let title = if path.is_empty() { "/".to_string() } else { path.clone() };
+        let title = if path.is_empty() { "/".to_string() } else { lossy(&path) };
         Ok((title, body))
     })
     .await
@@ -338,21 +341,15 @@ fn is_text(bytes: &[u8]) -> bool {
     valid && !bytes.contains(&0)
 }
 
-#[derive(Deserialize)]
-pub struct FileQuery {
-    path: Option<String>,
-}
-
 /// `GET /snapshots/{id}/view?path=`: a file: its metadata, a preview
 /// (text, or an image), and a download link.
 pub async fn view(
     State(app): State<Arc<App>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
-    Query(q): Query<FileQuery>,
+    InSnapshot(path): InSnapshot,
 ) -> Response {
     render(app, session, move |app| {
-        let path = checked_path(q.path.as_deref())?;
         let (id, node) = api::file_node(app, &id, &path)?;
         let hex = id.to_hex();
         let raw = format!("{}/api/snapshots/{hex}/file?path={}", app.base, encode(&path));
@@ -360,9 +357,7 @@ pub async fn view(
         let mut prefix = Prefix(Vec::new());
         // Stops early by design once the preview is full.
         let _ = browse::cat(&app.store, &index, &node, &mut prefix);
-        let image = ["png", "jpg", "jpeg", "gif", "webp"]
-            .iter()
-            .any(|e| path.to_ascii_lowercase().ends_with(&format!(".{e}")));
+        let image = api::shown_type(&path).starts_with("image/");
         let body = html! {
             (crumbs(app, &hex, &path))
             table.facts {
@@ -374,7 +369,7 @@ pub async fn view(
             p { a href={ (raw) "&download=1" } download { "Download" } }
             (restore_form(&hex, &path))
             @if image {
-                img.preview src=(raw) alt=(path);
+                img.preview src=(raw) alt=(lossy(&node.name));
             } @else if is_text(&prefix.0) {
                 @if node.meta.size > PREVIEW_BYTES as u64 { p { "The first " (format_bytes(PREVIEW_BYTES as u64)) ":" } }
                 pre.preview { (String::from_utf8_lossy(&prefix.0)) }
@@ -382,7 +377,7 @@ pub async fn view(
                 p { "Not text: download it to open it." }
             }
         };
-        Ok((path.rsplit('/').next().unwrap_or("").to_string(), body))
+        Ok((node.name_lossy(), body))
     })
     .await
 }
@@ -417,7 +412,7 @@ pub async fn diff(
         let index = app.store.index()?;
         let changes = browse::diff(&app.store, &index, &from_snap.root, &to_snap.root)?;
         let (old, new) = (from_id.to_hex(), to_id.to_hex());
-        let version = |hex: &str, path: &str, label: &str| html! {
+        let version = |hex: &str, path: &[u8], label: &str| html! {
             a href={ (app.base) "/snapshots/" (hex) "/view?path=" (encode(path)) } { (label) }
         };
         let body = html! {
@@ -431,7 +426,7 @@ pub async fn diff(
                 @for c in &changes {
                     tr {
                         td { (crate::views::change_name(c.kind)) }
-                        td { (c.path) }
+                        td { (c.path_lossy()) }
                         td.num { @if let Some(size) = c.old_size { (format_bytes(size)) } }
                         td.num { @if let Some(size) = c.new_size { (format_bytes(size)) } }
                         td {
@@ -479,15 +474,15 @@ pub async fn plugins(
 }
 
 /// A form that restores `path` of a snapshot to a location, as a job.
-fn restore_form(snapshot: &str, path: &str) -> Markup {
+fn restore_form(snapshot: &str, path: &[u8]) -> Markup {
     html! {
         h2 { "Restore" }
         form.filters data-job="/api/restore" {
             input type="hidden" name="snapshot" value=(snapshot);
-            input type="hidden" name="path" value=(path);
-            input name="to" placeholder="to: a folder or a location URL" required size="40" aria-label="restore to";
+            input type="hidden" name="path_encoded" value=(encode(path));
+            input name="to" placeholder="to: a folder, a location URL or @name" required size="40" aria-label="restore to";
             label { input type="checkbox" name="overwrite"; " replace existing files" }
-            button type="submit" { "Restore " @if path.is_empty() { "the snapshot" } @else { (path) } }
+            button type="submit" { "Restore " @if path.is_empty() { "the snapshot" } @else { (lossy(path)) } }
             span.bad.error {}
         }
     }
