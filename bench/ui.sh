@@ -13,7 +13,11 @@ data=${KAST_BENCH_DATA:-/tmp/kast-bench-data}
 store="$data/ui-store-$n"
 cargo build --release -q -p kast -p kast-bench
 if [ ! -d "$store" ]; then
-  target/release/kast-bench ui-store "$n" "$store"
+  # Built under another name and renamed once whole: an interrupted build
+  # is started again, never measured.
+  rm -rf "$store.partial" "$store.src" "$store.cache" "$data/ui-home"
+  target/release/kast-bench ui-store "$n" "$store.partial"
+  mv "$store.partial" "$store"
 fi
 out=$(mktemp -d)
 trap 'kill $(cat "$out/pid") 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -24,7 +28,8 @@ while [ ! -s "$out/url" ]; do sleep 0.1; done
 url=$(head -1 "$out/url")
 base=${url%%/?token*}
 curl -s -c "$out/jar" -o /dev/null "$url"
-time_of() { curl -s -b "$out/jar" -o /dev/null -w '%{time_total}' "$base$1"; }
+# -f: an error answer (a 404 is fast) fails the run instead of being timed.
+time_of() { curl -fsS -b "$out/jar" -o /dev/null -w '%{time_total}' "$base$1"; }
 printf '%-48s %8s %8s %8s\n' "request" "first" "second" "third"
 for path in "/api/snapshots" "/snapshots" "/api/snapshots/latest/tree?path=many" \
             "/snapshots/latest/browse?path=many" "/snapshots/latest/browse?path=many&offset=99800" "/"; do
