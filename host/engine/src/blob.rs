@@ -12,6 +12,9 @@ pub enum BlobKind {
     Data = 0,
     /// An encoded directory (see [`crate::tree`]).
     Tree = 1,
+    /// One job run's record (see [`crate::activity`]): kept by maintenance
+    /// though no snapshot reaches it.
+    Activity = 2,
 }
 
 impl BlobKind {
@@ -19,6 +22,7 @@ impl BlobKind {
         match v {
             0 => Some(BlobKind::Data),
             1 => Some(BlobKind::Tree),
+            2 => Some(BlobKind::Activity),
             _ => None,
         }
     }

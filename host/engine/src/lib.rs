@@ -15,6 +15,7 @@
 //! memory live here, the WASM plugins implement the same traits elsewhere.
 //! The store format is described byte by byte in `docs/store-format.md`.
 
+pub mod activity;
 pub mod blob;
 pub mod browse;
 pub mod check;

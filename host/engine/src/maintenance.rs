@@ -8,6 +8,7 @@
 //! seen unlisted for a grace period, so nothing a running backup just wrote
 //! can go.
 
+use crate::blob::BlobKind;
 use crate::browse;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
@@ -105,7 +106,13 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
             format!("{e}; remove it with rm before maintenance"),
         ));
     }
-    let reachable = reachable_blobs(store, &index, list.snapshots.iter().map(|(_, s)| s.root))?;
+    let mut reachable = reachable_blobs(store, &index, list.snapshots.iter().map(|(_, s)| s.root))?;
+    // The activity log is history of its own, reached by no snapshot.
+    index.for_each(|id, l| {
+        if l.kind == BlobKind::Activity {
+            reachable.insert(id);
+        }
+    });
 
     // Every pack's blobs, once each (after a crash two states may list the
     // same pack), then which are live: the first copy of each reachable blob.

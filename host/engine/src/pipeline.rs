@@ -134,6 +134,15 @@ impl BlobSink<'_> {
 
     /// Queues a blob unless it is known; its buffer is recycled either way.
     pub fn store(&mut self, id: Id, kind: BlobKind, data: Vec<u8>) -> Result<()> {
+        if data.len() >= crate::index::MAX_BLOB {
+            // A folder of millions of entries in one directory; the index
+            // keeps blob lengths below 1 GiB.
+            return Err(Error::InvalidArgument(format!(
+                "a {:?} blob of {} bytes is beyond what a store holds (1 GiB)",
+                kind,
+                data.len()
+            )));
+        }
         if self.known(&id) {
             self.recycle(data);
             return Ok(());

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use kast_engine::activity::{self, Activity, Outcome};
 use kast_engine::check::{CheckOptions, check};
 use kast_engine::maintenance::{MaintenanceOptions, maintenance, remove_snapshots};
 use kast_engine::storage::ObjectKind;
@@ -205,4 +206,48 @@ fn an_interrupted_backup_keeps_what_it_stored_for_the_next_one() {
     let out = t.dir.path().join("out");
     t.restore_to(&done.id, &out);
     assert_same_tree(&src, &out);
+}
+
+/// A job run's record, as the activity log keeps it.
+fn run_record(job: &str, at: i64, outcome: Outcome) -> Activity {
+    Activity {
+        job: job.into(),
+        sources: vec!["fs:///home/me".into()],
+        host: "laptop".into(),
+        started_ns: at,
+        duration_ms: 1200,
+        outcome,
+        reason: Some("source vanished".into()).filter(|_| outcome == Outcome::Failure),
+        snapshots: Vec::new(),
+        bytes_read: 10,
+        bytes_added: 5,
+        files_new: 1,
+        files_changed: 2,
+        files_unchanged: 3,
+        errors: 0,
+        error_samples: Vec::new(),
+    }
+}
+
+#[test]
+fn the_activity_log_outlives_snapshot_removal_and_maintenance() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 3, 1 << 20);
+    let snap = t.backup(&src);
+    let later = run_record("home", 2_000, Outcome::Failure);
+    let earlier = run_record("home", 1_000, Outcome::Success);
+    activity::record(&t.store, &later).unwrap();
+    activity::record(&t.store, &earlier).unwrap();
+    assert_eq!(
+        activity::history(&t.store).unwrap(),
+        vec![earlier.clone(), later.clone()]
+    );
+    // No snapshot reaches the records; removing every snapshot and
+    // reclaiming space keeps them, and check verifies them.
+    remove_snapshots(&t.store, &[snap.id]).unwrap();
+    maintenance(&t.store, &now_options()).unwrap();
+    let store = t.reopen();
+    assert_eq!(activity::history(&store).unwrap(), vec![earlier, later]);
+    assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
 }

@@ -1,11 +1,13 @@
 //! A run: one sorted, fixed-width file of index records, memory-mapped so a
 //! lookup touches a page or two and the process never loads the index whole.
 //!
-//! Layout (little-endian): `KASTRUN1`, state count u32, pack count u32,
+//! Layout (little-endian): `KASTRUN2`, state count u32, pack count u32,
 //! record count u64, the 32-byte names of the states it covers, the 32-byte
 //! names of the packs its records point into, then the records sorted by blob
 //! id: id (32), pack number u32, offset u32, sealed length u32, and the
-//! plaintext length u32 with the blob kind in its top bit.
+//! plaintext length u32 with the blob kind in its top two bits (a blob is
+//! far below 1 GiB). Runs are a local cache: one in an older layout fails
+//! to open and is rebuilt from the store's states.
 
 use crate::blob::BlobKind;
 use crate::crypto::Id;
@@ -16,10 +18,13 @@ use std::io::{BufWriter, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"KASTRUN1";
+const MAGIC: &[u8; 8] = b"KASTRUN2";
 const HEADER: usize = 24;
 pub const RECORD: usize = 48;
-const KIND_BIT: u32 = 1 << 31;
+const KIND_SHIFT: u32 = 30;
+const LENGTH_MASK: u32 = (1 << KIND_SHIFT) - 1;
+/// Blobs are shorter than this (the length shares its word with the kind).
+pub const MAX_BLOB: usize = 1 << KIND_SHIFT;
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,12 +260,11 @@ impl Run {
             pack: self.pack(self.u32_at(o) as usize),
             offset: self.u32_at(o + 4),
             length: self.u32_at(o + 8),
-            raw_length: raw & !KIND_BIT,
-            kind: if raw & KIND_BIT != 0 {
-                BlobKind::Tree
-            } else {
-                BlobKind::Data
-            },
+            raw_length: raw & LENGTH_MASK,
+            // Two bits hold every kind this build writes; an unknown value
+            // can only come from a damaged cache file, read as data (which
+            // then fails to open, as any damage does).
+            kind: BlobKind::from_u8((raw >> KIND_SHIFT) as u8).unwrap_or(BlobKind::Data),
         }
     }
 
@@ -322,12 +326,8 @@ fn write_record<W: Write + ?Sized>(
     rec[32..36].copy_from_slice(&pack.to_le_bytes());
     rec[36..40].copy_from_slice(&l.offset.to_le_bytes());
     rec[40..44].copy_from_slice(&l.length.to_le_bytes());
-    let kind = if l.kind == BlobKind::Tree {
-        KIND_BIT
-    } else {
-        0
-    };
-    rec[44..48].copy_from_slice(&(l.raw_length | kind).to_le_bytes());
+    let kind = (l.kind as u32) << KIND_SHIFT;
+    rec[44..48].copy_from_slice(&((l.raw_length & LENGTH_MASK) | kind).to_le_bytes());
     out.write_all(&rec)
 }
 

@@ -1,0 +1,95 @@
+//! The activity log: one small record per job run (success, partial,
+//! failure, with figures), kept in the store itself as an encrypted blob of
+//! its own kind. Every machine that opens the store reads the same history,
+//! the storage sees one more small pack, and no connector needs to know a
+//! new kind of object. Maintenance keeps these blobs though no snapshot
+//! reaches them; `check` verifies them as any blob.
+
+use crate::blob::BlobKind;
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::pipeline;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything asked for was done.
+    Success,
+    /// Done, but some entries could not be read (see `errors`).
+    Partial,
+    /// Not done: see `reason`.
+    Failure,
+}
+
+/// One job run. Field names are those of `kast report --json` and of the
+/// JSON a job's webhook receives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// The job's name (`kast backup` run by hand records none).
+    pub job: String,
+    /// The locations the job backs up, as snapshots name their sources.
+    pub sources: Vec<String>,
+    pub host: String,
+    /// Nanoseconds since the Unix epoch.
+    pub started_ns: i64,
+    pub duration_ms: u64,
+    pub outcome: Outcome,
+    /// Why a run failed, or what went wrong besides.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The snapshots the run made (hex ids).
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    /// Entries that could not be read.
+    pub errors: u64,
+    /// The first few per-file errors, for the report.
+    #[serde(default)]
+    pub error_samples: Vec<String>,
+}
+
+/// Stores `activity` in the store (a pack and a state of its own); returns
+/// the record's id. Takes the shared lock, as a backup does.
+pub fn record(store: &Store, activity: &Activity) -> Result<Id> {
+    let bytes = serde_json::to_vec(activity)
+        .map_err(|e| Error::InvalidArgument(format!("activity record: {e}")))?;
+    let id = store.keys().blob_id(&bytes);
+    let _lock = store.lock(false, "activity")?;
+    let mut index = store.index()?;
+    pipeline::write_blobs(store, &mut index, 1, |sink| {
+        sink.store(id, BlobKind::Activity, bytes)
+    })?;
+    Ok(id)
+}
+
+/// Every run recorded in the store, oldest first. A record that cannot be
+/// read is an error (run `check`): a report must not quietly leave out a
+/// failure.
+pub fn history(store: &Store) -> Result<Vec<Activity>> {
+    let index = store.index()?;
+    let mut ids = Vec::new();
+    index.for_each(|id, l| {
+        if l.kind == BlobKind::Activity {
+            ids.push(id);
+        }
+    });
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let bytes = store.read_indexed(&index, &id, BlobKind::Activity)?;
+        let activity: Activity = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::corrupt(format!("activity record {}", id.short()), e.to_string())
+        })?;
+        out.push(activity);
+    }
+    out.sort_by_key(|a| a.started_ns);
+    Ok(out)
+}
