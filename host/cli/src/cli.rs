@@ -18,6 +18,10 @@ pub struct Cli {
     /// Print nothing but errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The config file (saved locations, jobs). Default:
+    /// ~/.config/kast/config.toml.
+    #[arg(long, env = "KAST_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// Read the passphrase from this file (first line).
     #[arg(long, env = "KAST_PASSPHRASE_FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
@@ -138,6 +142,25 @@ pub enum Command {
     /// Save locations under a name, to use as @name.
     #[command(subcommand)]
     Location(LocationCommand),
+    /// Named jobs from the config file: list, show, run one now.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Run jobs on their schedules from a systemd timer or cron.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Run every scheduled job in the foreground, for hosts without systemd
+    /// or cron (containers); stops cleanly on SIGTERM or Ctrl-C.
+    Agent,
+    /// What the jobs did: last success, failures, growth, stale sources.
+    Report {
+        /// How far back to count runs: 7d, 24h, 4w…
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Also write the figures in Prometheus text format to this file
+        /// (for node_exporter's textfile collector).
+        #[arg(long)]
+        prometheus: Option<PathBuf>,
+    },
     /// Remove stale locks (or every lock with --all) left by crashed runs.
     Unlock {
         #[arg(long)]
@@ -249,6 +272,41 @@ pub enum PluginCommand {
     Remove { name: String },
     /// Show one plugin: version, schemes, roles, what it may reach.
     Info { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// The jobs in the config file.
+    List,
+    /// One job's settings and its last runs.
+    Show { name: String },
+    /// Run a job now (exit 0 done, 4 done with unreadable entries, 1 failed).
+    Run { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Schedule a job: a systemd user timer where systemd runs, else cron.
+    Install {
+        name: String,
+        /// Run this often (default: the job's `every`).
+        #[arg(long)]
+        every: Option<String>,
+        /// Run at these times, e.g. "Mon..Fri 02:00" (default: the job's
+        /// `calendar`).
+        #[arg(long)]
+        calendar: Option<String>,
+        /// Which scheduler (default: systemd when it is running, else cron).
+        #[arg(long, value_enum)]
+        init: Option<crate::commands::schedule::Init>,
+        /// Print the units or the crontab line; install nothing.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Jobs scheduled by systemd timers or cron.
+    List,
+    /// Stop scheduling a job.
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,7 +14,11 @@ use std::sync::{Arc, OnceLock};
 pub struct Dirs {
     pub data: PathBuf,
     pub cache: PathBuf,
+    /// Local key files (`kast key save-local`).
     pub config: PathBuf,
+    /// The config file: saved locations and jobs (`--config`, else
+    /// `config.toml` in `config`).
+    pub config_file: PathBuf,
 }
 
 impl Dirs {
@@ -30,10 +34,12 @@ impl Dirs {
                     .join("kast")),
             }
         };
+        let config = base("XDG_CONFIG_HOME", ".config")?;
         Ok(Dirs {
             data: base("XDG_DATA_HOME", ".local/share")?,
             cache: base("XDG_CACHE_HOME", ".cache")?,
-            config: base("XDG_CONFIG_HOME", ".config")?,
+            config_file: config.join("config.toml"),
+            config,
         })
     }
 }
@@ -51,10 +57,14 @@ pub struct Context {
 
 impl Context {
     pub fn new(cli: &crate::cli::Cli) -> Result<Context> {
+        let mut dirs = Dirs::from_env()?;
+        if let Some(file) = &cli.config {
+            dirs.config_file = file.clone();
+        }
         Ok(Context {
             json: cli.json,
             quiet: cli.quiet,
-            dirs: Dirs::from_env()?,
+            dirs,
             store: cli.store.clone(),
             passphrase_file: cli.passphrase_file.clone(),
             limits: kast_plugins::Limits {
@@ -63,6 +73,20 @@ impl Context {
             },
             host: OnceLock::new(),
         })
+    }
+
+    /// The same settings for another store (a job's), with its own
+    /// passphrase file when given.
+    pub fn for_store(&self, store: &str, passphrase_file: Option<PathBuf>) -> Context {
+        Context {
+            json: self.json,
+            quiet: self.quiet,
+            dirs: self.dirs.clone(),
+            store: Some(store.to_string()),
+            passphrase_file: passphrase_file.or_else(|| self.passphrase_file.clone()),
+            limits: self.limits,
+            host: OnceLock::new(),
+        }
     }
 
     /// The plugin host, started on first use.

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod context;
+mod jobs;
 mod progress;
 mod spec;
 mod ui;
@@ -87,6 +88,10 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Plugin(command) => plugin::run(&ctx, command)?,
         Command::Location(command) => location::run(&ctx, command)?,
         Command::Unlock { all } => store::unlock(&ctx, *all)?,
+        Command::Job(command) => return job::run(&ctx, command, cancel),
+        Command::Schedule(command) => schedule::run(&ctx, command)?,
+        Command::Agent => jobs::agent::run(&ctx, cancel)?,
+        Command::Report { since, prometheus } => report::run(&ctx, since, prometheus.as_deref())?,
         Command::Ui {
             listen,
             open,

@@ -129,7 +129,7 @@ pub fn restored(id: &Id, outcome: &kast_engine::RestoreOutcome) -> Value {
 pub fn check_report(report: &kast_engine::check::CheckReport) -> Value {
     json!({
         "clean": report.is_clean(), "snapshots": report.snapshots, "trees": report.trees,
-        "packs": report.packs, "blobs": report.blobs, "bytes": report.bytes, "orphan_packs": report.orphan_packs,
+        "packs": report.packs, "packs_read": report.packs_read, "blobs": report.blobs, "bytes": report.bytes, "orphan_packs": report.orphan_packs,
         "damage": report.damage.iter().map(|d| json!({"object": d.object, "problem": d.problem, "affects": d.affects})).collect::<Vec<_>>(),
     })
 }

@@ -30,6 +30,9 @@ mod xattrs;
 
 pub use connectors::{PluginDestination, PluginSource, PluginStorage};
 pub use error::PluginError;
+/// The TLS settings plugins' HTTPS requests use, for the host's own (job
+/// webhooks): Mozilla roots, or one private CA.
+pub use http_client::tls_config;
 pub use instance::{Grants, HttpEndpoint, Limits, TcpGrant};
 pub use location::Location;
 pub use registry::{Listed, PluginInfo, Registry, Role};

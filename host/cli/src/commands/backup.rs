@@ -12,17 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Builds the matcher for --exclude patterns and --exclude-file lines,
 /// matched against paths relative to the backed-up location.
-fn excludes(args: &BackupArgs) -> Result<Option<Exclude>> {
-    if args.excludes.is_empty() && args.exclude_files.is_empty() {
+pub fn excludes(patterns: &[String], files: &[std::path::PathBuf]) -> Result<Option<Exclude>> {
+    if patterns.is_empty() && files.is_empty() {
         return Ok(None);
     }
     let mut builder = ignore::gitignore::GitignoreBuilder::new("/");
-    for pattern in &args.excludes {
+    for pattern in patterns {
         builder
             .add_line(None, pattern)
             .with_context(|| format!("bad exclude pattern {pattern:?}"))?;
     }
-    for file in &args.exclude_files {
+    for file in files {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         for line in text.lines() {
@@ -42,19 +42,40 @@ fn excludes(args: &BackupArgs) -> Result<Option<Exclude>> {
     })))
 }
 
+/// Backs up one location (a path, URL or `@name`) with `options`.
+pub fn back_up(
+    ctx: &Context,
+    store: &kast_engine::Store,
+    location: &str,
+    options: &BackupOptions,
+) -> Result<kast_engine::BackupOutcome> {
+    let resolved = ctx.location(location)?;
+    let source = ctx
+        .host()?
+        .source(&resolved)
+        .with_context(|| format!("cannot read {location}"))?;
+    match kast_engine::backup(store, &source, options) {
+        Ok(o) => Ok(o),
+        Err(EngineError::Interrupted)
+            if options
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed)) =>
+        {
+            bail!("interrupted: what was stored so far is kept, and the next backup reuses it")
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("backup of {location} failed"))),
+    }
+}
+
 /// Exit code 4 when some entries could not be read (the snapshot is saved
 /// and lists them).
 pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let store = ctx.open_or_create_default()?;
-    let exclude = excludes(args)?;
+    let exclude = excludes(&args.excludes, &args.exclude_files)?;
     let mut results = Vec::new();
     let mut partial = false;
     for location in &args.locations {
-        let resolved = ctx.location(location)?;
-        let source = ctx
-            .host()?
-            .source(&resolved)
-            .with_context(|| format!("cannot read {location}"))?;
         let options = BackupOptions {
             tags: args.tags.clone(),
             exclude: exclude.clone(),
@@ -62,15 +83,7 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
             cancel: Some(cancel.clone()),
             ..Default::default()
         };
-        let outcome = match kast_engine::backup(&store, &source, &options) {
-            Ok(o) => o,
-            Err(EngineError::Interrupted) if cancel.load(Ordering::Relaxed) => {
-                bail!("interrupted: what was stored so far is kept, and the next backup reuses it")
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("backup of {location} failed")));
-            }
-        };
+        let outcome = back_up(ctx, &store, location, &options)?;
         for w in &outcome.warnings {
             ctx.warn(w);
         }

@@ -1,5 +1,5 @@
-//! `kast location add|list|remove`: named locations in
-//! `~/.config/kast/config.toml`, used as `@name`.
+//! `kast location add|list|remove`: named locations in the config file
+//! (`~/.config/kast/config.toml`, or `--config`), used as `@name`.
 
 use crate::cli::LocationCommand;
 use crate::context::{Context, Dirs};
@@ -17,13 +17,9 @@ struct Config {
     rest: BTreeMap<String, toml::Value>,
 }
 
-fn path(dirs: &Dirs) -> std::path::PathBuf {
-    dirs.config.join("config.toml")
-}
-
 fn load(dirs: &Dirs) -> Result<Config> {
-    let file = path(dirs);
-    match std::fs::read_to_string(&file) {
+    let file = &dirs.config_file;
+    match std::fs::read_to_string(file) {
         Ok(text) => {
             toml::from_str(&text).with_context(|| format!("cannot read {}", file.display()))
         }
@@ -33,9 +29,11 @@ fn load(dirs: &Dirs) -> Result<Config> {
 }
 
 fn save(dirs: &Dirs, config: &Config) -> Result<()> {
-    let p = path(dirs);
-    std::fs::create_dir_all(&dirs.config)?;
-    std::fs::write(&p, toml::to_string(config)?)
+    let p = &dirs.config_file;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(p, toml::to_string(config)?)
         .with_context(|| format!("cannot write {}", p.display()))
 }
 

@@ -3,9 +3,12 @@
 
 pub mod backup;
 pub mod browse;
+pub mod job;
 pub mod key;
 pub mod location;
 pub mod plugin;
+pub mod report;
 pub mod restore;
+pub mod schedule;
 pub mod store;
 pub mod sync;

@@ -1,0 +1,307 @@
+//! One run of a job: `pre` hook, backup of each location, retention,
+//! check, sync, then the record in the store's activity log, the `post`
+//! hook and the notifications. Whatever fails, the run ends with a record
+//! that says so (when the store can be reached at all) and the hooks and
+//! notifications still hear about it.
+
+use super::{CheckKind, Job, NotifyOn};
+use crate::context::{Context, read_secret};
+use anyhow::{Context as _, Result, anyhow, bail};
+use kast_engine::activity::{self, Activity, Outcome};
+use kast_engine::crypto::Id;
+use kast_engine::retention::{self, Policy};
+use kast_engine::{BackupOptions, Store, browse, maintenance};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Holds a job for one run: an exclusive `flock` on a file in the data
+/// directory, so two agents, or an agent and `kast job run`, never run one
+/// job at once. Released when dropped (or when the process dies).
+pub struct JobLock {
+    _file: std::fs::File,
+}
+
+impl JobLock {
+    /// The lock, or `None` when another process holds the job.
+    pub fn try_acquire(dirs: &crate::context::Dirs, name: &str) -> Result<Option<JobLock>> {
+        use std::os::fd::AsRawFd;
+        let dir = dirs.data.join("jobs");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        Ok(taken.then_some(JobLock { _file: file }))
+    }
+}
+
+/// Per-file errors kept in a record, so one bad disk does not make it large.
+const ERROR_SAMPLES: usize = 10;
+
+/// How a run went, and what became of its record.
+pub struct Ran {
+    pub activity: Activity,
+    /// `None` when the record is in the store; else why it is not.
+    pub not_recorded: Option<String>,
+    /// Hooks and notifications that failed (the run's outcome stands).
+    pub warnings: Vec<String>,
+}
+
+impl Ran {
+    /// `kast job run`'s exit code: 0 done, 4 done with unreadable entries,
+    /// 1 failed.
+    pub fn exit_code(&self) -> i32 {
+        match self.activity.outcome {
+            Outcome::Success => 0,
+            Outcome::Partial => 4,
+            Outcome::Failure => 1,
+        }
+    }
+}
+
+/// Runs the job `name`.
+pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran {
+    let clock = Instant::now();
+    let started_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let job_ctx = ctx.for_store(&job.store, job.passphrase_file.clone());
+    let mut activity = Activity {
+        job: name.to_string(),
+        sources: job
+            .backup
+            .iter()
+            .map(|l| crate::spec::source_name(&job_ctx, l).unwrap_or_else(|_| l.clone()))
+            .collect(),
+        host: kast_engine::host_name(),
+        started_ns,
+        duration_ms: 0,
+        outcome: Outcome::Success,
+        reason: None,
+        snapshots: Vec::new(),
+        bytes_read: 0,
+        bytes_added: 0,
+        files_new: 0,
+        files_changed: 0,
+        files_unchanged: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+    };
+    let mut store = None;
+    let result = steps(&job_ctx, name, job, cancel, &mut activity, &mut store);
+    activity.duration_ms = clock.elapsed().as_millis() as u64;
+    match result {
+        Ok(()) if activity.errors > 0 => activity.outcome = Outcome::Partial,
+        Ok(()) => {}
+        Err(e) => {
+            activity.outcome = Outcome::Failure;
+            activity.reason = Some(reason(&e));
+        }
+    }
+    // A store that could not be opened cannot hold the record; one that
+    // the `pre` hook kept us from opening is opened now.
+    let not_recorded = match store.map_or_else(|| job_ctx.open_store(), Ok) {
+        Ok(store) => activity::record(&store, &activity)
+            .err()
+            .map(|e| format!("cannot record the run in {}: {e}", job.store)),
+        Err(e) => Some(format!("cannot record the run: {}", reason(&e))),
+    };
+    let mut warnings = Vec::new();
+    if let Some(post) = &job.post
+        && let Err(e) = hook("post", post, &environment(&activity, &not_recorded))
+    {
+        warnings.push(reason(&e));
+    }
+    if let Some(notify) = &job.notify
+        && (notify.on == NotifyOn::Always || activity.outcome != Outcome::Success)
+    {
+        let message = super::notify::message(&activity, not_recorded.as_deref());
+        warnings.extend(super::notify::send(notify, &message));
+    }
+    Ran {
+        activity,
+        not_recorded,
+        warnings,
+    }
+}
+
+/// An error and its causes on one line, for records and hooks.
+fn reason(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+/// The work itself; fills `activity` as it goes.
+fn steps(
+    ctx: &Context,
+    name: &str,
+    job: &Job,
+    cancel: Arc<AtomicBool>,
+    activity: &mut Activity,
+    opened: &mut Option<Store>,
+) -> Result<()> {
+    if let Some(pre) = &job.pre {
+        let env = [
+            ("KAST_JOB", name.to_string()),
+            ("KAST_STORE", job.store.clone()),
+        ];
+        hook("pre", pre, &env)?;
+    }
+    let store = opened.insert(ctx.open_store()?);
+    let exclude = crate::commands::backup::excludes(&job.exclude, &[])?;
+    let mut made: Vec<Id> = Vec::new();
+    for location in &job.backup {
+        let options = BackupOptions {
+            tags: job.tags.clone(),
+            exclude: exclude.clone(),
+            progress: ctx.progress(&format!("{name}: backing up {location}"), None),
+            cancel: Some(cancel.clone()),
+            ..Default::default()
+        };
+        let outcome = crate::commands::backup::back_up(ctx, store, location, &options)?;
+        let s = &outcome.snapshot.summary;
+        activity.snapshots.push(outcome.id.to_hex());
+        activity.bytes_read += s.bytes_read;
+        activity.bytes_added += s.bytes_added;
+        activity.files_new += outcome.files_new;
+        activity.files_changed += s.files_read - outcome.files_new;
+        activity.files_unchanged += s.files_unchanged;
+        activity.errors += outcome.warnings.len() as u64;
+        let room = ERROR_SAMPLES.saturating_sub(activity.error_samples.len());
+        activity
+            .error_samples
+            .extend(outcome.warnings.iter().take(room).cloned());
+        made.push(outcome.id);
+    }
+    if let Some(keep) = &job.keep {
+        apply_retention(store, keep, &made)?;
+    }
+    if let Some(kind) = job.check_kind()? {
+        let options = kast_engine::check::CheckOptions {
+            fast: kind == CheckKind::Fast,
+            pack_share: match kind {
+                CheckKind::Sample(share) => share,
+                _ => 1.0,
+            },
+            progress: ctx.progress(&format!("{name}: checking"), None),
+            ..Default::default()
+        };
+        let report = kast_engine::check::check(store, &options).context("check failed")?;
+        if let Some(d) = report.damage.first() {
+            bail!(
+                "check found damage in {} objects, first {}: {}",
+                report.damage.len(),
+                d.object,
+                d.problem
+            );
+        }
+    }
+    if let Some(to) = &job.sync {
+        let location = ctx.location(to)?;
+        let passphrase = match &job.sync_passphrase_file {
+            Some(file) => Some(read_secret(Some(file), "", "sync passphrase", false)?),
+            None => std::env::var("KAST_TO_PASSPHRASE")
+                .ok()
+                .map(String::into_bytes),
+        };
+        let target = ctx
+            .open_store_at(&location, passphrase.as_deref())
+            .with_context(|| format!("cannot open the sync target {to}"))?;
+        kast_engine::sync::sync(store, &target, &made, ctx.progress("syncing", None))
+            .with_context(|| format!("sync to {to} failed"))?;
+    }
+    Ok(())
+}
+
+/// Keeps what the policy keeps among the snapshots of each source this run
+/// backed up, taken on this host; removes the rest (space comes back at the
+/// next `kast maintenance`).
+fn apply_retention(store: &Store, keep: &super::Keep, made: &[Id]) -> Result<()> {
+    let policy = Policy {
+        last: keep.last,
+        hourly: keep.hourly,
+        daily: keep.daily,
+        weekly: keep.weekly,
+        monthly: keep.monthly,
+        yearly: keep.yearly,
+    };
+    let all = browse::snapshots(store)?.snapshots;
+    let mut remove = Vec::new();
+    for id in made {
+        let Some((_, mine)) = all.iter().find(|(i, _)| i == id) else {
+            continue;
+        };
+        let group: Vec<_> = all
+            .iter()
+            .filter(|(_, s)| s.source == mine.source && s.host == mine.host)
+            .cloned()
+            .collect();
+        for decision in retention::apply(&policy, &group) {
+            if !decision.keep && !remove.contains(&decision.id) {
+                remove.push(decision.id);
+            }
+        }
+    }
+    if !remove.is_empty() {
+        maintenance::remove_snapshots(store, &remove).context("retention failed")?;
+    }
+    Ok(())
+}
+
+/// What a `post` hook is told, in `KAST_*` variables.
+fn environment(a: &Activity, not_recorded: &Option<String>) -> Vec<(&'static str, String)> {
+    let outcome = match a.outcome {
+        Outcome::Success => "success",
+        Outcome::Partial => "partial",
+        Outcome::Failure => "failure",
+    };
+    vec![
+        ("KAST_JOB", a.job.clone()),
+        ("KAST_OUTCOME", outcome.to_string()),
+        ("KAST_REASON", a.reason.clone().unwrap_or_default()),
+        ("KAST_SNAPSHOTS", a.snapshots.join(" ")),
+        ("KAST_DURATION_MS", a.duration_ms.to_string()),
+        ("KAST_BYTES_READ", a.bytes_read.to_string()),
+        ("KAST_BYTES_ADDED", a.bytes_added.to_string()),
+        ("KAST_FILES_NEW", a.files_new.to_string()),
+        ("KAST_FILES_CHANGED", a.files_changed.to_string()),
+        ("KAST_FILES_UNCHANGED", a.files_unchanged.to_string()),
+        ("KAST_ERRORS", a.errors.to_string()),
+        ("KAST_RECORDED", not_recorded.is_none().to_string()),
+    ]
+}
+
+/// Runs a hook with `sh -c`; standard output and error pass through (to the
+/// terminal, the journal or the agent's log).
+fn hook(which: &str, command: &str, env: &[(&str, String)]) -> Result<()> {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| anyhow!("the {which} hook could not start: {e}"))?;
+    if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed".to_string(),
+        };
+        bail!("the {which} hook `{command}` {how}");
+    }
+    Ok(())
+}
