@@ -1,0 +1,507 @@
+//! Jobs through the real binary: `kast job run`, `kast agent` on a
+//! two-second schedule, hooks, the activity log and `kast report` (text,
+//! JSON, Prometheus), a webhook received by a real HTTP server on loopback,
+//! two agents on one job, SIGTERM during a backup, and the units and
+//! crontab lines `kast schedule` writes, checked by `systemd-analyze
+//! verify` and a cron parser (Python's croniter).
+
+#[path = "../host/engine/tests/common/mod.rs"]
+mod common;
+#[path = "user.rs"]
+mod user;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use user::User;
+
+/// Writes the user's config file (in their HOME, where kast looks).
+fn write_config(u: &User, text: &str) {
+    let dir = u.home.path().join(".config/kast");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+}
+
+/// A real HTTP server on loopback that answers 200 and hands each POST
+/// body to the test.
+fn webhook_server() -> (String, mpsc::Receiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            assert!(first.starts_with("POST /hook HTTP/1.1"), "{first}");
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            if sender.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (url, receiver)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Stops an agent with SIGTERM; returns its log once it has exited cleanly.
+fn stop_agent(mut agent: Child) -> String {
+    signal(&agent, "TERM");
+    let mut log = String::new();
+    agent
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "agent exited with {status}: {log}");
+    assert!(log.contains("kast agent: stopped"), "{log}");
+    log
+}
+
+/// Waits until `done` holds, for at most a minute.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited too long for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn report(u: &User) -> Value {
+    u.json(&["report"])
+}
+
+fn job<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == name)
+        .unwrap_or_else(|| panic!("no job {name} in {report}"))
+}
+
+#[test]
+fn a_job_runs_its_hooks_and_records_what_happened() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    common::generate_tree(&src, 9, 1 << 20);
+    let hooks = u.path("hooks.log");
+    write_config(
+        &u,
+        &format!(
+            r#"
+[jobs.home]
+store = "{store}"
+backup = ["{src}"]
+tags = ["laptop"]
+exclude = ["many"]
+keep = {{ last = 2 }}
+check = "50%"
+pre = "echo pre $KAST_JOB >> {hooks}"
+post = "echo post $KAST_OUTCOME $KAST_FILES_NEW $KAST_RECORDED >> {hooks}"
+
+[jobs.guarded]
+store = "{store}"
+backup = ["{src}"]
+pre = "exit 3"
+post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
+"#,
+            store = u.location,
+            src = src.display(),
+            hooks = hooks.display()
+        ),
+    );
+    let listed = u.json(&["job", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    for _ in 0..3 {
+        let ran = u.json(&["job", "run", "home"]);
+        assert_eq!(ran["outcome"], "success", "{ran}");
+        assert_eq!(ran["recorded"], true, "{ran}");
+    }
+    // Retention kept two; the excludes and tags applied.
+    let snapshots = u.json(&["ls"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 2, "{snapshots}");
+    assert_eq!(snapshots[0]["tags"][0], "laptop");
+    assert!(
+        u.json(&["ls", "latest"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["name"] != "many")
+    );
+    // A failing pre hook aborts the job (exit 1), and is recorded.
+    let out = u.kast(&["job", "run", "guarded"]);
+    assert_eq!(out.status.code(), Some(1), "{}", user::stderr(&out));
+    assert!(user::stderr(&out).contains("pre hook `exit 3` exited with status 3"));
+    let hooks = std::fs::read_to_string(&hooks).unwrap();
+    let lines: Vec<&str> = hooks.lines().collect();
+    assert_eq!(lines[0], "pre home");
+    // The first run found every file new; later ones nothing.
+    assert!(
+        lines[1].starts_with("post success ") && lines[1].ends_with(" true"),
+        "{hooks}"
+    );
+    assert_ne!(lines[1], "post success 0 true", "{hooks}");
+    assert_eq!(lines[5], "post success 0 true", "{hooks}");
+    assert!(lines[6].starts_with("post failure the pre hook"), "{hooks}");
+    let r = report(&u);
+    let home = job(&r, "home");
+    assert_eq!(
+        (home["runs"].as_u64(), home["failures"].as_u64()),
+        (Some(3), Some(0)),
+        "{r}"
+    );
+    assert!(home["last_success_ns"].as_i64().is_some(), "{r}");
+    let guarded = job(&r, "guarded");
+    assert_eq!(guarded["failures"], 1, "{r}");
+    assert!(guarded["last_success"].is_null(), "{r}");
+    assert!(
+        guarded["last_run"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("status 3"),
+        "{r}"
+    );
+    // `job show` reads the runs back from the store.
+    let shown = u.ok(&["job", "show", "home"]);
+    assert!(
+        shown.contains("[jobs.home]") && shown.contains("last runs"),
+        "{shown}"
+    );
+    // A misspelt key is an error, not a silently different job.
+    write_config(
+        &u,
+        &format!(
+            "[jobs.x]\nstore = \"{}\"\nbackup = [\"/\"]\nkeeep = {{ last = 1 }}\n",
+            u.location
+        ),
+    );
+    let out = u.kast(&["job", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        user::stderr(&out).contains("keeep"),
+        "{}",
+        user::stderr(&out)
+    );
+}
+
+#[test]
+fn the_agent_runs_jobs_on_schedule_survives_failures_and_tells_a_webhook() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    common::generate_tree(&src, 4, 0);
+    let (hook_url, received) = webhook_server();
+    let prometheus = u.path("kast.prom");
+    write_config(
+        &u,
+        &format!(
+            r#"
+[jobs.home]
+store = "{store}"
+backup = ["{src}"]
+every = "2s"
+notify = {{ webhook = "{hook_url}", on = "always" }}
+
+[jobs.guarded]
+store = "{store}"
+backup = ["{src}"]
+every = "2s"
+pre = "exit 3"
+
+[jobs.gone]
+store = "{store}"
+backup = ["{gone}"]
+every = "2s"
+"#,
+            store = u.location,
+            src = src.display(),
+            gone = u.path("no-such-folder").display(),
+        ),
+    );
+    let agent = u.spawn(&["agent"]);
+    wait_for("three runs of each job", || {
+        let r = report(&u);
+        ["home", "guarded", "gone"].iter().all(|name| {
+            r["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["job"] == *name && j["runs"].as_u64() >= Some(3))
+        })
+    });
+    let log = stop_agent(agent);
+    let r = report(&u);
+    let home = job(&r, "home");
+    assert_eq!(home["failures"], 0, "{r}");
+    assert_eq!(home["stale"], false, "{r}");
+    assert!(u.snapshot_ids().len() >= 3, "{log}");
+    // A failing job is recorded each time and the next run still happens.
+    for name in ["guarded", "gone"] {
+        let j = job(&r, name);
+        assert_eq!(j["failures"], j["runs"], "{r}");
+        assert_eq!(j["stale"], true, "{r}");
+    }
+    assert!(
+        job(&r, "gone")["last_run"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-folder"),
+        "{r}"
+    );
+    // The webhook heard every run of `home`, as JSON.
+    let first = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (first["job"].as_str(), first["outcome"].as_str()),
+        (Some("home"), Some("success"))
+    );
+    assert_eq!(first["recorded"], true);
+    assert_eq!(first["snapshots"].as_array().unwrap().len(), 1);
+    assert!(first["files_new"].as_u64().unwrap() > 0, "{first}");
+    // Prometheus text format: every sample line is `name{labels} value`,
+    // under its HELP and TYPE lines.
+    u.ok(&["report", "--prometheus", prometheus.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&prometheus).unwrap();
+    let mut declared = Vec::new();
+    let mut values = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(kind, "gauge");
+            declared.push(name.to_string());
+        } else if !line.starts_with("# HELP ") {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            let (name, labels) = series.split_once('{').unwrap();
+            assert!(declared.last().is_some_and(|d| d == name), "{line}");
+            assert!(
+                labels.ends_with('}') && labels.contains("job=\"") && labels.contains(",store=\""),
+                "{line}"
+            );
+            let job = labels.split('"').nth(1).unwrap();
+            values.insert(format!("{name}/{job}"), value);
+        }
+    }
+    assert_eq!(values["kast_job_stale/guarded"], 1.0, "{text}");
+    assert_eq!(values["kast_job_stale/home"], 0.0, "{text}");
+    assert_eq!(values["kast_job_last_run_success/home"], 1.0, "{text}");
+    assert_eq!(values["kast_job_last_run_success/gone"], 0.0, "{text}");
+    assert!(values["kast_job_runs/home"] >= 3.0, "{text}");
+    let last = values["kast_job_last_success_timestamp_seconds/home"];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(now - last < 60.0, "{text}");
+    // The text report says which jobs are late.
+    let text = u.ok(&["report"]);
+    assert!(
+        text.contains("guarded [STALE]") && text.contains("home:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_agents_never_run_one_job_at_once() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    // The pre hook notes an overlap if another run of the job is inside it.
+    let inside = u.path("inside");
+    let overlaps = u.path("overlaps");
+    write_config(
+        &u,
+        &format!(
+            r#"
+[jobs.busy]
+store = "{store}"
+backup = ["{src}"]
+every = "1s"
+pre = "mkdir {inside} || {{ echo overlap >> {overlaps}; exit 9; }}; sleep 1; rmdir {inside}"
+"#,
+            store = u.location,
+            src = src.display(),
+            inside = inside.display(),
+            overlaps = overlaps.display(),
+        ),
+    );
+    let first = u.spawn(&["agent"]);
+    let second = u.spawn(&["agent"]);
+    wait_for("four runs", || {
+        job(&report(&u), "busy")["runs"].as_u64() >= Some(4)
+    });
+    let logs = stop_agent(first) + &stop_agent(second);
+    assert!(!overlaps.exists(), "{logs}");
+    assert!(logs.contains("running elsewhere"), "{logs}");
+    // Each agent ran it in turn; no run failed but those SIGTERM cut short.
+    let shown = u.json(&["job", "show", "busy"]);
+    for run in shown["last_runs"].as_array().unwrap() {
+        if run["outcome"] != "success" {
+            assert!(
+                run["reason"].as_str().unwrap().contains("interrupted"),
+                "{shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_during_a_backup_leaves_a_store_that_checks_clean() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..8 {
+        common::write_random_file(&src.join(format!("big{i}")), 48 << 20, i);
+    }
+    write_config(
+        &u,
+        &format!(
+            "[jobs.big]\nstore = \"{}\"\nbackup = [\"{}\"]\nevery = \"1h\"\n",
+            u.location,
+            src.display()
+        ),
+    );
+    let agent = u.spawn(&["agent"]);
+    // Stop it once the backup has written its first pack.
+    wait_for("a pack", || {
+        std::fs::read_dir(u.store.join("packs")).is_ok_and(|d| d.count() > 0)
+    });
+    let log = stop_agent(agent);
+    let check = u.kast(&["check"]);
+    assert!(check.status.success(), "{}\n{log}", user::stderr(&check));
+    let r = report(&u);
+    let big = job(&r, "big");
+    // Interrupted (recorded as a failure that says so), unless it won the race.
+    if big["last_run"]["outcome"] == "failure" {
+        assert!(
+            big["last_run"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted"),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn generated_units_verify_and_crontab_lines_parse() {
+    let u = User::new();
+    u.create();
+    write_config(
+        &u,
+        &format!(
+            r#"
+[jobs.hourly]
+store = "{store}"
+backup = ["/tmp"]
+every = "1h"
+
+[jobs.weekdays]
+store = "{store}"
+backup = ["/tmp"]
+calendar = "Mon..Fri 02:00"
+
+[jobs.odd]
+store = "{store}"
+backup = ["/tmp"]
+every = "7m"
+"#,
+            store = u.location
+        ),
+    );
+    let units = u.home.path().join(".config/systemd/user");
+    for name in ["hourly", "weekdays", "odd"] {
+        // Without a running systemd user manager the units are written and
+        // the command says how to enable them.
+        let out = u.kast(&["schedule", "install", name, "--init", "systemd"]);
+        if !out.status.success() {
+            assert!(user::stderr(&out).contains("systemctl --user daemon-reload"));
+        }
+        let service = units.join(format!("kast-{name}.service"));
+        let timer = units.join(format!("kast-{name}.timer"));
+        let verify = Command::new("systemd-analyze")
+            .arg("verify")
+            .args([&service, &timer])
+            .env("HOME", u.home.path())
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success() && verify.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let timer = std::fs::read_to_string(&timer).unwrap();
+        assert!(
+            timer.contains("Persistent=true") && timer.contains("RandomizedDelaySec="),
+            "{timer}"
+        );
+        let service = std::fs::read_to_string(&service).unwrap();
+        assert!(
+            service.contains("Nice=19") && service.contains("IOSchedulingClass=idle"),
+            "{service}"
+        );
+        assert!(service.contains(&format!("job run {name}")), "{service}");
+    }
+    let weekdays = std::fs::read_to_string(units.join("kast-weekdays.timer")).unwrap();
+    assert!(
+        weekdays.contains("OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 02:00:00"),
+        "{weekdays}"
+    );
+    // The crontab lines, parsed by croniter; `every = "7m"` cannot be said
+    // in cron and is refused with a way out.
+    for (name, fields) in [("hourly", "0 * * * *"), ("weekdays", "0 2 * * 1,2,3,4,5")] {
+        let line = u.ok(&["schedule", "install", name, "--init", "cron", "--print"]);
+        assert!(line.starts_with(fields), "{line}");
+        assert!(
+            line.trim_end().ends_with(&format!("# kast job {name}")),
+            "{line}"
+        );
+        let parsed = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, croniter; assert croniter.croniter.is_valid(' '.join(sys.argv[1].split()[:5]))",
+                &line,
+            ])
+            .status()
+            .unwrap();
+        assert!(parsed.success(), "croniter refused {line}");
+    }
+    let out = u.kast(&["schedule", "install", "odd", "--init", "cron", "--print"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(user::stderr(&out).contains("kast agent"));
+}
