@@ -25,9 +25,9 @@ fn write_config(u: &User, text: &str) {
     std::fs::write(dir.join("config.toml"), text).unwrap();
 }
 
-/// A real HTTP server on loopback that answers 200 and hands each POST
-/// body to the test.
-fn webhook_server() -> (String, mpsc::Receiver<Value>) {
+/// A real HTTP server on loopback that answers 503 to its first `failing`
+/// requests and 200 after, and hands each POST body to the test.
+fn webhook_server(mut failing: usize) -> (String, mpsc::Receiver<Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (sender, receiver) = mpsc::channel();
@@ -51,8 +51,10 @@ fn webhook_server() -> (String, mpsc::Receiver<Value>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
+            let status = if failing > 0 { "503 Service Unavailable" } else { "200 OK" };
+            failing = failing.saturating_sub(1);
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
                 .unwrap();
             if sender.send(serde_json::from_slice(&body).unwrap()).is_err() {
                 return;
@@ -194,6 +196,33 @@ post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
             .contains("status 3"),
         "{r}"
     );
+    // A file kast cannot read (run without root's power to read anything):
+    // the run is partial (exit 4), the record names the file, and the
+    // webhook (on failure, the default, which partial runs are) is retried
+    // past a 503.
+    let (hook_url, received) = webhook_server(1);
+    let config = u.home.path().join(".config/kast/config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[jobs.partial]\nstore = \"{}\"\nbackup = [\"{}\"]\nnotify = {{ webhook = \"{hook_url}\" }}\n",
+        u.location,
+        src.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let secret = src.join("private.key");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let out = u.kast_under(
+        &["setpriv", "--inh-caps=-all", "--bounding-set=-all"],
+        &["--json", "job", "run", "partial"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", user::stderr(&out));
+    let ran: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((ran["outcome"].as_str(), ran["errors"].as_u64()), (Some("partial"), Some(1)), "{ran}");
+    assert!(ran["error_samples"][0].as_str().unwrap().contains("private.key"), "{ran}");
+    for attempt in 0..2 {
+        let heard = received.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(heard["outcome"], "partial", "attempt {attempt}: {heard}");
+    }
     // `job show` reads the runs back from the store.
     let shown = u.ok(&["job", "show", "home"]);
     assert!(
@@ -223,7 +252,7 @@ fn the_agent_runs_jobs_on_schedule_survives_failures_and_tells_a_webhook() {
     u.create();
     let src = u.path("src");
     common::generate_tree(&src, 4, 0);
-    let (hook_url, received) = webhook_server();
+    let (hook_url, received) = webhook_server(0);
     let prometheus = u.path("kast.prom");
     write_config(
         &u,

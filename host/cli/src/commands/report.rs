@@ -109,10 +109,13 @@ fn stores(
     configured: &BTreeMap<String, Job>,
 ) -> Result<BTreeMap<String, BTreeMap<String, Job>>> {
     let (named, default) = ctx.store_location()?;
+    // `/srv/s` and `fs:///srv/s` name one store.
+    let same = |location: &str| crate::spec::source_name(ctx, location);
+    let named_url = same(&named)?;
     let mut out: BTreeMap<String, BTreeMap<String, Job>> = BTreeMap::new();
     for (name, job) in configured {
         let location = ctx.location(&job.store)?;
-        if default || location == named {
+        if default || same(&location)? == named_url {
             out.entry(location)
                 .or_default()
                 .insert(name.clone(), job.clone());
