@@ -51,10 +51,17 @@ fn webhook_server(mut failing: usize) -> (String, mpsc::Receiver<Value>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let status = if failing > 0 { "503 Service Unavailable" } else { "200 OK" };
+            let status = if failing > 0 {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
             failing = failing.saturating_sub(1);
             stream
-                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
                 .unwrap();
             if sender.send(serde_json::from_slice(&body).unwrap()).is_err() {
                 return;
@@ -217,8 +224,18 @@ post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
     );
     assert_eq!(out.status.code(), Some(4), "{}", user::stderr(&out));
     let ran: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((ran["outcome"].as_str(), ran["errors"].as_u64()), (Some("partial"), Some(1)), "{ran}");
-    assert!(ran["error_samples"][0].as_str().unwrap().contains("private.key"), "{ran}");
+    assert_eq!(
+        (ran["outcome"].as_str(), ran["errors"].as_u64()),
+        (Some("partial"), Some(1)),
+        "{ran}"
+    );
+    assert!(
+        ran["error_samples"][0]
+            .as_str()
+            .unwrap()
+            .contains("private.key"),
+        "{ran}"
+    );
     for attempt in 0..2 {
         let heard = received.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(heard["outcome"], "partial", "attempt {attempt}: {heard}");

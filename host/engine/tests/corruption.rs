@@ -394,3 +394,35 @@ fn a_damaged_chunk_read_together_with_others_spoils_only_its_file() {
         }
     }
 }
+
+#[test]
+fn a_sampled_check_reads_that_share_of_packs_and_over_runs_finds_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let options = kast_engine::CreateOptions {
+        pack_target: 1 << 20,
+        ..create_options()
+    };
+    let store = Store::create(Arc::new(LocalStorage::new(&path)), PASS, &options, None).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    write_random_file(&src.join("big"), 12 << 20, 5);
+    backup_dir(&store, &src);
+    let total = store.storage().list(ObjectKind::Pack).unwrap().len() as u64;
+    assert!(total >= 10, "{total} packs");
+    let sampled = CheckOptions {
+        pack_share: 0.25,
+        ..Default::default()
+    };
+    let report = check(&store, &sampled).unwrap();
+    assert!(report.is_clean());
+    assert_eq!(report.packs_read, total.div_ceil(4), "{report:?}");
+    assert!(report.bytes < (total * (1 << 20)) / 2, "{report:?}");
+    // A flipped byte is found by some run: the packs read differ each time.
+    damage_largest_pack(&path);
+    // (Missing it 40 times in a row: 0.75^40, about 1 in 100,000.)
+    assert!(
+        (0..40).any(|_| !check(&store, &sampled).unwrap().is_clean()),
+        "40 sampled checks never read the damaged pack"
+    );
+}
