@@ -138,7 +138,7 @@ tags = ["laptop"]
 exclude = ["many"]
 keep = {{ last = 2 }}
 check = "50%"
-pre = "echo pre $KAST_JOB >> {hooks}"
+pre = "echo pre $KAST_JOB >> {hooks}; echo said by the hook"
 post = "echo post $KAST_OUTCOME $KAST_FILES_NEW $KAST_RECORDED >> {hooks}"
 
 [jobs.guarded]
@@ -240,6 +240,34 @@ post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
         let heard = received.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(heard["outcome"], "partial", "attempt {attempt}: {heard}");
     }
+    // Without --store the report reads every job's store; one that cannot
+    // be opened is named, its jobs stale, and the others still reported.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[jobs.lost]\nstore = \"{}\"\nbackup = [\"/tmp\"]\nevery = \"1d\"\n",
+        u.path("no-store-here").display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--json", "report"])
+        .env_clear()
+        .env("HOME", u.home.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", user::stderr(&out));
+    let everywhere: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lost = job(&everywhere, "lost");
+    assert_eq!(lost["stale"], true, "{everywhere}");
+    assert!(
+        lost["store_error"]
+            .as_str()
+            .unwrap()
+            .contains("no store at"),
+        "{everywhere}"
+    );
+    assert_eq!(job(&everywhere, "home")["runs"], 3, "{everywhere}");
     // `job show` reads the runs back from the store.
     let shown = u.ok(&["job", "show", "home"]);
     assert!(

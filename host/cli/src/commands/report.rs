@@ -29,6 +29,8 @@ struct Summary {
     /// Partial runs count: their snapshot was made.
     last_success_ns: Option<i64>,
     stale: bool,
+    /// Why the job's store could not be read, when it could not.
+    store_error: Option<String>,
 }
 
 impl Summary {
@@ -40,7 +42,7 @@ impl Summary {
             "failures": self.failures, "bytes_added": self.bytes_added,
             "last_success_ns": self.last_success_ns,
             "last_success": self.last_success_ns.map(format_time),
-            "last_run": self.last_run, "stale": self.stale,
+            "last_run": self.last_run, "stale": self.stale, "store_error": self.store_error,
         })
     }
 }
@@ -63,8 +65,23 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
             .for_store(&store, first)
             .open_store()
             .and_then(|s| Ok(activity::history(&s)?))
-            .with_context(|| format!("cannot read the activity log of {store}"))?;
-        summaries.extend(summarise(&store, &jobs_here, &history, from_ns, now_ns)?);
+            .with_context(|| format!("cannot read the activity log of {store}"));
+        // One unreachable store must not hide the others' jobs; its own
+        // jobs are reported as such (and stale: nobody can vouch for them).
+        let (history, unreadable) = match history {
+            Ok(history) => (history, None),
+            Err(e) if !jobs_here.is_empty() => {
+                ctx.warn(&format!("{e:#}"));
+                (Vec::new(), Some(format!("{e:#}")))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut found = summarise(&store, &jobs_here, &history, from_ns, now_ns)?;
+        for s in &mut found {
+            s.stale |= unreadable.is_some();
+            s.store_error.clone_from(&unreadable);
+        }
+        summaries.extend(found);
     }
     if let Some(path) = prometheus {
         write_prometheus(path, &summaries)?;
@@ -95,6 +112,9 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
             format_bytes(s.bytes_added)
         );
         println!("  {} → {}", s.sources.join(", "), s.store);
+        if let Some(why) = &s.store_error {
+            println!("  the store cannot be read: {why}");
+        }
         if let Some(last) = &s.last_run {
             println!("  last run {}", super::job::run_line(last));
         }
@@ -151,6 +171,7 @@ fn summarise(
                 last_run: None,
                 last_success_ns: None,
                 stale: false,
+                store_error: None,
             },
         );
     }
@@ -168,6 +189,7 @@ fn summarise(
             last_run: None,
             last_success_ns: None,
             stale: false,
+            store_error: None,
         });
         if a.outcome != Outcome::Failure {
             s.last_success_ns = Some(a.started_ns);

@@ -55,6 +55,7 @@ fn run_command(command: &str, body: &[u8]) -> Result<()> {
         .arg("-c")
         .arg(command)
         .stdin(Stdio::piped())
+        .stdout(super::run::to_stderr()?)
         .spawn()
         .context("could not start")?;
     // A command that does not read its input is fine.

@@ -43,6 +43,12 @@ impl JobLock {
     }
 }
 
+/// A child's standard output, sent to kast's standard error.
+pub fn to_stderr() -> Result<std::process::Stdio> {
+    use std::os::fd::AsFd;
+    Ok(std::io::stderr().as_fd().try_clone_to_owned()?.into())
+}
+
 /// Per-file errors kept in a record, so one bad disk does not make it large.
 const ERROR_SAMPLES: usize = 10;
 
@@ -286,14 +292,16 @@ fn environment(a: &Activity, not_recorded: &Option<String>) -> Vec<(&'static str
     ]
 }
 
-/// Runs a hook with `sh -c`; standard output and error pass through (to the
-/// terminal, the journal or the agent's log).
+/// Runs a hook with `sh -c`. What it prints goes to kast's standard error
+/// (the terminal, the journal, the agent's log), so `--json` output stays
+/// one JSON document.
 fn hook(which: &str, command: &str, env: &[(&str, String)]) -> Result<()> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(command)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(std::process::Stdio::null())
+        .stdout(to_stderr()?)
         .status()
         .map_err(|e| anyhow!("the {which} hook could not start: {e}"))?;
     if !status.success() {
