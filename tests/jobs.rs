@@ -551,6 +551,25 @@ every = "7m"
         );
         assert!(service.contains(&format!("job run {name}")), "{service}");
     }
+    // `schedule list` finds them; `schedule remove` takes one away.
+    let listed = u.json(&["schedule", "list"]);
+    let jobs: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["job"].as_str().unwrap())
+        .collect();
+    for name in ["hourly", "weekdays", "odd"] {
+        assert!(jobs.contains(&name), "{listed}");
+    }
+    u.ok(&["schedule", "remove", "odd"]);
+    assert!(!units.join("kast-odd.timer").exists() && !units.join("kast-odd.service").exists());
+    let out = u.kast(&["schedule", "remove", "odd"]);
+    assert!(
+        user::stderr(&out).contains("not scheduled"),
+        "{}",
+        user::stderr(&out)
+    );
     let weekdays = std::fs::read_to_string(units.join("kast-weekdays.timer")).unwrap();
     assert!(
         weekdays.contains("OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 02:00:00"),
