@@ -170,6 +170,16 @@ post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
             .iter()
             .all(|e| e["name"] != "many")
     );
+    // The sampled check a job can run is also `kast check --sample`.
+    let sampled = u.json(&["check", "--sample", "50%"]);
+    assert_eq!(sampled["clean"], true, "{sampled}");
+    let (read, all) = (
+        sampled["packs_read"].as_u64().unwrap(),
+        sampled["packs"].as_u64().unwrap(),
+    );
+    assert!(read >= 1 && read <= all.div_ceil(2), "{sampled}");
+    let out = u.kast(&["check", "--sample", "0%"]);
+    assert_eq!(out.status.code(), Some(1), "{}", user::stderr(&out));
     // A failing pre hook aborts the job (exit 1), and is recorded.
     let out = u.kast(&["job", "run", "guarded"]);
     assert_eq!(out.status.code(), Some(1), "{}", user::stderr(&out));

@@ -92,6 +92,10 @@ pub enum Command {
         /// Structure and index only: read trees, not pack data.
         #[arg(long)]
         fast: bool,
+        /// Read every byte of only this share of packs (e.g. 5%), picked at
+        /// random each time; the rest are checked as --fast does.
+        #[arg(long, conflicts_with = "fast")]
+        sample: Option<String>,
         /// Snapshots to check; all when none are given.
         snapshots: Vec<String>,
     },

@@ -75,7 +75,11 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
             force,
             filter,
         } => restore::run(&ctx, spec, to, *force, filter)?,
-        Command::Check { fast, snapshots } => return store::check_cmd(&ctx, *fast, snapshots),
+        Command::Check {
+            fast,
+            sample,
+            snapshots,
+        } => return store::check_cmd(&ctx, *fast, sample.as_deref(), snapshots),
         Command::Rm(args) => store::rm(&ctx, args)?,
         Command::Info { spec } => store::info(&ctx, spec.as_deref())?,
         Command::Sync {

@@ -76,6 +76,16 @@ pub fn parse_time(text: &str) -> Result<i64> {
         .ok_or_else(|| anyhow!("the time {text:?} is out of range (before 2262 please)"))
 }
 
+/// Reads a share such as `5%` as 0.05 (more than 0, at most 100%).
+pub fn parse_share(text: &str) -> Result<f64> {
+    let percent: f64 = text
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
+        .ok_or_else(|| anyhow!("{text:?} is not a share: use a percentage such as 5%"))?;
+    Ok(percent / 100.0)
+}
+
 /// A time for people: `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_time(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);

@@ -101,7 +101,8 @@ pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
 }
 
 /// Exit code 3 when damage is found.
-pub fn check_cmd(ctx: &Context, fast: bool, specs: &[String]) -> Result<i32> {
+pub fn check_cmd(ctx: &Context, fast: bool, sample: Option<&str>, specs: &[String]) -> Result<i32> {
+    let pack_share = sample.map(spec::parse_share).transpose()?.unwrap_or(1.0);
     let store = match ctx.open_store() {
         Ok(store) => store,
         Err(e) => match config_damage(ctx, &e)? {
@@ -122,6 +123,7 @@ pub fn check_cmd(ctx: &Context, fast: bool, specs: &[String]) -> Result<i32> {
     }
     let options = CheckOptions {
         fast,
+        pack_share,
         snapshots: ids,
         progress: ctx.progress("checking", None),
         ..Default::default()

@@ -136,18 +136,9 @@ impl Job {
         Ok(Some(match text.as_str() {
             "fast" => CheckKind::Fast,
             "full" => CheckKind::Full,
-            share => {
-                let percent: f64 = share
-                    .strip_suffix('%')
-                    .and_then(|n| n.trim().parse().ok())
-                    .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
-                    .with_context(|| {
-                        format!(
-                            "check = {share:?}: use \"fast\", \"full\" or a share such as \"5%\""
-                        )
-                    })?;
-                CheckKind::Sample(percent / 100.0)
-            }
+            share => CheckKind::Sample(crate::spec::parse_share(share).with_context(|| {
+                format!("check = {share:?}: use \"fast\", \"full\" or a share such as \"5%\"")
+            })?),
         }))
     }
 
