@@ -391,7 +391,10 @@ every = "2s"
             let (name, labels) = series.split_once('{').unwrap();
             assert!(declared.last().is_some_and(|d| d == name), "{line}");
             assert!(
-                labels.ends_with('}') && labels.contains("job=\"") && labels.contains(",store=\""),
+                labels.ends_with('}')
+                    && labels.contains("job=\"")
+                    && labels.contains(",host=\"")
+                    && labels.contains(",store=\""),
                 "{line}"
             );
             let job = labels.split('"').nth(1).unwrap();

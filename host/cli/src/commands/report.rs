@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// One job's summary.
+/// One job's summary, as run on one host (machines sharing a store and a
+/// job name are told apart).
 struct Summary {
     job: String,
+    host: String,
     store: String,
     sources: Vec<String>,
     /// From the config file; `None` for runs of jobs no longer configured.
@@ -34,9 +36,35 @@ struct Summary {
 }
 
 impl Summary {
+    /// A job with no runs counted yet.
+    fn new(
+        job: &str,
+        host: &str,
+        store: &str,
+        sources: &[String],
+        interval_s: Option<u64>,
+    ) -> Summary {
+        Summary {
+            job: job.to_string(),
+            host: host.to_string(),
+            store: store.to_string(),
+            sources: sources.to_vec(),
+            interval_s,
+            runs: 0,
+            successes: 0,
+            partials: 0,
+            failures: 0,
+            bytes_added: 0,
+            last_run: None,
+            last_success_ns: None,
+            stale: false,
+            store_error: None,
+        }
+    }
+
     fn json(&self) -> Value {
         json!({
-            "job": self.job, "store": self.store, "sources": self.sources,
+            "job": self.job, "host": self.host, "store": self.store, "sources": self.sources,
             "expected_interval_s": self.interval_s,
             "runs": self.runs, "successes": self.successes, "partials": self.partials,
             "failures": self.failures, "bytes_added": self.bytes_added,
@@ -55,6 +83,7 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
         .unwrap_or(0);
     let from_ns = now_ns.saturating_sub(window.as_nanos() as i64);
     let configured = jobs::load(&ctx.dirs)?;
+    let here = kast_engine::host_name();
     let mut summaries = Vec::new();
     for (store, jobs_here) in stores(ctx, &configured)? {
         let first = jobs_here
@@ -100,8 +129,13 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
     }
     for s in &summaries {
         let last_success = s.last_success_ns.map_or("never".to_string(), format_time);
+        let elsewhere = if s.host == here {
+            String::new()
+        } else {
+            format!(" (on {})", s.host)
+        };
         println!(
-            "{}{}: {} runs since {} ({} failed, {} partial), last success {}, {} added",
+            "{}{elsewhere}{}: {} runs since {} ({} failed, {} partial), last success {}, {} added",
             s.job,
             if s.stale { " [STALE]" } else { "" },
             s.runs,
@@ -154,43 +188,21 @@ fn summarise(
     from_ns: i64,
     now_ns: i64,
 ) -> Result<Vec<Summary>> {
-    let mut by_job: BTreeMap<String, Summary> = BTreeMap::new();
+    // Jobs in this machine's config file run here; runs from elsewhere are
+    // reported under their own host, without a schedule to be late for.
+    let here = kast_engine::host_name();
+    let mut by_job: BTreeMap<(String, String), Summary> = BTreeMap::new();
     for (name, job) in configured {
+        let interval = job.expected_interval()?.map(|d| d.as_secs());
         by_job.insert(
-            name.clone(),
-            Summary {
-                job: name.clone(),
-                store: store.to_string(),
-                sources: job.backup.clone(),
-                interval_s: job.expected_interval()?.map(|d| d.as_secs()),
-                runs: 0,
-                successes: 0,
-                partials: 0,
-                failures: 0,
-                bytes_added: 0,
-                last_run: None,
-                last_success_ns: None,
-                stale: false,
-                store_error: None,
-            },
+            (name.clone(), here.clone()),
+            Summary::new(name, &here, store, &job.backup, interval),
         );
     }
     for a in history {
-        let s = by_job.entry(a.job.clone()).or_insert_with(|| Summary {
-            job: a.job.clone(),
-            store: store.to_string(),
-            sources: a.sources.clone(),
-            interval_s: None,
-            runs: 0,
-            successes: 0,
-            partials: 0,
-            failures: 0,
-            bytes_added: 0,
-            last_run: None,
-            last_success_ns: None,
-            stale: false,
-            store_error: None,
-        });
+        let s = by_job
+            .entry((a.job.clone(), a.host.clone()))
+            .or_insert_with(|| Summary::new(&a.job, &a.host, store, &a.sources, None));
         if a.outcome != Outcome::Failure {
             s.last_success_ns = Some(a.started_ns);
         }
@@ -279,8 +291,9 @@ fn write_prometheus(path: &Path, summaries: &[Summary]) -> Result<()> {
         for s in summaries {
             if let Some(v) = value(s) {
                 text.push_str(&format!(
-                    "{name}{{job=\"{}\",store=\"{}\"}} {v}\n",
+                    "{name}{{job=\"{}\",host=\"{}\",store=\"{}\"}} {v}\n",
                     label(&s.job),
+                    label(&s.host),
                     label(&s.store)
                 ));
             }
