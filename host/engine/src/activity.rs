@@ -3,7 +3,8 @@
 //! its own kind. Every machine that opens the store reads the same history,
 //! the storage sees one more small pack, and no connector needs to know a
 //! new kind of object. Maintenance keeps these blobs though no snapshot
-//! reaches them; `check` verifies them as any blob.
+//! reaches them; `check` verifies them as any blob (and a damaged one is
+//! left out of the history, named, not fatal to it).
 
 use crate::blob::BlobKind;
 use crate::crypto::Id;
@@ -69,10 +70,18 @@ pub fn record(store: &Store, activity: &Activity) -> Result<Id> {
     Ok(id)
 }
 
-/// Every run recorded in the store, oldest first. A record that cannot be
-/// read is an error (run `check`): a report must not quietly leave out a
-/// failure.
-pub fn history(store: &Store) -> Result<Vec<Activity>> {
+/// What the activity log holds.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Every readable run, oldest first.
+    pub runs: Vec<Activity>,
+    /// Records that could not be read, with why (`check` names their packs).
+    pub unreadable: Vec<(Id, Error)>,
+}
+
+/// Every run recorded in the store. A damaged record is listed apart, not
+/// an error: the rest of the history still reports.
+pub fn history(store: &Store) -> Result<History> {
     let index = store.index()?;
     let mut ids = Vec::new();
     index.for_each(|id, l| {
@@ -82,14 +91,20 @@ pub fn history(store: &Store) -> Result<Vec<Activity>> {
     });
     ids.sort();
     ids.dedup();
-    let mut out = Vec::with_capacity(ids.len());
+    let mut history = History::default();
     for id in ids {
-        let bytes = store.read_indexed(&index, &id, BlobKind::Activity)?;
-        let activity: Activity = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::corrupt(format!("activity record {}", id.short()), e.to_string())
-        })?;
-        out.push(activity);
+        let read = store
+            .read_indexed(&index, &id, BlobKind::Activity)
+            .and_then(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::corrupt(format!("activity record {}", id.short()), e.to_string())
+                })
+            });
+        match read {
+            Ok(activity) => history.runs.push(activity),
+            Err(e) => history.unreadable.push((id, e)),
+        }
     }
-    out.sort_by_key(|a| a.started_ns);
-    Ok(out)
+    history.runs.sort_by_key(|a: &Activity| a.started_ns);
+    Ok(history)
 }

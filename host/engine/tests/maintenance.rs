@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use kast_engine::activity::{self, Activity, Outcome};
+use kast_engine::blob::BlobKind;
 use kast_engine::check::{CheckOptions, check};
 use kast_engine::maintenance::{MaintenanceOptions, maintenance, remove_snapshots};
 use kast_engine::storage::ObjectKind;
@@ -240,7 +241,7 @@ fn the_activity_log_outlives_snapshot_removal_and_maintenance() {
     activity::record(&t.store, &later).unwrap();
     activity::record(&t.store, &earlier).unwrap();
     assert_eq!(
-        activity::history(&t.store).unwrap(),
+        activity::history(&t.store).unwrap().runs,
         vec![earlier.clone(), later.clone()]
     );
     // No snapshot reaches the records; removing every snapshot and
@@ -248,6 +249,35 @@ fn the_activity_log_outlives_snapshot_removal_and_maintenance() {
     remove_snapshots(&t.store, &[snap.id]).unwrap();
     maintenance(&t.store, &now_options()).unwrap();
     let store = t.reopen();
-    assert_eq!(activity::history(&store).unwrap(), vec![earlier, later]);
+    assert_eq!(
+        activity::history(&store).unwrap().runs,
+        vec![earlier, later.clone()]
+    );
     assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
+    // A flipped byte in one record: check names the pack, and the
+    // history still holds the other record, the damaged one set apart.
+    let mut holding = Vec::new();
+    store.index().unwrap().for_each(|_, l| {
+        if l.kind == BlobKind::Activity {
+            holding.push((l.pack, l.offset));
+        }
+    });
+    assert_eq!(holding.len(), 2);
+    let (pack, offset) = holding[0];
+    let hex = pack.to_hex();
+    let file = t.store_path().join("packs").join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[offset as usize + 30] ^= 0x10;
+    std::fs::write(&file, bytes).unwrap();
+    let store = t.reopen();
+    let history = activity::history(&store).unwrap();
+    assert_eq!((history.runs.len(), history.unreadable.len()), (1, 1));
+    let report = check(&store, &CheckOptions::default()).unwrap();
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.object.contains(&pack.short())),
+        "{report:?}"
+    );
 }

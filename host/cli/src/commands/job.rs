@@ -76,7 +76,7 @@ fn show(ctx: &Context, name: &str) -> Result<()> {
     let runs = ctx
         .for_store(&job.store, job.passphrase_file.clone())
         .open_store()
-        .and_then(|store| Ok(activity::history(&store)?));
+        .and_then(|store| Ok(activity::history(&store)?.runs));
     let (runs, unreadable) = match runs {
         Ok(all) => (
             all.into_iter()

@@ -94,6 +94,15 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
             .for_store(&store, first)
             .open_store()
             .and_then(|s| Ok(activity::history(&s)?))
+            .map(|history| {
+                for (id, e) in &history.unreadable {
+                    ctx.warn(&format!(
+                        "activity record {} in {store} cannot be read ({e}); `kast check` names its pack",
+                        id.short()
+                    ));
+                }
+                history.runs
+            })
             .with_context(|| format!("cannot read the activity log of {store}"));
         // One unreachable store must not hide the others' jobs; its own
         // jobs are reported as such (and stale: nobody can vouch for them).
