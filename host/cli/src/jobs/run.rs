@@ -102,8 +102,23 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
         errors: 0,
         error_samples: Vec::new(),
     };
-    let mut store = None;
-    let result = steps(&job_ctx, name, job, cancel, &mut activity, &mut store);
+    let pre = match &job.pre {
+        Some(command) => {
+            let env = [
+                ("KAST_JOB", name.to_string()),
+                ("KAST_STORE", job.store.clone()),
+            ];
+            hook("pre", command, &env)
+        }
+        None => Ok(()),
+    };
+    // Opened even when the `pre` hook failed: the failure is recorded there.
+    let opened = job_ctx.open_store();
+    let result = match (pre, &opened) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(anyhow!("{}", reason(e))),
+        (Ok(()), Ok(store)) => steps(&job_ctx, name, job, store, cancel, &mut activity),
+    };
     activity.duration_ms = clock.elapsed().as_millis() as u64;
     match result {
         Ok(()) if activity.errors > 0 => activity.outcome = Outcome::Partial,
@@ -113,13 +128,12 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
             activity.reason = Some(reason(&e));
         }
     }
-    // A store that could not be opened cannot hold the record; one that
-    // the `pre` hook kept us from opening is opened now.
-    let not_recorded = match store.map_or_else(|| job_ctx.open_store(), Ok) {
-        Ok(store) => activity::record(&store, &activity)
+    // A store that could not be opened cannot hold the record.
+    let not_recorded = match &opened {
+        Ok(store) => activity::record(store, &activity)
             .err()
             .map(|e| format!("cannot record the run in {}: {e}", job.store)),
-        Err(e) => Some(format!("cannot record the run: {}", reason(&e))),
+        Err(e) => Some(format!("cannot record the run: {}", reason(e))),
     };
     let mut warnings = Vec::new();
     if let Some(post) = &job.post
@@ -152,23 +166,15 @@ fn reason(e: &anyhow::Error) -> String {
     text
 }
 
-/// The work itself; fills `activity` as it goes.
+/// The work after the `pre` hook; fills `activity` as it goes.
 fn steps(
     ctx: &Context,
     name: &str,
     job: &Job,
+    store: &Store,
     cancel: Arc<AtomicBool>,
     activity: &mut Activity,
-    opened: &mut Option<Store>,
 ) -> Result<()> {
-    if let Some(pre) = &job.pre {
-        let env = [
-            ("KAST_JOB", name.to_string()),
-            ("KAST_STORE", job.store.clone()),
-        ];
-        hook("pre", pre, &env)?;
-    }
-    let store = opened.insert(ctx.open_store()?);
     let exclude = crate::commands::backup::excludes(&job.exclude, &[])?;
     let mut made: Vec<Id> = Vec::new();
     for location in &job.backup {
