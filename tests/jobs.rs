@@ -7,10 +7,12 @@
 
 #[path = "../host/engine/tests/common/mod.rs"]
 mod common;
+mod servers;
 #[path = "user.rs"]
 mod user;
 
 use serde_json::Value;
+use servers::tls_proxy::TlsProxy;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command};
@@ -610,4 +612,63 @@ every = "7m"
     let out = u.kast(&["schedule", "install", "odd", "--init", "cron", "--print"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(user::stderr(&out).contains("kast agent"));
+}
+
+#[test]
+fn a_webhook_over_https_checks_the_certificate_against_the_jobs_ca() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    let (plain_url, received) = webhook_server(0);
+    let port: u16 = plain_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook")
+        .parse()
+        .unwrap();
+    let proxy = TlsProxy::start(port);
+    let url = format!("https://127.0.0.1:{}/hook", proxy.port);
+    write_config(
+        &u,
+        &format!(
+            r#"
+[jobs.private]
+store = "{store}"
+backup = ["{src}"]
+notify = {{ webhook = "{url}", ca = "{ca}", on = "always" }}
+
+[jobs.untrusted]
+store = "{store}"
+backup = ["{src}"]
+notify = {{ webhook = "{url}", on = "always" }}
+"#,
+            store = u.location,
+            src = src.display(),
+            ca = proxy.ca().display(),
+        ),
+    );
+    u.ok(&["job", "run", "private"]);
+    let heard = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (heard["job"].as_str(), heard["outcome"].as_str()),
+        (Some("private"), Some("success"))
+    );
+    // Without the CA the certificate is refused at once (no retries), the
+    // run itself still succeeds, and the warning says why.
+    let started = Instant::now();
+    let out = u.kast(&["job", "run", "untrusted"]);
+    assert!(out.status.success(), "{}", user::stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "retried a certificate failure"
+    );
+    let said = user::stderr(&out);
+    assert!(
+        said.contains("webhook") && said.to_lowercase().contains("certificate"),
+        "{said}"
+    );
+    assert!(received.recv_timeout(Duration::from_millis(500)).is_err());
 }

@@ -95,6 +95,10 @@ pub struct Notify {
     /// Run with `sh -c`, the run's JSON on standard input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// A PEM file of the CA the webhook's certificate must chain to (a
+    /// private CA), instead of the Mozilla roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
     #[serde(default)]
     pub on: NotifyOn,
 }

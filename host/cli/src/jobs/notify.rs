@@ -1,5 +1,6 @@
 //! Telling people about a run: a webhook (HTTP POST of the run's JSON,
-//! retried on network errors and 5xx/429 answers) and a command (the JSON on
+//! retried on network errors and 5xx/429 answers; HTTPS against the Mozilla
+//! roots or the job's own CA) and a command (the JSON on
 //! its standard input). A notification that fails is a warning of the run,
 //! never a reason to fail it.
 
@@ -38,7 +39,7 @@ pub fn send(notify: &Notify, message: &Value) -> Vec<String> {
     let body = message.to_string();
     let mut failed = Vec::new();
     if let Some(url) = &notify.webhook
-        && let Err(e) = post_with_retries(url, body.as_bytes())
+        && let Err(e) = post_with_retries(url, notify.ca.as_deref(), body.as_bytes())
     {
         failed.push(format!("webhook {url}: {e:#}"));
     }
@@ -67,14 +68,22 @@ fn run_command(command: &str, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn post_with_retries(url: &str, body: &[u8]) -> Result<()> {
+fn post_with_retries(url: &str, ca: Option<&std::path::Path>, body: &[u8]) -> Result<()> {
     let endpoint = Endpoint::parse(url)?;
+    let ca_pem = ca
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))
+        })
+        .transpose()?;
     let mut waits = RETRY_WAITS.iter();
     loop {
-        let error = match endpoint.post(body) {
+        let error = match endpoint.post(ca_pem.as_deref(), body) {
             Ok(status) if (200..300).contains(&status) => return Ok(()),
             Ok(status) if status >= 500 || status == 429 => anyhow!("answered {status}"),
             Ok(status) => bail!("answered {status}"),
+            // A certificate that does not check will not check in a minute.
+            Err(e) if is_tls_failure(&e) => return Err(e),
             Err(e) => e,
         };
         match waits.next() {
@@ -82,6 +91,18 @@ fn post_with_retries(url: &str, body: &[u8]) -> Result<()> {
             None => return Err(error.context("gave up after 4 tries")),
         }
     }
+}
+
+/// Whether `e` is the TLS layer refusing (a certificate, a protocol), not
+/// the network failing.
+fn is_tls_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<rustls::Error>().is_some()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+    })
 }
 
 /// Where a webhook goes: `http[s]://host[:port]/path`.
@@ -130,8 +151,9 @@ impl Endpoint {
         })
     }
 
-    /// One try: the answer's status code.
-    fn post(&self, body: &[u8]) -> Result<u16> {
+    /// One try: the answer's status code. HTTPS certificates are checked
+    /// against `ca_pem` when given, else the Mozilla roots.
+    fn post(&self, ca_pem: Option<&str>, body: &[u8]) -> Result<u16> {
         let address = (self.host.as_str(), self.port)
             .to_socket_addrs()?
             .next()
@@ -152,7 +174,7 @@ impl Endpoint {
             body.len()
         );
         if self.tls {
-            let config = kast_plugins::tls_config(None)?;
+            let config = kast_plugins::tls_config(ca_pem)?;
             let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
             let connection = rustls::ClientConnection::new(Arc::clone(&config), name)?;
             exchange(rustls::StreamOwned::new(connection, tcp), &head, body)
