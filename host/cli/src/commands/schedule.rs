@@ -114,33 +114,30 @@ fn job_command(ctx: &Context, name: &str) -> Result<Vec<String>> {
     ])
 }
 
+/// Whether a word goes into a command line as it is (else it is quoted).
+fn is_plain(word: &str) -> bool {
+    word.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c))
+}
+
 /// A word for a unit file's command line: quoted when it needs it.
 fn systemd_word(word: &str) -> String {
-    if word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!(
-            "\"{}\"",
-            word.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('%', "%%")
-        )
+    if is_plain(word) {
+        return word.to_string();
     }
+    let escaped = word
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    format!("\"{escaped}\"")
 }
 
 /// The same for `sh` (cron runs lines with it).
 fn shell_word(word: &str) -> String {
-    if word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
+    if is_plain(word) {
+        return word.to_string();
     }
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// The service and timer units for a job.

@@ -13,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, Resolved};
 use kast_engine::crypto::Id;
+use kast_engine::index::Index;
 use kast_engine::snapshot::Snapshot;
 use kast_engine::tree::{Content, Metadata, Node};
 use serde::Deserialize;
@@ -260,13 +261,16 @@ pub struct FileQuery {
     download: Option<String>,
 }
 
-/// The file at `path` in a snapshot (an error for anything else), and the
-/// snapshot's id.
-pub(super) fn file_node(app: &App, id: &str, path: &[u8]) -> Result<(Id, Node), ApiError> {
+/// The file at `path` in a snapshot (an error for anything else), the
+/// snapshot's id, and the index it was found with (for reading it: loading
+/// the index lists the store's states, once per request is enough).
+pub(super) fn file_node(app: &App, id: &str, path: &[u8]) -> Result<(Id, Node, Index), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
     match browse::resolve_path(&app.store, &index, &snap.root, path)? {
-        Resolved::Node(node) if matches!(node.content, Content::File { .. }) => Ok((id, node)),
+        Resolved::Node(node) if matches!(node.content, Content::File { .. }) => {
+            Ok((id, node, index))
+        }
         _ => Err(ApiError::bad(format!("{} is not a file", lossy(path)))),
     }
 }
@@ -296,14 +300,13 @@ pub async fn file(
     InSnapshot(path): InSnapshot,
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
-    let node = {
+    let (_, node, index) = {
         let app = app.clone();
         let path = path.clone();
-        blocking(move || file_node(&app, &id, &path)).await?.1
+        blocking(move || file_node(&app, &id, &path)).await?
     };
     let size = node.meta.size;
     let body = streamed(move |out| {
-        let index = app.store.index()?;
         browse::cat(&app.store, &index, &node, out)?;
         Ok(())
     });
@@ -354,7 +357,7 @@ pub async fn tar(
     Path(id): Path<String>,
     InSnapshot(path): InSnapshot,
 ) -> Result<Response, ApiError> {
-    let (id, meta, nodes) = {
+    let (id, meta, nodes, index) = {
         let app = app.clone();
         let path = path.clone();
         blocking(move || folder(&app, &id, &path)).await?
@@ -371,7 +374,6 @@ pub async fn tar(
         last_name(&top).unwrap_or_default()
     );
     let body = streamed(move |out| {
-        let index = app.store.index()?;
         let folder = archive::Folder {
             top: &top,
             meta,
@@ -391,17 +393,20 @@ pub async fn tar(
 }
 
 /// The folder at `path`, checked to be one: the snapshot's id, the
-/// folder's metadata and its entries.
-fn folder(app: &App, id: &str, path: &[u8]) -> Result<(Id, Metadata, Vec<Node>), ApiError> {
+/// folder's metadata, its entries and the index they were read with.
+fn folder(app: &App, id: &str, path: &[u8]) -> Result<(Id, Metadata, Vec<Node>, Index), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
     match browse::resolve_path(&app.store, &index, &snap.root, path)? {
-        Resolved::Root(tree) => Ok((id, root_meta(&snap), tree.nodes)),
+        Resolved::Root(tree) => Ok((id, root_meta(&snap), tree.nodes, index)),
         Resolved::Node(Node {
             meta,
             content: Content::Dir { tree },
             ..
-        }) => Ok((id, meta, app.store.read_tree(&index, &tree)?.nodes)),
+        }) => {
+            let nodes = app.store.read_tree(&index, &tree)?.nodes;
+            Ok((id, meta, nodes, index))
+        }
         Resolved::Node(_) => Err(ApiError::bad(format!("{} is not a folder", lossy(path)))),
     }
 }

@@ -350,10 +350,9 @@ pub async fn view(
     InSnapshot(path): InSnapshot,
 ) -> Response {
     render(app, session, move |app| {
-        let (id, node) = api::file_node(app, &id, &path)?;
+        let (id, node, index) = api::file_node(app, &id, &path)?;
         let hex = id.to_hex();
         let raw = format!("{}/api/snapshots/{hex}/file?path={}", app.base, encode(&path));
-        let index = app.store.index()?;
         let mut prefix = Prefix(Vec::new());
         // Stops early by design once the preview is full.
         let _ = browse::cat(&app.store, &index, &node, &mut prefix);
