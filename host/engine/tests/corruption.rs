@@ -410,6 +410,8 @@ fn a_sampled_check_reads_that_share_of_packs_and_over_runs_finds_damage() {
     backup_dir(&store, &src);
     let total = store.storage().list(ObjectKind::Pack).unwrap().len() as u64;
     assert!(total >= 4, "{total} packs");
+    let full = check(&store, &CheckOptions::default()).unwrap();
+    assert_eq!(full.packs_read, total, "{full:?}");
     let sampled = CheckOptions {
         pack_share: 0.25,
         ..Default::default()
@@ -417,7 +419,9 @@ fn a_sampled_check_reads_that_share_of_packs_and_over_runs_finds_damage() {
     let report = check(&store, &sampled).unwrap();
     assert!(report.is_clean());
     assert_eq!(report.packs_read, total.div_ceil(4), "{report:?}");
-    assert!(report.bytes < (total * (1 << 20)) / 2, "{report:?}");
+    // Packs differ in size (a large chunk may end one), so compare with
+    // what a full check reads rather than with the pack target.
+    assert!(report.bytes < full.bytes, "{report:?} vs {full:?}");
     // A flipped byte is found by some run: the packs read differ each time.
     damage_largest_pack(&path);
     // (Missing it 40 times in a row: 0.75^40, about 1 in 100,000.)
