@@ -4,8 +4,10 @@
 //! (or `kast job run`) is running is skipped, not run twice; SIGTERM or
 //! Ctrl-C stops a running backup cleanly (what was stored stays valid) and
 //! ends the agent. Jobs with `every` run at start and then every interval;
-//! `calendar` jobs wait for their next time (local). The config file is
-//! read once: restart the agent after editing it.
+//! `calendar` jobs wait for their next time (local), unless the job last
+//! started before the latest such time (the agent, or the machine, was
+//! down): then it runs at once, as systemd's `Persistent=true` would. The
+//! config file is read once: restart the agent after editing it.
 
 use super::run::{self, JobLock};
 use super::timing::{self, Calendar};
@@ -55,7 +57,19 @@ pub fn run(ctx: &Context, cancel: Arc<AtomicBool>) -> Result<()> {
     for (name, _, when) in &scheduled {
         let due = match when {
             When::Every(_) => start,
-            When::Calendar(c) => next_event(c, start),
+            When::Calendar(c) => {
+                let missed = previous_event(c, start);
+                match run::last_started(&ctx.dirs, name) {
+                    Some(last) if (last as f64) < missed => {
+                        eprintln!(
+                            "kast agent: job {name} missed its run at {} UTC; it runs now",
+                            format_time((missed * 1e9) as i64)
+                        );
+                        start
+                    }
+                    _ => next_event(c, start),
+                }
+            }
         };
         eprintln!(
             "kast agent: job {name} next at {} UTC",
@@ -132,6 +146,31 @@ fn next_event(calendar: &Calendar, after: f64) -> f64 {
     (after + 7 * 86_400) as f64
 }
 
+/// The last time at or before `now` that the calendar names, in local time.
+fn previous_event(calendar: &Calendar, now: f64) -> f64 {
+    let now = now as libc::time_t;
+    let base = local(now);
+    let Some((hour, minute)) = calendar.at else {
+        let mut tm = base;
+        tm.tm_min = 0;
+        tm.tm_sec = 0;
+        return from_local(tm) as f64;
+    };
+    for offset in 0..8 {
+        let mut tm = base;
+        tm.tm_mday -= offset;
+        tm.tm_hour = hour as i32;
+        tm.tm_min = minute as i32;
+        tm.tm_sec = 0;
+        let t = from_local(tm);
+        let weekday = ((local(t).tm_wday + 6) % 7) as usize;
+        if t <= now && calendar.days[weekday] {
+            return t as f64;
+        }
+    }
+    (now - 7 * 86_400) as f64
+}
+
 fn local(t: libc::time_t) -> libc::tm {
     // SAFETY: localtime_r writes only into the zeroed `tm` it is given.
     unsafe {
@@ -165,6 +204,15 @@ mod tests {
             assert_eq!((tm.tm_hour, tm.tm_min), (2, 0));
             assert!((1..=5).contains(&tm.tm_wday), "{}", tm.tm_wday);
             t = next;
+        }
+        // The previous event is the one before the next.
+        for text in ["Mon..Fri 02:00", "Sun 23:45", "daily", "hourly"] {
+            let calendar = Calendar::parse(text).unwrap();
+            let now = now_secs();
+            let before = previous_event(&calendar, now);
+            assert!(before <= now, "{text}");
+            assert_eq!(next_event(&calendar, before - 1.0), before, "{text}");
+            assert!(next_event(&calendar, before) > now, "{text}");
         }
         let hourly = Calendar::parse("hourly").unwrap();
         let next = next_event(&hourly, t);

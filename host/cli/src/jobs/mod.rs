@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod notify;
 pub mod run;
+pub mod shell;
 pub mod timing;
 
 use crate::context::Dirs;
@@ -59,9 +60,18 @@ pub struct Job {
     /// Run last with `sh -c`, the outcome in `KAST_*` variables.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub post: Option<String>,
+    /// How long `pre`, `post` and a notify command may each run before
+    /// they are stopped (default [`HOOK_TIMEOUT`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
 }
+
+/// A hook's time limit when the job names none: long enough for a large
+/// database dump, short enough that a hung one does not stop `kast agent`
+/// for a day.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How many snapshots of each kind to keep (as `kast rm --keep-*`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -133,6 +143,14 @@ impl Job {
         }
     }
 
+    /// How long each of the job's commands may run.
+    pub fn hook_limit(&self) -> Result<Duration> {
+        match &self.hook_timeout {
+            Some(text) => timing::parse_duration(text).context("hook_timeout"),
+            None => Ok(HOOK_TIMEOUT),
+        }
+    }
+
     pub fn check_kind(&self) -> Result<Option<CheckKind>> {
         let Some(text) = &self.check else {
             return Ok(None);
@@ -156,6 +174,7 @@ impl Job {
         }
         self.expected_interval()?;
         self.check_kind()?;
+        self.hook_limit()?;
         if let Some(keep) = &self.keep {
             let all = [
                 keep.last,

@@ -10,7 +10,6 @@ use kast_engine::activity::Activity;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +33,9 @@ pub fn message(activity: &Activity, not_recorded: Option<&str>) -> Value {
     value
 }
 
-/// Sends `message` everywhere `notify` says; returns what failed.
-pub fn send(notify: &Notify, message: &Value) -> Vec<String> {
+/// Sends `message` everywhere `notify` says (a command may run `limit`);
+/// returns what failed.
+pub fn send(notify: &Notify, message: &Value, limit: Duration) -> Vec<String> {
     let body = message.to_string();
     let mut failed = Vec::new();
     if let Some(url) = &notify.webhook
@@ -43,29 +43,21 @@ pub fn send(notify: &Notify, message: &Value) -> Vec<String> {
     {
         failed.push(format!("webhook {url}: {e:#}"));
     }
-    if let Some(command) = &notify.command
-        && let Err(e) = run_command(command, body.as_bytes())
-    {
-        failed.push(format!("notify command `{command}`: {e:#}"));
+    if let Some(command) = &notify.command {
+        let ran = super::shell::Shell {
+            what: "notify command",
+            command,
+            env: &[],
+            input: Some(body.as_bytes()),
+            limit,
+            cancel: None,
+        }
+        .run();
+        if let Err(e) = ran {
+            failed.push(format!("{e:#}"));
+        }
     }
     failed
-}
-
-fn run_command(command: &str, body: &[u8]) -> Result<()> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::piped())
-        .stdout(super::run::to_stderr()?)
-        .spawn()
-        .context("could not start")?;
-    // A command that does not read its input is fine.
-    let _ = child.stdin.take().expect("piped").write_all(body);
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("{status}");
-    }
-    Ok(())
 }
 
 fn post_with_retries(url: &str, ca: Option<&std::path::Path>, body: &[u8]) -> Result<()> {

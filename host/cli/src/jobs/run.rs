@@ -4,6 +4,7 @@
 //! that says so (when the store can be reached at all) and the hooks and
 //! notifications still hear about it.
 
+use super::shell::Shell;
 use super::{CheckKind, Job, NotifyOn};
 use crate::context::{Context, read_secret};
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -11,7 +12,6 @@ use kast_engine::activity::{self, Activity, Outcome};
 use kast_engine::crypto::Id;
 use kast_engine::retention::{self, Policy};
 use kast_engine::{BackupOptions, Store, browse, maintenance};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -41,6 +41,25 @@ impl JobLock {
         let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         Ok(taken.then_some(JobLock { _file: file }))
     }
+}
+
+/// When job `name` last started on this machine (seconds since the epoch),
+/// kept beside its lock, so that `kast agent` can catch up on a calendar
+/// run it missed while it was down, as systemd's `Persistent=true` does.
+pub fn last_started(dirs: &crate::context::Dirs, name: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(stamp_path(dirs, name)).ok()?;
+    text.trim().parse().ok()
+}
+
+fn note_started(dirs: &crate::context::Dirs, name: &str, seconds: i64) -> Result<()> {
+    let path = stamp_path(dirs, name);
+    std::fs::create_dir_all(dirs.data.join("jobs"))
+        .and_then(|()| std::fs::write(&path, format!("{seconds}\n")))
+        .with_context(|| format!("cannot note the run's start in {}", path.display()))
+}
+
+fn stamp_path(dirs: &crate::context::Dirs, name: &str) -> std::path::PathBuf {
+    dirs.data.join("jobs").join(format!("{name}.last"))
 }
 
 /// A child's standard output, sent to kast's standard error.
@@ -80,6 +99,10 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
+    let mut warnings = Vec::new();
+    if let Err(e) = note_started(&ctx.dirs, name, started_ns / 1_000_000_000) {
+        warnings.push(reason(&e));
+    }
     let job_ctx = ctx.for_store(&job.store, job.passphrase_file.clone());
     let mut activity = Activity {
         job: name.to_string(),
@@ -102,14 +125,20 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
         errors: 0,
         error_samples: Vec::new(),
     };
+    let limit = job.hook_limit().unwrap_or(super::HOOK_TIMEOUT);
     let pre = match &job.pre {
-        Some(command) => {
-            let env = [
+        Some(command) => Shell {
+            what: "pre hook",
+            command,
+            env: &[
                 ("KAST_JOB", name.to_string()),
                 ("KAST_STORE", job.store.clone()),
-            ];
-            hook("pre", command, &env)
+            ],
+            input: None,
+            limit,
+            cancel: Some(&cancel),
         }
+        .run(),
         None => Ok(()),
     };
     // Opened even when the `pre` hook failed: the failure is recorded there.
@@ -135,17 +164,25 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
             .map(|e| format!("cannot record the run in {}: {e}", job.store)),
         Err(e) => Some(format!("cannot record the run: {}", reason(e))),
     };
-    let mut warnings = Vec::new();
-    if let Some(post) = &job.post
-        && let Err(e) = hook("post", post, &environment(&activity, &not_recorded))
-    {
-        warnings.push(reason(&e));
+    if let Some(post) = &job.post {
+        let told = Shell {
+            what: "post hook",
+            command: post,
+            env: &environment(&activity, &not_recorded),
+            input: None,
+            limit,
+            cancel: None,
+        }
+        .run();
+        if let Err(e) = told {
+            warnings.push(reason(&e));
+        }
     }
     if let Some(notify) = &job.notify
         && (notify.on == NotifyOn::Always || activity.outcome != Outcome::Success)
     {
         let message = super::notify::message(&activity, not_recorded.as_deref());
-        warnings.extend(super::notify::send(notify, &message));
+        warnings.extend(super::notify::send(notify, &message, limit));
     }
     Ran {
         activity,
@@ -296,26 +333,4 @@ fn environment(a: &Activity, not_recorded: &Option<String>) -> Vec<(&'static str
         ("KAST_ERRORS", a.errors.to_string()),
         ("KAST_RECORDED", not_recorded.is_none().to_string()),
     ]
-}
-
-/// Runs a hook with `sh -c`. What it prints goes to kast's standard error
-/// (the terminal, the journal, the agent's log), so `--json` output stays
-/// one JSON document.
-fn hook(which: &str, command: &str, env: &[(&str, String)]) -> Result<()> {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(std::process::Stdio::null())
-        .stdout(to_stderr()?)
-        .status()
-        .map_err(|e| anyhow!("the {which} hook could not start: {e}"))?;
-    if !status.success() {
-        let how = match status.code() {
-            Some(code) => format!("exited with status {code}"),
-            None => "was killed".to_string(),
-        };
-        bail!("the {which} hook `{command}` {how}");
-    }
-    Ok(())
 }

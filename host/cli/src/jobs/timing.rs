@@ -36,6 +36,22 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(total))
 }
 
+/// Writes a duration as [`parse_duration`] reads it: `1h30m`, `45s`.
+pub fn format_duration(duration: Duration) -> String {
+    let mut left = duration.as_secs();
+    let mut text = String::new();
+    for (unit, seconds) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if left >= seconds {
+            text.push_str(&format!("{}{unit}", left / seconds));
+            left %= seconds;
+        }
+    }
+    if text.is_empty() {
+        text.push_str("0s");
+    }
+    text
+}
+
 /// Days of the week, Monday first (as systemd writes them).
 pub const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
@@ -204,6 +220,9 @@ mod tests {
         );
         for bad in ["", "1", "h", "1x", "0s", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for text in ["1h30m", "45s", "2d", "1d2h3m4s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
     }
 
