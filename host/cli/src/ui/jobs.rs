@@ -1,12 +1,16 @@
 //! Long work started from the UI (a restore, a check) runs as a job on a
 //! thread of its own; its page polls `GET /api/jobs/{id}` for progress and
-//! the outcome. Jobs live as long as the server.
+//! the outcome. The latest [`KEPT_JOBS`] are kept, running ones always, so
+//! a server left up for months does not grow with every job started.
 
 use kast_engine::progress::Progress;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Finished jobs kept for their pages (older ones are forgotten).
+pub const KEPT_JOBS: usize = 200;
 
 /// Warnings kept per job (the rest are counted).
 const KEPT_WARNINGS: usize = 100;
@@ -39,6 +43,13 @@ impl Progress for Job {
 }
 
 impl Job {
+    fn is_over(&self) -> bool {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The job as the API shows it.
     pub fn json(&self, id: u64) -> Value {
         let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,10 +92,22 @@ impl Jobs {
             warnings: Mutex::new((Vec::new(), 0)),
             outcome: Mutex::new(None),
         });
-        self.all
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, job.clone());
+        {
+            let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+            all.insert(id, job.clone());
+            if all.len() > KEPT_JOBS {
+                let mut finished: Vec<u64> = all
+                    .iter()
+                    .filter(|(_, j)| j.is_over())
+                    .map(|(id, _)| *id)
+                    .collect();
+                finished.sort_unstable();
+                let excess = all.len() - KEPT_JOBS;
+                for old in finished.into_iter().take(excess) {
+                    all.remove(&old);
+                }
+            }
+        }
         std::thread::spawn(move || {
             let outcome = work(job.clone());
             *job.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
@@ -98,5 +121,34 @@ impl Jobs {
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_finished_jobs_are_forgotten_running_ones_kept() {
+        let jobs = Jobs::default();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(Mutex::new(hold));
+        let running = jobs.start("check", None, move |_| {
+            let _ = hold.lock().unwrap().recv();
+            Ok(Value::Null)
+        });
+        let mut last = 0;
+        for _ in 0..KEPT_JOBS + 50 {
+            last = jobs.start("restore", None, |_| Ok(Value::Null));
+            // Let it finish, so that it may be forgotten.
+            while !jobs.get(last).unwrap().is_over() {
+                std::thread::yield_now();
+            }
+        }
+        assert!(jobs.get(running).is_some(), "a running job was forgotten");
+        assert!(jobs.get(last).is_some());
+        assert!(jobs.get(2).is_none(), "the oldest finished job is kept");
+        assert_eq!(jobs.all.lock().unwrap().len(), KEPT_JOBS);
+        release.send(()).unwrap();
     }
 }
