@@ -146,6 +146,7 @@ post = "echo post $KAST_OUTCOME $KAST_FILES_NEW $KAST_RECORDED >> {hooks}"
 [jobs.guarded]
 store = "{store}"
 backup = ["{src}"]
+every = "1d"
 pre = "exit 3"
 post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
 "#,
@@ -207,6 +208,11 @@ post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
     assert!(home["last_success_ns"].as_i64().is_some(), "{r}");
     let guarded = job(&r, "guarded");
     assert_eq!(guarded["failures"], 1, "{r}");
+    // A monitoring check hears of it through the exit status.
+    assert_eq!(guarded["stale"], true, "{r}");
+    let out = u.kast(&["report", "--fail-stale"]);
+    assert_eq!(out.status.code(), Some(5), "{}", user::stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("guarded [STALE]"));
     assert!(guarded["last_success"].is_null(), "{r}");
     assert!(
         guarded["last_run"]["reason"]
@@ -812,4 +818,7 @@ notify = {{ webhook = "{url}", on = "always" }}
         "{said}"
     );
     assert!(received.recv_timeout(Duration::from_millis(500)).is_err());
+    // Both jobs succeeded: nothing is stale.
+    let out = u.kast(&["--json", "report", "--fail-stale"]);
+    assert_eq!(out.status.code(), Some(0), "{}", user::stderr(&out));
 }

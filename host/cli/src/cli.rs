@@ -164,6 +164,10 @@ pub enum Command {
         /// (for node_exporter's textfile collector).
         #[arg(long)]
         prometheus: Option<PathBuf>,
+        /// Exit with status 5 when any job is stale, for a monitoring
+        /// check or `kast report --fail-stale || mail …` from cron.
+        #[arg(long)]
+        fail_stale: bool,
     },
     /// Remove stale locks (or every lock with --all) left by crashed runs.
     Unlock {

@@ -95,7 +95,11 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Job(command) => return job::run(&ctx, command, cancel),
         Command::Schedule(command) => schedule::run(&ctx, command)?,
         Command::Agent => jobs::agent::run(&ctx, cancel)?,
-        Command::Report { since, prometheus } => report::run(&ctx, since, prometheus.as_deref())?,
+        Command::Report {
+            since,
+            prometheus,
+            fail_stale,
+        } => return report::run(&ctx, since, prometheus.as_deref(), *fail_stale),
         Command::Ui {
             listen,
             open,

@@ -75,7 +75,12 @@ impl Summary {
     }
 }
 
-pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> {
+/// `kast report`'s exit status when `--fail-stale` finds a stale job.
+pub const EXIT_STALE: i32 = 5;
+
+/// Prints the report; the exit status is [`EXIT_STALE`] when `fail_stale`
+/// and a job is stale, else 0.
+pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>, fail_stale: bool) -> Result<i32> {
     let window = timing::parse_duration(since)?;
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -124,14 +129,20 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
     if let Some(path) = prometheus {
         write_prometheus(path, &summaries)?;
     }
+    let status = if fail_stale && summaries.iter().any(|s| s.stale) {
+        EXIT_STALE
+    } else {
+        0
+    };
     if ctx.json {
-        return ctx.print_json(&json!({
+        ctx.print_json(&json!({
             "since_ns": from_ns, "since": format_time(from_ns),
             "jobs": summaries.iter().map(Summary::json).collect::<Vec<_>>(),
-        }));
+        }))?;
+        return Ok(status);
     }
     if ctx.quiet {
-        return Ok(());
+        return Ok(status);
     }
     if summaries.is_empty() {
         println!("no job has run yet (`kast job run NAME`, `kast agent`)");
@@ -162,7 +173,7 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>) -> Result<()> 
             println!("  last run {}", super::job::run_line(last));
         }
     }
-    Ok(())
+    Ok(status)
 }
 
 /// The stores to read, each with the configured jobs that use it: the one
