@@ -513,16 +513,26 @@ fn sigterm_during_a_backup_leaves_a_store_that_checks_clean() {
     }
 }
 
-/// Whether process `pid` still runs (a zombie waiting for a reaper that a
-/// container's init may never be does not).
-fn running(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .starts_with('Z')
+/// Whether process `pid` stops running within five seconds (a killed
+/// process may take a moment to be scheduled and die; a zombie waiting for
+/// a reaper, which a container's init may never be, counts as stopped).
+fn stops(pid: &str) -> bool {
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .starts_with('Z')
+        })
+    };
+    (0..50).any(|_| {
+        if !running() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
     })
 }
 
@@ -567,7 +577,7 @@ notify = {{ command = "cat > {heard}; sleep 300" }}
     );
     let sleeper = std::fs::read_to_string(&pid_file).unwrap();
     assert!(
-        !running(sleeper.trim()),
+        stops(sleeper.trim()),
         "the hook's sleep {sleeper} still runs"
     );
     let told: Value = serde_json::from_slice(&std::fs::read(&heard).unwrap()).unwrap();
@@ -603,6 +613,44 @@ notify = {{ command = "cat > {heard}; sleep 300" }}
         reason.as_str().unwrap().contains("interrupted"),
         "{r}\n{log}"
     );
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_takes_the_hook_along() {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    let pid_file = u.path("sleeper.pid");
+    // The hook and its sleep ignore SIGTERM, so only a kill stops them.
+    write_config(
+        &u,
+        &format!(
+            "[jobs.deaf]\nstore = \"{}\"\nbackup = [\"{}\"]\npre = \"trap '' TERM; sleep 300 & echo $! > {}; wait\"\n",
+            u.location,
+            src.display(),
+            pid_file.display()
+        ),
+    );
+    let mut child = u.spawn(&["job", "run", "deaf"]);
+    wait_for("the hook", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))
+    });
+    let sleeper = std::fs::read_to_string(&pid_file).unwrap();
+    user::interrupt(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    user::interrupt(&child);
+    // Not waiting for kast's standard error to close: a sleep left behind
+    // would hold it open.
+    let status = child.wait().unwrap();
+    let outlived = !stops(sleeper.trim());
+    if outlived {
+        let _ = Command::new("kill")
+            .args(["-KILL", sleeper.trim()])
+            .status();
+    }
+    assert_eq!(status.code(), Some(130));
+    assert!(!outlived, "the hook's sleep {sleeper} outlived kast");
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn main() {
     // First Ctrl-C: stop cleanly (what was stored stays valid); second: now.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            jobs::shell::kill_running();
             std::process::exit(130);
         }
         eprintln!("stopping: finishing what is in flight (Ctrl-C again to quit at once)");

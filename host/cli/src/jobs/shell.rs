@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,41 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(50);
 /// How long a stopped command has between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
+
+/// The process groups of commands running now, so that quitting at once
+/// (a second Ctrl-C) takes them along instead of leaving them orphaned.
+static RUNNING: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// Kills every command a job is running now, with what each started; for a
+/// process about to exit without waiting for them.
+pub fn kill_running() {
+    for group in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        // SAFETY: signals a process group this process created.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
+/// Keeps a running command's group in [`RUNNING`] while it lives.
+struct Registered(libc::pid_t);
+
+impl Registered {
+    fn new(group: libc::pid_t) -> Registered {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(group);
+        Registered(group)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&g| g != self.0);
+    }
+}
 
 /// One command to run, and what bounds it.
 pub struct Shell<'a> {
@@ -50,6 +86,7 @@ impl Shell<'_> {
             .process_group(0)
             .spawn()
             .map_err(|e| anyhow!("the {what} `{command}` could not start: {e}"))?;
+        let _registered = Registered::new(child.id() as libc::pid_t);
         if let (Some(input), Some(mut stdin)) = (self.input, child.stdin.take()) {
             // A thread, so a command that never reads cannot block kast on a
             // full pipe; one that exits without reading is fine.
