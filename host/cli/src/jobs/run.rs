@@ -62,12 +62,6 @@ fn stamp_path(dirs: &crate::context::Dirs, name: &str) -> std::path::PathBuf {
     dirs.data.join("jobs").join(format!("{name}.last"))
 }
 
-/// A child's standard output, sent to kast's standard error.
-pub fn to_stderr() -> Result<std::process::Stdio> {
-    use std::os::fd::AsFd;
-    Ok(std::io::stderr().as_fd().try_clone_to_owned()?.into())
-}
-
 /// Per-file errors kept in a record, so one bad disk does not make it large.
 const ERROR_SAMPLES: usize = 10;
 

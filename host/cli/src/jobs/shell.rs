@@ -82,7 +82,7 @@ impl Shell<'_> {
             } else {
                 Stdio::null()
             })
-            .stdout(super::run::to_stderr()?)
+            .stdout(to_stderr()?)
             .process_group(0)
             .spawn()
             .map_err(|e| anyhow!("the {what} `{command}` could not start: {e}"))?;
@@ -122,6 +122,12 @@ impl Shell<'_> {
             std::thread::sleep(POLL);
         }
     }
+}
+
+/// A child's standard output, sent to kast's standard error.
+fn to_stderr() -> Result<Stdio> {
+    use std::os::fd::AsFd;
+    Ok(std::io::stderr().as_fd().try_clone_to_owned()?.into())
 }
 
 /// Asks the command's whole process group to stop, then makes it.
