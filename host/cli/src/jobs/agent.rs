@@ -123,52 +123,48 @@ pub fn run(ctx: &Context, cancel: Arc<AtomicBool>) -> Result<()> {
 fn next_event(calendar: &Calendar, after: f64) -> f64 {
     let after = after as libc::time_t;
     let base = local(after);
-    let Some((hour, minute)) = calendar.at else {
-        let mut tm = base;
-        tm.tm_min = 0;
-        tm.tm_sec = 0;
-        tm.tm_hour += 1;
-        return from_local(tm) as f64;
-    };
-    for offset in 0..8 {
-        let mut tm = base;
-        tm.tm_mday += offset;
-        tm.tm_hour = hour as i32;
-        tm.tm_min = minute as i32;
-        tm.tm_sec = 0;
-        let t = from_local(tm);
-        // tm_wday counts from Sunday; the calendar from Monday.
-        let weekday = ((local(t).tm_wday + 6) % 7) as usize;
-        if t > after && calendar.days[weekday] {
-            return t as f64;
-        }
+    if calendar.at.is_none() {
+        return (hour_start(base) + 3600) as f64;
     }
-    (after + 7 * 86_400) as f64
+    (0..8)
+        .filter_map(|offset| event_on_day(calendar, base, offset))
+        .find(|&t| t > after)
+        .unwrap_or(after + 7 * 86_400) as f64
 }
 
 /// The last time at or before `now` that the calendar names, in local time.
 fn previous_event(calendar: &Calendar, now: f64) -> f64 {
     let now = now as libc::time_t;
     let base = local(now);
-    let Some((hour, minute)) = calendar.at else {
-        let mut tm = base;
-        tm.tm_min = 0;
-        tm.tm_sec = 0;
-        return from_local(tm) as f64;
-    };
-    for offset in 0..8 {
-        let mut tm = base;
-        tm.tm_mday -= offset;
-        tm.tm_hour = hour as i32;
-        tm.tm_min = minute as i32;
-        tm.tm_sec = 0;
-        let t = from_local(tm);
-        let weekday = ((local(t).tm_wday + 6) % 7) as usize;
-        if t <= now && calendar.days[weekday] {
-            return t as f64;
-        }
+    if calendar.at.is_none() {
+        return hour_start(base) as f64;
     }
-    (now - 7 * 86_400) as f64
+    (0..8)
+        .filter_map(|offset| event_on_day(calendar, base, -offset))
+        .find(|&t| t <= now)
+        .unwrap_or(now - 7 * 86_400) as f64
+}
+
+/// When a calendar with a time of day fires on the day `offset` days from
+/// `base`, if it fires that day.
+fn event_on_day(calendar: &Calendar, base: libc::tm, offset: i32) -> Option<libc::time_t> {
+    let (hour, minute) = calendar.at?;
+    let mut tm = base;
+    tm.tm_mday += offset;
+    tm.tm_hour = hour as i32;
+    tm.tm_min = minute as i32;
+    tm.tm_sec = 0;
+    let t = from_local(tm);
+    // tm_wday counts from Sunday; the calendar from Monday.
+    let weekday = ((local(t).tm_wday + 6) % 7) as usize;
+    calendar.days[weekday].then_some(t)
+}
+
+/// The start of the hour `tm` is in.
+fn hour_start(mut tm: libc::tm) -> libc::time_t {
+    tm.tm_min = 0;
+    tm.tm_sec = 0;
+    from_local(tm)
 }
 
 fn local(t: libc::time_t) -> libc::tm {
