@@ -5,7 +5,7 @@ use crate::context::Context;
 use crate::jobs::{self, Job, run::Ran};
 use crate::spec::{format_bytes, format_time};
 use anyhow::Result;
-use kast_engine::activity::{self, Activity, Outcome};
+use kast_engine::activity::{Activity, Outcome};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -73,10 +73,7 @@ fn list(ctx: &Context) -> Result<()> {
 
 fn show(ctx: &Context, name: &str) -> Result<()> {
     let job = jobs::find(&ctx.dirs, name)?;
-    let runs = ctx
-        .for_store(&job.store, job.passphrase_file.clone())
-        .open_store()
-        .and_then(|store| Ok(activity::history(&store)?.runs));
+    let runs = super::report::runs_in(ctx, &job.store, job.passphrase_file.clone());
     let (runs, unreadable) = match runs {
         Ok(all) => (
             all.into_iter()

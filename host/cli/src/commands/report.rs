@@ -95,31 +95,18 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>, fail_stale: bo
             .values()
             .next()
             .and_then(|j| j.passphrase_file.clone());
-        let history = ctx
-            .for_store(&store, first)
-            .open_store()
-            .and_then(|s| Ok(activity::history(&s)?))
-            .map(|history| {
-                for (id, e) in &history.unreadable {
-                    ctx.warn(&format!(
-                        "activity record {} in {store} cannot be read ({e}); `kast check` names its pack",
-                        id.short()
-                    ));
-                }
-                history.runs
-            })
-            .with_context(|| format!("cannot read the activity log of {store}"));
         // One unreachable store must not hide the others' jobs; its own
         // jobs are reported as such (and stale: nobody can vouch for them).
-        let (history, unreadable) = match history {
+        let (history, unreadable) = match runs_in(ctx, &store, first) {
             Ok(history) => (history, None),
             Err(e) if !jobs_here.is_empty() => {
-                ctx.warn(&format!("{e:#}"));
-                (Vec::new(), Some(format!("{e:#}")))
+                let why = format!("{e:#}");
+                ctx.warn(&why);
+                (Vec::new(), Some(why))
             }
             Err(e) => return Err(e),
         };
-        let mut found = summarise(&store, &jobs_here, &history, from_ns, now_ns)?;
+        let mut found = summarise(&store, &here, &jobs_here, &history, from_ns, now_ns)?;
         for s in &mut found {
             s.stale |= unreadable.is_some();
             s.store_error.clone_from(&unreadable);
@@ -201,22 +188,44 @@ fn stores(
     Ok(out)
 }
 
+/// Every run recorded in the store at `location`, oldest first. Records
+/// that cannot be read are warned about (naming them) and left out, so one
+/// damaged record does not hide the rest.
+pub fn runs_in(
+    ctx: &Context,
+    location: &str,
+    passphrase_file: Option<std::path::PathBuf>,
+) -> Result<Vec<Activity>> {
+    let history = ctx
+        .for_store(location, passphrase_file)
+        .open_store()
+        .and_then(|store| Ok(activity::history(&store)?))
+        .with_context(|| format!("cannot read the activity log of {location}"))?;
+    for (id, e) in &history.unreadable {
+        ctx.warn(&format!(
+            "activity record {} in {location} cannot be read ({e}); `kast check` names its pack",
+            id.short()
+        ));
+    }
+    Ok(history.runs)
+}
+
+/// Jobs in this machine's config file run on `here`; runs from elsewhere
+/// are reported under their own host, without a schedule to be late for.
 fn summarise(
     store: &str,
+    here: &str,
     configured: &BTreeMap<String, Job>,
     history: &[Activity],
     from_ns: i64,
     now_ns: i64,
 ) -> Result<Vec<Summary>> {
-    // Jobs in this machine's config file run here; runs from elsewhere are
-    // reported under their own host, without a schedule to be late for.
-    let here = kast_engine::host_name();
     let mut by_job: BTreeMap<(String, String), Summary> = BTreeMap::new();
     for (name, job) in configured {
         let interval = job.expected_interval()?.map(|d| d.as_secs());
         by_job.insert(
-            (name.clone(), here.clone()),
-            Summary::new(name, &here, store, &job.backup, interval),
+            (name.clone(), here.to_string()),
+            Summary::new(name, here, store, &job.backup, interval),
         );
     }
     for a in history {
