@@ -20,6 +20,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use user::User;
 
+/// A user with a store and a folder to back up (one small file in it).
+fn user_with_source() -> (User, std::path::PathBuf) {
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    (u, src)
+}
+
 /// Writes the user's config file (in their HOME, where kast looks).
 fn write_config(u: &User, text: &str) {
     let dir = u.home.path().join(".config/kast");
@@ -430,11 +440,7 @@ every = "2s"
 
 #[test]
 fn two_agents_never_run_one_job_at_once() {
-    let u = User::new();
-    u.create();
-    let src = u.path("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), "x").unwrap();
+    let (u, src) = user_with_source();
     // The pre hook notes an overlap if another run of the job is inside it.
     let inside = u.path("inside");
     let overlaps = u.path("overlaps");
@@ -476,10 +482,7 @@ pre = "mkdir {inside} || {{ echo overlap >> {overlaps}; exit 9; }}; sleep 1; rmd
 
 #[test]
 fn sigterm_during_a_backup_leaves_a_store_that_checks_clean() {
-    let u = User::new();
-    u.create();
-    let src = u.path("src");
-    std::fs::create_dir(&src).unwrap();
+    let (u, src) = user_with_source();
     for i in 0..8 {
         common::write_random_file(&src.join(format!("big{i}")), 48 << 20, i);
     }
@@ -538,11 +541,7 @@ fn stops(pid: &str) -> bool {
 
 #[test]
 fn a_hung_hook_is_stopped_with_what_it_started() {
-    let u = User::new();
-    u.create();
-    let src = u.path("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("a"), b"a").unwrap();
+    let (u, src) = user_with_source();
     let (pid_file, heard) = (u.path("sleeper.pid"), u.path("heard.json"));
     write_config(
         &u,
@@ -617,10 +616,7 @@ notify = {{ command = "cat > {heard}; sleep 300" }}
 
 #[test]
 fn a_second_ctrl_c_quits_at_once_and_takes_the_hook_along() {
-    let u = User::new();
-    u.create();
-    let src = u.path("src");
-    std::fs::create_dir(&src).unwrap();
+    let (u, src) = user_with_source();
     let pid_file = u.path("sleeper.pid");
     // The hook and its sleep ignore SIGTERM, so only a kill stops them.
     write_config(
@@ -654,12 +650,67 @@ fn a_second_ctrl_c_quits_at_once_and_takes_the_hook_along() {
 }
 
 #[test]
+fn a_damaged_activity_record_is_named_and_the_others_still_report() {
+    let (u, src) = user_with_source();
+    write_config(
+        &u,
+        &format!(
+            "[jobs.home]\nstore = \"{}\"\nbackup = [\"{}\"]\n",
+            u.location,
+            src.display()
+        ),
+    );
+    u.ok(&["job", "run", "home"]);
+    u.ok(&["job", "run", "home"]);
+    // The record is the last thing a run writes: a pack of its own.
+    let newest = walkdir(&u.store.join("packs"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    // Its one blob ends where the footer starts (`footer_len`, the last
+    // four bytes, says where; docs/store-format.md).
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let tail = bytes.len() - 4;
+    let footer_len = u32::from_le_bytes(bytes[tail..].try_into().unwrap()) as usize;
+    bytes[tail - footer_len - 1] ^= 1;
+    std::fs::write(&newest, bytes).unwrap();
+    for args in [
+        &["--json", "report"][..],
+        &["--json", "job", "show", "home"],
+    ] {
+        let out = u.kast(args);
+        let said = user::stderr(&out);
+        assert!(out.status.success(), "{args:?}: {said}");
+        assert!(
+            said.contains("activity record") && said.contains("cannot be read"),
+            "{args:?}: {said}"
+        );
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let runs = match args[1] {
+            "report" => job(&shown, "home")["runs"].as_u64(),
+            _ => shown["last_runs"].as_array().map(|r| r.len() as u64),
+        };
+        assert_eq!(runs, Some(1), "{shown}");
+    }
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
 fn the_agent_catches_up_on_a_calendar_run_it_missed() {
-    let u = User::new();
-    u.create();
-    let src = u.path("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("a"), b"a").unwrap();
+    let (u, src) = user_with_source();
     let mut config = String::new();
     for name in ["missed", "current", "new"] {
         config.push_str(&format!(
@@ -810,11 +861,7 @@ every = "7m"
 
 #[test]
 fn a_webhook_over_https_checks_the_certificate_against_the_jobs_ca() {
-    let u = User::new();
-    u.create();
-    let src = u.path("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), "x").unwrap();
+    let (u, src) = user_with_source();
     let (plain_url, received) = webhook_server(0);
     let port: u16 = plain_url
         .rsplit(':')
