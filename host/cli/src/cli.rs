@@ -206,6 +206,11 @@ pub struct BackupArgs {
     /// Read exclude patterns from a file, one per line.
     #[arg(long = "exclude-file")]
     pub exclude_files: Vec<PathBuf>,
+    /// Stay on the filesystem of each location: folders where another
+    /// filesystem is mounted are kept, empty. Pseudo filesystems (/proc,
+    /// /sys, /dev…) are always left out unless named as a location.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
 }
 
 /// Which snapshots a command considers.

@@ -86,19 +86,7 @@ pub fn parse_share(text: &str) -> Result<f64> {
     Ok(percent / 100.0)
 }
 
-/// A time for people: `YYYY-MM-DD HH:MM:SS` UTC.
-pub fn format_time(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = kast_engine::time::civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use kast_engine::time::format_time;
 
 /// Bytes for people: 1.5 GiB.
 pub fn format_bytes(n: u64) -> String {

@@ -120,8 +120,11 @@ pub fn store(
 pub fn restored(id: &Id, outcome: &kast_engine::RestoreOutcome) -> Value {
     json!({
         "id": id.to_hex(), "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
-        "bytes": outcome.bytes,
+        "hard_links": outcome.hard_links, "bytes": outcome.bytes,
         "errors": outcome.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+        "losses": outcome.losses.iter().map(|l| json!({
+            "kind": l.kind.name(), "count": l.count, "example": l.example, "message": l.message,
+        })).collect::<Vec<_>>(),
     })
 }
 

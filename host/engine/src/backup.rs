@@ -45,6 +45,10 @@ pub struct BackupOptions {
     pub progress: Arc<dyn Progress>,
     /// Set to stop the backup; what was stored so far is kept and indexed.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Stay on the filesystem of the source's root: a directory where
+    /// another one is mounted is kept, empty. Pseudo filesystems (`/proc`,
+    /// `/sys`…) are left out so whatever this says.
+    pub one_file_system: bool,
 }
 
 impl Default for BackupOptions {
@@ -59,6 +63,7 @@ impl Default for BackupOptions {
             threads: 0,
             progress: Arc::new(Silent),
             cancel: None,
+            one_file_system: false,
         }
     }
 }
@@ -73,6 +78,9 @@ pub struct BackupOutcome {
     /// Files read that the previous snapshot of this source did not have
     /// (the rest of `files_read` were changed ones). Not stored.
     pub files_new: u64,
+    /// Mount points kept as empty directories, with their filesystem's type:
+    /// pseudo filesystems, and with `one_file_system` every other one.
+    pub skipped_mounts: Vec<(String, String)>,
 }
 
 /// Backs up `source` into `store`.
@@ -108,14 +116,21 @@ pub fn backup(
             summary: Summary::default(),
             warnings: Vec::new(),
             files_new: 0,
+            skipped_mounts: Vec::new(),
             options,
             lock: &mut lock,
             read_buffer: Vec::new(),
         };
         let root = walker.root(parent_root)?;
-        Ok((root, walker.summary, walker.warnings, walker.files_new))
+        Ok((root, walker.into_walked()))
     })?;
-    let (root, mut summary, warnings, files_new) = walked;
+    let (root, walker) = walked;
+    let Walked {
+        mut summary,
+        warnings,
+        files_new,
+        skipped_mounts,
+    } = walker;
     summary.blobs_added = written.blobs;
     summary.bytes_added = written.bytes;
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -138,7 +153,16 @@ pub fn backup(
         snapshot,
         warnings,
         files_new,
+        skipped_mounts,
     })
+}
+
+/// What the walk found besides the tree.
+struct Walked {
+    summary: Summary,
+    warnings: Vec<String>,
+    files_new: u64,
+    skipped_mounts: Vec<(String, String)>,
 }
 
 /// The walk over the source, on the calling thread.
@@ -150,6 +174,7 @@ struct Walker<'a, 's> {
     summary: Summary,
     warnings: Vec<String>,
     files_new: u64,
+    skipped_mounts: Vec<(String, String)>,
     options: &'a BackupOptions,
     lock: &'a mut LockGuard,
     /// The chunker's read buffer, kept from file to file.
@@ -157,6 +182,37 @@ struct Walker<'a, 's> {
 }
 
 impl Walker<'_, '_> {
+    fn into_walked(self) -> Walked {
+        Walked {
+            summary: self.summary,
+            warnings: self.warnings,
+            files_new: self.files_new,
+            skipped_mounts: self.skipped_mounts,
+        }
+    }
+
+    /// Whether the walk must not enter this directory: a pseudo
+    /// filesystem's mount point, or any mount point with `one_file_system`.
+    fn leaves_out(&self, entry: &crate::source::SourceEntry) -> bool {
+        entry
+            .mount
+            .as_ref()
+            .is_some_and(|m| m.is_pseudo() || self.options.one_file_system)
+    }
+
+    /// [`Self::leaves_out`], and noted so the user is told.
+    fn stays_out(&mut self, path: &[u8], entry: &crate::source::SourceEntry) -> bool {
+        if !self.leaves_out(entry) {
+            return false;
+        }
+        let fs_type = entry.mount.as_ref().map(|m| m.fs_type.clone());
+        self.skipped_mounts.push((
+            String::from_utf8_lossy(path).into_owned(),
+            fs_type.unwrap_or_default(),
+        ));
+        true
+    }
+
     fn root(&mut self, parent: Option<Id>) -> Result<Id> {
         let listing = self.source.list(b"").map_err(|e| Error::Source {
             path: self.source.location(),
@@ -227,7 +283,10 @@ impl Walker<'_, '_> {
             .iter()
             .zip(&excluded)
             .filter(|(e, excluded)| {
-                e.kind == EntryKind::Dir && !**excluded && tree::is_valid_name(&e.name)
+                e.kind == EntryKind::Dir
+                    && !**excluded
+                    && tree::is_valid_name(&e.name)
+                    && !self.leaves_out(e)
             })
             .map(|(e, _)| join(path, &e.name))
             .collect();
@@ -246,6 +305,7 @@ impl Walker<'_, '_> {
                 continue;
             }
             let before = previous.as_ref().and_then(|t| t.find(&entry.name));
+            let stays_out = entry.kind == EntryKind::Dir && self.stays_out(&child, &entry);
             let mut meta = entry.meta;
             let mut error = None;
             let content = match entry.kind {
@@ -255,11 +315,16 @@ impl Walker<'_, '_> {
                         Some(Content::Dir { tree }) => Some(*tree),
                         _ => None,
                     };
-                    let tree = match self.source.list(&child) {
-                        Ok(listing) => self.dir(&child, listing, parent)?,
-                        Err(e) => {
-                            error = Some(self.warn(&child, format!("cannot list directory: {e}")));
-                            self.dir(&child, Vec::new(), None)?
+                    let tree = if stays_out {
+                        self.dir(&child, Vec::new(), None)?
+                    } else {
+                        match self.source.list(&child) {
+                            Ok(listing) => self.dir(&child, listing, parent)?,
+                            Err(e) => {
+                                error =
+                                    Some(self.warn(&child, format!("cannot list directory: {e}")));
+                                self.dir(&child, Vec::new(), None)?
+                            }
                         }
                     };
                     Content::Dir { tree }

@@ -88,6 +88,14 @@ impl ConfigFile {
         if file.body.version != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion(file.body.version));
         }
+        // The id names local files (caches, key files) before any MAC is
+        // checked, so a storage must not choose it freely.
+        if !is_store_id(&file.body.store_id) {
+            return Err(Error::corrupt(
+                "config",
+                "the store id is not 32 lowercase hex digits",
+            ));
+        }
         Ok(file)
     }
 
@@ -103,6 +111,11 @@ impl ConfigFile {
             ))
         }
     }
+}
+
+/// True for what `create` makes a store id: 16 random bytes in lowercase hex.
+pub fn is_store_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn canonical(body: &ConfigBody) -> Result<Vec<u8>> {
@@ -135,6 +148,20 @@ mod tests {
             prop_assert_eq!(&parsed.body, &body);
             parsed.verify(&keys).unwrap();
             prop_assert!(parsed.verify(&Keys::derive(&MasterKey([5; 32]))).is_err());
+        }
+
+        #[test]
+        fn a_store_id_that_could_be_a_path_is_refused(id in "[^0-9a-f]{0,40}|\\.\\./.*|/.*|[0-9a-f]{31}|[0-9a-f]{33}") {
+            let keys = Keys::derive(&MasterKey([4; 32]));
+            let body = ConfigBody {
+                version: FORMAT_VERSION,
+                store_id: id,
+                chunker: ChunkerParams::default(),
+                pack_target: 1 << 20,
+                created: 0,
+            };
+            let bytes = ConfigFile::seal(body, &keys).unwrap();
+            prop_assert!(ConfigFile::parse(&bytes).is_err());
         }
 
         #[test]

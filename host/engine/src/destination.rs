@@ -16,5 +16,20 @@ pub trait Destination: Send + Sync {
     fn create_file(&self, path: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>>;
     fn symlink(&self, path: &[u8], target: &[u8], overwrite: bool) -> io::Result<()>;
     /// Applies mode, owner (where permitted), extended attributes and times.
+    /// `Unsupported` means some of it could not be held (a time outside
+    /// what the filesystem keeps): the engine counts it and goes on.
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()>;
+    /// Whether [`Self::hard_link`] works here; where it does not, the engine
+    /// writes each link as a copy of its own and says how many.
+    fn can_hard_link(&self) -> bool {
+        false
+    }
+    /// Makes `path` one more name of the file already restored at
+    /// `existing`. With `overwrite`, an entry at `path` is replaced.
+    fn hard_link(&self, _path: &[u8], _existing: &[u8], _overwrite: bool) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this destination cannot make hard links",
+        ))
+    }
 }

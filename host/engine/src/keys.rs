@@ -28,7 +28,42 @@ impl Default for KdfParams {
     }
 }
 
+/// The most memory a key may ask Argon2id for: 4× the default. Key
+/// objects are plaintext on the storage, so these bounds are all that stop
+/// a hostile storage from making every client allocate or compute without end.
+pub const MAX_KDF_MEMORY_KIB: u32 = 1024 * 1024;
+/// The most iterations a key may ask for: with the most memory, about 10×
+/// the default's time.
+pub const MAX_KDF_ITERATIONS: u32 = 10;
+/// The most lanes: more buys no speed on the machines kast runs on.
+pub const MAX_KDF_LANES: u32 = 16;
+
 impl KdfParams {
+    /// Checks the parameters are within what `kast create` accepts; the
+    /// same bounds apply to every key read from a storage.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_KDF_LANES).contains(&self.lanes) {
+            return Err(format!(
+                "Argon2id lanes {} are outside 1..={MAX_KDF_LANES}",
+                self.lanes
+            ));
+        }
+        if !(1..=MAX_KDF_ITERATIONS).contains(&self.iterations) {
+            return Err(format!(
+                "Argon2id iterations {} are outside 1..={MAX_KDF_ITERATIONS}",
+                self.iterations
+            ));
+        }
+        let least = 64.max(8 * self.lanes);
+        if !(least..=MAX_KDF_MEMORY_KIB).contains(&self.memory_kib) {
+            return Err(format!(
+                "Argon2id memory {} KiB is outside {least}..={MAX_KDF_MEMORY_KIB} KiB",
+                self.memory_kib
+            ));
+        }
+        Ok(())
+    }
+
     /// Weak parameters for tests only: a store created with them is
     /// trivially brute-forced.
     pub fn insecure_for_tests() -> Self {
@@ -65,6 +100,7 @@ pub fn wrap(
     user: &str,
     created: i64,
 ) -> Result<KeyFile> {
+    kdf.check().map_err(Error::InvalidArgument)?;
     let mut salt = [0u8; 16];
     fill_random(&mut salt)?;
     let kek = derive(passphrase, &salt, kdf)?;
@@ -111,6 +147,7 @@ pub fn unwrap(
     if wrapped.len() != 24 + 32 + 16 {
         return Err(Error::corrupt(what, "wrapped key has the wrong length"));
     }
+    key.kdf.check().map_err(|why| Error::corrupt(&what, why))?;
     let kek = derive(passphrase, &salt, key.kdf)?;
     let cipher = XChaCha20Poly1305::new((&kek).into());
     let opened = cipher.decrypt(
@@ -160,5 +197,44 @@ mod tests {
         assert!(unwrap(&key, b"wrong", "s1", "k").unwrap().is_none());
         // A key moved to another store does not open it.
         assert!(unwrap(&key, b"secret", "s2", "k").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_key_asking_for_too_much_work_is_refused_before_any_is_done() {
+        let master = MasterKey([9; 32]);
+        let key = wrap(
+            &master,
+            b"pw",
+            KdfParams::insecure_for_tests(),
+            "s",
+            "h",
+            "u",
+            0,
+        )
+        .unwrap();
+        for (memory_kib, iterations, lanes) in [
+            (4 * 1024 * 1024, 1, 1),
+            (64, 100_000, 1),
+            (64, 1, 0),
+            (64, 0, 1),
+            (1, 1, 1),
+            (u32::MAX, u32::MAX, u32::MAX),
+        ] {
+            let mut hostile = key.clone();
+            hostile.kdf = KdfParams {
+                memory_kib,
+                iterations,
+                lanes,
+            };
+            let started = std::time::Instant::now();
+            let Err(err) = unwrap(&hostile, b"pw", "s", "k0") else {
+                panic!("{:?} was taken", hostile.kdf);
+            };
+            let err = err.to_string();
+            assert!(err.contains("key k0") && err.contains("Argon2id"), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+            assert!(wrap(&master, b"pw", hostile.kdf, "s", "h", "u", 0).is_err());
+        }
+        assert!(KdfParams::default().check().is_ok());
     }
 }

@@ -50,6 +50,7 @@ impl LocalSource {
             kind,
             meta: metadata_of(path, &meta, kind),
             symlink_target,
+            mount: None,
         })
     }
 }
@@ -91,6 +92,16 @@ fn metadata_of(path: &Path, meta: &fs::Metadata, kind: EntryKind) -> Metadata {
             0
         },
         xattrs,
+        links: if kind == EntryKind::File {
+            meta.nlink()
+        } else {
+            0
+        },
+        device: if kind == EntryKind::File && meta.nlink() > 1 {
+            meta.dev()
+        } else {
+            0
+        },
     }
 }
 
@@ -113,6 +124,7 @@ impl Source for LocalSource {
             };
         }
         let dir = self.path(rel);
+        let device = fs::metadata(&dir)?.dev();
         let mut out = Vec::new();
         for item in fs::read_dir(&dir)? {
             let item = item?;
@@ -120,7 +132,15 @@ impl Source for LocalSource {
             // An entry that vanished between listing and stat is skipped: it
             // is no longer part of the tree.
             match Self::entry(&item.path(), name) {
-                Ok(entry) => out.push(entry),
+                Ok(mut entry) => {
+                    if entry.kind == EntryKind::Dir
+                        && let Ok(sub) = fs::symlink_metadata(item.path())
+                        && sub.dev() != device
+                    {
+                        entry.mount = Some(crate::mounts::mount_of(sub.dev()));
+                    }
+                    out.push(entry)
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -200,6 +220,18 @@ impl Destination for LocalDestination {
             remove_any(&path)?;
         }
         std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
+    }
+
+    fn can_hard_link(&self) -> bool {
+        true
+    }
+
+    fn hard_link(&self, rel: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {
+        let path = self.path(rel);
+        if overwrite && fs::symlink_metadata(&path).is_ok() {
+            remove_any(&path)?;
+        }
+        fs::hard_link(self.path(existing), path)
     }
 
     fn set_metadata(&self, rel: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {

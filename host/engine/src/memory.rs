@@ -60,6 +60,7 @@ impl Source for MemoryTree {
                 kind: e.kind,
                 meta: e.meta.clone(),
                 symlink_target: (e.kind == EntryKind::Symlink).then(|| e.data.clone()),
+                mount: None,
             })
             .collect())
     }

@@ -18,6 +18,7 @@ use crate::source::join;
 use crate::store::Store;
 use crate::tree::{Content, EntryKind, Metadata, Node};
 use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -47,10 +48,58 @@ pub struct RestoreOutcome {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// Files restored as one more name of a file already restored.
+    pub hard_links: u64,
     pub bytes: u64,
     /// Paths that could not be restored whole, and why. Special files
     /// (fifos, devices) are listed here too: they are not recreated.
     pub errors: Vec<(String, String)>,
+    /// What the destination could not hold exactly, one line per kind.
+    pub losses: Vec<Loss>,
+}
+
+/// Something the destination could not hold as the snapshot has it,
+/// counted once per kind so a restore of a million files warns once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loss {
+    pub kind: LossKind,
+    pub count: u64,
+    /// The first entry it happened to, and what was said of it.
+    pub example: String,
+    pub message: String,
+}
+
+/// The kinds of [`Loss`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Hard links restored as separate copies (the destination cannot link).
+    HardLinks,
+    /// Metadata the destination could not keep (a time out of its range).
+    Metadata,
+}
+
+impl LossKind {
+    /// The name scripts see in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::HardLinks => "hard_links",
+            LossKind::Metadata => "metadata",
+        }
+    }
+}
+
+impl RestoreOutcome {
+    fn lost(&mut self, kind: LossKind, path: &[u8], message: impl Into<String>) {
+        match self.losses.iter_mut().find(|l| l.kind == kind) {
+            Some(loss) => loss.count += 1,
+            None => self.losses.push(Loss {
+                kind,
+                count: 1,
+                example: String::from_utf8_lossy(path).into_owned(),
+                message: message.into(),
+            }),
+        }
+    }
 }
 
 type ChunkResult = Receiver<Result<Vec<u8>>>;
@@ -58,10 +107,28 @@ type ChunkResult = Receiver<Result<Vec<u8>>>;
 enum Step {
     Dir(Vec<u8>),
     DirDone(Vec<u8>, Metadata),
-    File { path: Vec<u8>, node: Node },
+    File {
+        path: Vec<u8>,
+        node: Node,
+    },
+    /// A file whose other name was restored already: linked to it.
+    HardLink {
+        path: Vec<u8>,
+        existing: Vec<u8>,
+        size: u64,
+    },
+    /// A file whose other name was restored already, written again because
+    /// the destination cannot link.
+    LinkCopied {
+        path: Vec<u8>,
+        existing: Vec<u8>,
+    },
     Chunk(ChunkResult),
     FileDone,
-    Symlink { path: Vec<u8>, node: Node },
+    Symlink {
+        path: Vec<u8>,
+        node: Node,
+    },
     Problem(Vec<u8>, String),
 }
 
@@ -124,6 +191,8 @@ pub fn restore(
                 held: Vec::new(),
                 batch: Vec::new(),
                 batch_bytes: 0,
+                can_link: destination.can_hard_link(),
+                linked: HashMap::new(),
             };
             let _ = match target {
                 browse::Resolved::Root(tree) => planner.dir(b"", &tree),
@@ -159,6 +228,10 @@ struct Planner<'a> {
     /// Bytes the batch's chunks will bring: a batch also goes when it
     /// holds this much, so large files are not read far ahead.
     batch_bytes: u64,
+    can_link: bool,
+    /// The first path restored of each file with several links, and its
+    /// chunks: only files the source saw links to are kept here.
+    linked: HashMap<(u64, u64), (Vec<u8>, Vec<Id>)>,
 }
 
 /// Steps handed to the writer at once…
@@ -279,6 +352,31 @@ impl Planner<'_> {
             }
             Content::File { chunks } => {
                 let chunks = chunks.clone();
+                if let Some(key) = node.meta.link_key() {
+                    match self.linked.get(&key) {
+                        // The same inode with other content was changed
+                        // between two reads: restored as what was read.
+                        Some((existing, first)) if *first == chunks => {
+                            let existing = existing.clone();
+                            if self.can_link {
+                                let size = node.meta.size;
+                                return self.send(Step::HardLink {
+                                    path,
+                                    existing,
+                                    size,
+                                });
+                            }
+                            self.send(Step::LinkCopied {
+                                path: path.clone(),
+                                existing,
+                            })?;
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.linked.insert(key, (path.clone(), chunks.clone()));
+                        }
+                    }
+                }
                 self.send(Step::File { path, node })?;
                 for id in chunks {
                     self.chunk(id)?;
@@ -313,8 +411,29 @@ fn write_steps(
                 outcome.dirs += 1;
             }
             Step::DirDone(path, meta) => {
-                dest.set_metadata(&path, EntryKind::Dir, &meta)
+                set_metadata(dest, &path, EntryKind::Dir, &meta, outcome)?;
+            }
+            Step::HardLink {
+                path,
+                existing,
+                size,
+            } => {
+                dest.hard_link(&path, &existing, options.overwrite)
                     .map_err(|e| dest_err(&path, e))?;
+                // Counted as restored bytes: the tree holds them at this name too.
+                outcome.bytes += size;
+                options.progress.bytes(size);
+                outcome.files += 1;
+                outcome.hard_links += 1;
+                options.progress.items(1);
+            }
+            Step::LinkCopied { path, existing } => {
+                let message = format!(
+                    "{} cannot make hard links; written as a copy of {}",
+                    dest.location(),
+                    String::from_utf8_lossy(&existing)
+                );
+                outcome.lost(LossKind::HardLinks, &path, message);
             }
             Step::File { path, node } => {
                 let writer = dest
@@ -348,8 +467,7 @@ fn write_steps(
                 };
                 writer.flush().map_err(|e| dest_err(&path, e))?;
                 drop(writer);
-                dest.set_metadata(&path, EntryKind::File, &node.meta)
-                    .map_err(|e| dest_err(&path, e))?;
+                set_metadata(dest, &path, EntryKind::File, &node.meta, outcome)?;
                 if let Some(f) = failure {
                     outcome
                         .errors
@@ -372,8 +490,7 @@ fn write_steps(
                     }
                     result => result.map_err(|e| dest_err(&path, e))?,
                 }
-                dest.set_metadata(&path, EntryKind::Symlink, &node.meta)
-                    .map_err(|e| dest_err(&path, e))?;
+                set_metadata(dest, &path, EntryKind::Symlink, &node.meta, outcome)?;
                 outcome.symlinks += 1;
             }
             Step::Problem(path, message) => {
@@ -384,4 +501,25 @@ fn write_steps(
         }
     }
     Ok(())
+}
+
+/// Applies an entry's metadata; what the destination cannot hold is
+/// counted as a loss, anything else stops the restore.
+fn set_metadata(
+    dest: &dyn Destination,
+    path: &[u8],
+    kind: EntryKind,
+    meta: &Metadata,
+    outcome: &mut RestoreOutcome,
+) -> Result<()> {
+    match dest.set_metadata(path, kind, meta) {
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            outcome.lost(LossKind::Metadata, path, e.to_string());
+            Ok(())
+        }
+        other => other.map_err(|e| Error::Destination {
+            path: String::from_utf8_lossy(path).into_owned(),
+            source: e,
+        }),
+    }
 }

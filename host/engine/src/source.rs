@@ -13,6 +13,50 @@ pub struct SourceEntry {
     pub meta: Metadata,
     /// For symlinks: where the link points.
     pub symlink_target: Option<Vec<u8>>,
+    /// For a directory on another filesystem than its parent's: which one.
+    pub mount: Option<Mount>,
+}
+
+/// A directory where another filesystem is mounted, as a source reports it,
+/// so a backup can stay on one filesystem or leave pseudo filesystems out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The filesystem's type as the system names it (`ext4`, `proc`), or
+    /// empty when unknown.
+    pub fs_type: String,
+}
+
+/// Filesystems that hold no files of the user's, only views of the running
+/// system: a backup of `/` leaves them out unless they are named.
+const PSEUDO_FILESYSTEMS: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fusectl",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "proc",
+    "pstore",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "sysfs",
+    "tracefs",
+];
+
+impl Mount {
+    /// True for the kernel's views of itself (`/proc`, `/sys`, `/dev`…).
+    pub fn is_pseudo(&self) -> bool {
+        PSEUDO_FILESYSTEMS.contains(&self.fs_type.as_str())
+    }
 }
 
 /// A tree to back up. Paths are relative to the source's root, components

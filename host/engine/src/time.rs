@@ -26,6 +26,21 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-MM-DD HH:MM:SS` in UTC, for any time an `i64` of nanoseconds
+/// holds (1677 to 2262): how kast prints times to people and in JSON.
+pub fn format_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +59,8 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(days_from_civil(2026, 11, 26), 20_783);
+        assert_eq!(format_time(-86_400_000_000_000), "1969-12-31 00:00:00");
+        assert_eq!(format_time(i64::MIN), "1677-09-21 00:12:43");
+        assert_eq!(format_time(i64::MAX), "2262-04-11 23:47:16");
     }
 }

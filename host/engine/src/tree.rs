@@ -7,7 +7,12 @@ use crate::codec::{Reader, Writer};
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 
-const TREE_VERSION: u8 = 1;
+/// Version 1 has no link counts; version 2 adds them (and the device of a
+/// file with more than one link). A tree with no such file is still written
+/// as version 1, so trees of stores made before stay byte-identical and
+/// keep deduplicating.
+const TREE_VERSION_PLAIN: u8 = 1;
+const TREE_VERSION_LINKS: u8 = 2;
 
 /// What kind of thing an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +53,21 @@ pub struct Metadata {
     pub size: u64,
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Hard links to this file (`st_nlink`), 0 when the source cannot tell.
+    /// Files of one snapshot with more than one link and the same device
+    /// and inode are restored as one file with several names.
+    pub links: u64,
+    /// The filesystem (`st_dev`) of a file with more than one link, so
+    /// equal inode numbers on two filesystems are not taken for links;
+    /// 0 otherwise.
+    pub device: u64,
+}
+
+impl Metadata {
+    /// The (device, inode) that names this file's other links, if it has any.
+    pub fn link_key(&self) -> Option<(u64, u64)> {
+        (self.links > 1 && self.inode != 0).then_some((self.device, self.inode))
+    }
 }
 
 /// The content half of an entry.
@@ -101,7 +121,12 @@ pub fn is_valid_name(name: &[u8]) -> bool {
 impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(TREE_VERSION);
+        let with_links = self.nodes.iter().any(|n| n.meta.links > 1);
+        w.u8(if with_links {
+            TREE_VERSION_LINKS
+        } else {
+            TREE_VERSION_PLAIN
+        });
         w.varint(self.nodes.len() as u64);
         for node in &self.nodes {
             w.bytes(&node.name);
@@ -113,6 +138,12 @@ impl Tree {
             w.i64(m.mtime_ns);
             w.i64(m.ctime_ns);
             w.varint(m.inode);
+            if with_links {
+                w.varint(m.links);
+                if m.links > 1 {
+                    w.varint(m.device);
+                }
+            }
             w.varint(m.size);
             w.varint(m.xattrs.len() as u64);
             for (k, v) in &m.xattrs {
@@ -144,9 +175,11 @@ impl Tree {
     /// Decodes and validates: names legal, sorted and unique.
     pub fn decode(bytes: &[u8], what: &str) -> Result<Tree> {
         let mut r = Reader::new(bytes, what);
-        if r.u8()? != TREE_VERSION {
-            return Err(Error::corrupt(what, "unknown tree version"));
-        }
+        let with_links = match r.u8()? {
+            TREE_VERSION_PLAIN => false,
+            TREE_VERSION_LINKS => true,
+            _ => return Err(Error::corrupt(what, "unknown tree version")),
+        };
         let count = r.len(20)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(count);
         for _ in 0..count {
@@ -167,6 +200,12 @@ impl Tree {
             let mtime_ns = r.i64()?;
             let ctime_ns = r.i64()?;
             let inode = r.varint()?;
+            let (links, device) = if with_links {
+                let links = r.varint()?;
+                (links, if links > 1 { r.varint()? } else { 0 })
+            } else {
+                (0, 0)
+            };
             let size = r.varint()?;
             let xattr_count = r.len(2)?;
             let mut xattrs = Vec::with_capacity(xattr_count);
@@ -208,6 +247,8 @@ impl Tree {
                     inode,
                     size,
                     xattrs,
+                    links,
+                    device,
                 },
                 content,
                 error,
@@ -254,6 +295,7 @@ pub(crate) mod tests {
                 any::<i64>(),
                 any::<u64>(),
                 any::<u64>(),
+                prop_oneof![Just((0, 0)), (2u64..5, any::<u64>())],
             ),
             proptest::collection::vec((arb_name(), any::<Vec<u8>>()), 0..3),
             content,
@@ -262,7 +304,7 @@ pub(crate) mod tests {
             .prop_map(
                 |(
                     name,
-                    (mode, uid, gid, mtime_ns, ctime_ns, inode, size),
+                    (mode, uid, gid, mtime_ns, ctime_ns, inode, size, (links, device)),
                     xattrs,
                     content,
                     error,
@@ -277,6 +319,8 @@ pub(crate) mod tests {
                         inode,
                         size,
                         xattrs,
+                        links,
+                        device,
                     },
                     content,
                     error,
@@ -297,6 +341,37 @@ pub(crate) mod tests {
         fn garbage_never_panics(bytes: Vec<u8>) {
             let _ = Tree::decode(&bytes, "t");
         }
+    }
+
+    #[test]
+    fn a_tree_without_links_is_written_as_before() {
+        let node = |links| Node {
+            name: b"f".to_vec(),
+            meta: Metadata {
+                inode: 7,
+                links,
+                device: 3,
+                ..Metadata::default()
+            },
+            content: Content::Special,
+            error: None,
+        };
+        let plain = Tree {
+            nodes: vec![node(1)],
+        }
+        .encode();
+        assert_eq!(plain[0], TREE_VERSION_PLAIN);
+        // Read back, an unknown count is 0 and no device is kept.
+        let back = Tree::decode(&plain, "t").unwrap();
+        assert_eq!(
+            (back.nodes[0].meta.links, back.nodes[0].meta.device),
+            (0, 0)
+        );
+        let linked = Tree {
+            nodes: vec![node(2)],
+        };
+        assert_eq!(linked.encode()[0], TREE_VERSION_LINKS);
+        assert_eq!(Tree::decode(&linked.encode(), "t").unwrap(), linked);
     }
 
     #[test]

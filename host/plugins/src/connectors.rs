@@ -62,6 +62,10 @@ fn metadata(m: types::Metadata) -> Metadata {
         inode: m.inode,
         size: m.size,
         xattrs: m.xattrs,
+        // The 0.1 contract carries neither; the `fs` scheme's host fills
+        // them in (`PluginSource::list`).
+        links: 0,
+        device: 0,
     }
 }
 
@@ -197,14 +201,19 @@ impl Storage for PluginStorage {
         let listed = self
             .with(|i| i.storage_call("list", |s, g| g.call_list_objects(s, wit_kind(kind))))
             .map_err(Self::map(kind, "*"))?;
-        Ok(listed
+        // A listing is the plugin's word only: names the engine would not
+        // write are dropped, and a name listed twice counts once.
+        let mut objects: Vec<ObjectInfo> = listed
             .into_iter()
             .filter(|o| kast_engine::storage::is_valid_name(&o.name))
             .map(|o| ObjectInfo {
                 name: o.name,
                 size: o.size,
             })
-            .collect())
+            .collect();
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        objects.dedup_by(|a, b| a.name == b.name);
+        Ok(objects)
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
@@ -246,17 +255,30 @@ impl Source for PluginSource {
     }
 
     fn list(&self, path: &[u8]) -> io::Result<Vec<kast_engine::source::SourceEntry>> {
-        let entries = lock(&self.instance)
+        let mut instance = lock(&self.instance);
+        let entries = instance
             .source_call("list-dir", |s, g| g.call_list_dir(s, path))
             .map_err(PluginError::into_io)?;
+        // For local files the host listed the directory itself, and knows
+        // what the plugin's entries cannot say: links and mount points.
+        let facts = instance
+            .local_fs()
+            .and_then(|local| local.take_facts(path))
+            .unwrap_or_default();
+        drop(instance);
         // Names are checked by the engine (it skips illegal ones with a warning).
         Ok(entries
             .into_iter()
-            .map(|e| kast_engine::source::SourceEntry {
-                name: e.name,
-                kind: entry_kind(e.kind),
-                meta: metadata(e.meta),
-                symlink_target: e.symlink_target,
+            .map(|e| {
+                let mut entry = kast_engine::source::SourceEntry {
+                    kind: entry_kind(e.kind),
+                    meta: metadata(e.meta),
+                    symlink_target: e.symlink_target,
+                    mount: None,
+                    name: e.name,
+                };
+                add_facts(&mut entry, &facts);
+                entry
             })
             .collect())
     }
@@ -291,6 +313,25 @@ impl Source for PluginSource {
             at: 0,
             done: false,
         }))
+    }
+}
+
+/// Adds what the host knows of a local entry (a file's links and device, a
+/// directory's mount) when the plugin handed on an entry of that name and kind.
+fn add_facts(entry: &mut kast_engine::source::SourceEntry, facts: &crate::local_fs::Facts) {
+    match entry.kind {
+        EntryKind::File => {
+            if let Some((_, links, device)) = facts.links.iter().find(|f| f.0 == entry.name) {
+                entry.meta.links = *links;
+                entry.meta.device = *device;
+            }
+        }
+        EntryKind::Dir => {
+            if let Some((_, device)) = facts.mounts.iter().find(|f| f.0 == entry.name) {
+                entry.mount = Some(kast_engine::mounts::mount_of(*device));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -384,6 +425,19 @@ impl Destination for PluginDestination {
         lock(&self.instance)
             .destination_call("symlink", |s, g| g.call_symlink(s, path, target, overwrite))
             .map_err(PluginError::into_io)
+    }
+
+    /// Local files only: the host links within the same grant (the 0.1
+    /// contract has no call for it).
+    fn can_hard_link(&self) -> bool {
+        lock(&self.instance).local_fs().is_some()
+    }
+
+    fn hard_link(&self, path: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {
+        match lock(&self.instance).local_fs() {
+            Some(local) => local.hard_link(path, existing, overwrite),
+            None => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
     }
 
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {

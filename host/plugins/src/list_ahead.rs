@@ -8,7 +8,8 @@
 //! Bounded: helpers wait while more than a few thousand entries are ready
 //! and not yet taken, so a huge tree never sits in memory.
 
-use crate::bindings::types::{Entry, Error};
+use crate::bindings::types::Error;
+use crate::local_fs::Listing;
 use cap_std::fs::Dir;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -21,7 +22,7 @@ const MAX_READY_DIRS: usize = 64;
 
 /// Lists one directory beneath the granted root (the same function the walk
 /// would call itself, so a taken listing is exactly what it would have got).
-pub type ListFn = fn(&Dir, &[u8]) -> Result<Vec<Entry>, Error>;
+pub type ListFn = fn(&Dir, &[u8]) -> Result<Listing, Error>;
 
 pub struct ListAhead {
     shared: Arc<Shared>,
@@ -46,7 +47,7 @@ struct State {
 
 enum Slot {
     Listing,
-    Ready(Result<Vec<Entry>, Error>),
+    Ready(Result<Listing, Error>),
 }
 
 impl ListAhead {
@@ -83,7 +84,7 @@ impl ListAhead {
 
     /// The listing of `path` if a helper has made it or is making it (then
     /// waits for it); `None` when the caller should list it itself.
-    pub fn take(&self, path: &[u8]) -> Option<Result<Vec<Entry>, Error>> {
+    pub fn take(&self, path: &[u8]) -> Option<Result<Listing, Error>> {
         let mut state = self.shared.lock();
         // Not started yet: listing it here is quicker than waiting.
         state.waiting.remove(path);
@@ -101,7 +102,7 @@ impl ListAhead {
                     let Some(Slot::Ready(result)) = state.slots.remove(path) else {
                         unreachable!("matched just above");
                     };
-                    state.ready_entries -= result.as_ref().map_or(0, Vec::len);
+                    state.ready_entries -= result.as_ref().map_or(0, |l| l.entries.len());
                     self.shared.changed.notify_all();
                     return Some(result);
                 }
@@ -144,7 +145,7 @@ impl Shared {
             };
             let result = list(root, &path);
             let mut state = self.lock();
-            state.ready_entries += result.as_ref().map_or(0, Vec::len);
+            state.ready_entries += result.as_ref().map_or(0, |l| l.entries.len());
             state.slots.insert(path, Slot::Ready(result));
             self.changed.notify_all();
         }
@@ -154,9 +155,9 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::ErrorKind;
+    use crate::bindings::types::{Entry, ErrorKind};
 
-    fn list_names(root: &Dir, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    fn list_names(root: &Dir, path: &[u8]) -> Result<Listing, Error> {
         let rel = std::str::from_utf8(path).unwrap();
         let names = root.read_dir(rel).map_err(|e| Error {
             kind: ErrorKind::NotFound,
@@ -180,7 +181,10 @@ mod tests {
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(Listing {
+            entries: out,
+            facts: Default::default(),
+        })
     }
 
     #[test]
@@ -224,7 +228,7 @@ mod tests {
                 }
                 None => list_names(&root, dir).unwrap(),
             };
-            let names = |l: Vec<Entry>| l.into_iter().map(|e| e.name).collect::<Vec<_>>();
+            let names = |l: Listing| l.entries.into_iter().map(|e| e.name).collect::<Vec<_>>();
             assert_eq!(names(listing), names(list_names(&root, dir).unwrap()));
         }
         assert!(taken > 0, "the helpers listed nothing ahead");

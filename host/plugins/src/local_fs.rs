@@ -8,9 +8,7 @@ use crate::bindings::types::{Entry, EntryKind, Error, ErrorKind, Metadata};
 use crate::list_ahead::ListAhead;
 use crate::prefetch::Prefetcher;
 use crate::xattrs;
-use cap_fs_ext::{
-    DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
-};
+use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, Permissions, PermissionsExt};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -37,6 +35,25 @@ pub struct LocalFs {
     prefetcher: Option<Prefetcher>,
     /// Started when a backup first says which directories come next.
     list_ahead: Option<ListAhead>,
+    /// What the last listing knew beyond its entries, until the host takes it.
+    last_facts: Option<(Vec<u8>, Facts)>,
+}
+
+/// One directory's listing: the entries the plugin gets, and what the
+/// 0.1 contract's `entry` cannot carry, which the host adds itself when the
+/// plugin hands the entries on ([`LocalFs::take_facts`]).
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub facts: Facts,
+}
+
+/// Facts about a few entries of a listing, by name.
+#[derive(Default)]
+pub struct Facts {
+    /// Files with more than one link: (name, link count, device).
+    pub links: Vec<(Vec<u8>, u64, u64)>,
+    /// Directories on another filesystem than the listed one: (name, device).
+    pub mounts: Vec<(Vec<u8>, u64)>,
 }
 
 impl LocalFs {
@@ -67,7 +84,31 @@ impl LocalFs {
             set_owner: unsafe { libc::geteuid() } == 0,
             prefetcher: None,
             list_ahead: None,
+            last_facts: None,
         })
+    }
+
+    /// What the listing of `path` knew beyond its entries, if it was the
+    /// last one made.
+    pub fn take_facts(&mut self, path: &[u8]) -> Option<Facts> {
+        match self.last_facts.take() {
+            Some((listed, facts)) if listed == path => Some(facts),
+            _ => None,
+        }
+    }
+
+    /// Makes `path` another name of `existing`, both beneath the grant
+    /// (the 0.1 contract has no call for it, so the host makes links for
+    /// the `fs` scheme itself, within the same grant).
+    pub fn hard_link(&self, path: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {
+        // `resolve` refuses only paths the grant does not reach.
+        let to_io = |e: Error| io::Error::new(io::ErrorKind::PermissionDenied, e.message);
+        let (dir, rel) = self.resolve(path).map_err(to_io)?;
+        let (from_dir, from_rel) = self.resolve(existing).map_err(to_io)?;
+        if overwrite && dir.symlink_metadata(&rel).is_ok() {
+            remove_any(dir, &rel)?;
+        }
+        from_dir.hard_link(&from_rel, dir, &rel)
     }
 
     /// Starts reading ahead `files` (paths as the plugin names them, with
@@ -160,6 +201,8 @@ impl LocalFs {
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             inode: meta.ino(),
             size: meta.size(),
+            links: meta.nlink(),
+            device: meta.dev(),
         };
         Self::entry_from(dir, rel, name, stat)
     }
@@ -167,7 +210,7 @@ impl LocalFs {
     /// As `entry`, for a name read from `dir`'s own listing: one component,
     /// so `fstatat` on the confined descriptor cannot leave it, and costs
     /// one system call where cap-std's general path opens the entry first.
-    fn listed_entry(dir: &Dir, name: &OsStr) -> io::Result<Entry> {
+    fn listed_entry(dir: &Dir, name: &OsStr) -> io::Result<(Entry, Stat)> {
         let c_name = std::ffi::CString::new(name.as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
@@ -200,8 +243,11 @@ impl LocalFs {
             ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec,
             inode: st.st_ino,
             size: st.st_size as u64,
+            links: st.st_nlink,
+            device: st.st_dev,
         };
         Self::entry_from(dir, Path::new(name), name.as_bytes().to_vec(), stat)
+            .map(|entry| (entry, stat))
     }
 
     fn entry_from(dir: &Dir, rel: &Path, name: Vec<u8>, stat: Stat) -> io::Result<Entry> {
@@ -237,6 +283,7 @@ impl LocalFs {
 }
 
 /// What a listing needs of a `stat`, from cap-std or from `fstatat`.
+#[derive(Clone, Copy)]
 struct Stat {
     kind: EntryKind,
     mode: u32,
@@ -246,30 +293,47 @@ struct Stat {
     ctime_ns: i64,
     inode: u64,
     size: u64,
+    links: u64,
+    device: u64,
 }
 
 /// The entries of directory `rel` beneath `dir` (`path`, the plugin's name
 /// for it, for errors).
-fn list_in(dir: &Dir, rel: &Path, path: &[u8]) -> Result<Vec<Entry>, Error> {
+fn list_in(dir: &Dir, rel: &Path, path: &[u8]) -> Result<Listing, Error> {
     let sub = dir
         .open_dir_nofollow(rel)
         .map_err(|e| io_err("list", path, e))?;
-    let mut out = Vec::new();
+    let device = sub
+        .dir_metadata()
+        .map_err(|e| io_err("list", path, e))?
+        .dev();
+    let mut listing = Listing {
+        entries: Vec::new(),
+        facts: Facts::default(),
+    };
     for item in sub.entries().map_err(|e| io_err("list", path, e))? {
         let name = item.map_err(|e| io_err("list", path, e))?.file_name();
         match LocalFs::listed_entry(&sub, &name) {
-            Ok(entry) => out.push(entry),
+            Ok((entry, stat)) => {
+                if stat.kind == EntryKind::File && stat.links > 1 {
+                    let facts = (entry.name.clone(), stat.links, stat.device);
+                    listing.facts.links.push(facts);
+                } else if stat.kind == EntryKind::Dir && stat.device != device {
+                    listing.facts.mounts.push((entry.name.clone(), stat.device));
+                }
+                listing.entries.push(entry)
+            }
             // Gone between the listing and the stat: no longer part of the tree.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("stat", name.as_bytes(), e)),
         }
     }
-    Ok(out)
+    Ok(listing)
 }
 
 /// [`list_in`] for a plugin path beneath a granted directory: what the
 /// listing helpers run.
-fn list_beneath(root: &Dir, path: &[u8]) -> Result<Vec<Entry>, Error> {
+fn list_beneath(root: &Dir, path: &[u8]) -> Result<Listing, Error> {
     list_in(root, &rel_path(path)?, path)
 }
 
@@ -306,6 +370,7 @@ fn io_err(op: &str, path: &[u8], e: io::Error) -> Error {
         K::PermissionDenied => ErrorKind::PermissionDenied,
         K::InvalidInput | K::InvalidFilename => ErrorKind::InvalidInput,
         K::StorageFull | K::QuotaExceeded => ErrorKind::NoSpace,
+        K::Unsupported => ErrorKind::Unsupported,
         _ => ErrorKind::Other,
     };
     err(
@@ -332,16 +397,16 @@ impl Host for crate::instance::HostState {
     }
 
     fn list_dir(&mut self, path: Vec<u8>) -> Result<Vec<Entry>, Error> {
-        if let Some(listed) = self
-            .local_fs
-            .list_ahead
-            .as_ref()
-            .and_then(|a| a.take(&path))
-        {
-            return listed;
-        }
-        let (dir, rel) = self.local_fs.resolve(&path)?;
-        list_in(dir, &rel, &path)
+        let fs = &mut self.local_fs;
+        let listing = match fs.list_ahead.as_ref().and_then(|a| a.take(&path)) {
+            Some(listed) => listed?,
+            None => {
+                let (dir, rel) = fs.resolve(&path)?;
+                list_in(dir, &rel, &path)?
+            }
+        };
+        fs.last_facts = Some((path, listing.facts));
+        Ok(listing.entries)
     }
 
     fn open_read(&mut self, path: Vec<u8>) -> Result<u64, Error> {
@@ -492,17 +557,72 @@ impl Host for crate::instance::HostState {
             dir.set_permissions(&rel, Permissions::from_mode(meta.mode & 0o7777))
                 .map_err(fail)?;
         }
-        let secs = meta.mtime_ns.div_euclid(1_000_000_000);
-        let nanos = meta.mtime_ns.rem_euclid(1_000_000_000) as u32;
-        let time = std::time::UNIX_EPOCH
-            .checked_add(std::time::Duration::new(secs.max(0) as u64, nanos))
-            .unwrap_or(std::time::UNIX_EPOCH);
-        let spec = || {
-            Some(SystemTimeSpec::Absolute(
-                cap_std::time::SystemTime::from_std(time),
-            ))
-        };
-        dir.set_symlink_times(&rel, spec(), spec()).map_err(fail)
+        let wanted = timespec(meta.mtime_ns);
+        at_parent(dir, &rel, |parent, name| {
+            // SAFETY: a descriptor open for the call, a NUL-terminated
+            // name, and `times` outlives the call.
+            let times = [wanted, wanted];
+            check(unsafe {
+                libc::utimensat(
+                    parent,
+                    name.as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?;
+            // SAFETY: as above; the buffer is filled when the call returns 0.
+            let kept = unsafe {
+                let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+                check(libc::fstatat(
+                    parent,
+                    name.as_ptr(),
+                    st.as_mut_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                ))?;
+                st.assume_init()
+            };
+            time_kept(&wanted, kept.st_mtime, kept.st_mtime_nsec)
+        })
+        .map_err(fail)
+    }
+}
+
+/// A time in nanoseconds since the epoch as a `timespec` (seconds below
+/// zero before 1970, nanoseconds always forward).
+fn timespec(ns: i64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t,
+        tv_nsec: ns.rem_euclid(1_000_000_000) as libc::c_long,
+    }
+}
+
+/// Filesystems clamp times they cannot hold (ext4 before 1901, FAT before
+/// 1980) without an error, so a restore reads the time back: a time not
+/// kept is `Unsupported`, which the engine counts and reports once.
+fn time_kept(wanted: &libc::timespec, seconds: i64, nanos: i64) -> io::Result<()> {
+    if wanted.tv_sec == seconds && wanted.tv_nsec == nanos {
+        return Ok(());
+    }
+    let time = |s: i64, n: i64| {
+        let ns = i128::from(s) * 1_000_000_000 + i128::from(n);
+        let ns = ns.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        kast_engine::time::format_time(ns)
+    };
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "the filesystem cannot hold the time {} UTC; it kept {} UTC",
+            time(wanted.tv_sec, wanted.tv_nsec),
+            time(seconds, nanos)
+        ),
+    ))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -511,13 +631,6 @@ impl Host for crate::instance::HostState {
 fn set_metadata_fd(file: &std::fs::File, meta: &Metadata, set_owner: bool) -> io::Result<()> {
     use xattr::FileExt;
     let fd = file.as_raw_fd();
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
     if set_owner {
         // SAFETY: plain syscalls on a descriptor open for the whole call.
         check(unsafe { libc::fchown(fd, meta.uid, meta.gid) })?;
@@ -528,12 +641,15 @@ fn set_metadata_fd(file: &std::fs::File, meta: &Metadata, set_owner: bool) -> io
     }
     // SAFETY: as above.
     check(unsafe { libc::fchmod(fd, (meta.mode & 0o7777) as libc::mode_t) })?;
-    let time = libc::timespec {
-        tv_sec: meta.mtime_ns.div_euclid(1_000_000_000).max(0) as libc::time_t,
-        tv_nsec: meta.mtime_ns.rem_euclid(1_000_000_000) as libc::c_long,
-    };
+    let wanted = timespec(meta.mtime_ns);
     // SAFETY: as above; `times` outlives the call.
-    check(unsafe { libc::futimens(fd, [time, time].as_ptr()) })
+    check(unsafe { libc::futimens(fd, [wanted, wanted].as_ptr()) })?;
+    let kept = file.metadata()?;
+    time_kept(
+        &wanted,
+        std::os::unix::fs::MetadataExt::mtime(&kept),
+        std::os::unix::fs::MetadataExt::mtime_nsec(&kept),
+    )
 }
 
 fn remove_any(dir: &Dir, rel: &Path) -> io::Result<()> {
@@ -544,9 +660,23 @@ fn remove_any(dir: &Dir, rel: &Path) -> io::Result<()> {
     }
 }
 
-/// `lchown` beneath `dir`: the parent is opened through the confined
-/// descriptor, then `fchownat` with `AT_SYMLINK_NOFOLLOW` on the last name.
+/// `lchown` beneath `dir`.
 fn lchown_at(dir: &Dir, rel: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    at_parent(dir, rel, |parent, name| {
+        // SAFETY: the descriptor is open for the duration of the call and
+        // the name is a valid NUL-terminated string.
+        check(unsafe { libc::fchownat(parent, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+    })
+}
+
+/// Runs a `*at` system call on the last name of `rel`: the parent is opened
+/// through the confined descriptor, so only the last name is left, and the
+/// call is made with `AT_SYMLINK_NOFOLLOW` on it.
+fn at_parent<T>(
+    dir: &Dir,
+    rel: &Path,
+    call: impl FnOnce(libc::c_int, &std::ffi::CStr) -> io::Result<T>,
+) -> io::Result<T> {
     let parent = match rel.parent() {
         Some(p) if !p.as_os_str().is_empty() => dir.open_dir(p)?,
         _ => dir.try_clone()?,
@@ -554,20 +684,5 @@ fn lchown_at(dir: &Dir, rel: &Path, uid: u32, gid: u32) -> io::Result<()> {
     let name = rel.file_name().unwrap_or(OsStr::new("."));
     let c_name = std::ffi::CString::new(name.as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
-    // SAFETY: the descriptor is open for the duration of the call and the
-    // name is a valid NUL-terminated string.
-    let rc = unsafe {
-        libc::fchownat(
-            parent.as_raw_fd(),
-            c_name.as_ptr(),
-            uid,
-            gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    call(parent.as_raw_fd(), &c_name)
 }

@@ -56,6 +56,10 @@ impl Location {
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
+            // `fs://` alone must not quietly mean the whole machine.
+            None if scheme == "fs" => {
+                return Err(bad("a path is missing: fs:///path/to/folder"));
+            }
             None => (rest, "/"),
         };
         let (user, hostport) = match authority.rsplit_once('@') {
@@ -111,16 +115,20 @@ impl Location {
     }
 }
 
+/// Percent-decodes; a `%` not followed by two hex digits stays as it is.
 fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
+    let hex = |b: u8| char::from(b).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+            && let Some((Some(high), Some(low))) = bytes
+                .get(i + 1)
+                .zip(bytes.get(i + 2))
+                .map(|(&h, &l)| (hex(h), hex(l)))
         {
-            out.push(v);
+            out.push((high * 16 + low) as u8);
             i += 3;
             continue;
         }

@@ -636,23 +636,36 @@ impl Destination for FtpDestination {
         // two-argument MDTM that vsftpd and others take.
         let _ = s.ftp.site(format!("CHMOD {:o} {full}", meta.mode & 0o7777));
         let seconds = meta.mtime_ns.div_euclid(1_000_000_000);
-        if let Some(stamp) = listing::format_time(seconds) {
-            let set = if s.mfmt {
-                s.ftp
-                    .custom_command(format!("MFMT {stamp} {full}"), &[Status::File])
-            } else {
-                s.ftp.custom_command(
-                    format!("MDTM {stamp} {full}"),
-                    &[Status::File, Status::CommandOk],
-                )
-            };
-            if set.is_err() && kind == EntryKind::File {
-                let _ = s
-                    .ftp
-                    .site(format!("UTIME {full} {stamp} {stamp} {stamp} UTC"));
-            }
-        }
-        Ok(())
+        let stamp = listing::format_time(seconds).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("the time {seconds} s since 1970 has no FTP form"),
+            )
+        })?;
+        let set = if s.mfmt {
+            s.ftp
+                .custom_command(format!("MFMT {stamp} {full}"), &[Status::File])
+        } else {
+            s.ftp.custom_command(
+                format!("MDTM {stamp} {full}"),
+                &[Status::File, Status::CommandOk],
+            )
+        };
+        let set = match set {
+            Err(_) if kind == EntryKind::File => s
+                .ftp
+                .site(format!("UTIME {full} {stamp} {stamp} {stamp} UTC"))
+                .map(drop),
+            other => other.map(drop),
+        };
+        // A server that takes no way of setting a time (or refuses this
+        // one) leaves the upload's time: said so, and counted by the host.
+        set.map_err(|e| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("{}: the server did not set the time {stamp}: {e}", s.peer),
+            )
+        })
     }
 }
 

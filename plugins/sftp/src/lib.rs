@@ -621,7 +621,8 @@ impl Destination for SftpDestination {
     fn set_metadata(&mut self, path: &[u8], kind: EntryKind, meta: Metadata) -> Result<(), Error> {
         let full = join(&self.root, path);
         let s = &mut *self.s.borrow_mut();
-        let seconds = (meta.mtime_ns.div_euclid(1_000_000_000)).clamp(0, u32::MAX as i64) as u32;
+        let wanted = meta.mtime_ns.div_euclid(1_000_000_000);
+        let seconds = wanted.clamp(0, u32::MAX as i64) as u32;
         let owner = self.set_owner.then_some((meta.uid, meta.gid));
         if kind == EntryKind::Symlink {
             let attrs = Attrs {
@@ -632,7 +633,7 @@ impl Destination for SftpDestination {
             // Where the server cannot change a link itself, leave it be.
             return match s.lsetstat(&full, &attrs) {
                 Err(e) if e.kind == ErrorKind::Unsupported => Ok(()),
-                other => other,
+                other => other.and_then(|()| time_held(wanted, seconds)),
             };
         }
         if let Some(owner) = owner {
@@ -651,8 +652,24 @@ impl Destination for SftpDestination {
                 times: Some((seconds, seconds)),
                 ..Attrs::default()
             },
-        )
+        )?;
+        time_held(wanted, seconds)
     }
+}
+
+/// SFTP version 3 carries times as unsigned 32-bit seconds (1970 to 2106):
+/// a time outside is set to the nearest it can say, and said to be
+/// `unsupported`, which the host counts and reports once per restore.
+fn time_held(wanted: i64, sent: u32) -> Result<(), Error> {
+    if wanted == i64::from(sent) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "SFTP carries times from 1970 to 2106 only: {wanted} s since 1970 was set as {sent} s"
+        ),
+    ))
 }
 
 /// A remote file being written; `flush` waits for every write and closes.

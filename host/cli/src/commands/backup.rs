@@ -68,6 +68,26 @@ pub fn back_up(
     }
 }
 
+/// Says which mount points a backup kept empty, and how to include them.
+pub fn note_skipped_mounts(ctx: &Context, skipped: &[(String, String)]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let named: Vec<String> = skipped
+        .iter()
+        .map(|(path, fs_type)| match fs_type.as_str() {
+            "" => path.clone(),
+            t => format!("{path} ({t})"),
+        })
+        .collect();
+    ctx.note(&format!(
+        "left out {} mounted filesystem{} (kept as empty folders): {}; name one as a location to back it up",
+        skipped.len(),
+        if skipped.len() == 1 { "" } else { "s" },
+        named.join(", ")
+    ));
+}
+
 /// Exit code 4 when some entries could not be read (the snapshot is saved
 /// and lists them).
 pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
@@ -81,12 +101,14 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
             exclude: exclude.clone(),
             progress: ctx.progress(&format!("backing up {location}"), None),
             cancel: Some(cancel.clone()),
+            one_file_system: args.one_file_system,
             ..Default::default()
         };
         let outcome = back_up(ctx, &store, location, &options)?;
         for w in &outcome.warnings {
             ctx.warn(w);
         }
+        note_skipped_mounts(ctx, &outcome.skipped_mounts);
         partial |= !outcome.warnings.is_empty();
         let s = &outcome.snapshot.summary;
         if !ctx.json && !ctx.quiet {
@@ -109,6 +131,9 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
             "files_changed": s.files_read - outcome.files_new, "files_unchanged": s.files_unchanged,
             "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "logical_bytes": s.logical_bytes,
             "duration_ms": s.duration_ms, "warnings": outcome.warnings,
+            "skipped_mounts": outcome.skipped_mounts.iter()
+                .map(|(path, fs_type)| json!({ "path": path, "fs_type": fs_type }))
+                .collect::<Vec<_>>(),
         }));
     }
     if ctx.json {

@@ -6,6 +6,25 @@ use crate::spec::{self, format_bytes};
 use anyhow::{Context as _, Result, bail};
 use kast_engine::RestoreOptions;
 
+/// One line for everything of one kind the destination could not hold.
+fn describe_loss(loss: &kast_engine::Loss) -> String {
+    let n = loss.count;
+    match loss.kind {
+        kast_engine::LossKind::HardLinks => format!(
+            "{n} hard link{} written as separate copies ({}; the first: {})",
+            if n == 1 { "" } else { "s" },
+            loss.message,
+            loss.example
+        ),
+        kast_engine::LossKind::Metadata => format!(
+            "metadata of {n} entr{} not kept exactly (the first: {}: {})",
+            if n == 1 { "y" } else { "ies" },
+            loss.example,
+            loss.message
+        ),
+    }
+}
+
 pub fn run(
     ctx: &Context,
     spec_text: &str,
@@ -31,8 +50,10 @@ pub fn run(
     };
     let outcome = kast_engine::restore(&store, &id, path.as_bytes(), &destination, &options)
         .map_err(|e| match e {
+            // Only a refusal to replace is cured by --force; with it, the
+            // error as it is says what stood in the way.
             kast_engine::Error::Destination { ref source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                if !force && source.kind() == std::io::ErrorKind::AlreadyExists =>
             {
                 anyhow::Error::new(e).context(format!(
                     "{to} already has files the snapshot holds; add --force to replace them"
@@ -43,8 +64,12 @@ pub fn run(
     if ctx.json {
         ctx.print_json(&crate::views::restored(&id, &outcome))?;
     } else if !ctx.quiet {
+        let links = match outcome.hard_links {
+            0 => String::new(),
+            n => format!(" ({n} as hard links)"),
+        };
         println!(
-            "restored {} files, {} dirs, {} symlinks ({}) from {} to {to}",
+            "restored {} files{links}, {} dirs, {} symlinks ({}) from {} to {to}",
             outcome.files,
             outcome.dirs,
             outcome.symlinks,
@@ -54,6 +79,9 @@ pub fn run(
     }
     for (path, error) in &outcome.errors {
         ctx.warn(&format!("{path}: {error}"));
+    }
+    for loss in &outcome.losses {
+        ctx.warn(&describe_loss(loss));
     }
     if !outcome.errors.is_empty() {
         bail!(

@@ -137,38 +137,76 @@ pub fn backup_dir(store: &Store, source: &Path) -> kast_engine::BackupOutcome {
     kast_engine::backup(store, &src, &BackupOptions::default()).unwrap()
 }
 
-/// What a user compares after a restore: kind, bytes, mode, mtime,
-/// symlink target, and owner.
+/// What a user compares after a restore: kind, bytes, mode, the time to
+/// the nanosecond, symlink target, owner, extended attributes, and which
+/// other paths are hard links to the same file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen {
     File {
         mode: u32,
-        mtime: i64,
+        /// Nanoseconds since the epoch.
         mtime_ns: i64,
         uid: u32,
         gid: u32,
         hash: String,
         len: u64,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The other paths of this file's hard-link group, sorted.
+        links: Vec<Vec<u8>>,
     },
     Dir {
         mode: u32,
-        mtime: i64,
+        mtime_ns: i64,
         uid: u32,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
     Symlink {
         target: Vec<u8>,
-        mtime: i64,
+        mtime_ns: i64,
     },
+}
+
+fn nanos(meta: &fs::Metadata) -> i64 {
+    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+}
+
+fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = xattr::list(path)
+        .map(|names| {
+            names
+                .filter_map(|n| {
+                    let value = xattr::get(path, &n).ok().flatten()?;
+                    Some((n.as_bytes().to_vec(), value))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// Every entry below `root`, keyed by relative path.
 pub fn snapshot_of_dir(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
     let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
+    let mut inodes: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+    walk(root, root, &mut out, &mut inodes);
+    for group in inodes.values().filter(|g| g.len() > 1) {
+        for path in group {
+            if let Some(Seen::File { links, .. }) = out.get_mut(path) {
+                *links = group.iter().filter(|p| *p != path).cloned().collect();
+                links.sort();
+            }
+        }
+    }
     out
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Seen>) {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<Vec<u8>, Seen>,
+    inodes: &mut BTreeMap<u64, Vec<Vec<u8>>>,
+) {
     for entry in fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let path = entry.path();
@@ -186,44 +224,100 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Seen>) {
                     .as_os_str()
                     .as_bytes()
                     .to_vec(),
-                mtime: meta.mtime(),
+                mtime_ns: nanos(&meta),
             }
         } else if meta.is_dir() {
-            walk(root, &path, out);
+            walk(root, &path, out, inodes);
             Seen::Dir {
                 mode: meta.permissions().mode(),
-                mtime: meta.mtime(),
+                mtime_ns: nanos(&meta),
                 uid: meta.uid(),
+                xattrs: xattrs_of(&path),
             }
         } else {
             let mut hasher = blake3::Hasher::new();
             hasher
                 .update_reader(fs::File::open(&path).unwrap())
                 .unwrap();
+            if meta.nlink() > 1 {
+                inodes.entry(meta.ino()).or_default().push(rel.clone());
+            }
             Seen::File {
                 mode: meta.permissions().mode(),
-                mtime: meta.mtime(),
-                mtime_ns: meta.mtime_nsec(),
+                mtime_ns: nanos(&meta),
                 uid: meta.uid(),
                 gid: meta.gid(),
                 hash: hasher.finalize().to_hex().to_string(),
                 len: meta.len(),
+                xattrs: xattrs_of(&path),
+                links: Vec::new(),
             }
         };
         out.insert(rel, seen);
     }
 }
 
-/// Asserts that two trees hold the same entries, bytes and metadata.
+/// A time cut to whole seconds, as SFTP version 3 and FTP carry it.
+fn whole_second(ns: i64) -> i64 {
+    ns.div_euclid(1_000_000_000) * 1_000_000_000
+}
+
+/// Asserts that two trees hold the same entries, bytes and metadata, hard
+/// links and times to the nanosecond included.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    compare_trees(expected, actual, false);
+    compare_trees(snapshot_of_dir(expected), snapshot_of_dir(actual));
 }
 
 /// As [`assert_same_tree`], for connectors whose times are whole seconds
-/// (SFTP version 3).
+/// and that have no hard links or extended attributes (SFTP version 3).
 #[allow(dead_code)]
 pub fn assert_same_tree_to_the_second(expected: &Path, actual: &Path) {
-    compare_trees(expected, actual, true);
+    compare_trees(sftp_view(expected), sftp_view(actual));
+}
+
+/// What SFTP version 3 keeps of a tree.
+fn sftp_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
+    snapshot_of_dir(root)
+        .into_iter()
+        .map(|(path, seen)| {
+            let seen = match seen {
+                Seen::File {
+                    mode,
+                    mtime_ns,
+                    uid,
+                    gid,
+                    hash,
+                    len,
+                    ..
+                } => Seen::File {
+                    mode,
+                    mtime_ns: whole_second(mtime_ns),
+                    uid,
+                    gid,
+                    hash,
+                    len,
+                    xattrs: Vec::new(),
+                    links: Vec::new(),
+                },
+                Seen::Dir {
+                    mode,
+                    mtime_ns,
+                    uid,
+                    ..
+                } => Seen::Dir {
+                    mode,
+                    mtime_ns: whole_second(mtime_ns),
+                    uid,
+                    xattrs: Vec::new(),
+                },
+                Seen::Symlink { target, mtime_ns } => Seen::Symlink {
+                    target,
+                    mtime_ns: whole_second(mtime_ns),
+                },
+            };
+            (path, seen)
+        })
+        .collect()
 }
 
 /// As [`assert_same_tree`], for connectors that keep only what WebDAV
@@ -240,25 +334,30 @@ fn files_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
         .into_iter()
         .filter_map(|(path, seen)| match seen {
             Seen::File {
-                mtime, hash, len, ..
+                mtime_ns,
+                hash,
+                len,
+                ..
             } => Some((
                 path,
                 Seen::File {
                     mode: 0,
-                    mtime,
-                    mtime_ns: 0,
+                    mtime_ns: whole_second(mtime_ns),
                     uid: 0,
                     gid: 0,
                     hash,
                     len,
+                    xattrs: Vec::new(),
+                    links: Vec::new(),
                 },
             )),
             Seen::Dir { .. } => Some((
                 path,
                 Seen::Dir {
                     mode: 0,
-                    mtime: 0,
+                    mtime_ns: 0,
                     uid: 0,
+                    xattrs: Vec::new(),
                 },
             )),
             Seen::Symlink { .. } => None,
@@ -266,19 +365,7 @@ fn files_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
         .collect()
 }
 
-fn compare_trees(expected: &Path, actual: &Path, whole_seconds: bool) {
-    let coarse = |mut map: BTreeMap<Vec<u8>, Seen>| {
-        if whole_seconds {
-            for seen in map.values_mut() {
-                if let Seen::File { mtime_ns, .. } = seen {
-                    *mtime_ns = 0;
-                }
-            }
-        }
-        map
-    };
-    let a = coarse(snapshot_of_dir(expected));
-    let b = coarse(snapshot_of_dir(actual));
+fn compare_trees(a: BTreeMap<Vec<u8>, Seen>, b: BTreeMap<Vec<u8>, Seen>) {
     for (path, seen) in &a {
         match b.get(path) {
             Some(other) => assert_eq!(seen, other, "entry {}", String::from_utf8_lossy(path)),
@@ -323,7 +410,7 @@ pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
                 match seen {
                     Seen::File {
                         mode,
-                        mtime,
+                        mtime_ns,
                         uid,
                         gid,
                         hash,
@@ -331,19 +418,24 @@ pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
                         ..
                     } => Seen::File {
                         mode,
-                        mtime,
-                        mtime_ns: 0,
+                        mtime_ns: whole_second(mtime_ns),
                         uid,
                         gid,
                         hash,
                         len,
+                        xattrs: Vec::new(),
+                        links: Vec::new(),
                     },
                     Seen::Dir { mode, uid, .. } => Seen::Dir {
                         mode,
-                        mtime: 0,
+                        mtime_ns: 0,
                         uid,
+                        xattrs: Vec::new(),
                     },
-                    Seen::Symlink { target, .. } if links => Seen::Symlink { target, mtime: 0 },
+                    Seen::Symlink { target, .. } if links => Seen::Symlink {
+                        target,
+                        mtime_ns: 0,
+                    },
                     Seen::Symlink { .. } => return None,
                 },
             ))
@@ -374,7 +466,6 @@ pub fn s3_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
         .into_iter()
         .filter_map(|(path, seen)| match seen {
             Seen::File {
-                mtime,
                 mtime_ns,
                 hash,
                 len,
@@ -383,12 +474,13 @@ pub fn s3_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
                 path,
                 Seen::File {
                     mode: 0,
-                    mtime,
                     mtime_ns,
                     uid: 0,
                     gid: 0,
                     hash,
                     len,
+                    xattrs: Vec::new(),
+                    links: Vec::new(),
                 },
             )),
             _ => None,
@@ -446,10 +538,51 @@ pub fn generate_tree(root: &Path, seed: u64, big: u64) {
     fs::create_dir(&ro_dir).unwrap();
     fs::write(ro_dir.join("inside"), b"in a 0555 dir").unwrap();
     fs::set_permissions(&ro_dir, fs::Permissions::from_mode(0o555)).unwrap();
-    // Give files distinct, old mtimes so restored times are really checked.
+    // Hard links: a group of three across folders, and a pair.
+    let linked = root.join("linked");
+    fs::create_dir(&linked).unwrap();
+    fs::write(linked.join("one"), rng.bytes(70_000)).unwrap();
+    fs::hard_link(linked.join("one"), linked.join("two")).unwrap();
+    fs::hard_link(linked.join("one"), many.join("three")).unwrap();
+    fs::write(linked.join("pair-a"), b"a pair").unwrap();
+    fs::hard_link(linked.join("pair-a"), linked.join("pair-b")).unwrap();
+    // An extended attribute where the filesystem takes one.
+    let _ = xattr::set(root.join("run.sh"), "user.kast.note", b"kept");
+    // Give files distinct, old mtimes so restored times are really checked,
+    // and one past 2038 (in the range every connector can carry).
     let t = filetime::FileTime::from_unix_time(1_500_000_000, 123_456_789);
     filetime::set_file_mtime(root.join("empty"), t).unwrap();
     filetime::set_symlink_file_times(root.join("link-to-file"), t, t).unwrap();
+    let after_2038 = filetime::FileTime::from_unix_time(4_102_444_800, 987_654_321);
+    filetime::set_file_mtime(root.join("run.sh"), after_2038).unwrap();
+    filetime::set_file_mtime(&linked, after_2038).unwrap();
+}
+
+/// Files whose times most tools get wrong: before 1970, past 2038 and
+/// 2106, and the first and last nanosecond an `i64` holds (1677, 2262).
+/// The filesystem under `root` may clamp some (ext4 holds 1901 to 2446);
+/// the tree then holds what it kept. Returns the names and the times asked.
+pub fn awkward_times_tree(root: &Path) -> Vec<(&'static str, i64)> {
+    let times: Vec<(&'static str, i64)> = vec![
+        ("day-before-1970", -86_400_000_000_000 + 5),
+        ("year-1900", -2_208_988_800_000_000_000 + 999_999_999),
+        ("first-ns-of-i64", i64::MIN + 1_000_000_000),
+        ("after-2038", 2_200_000_000_000_000_001),
+        ("after-2106", 4_400_000_000_123_456_789),
+        ("last-ns-of-i64", i64::MAX - 1_000_000_000),
+    ];
+    fs::create_dir_all(root.join("old-dir")).unwrap();
+    for (name, ns) in &times {
+        fs::write(root.join(name), name.as_bytes()).unwrap();
+        let t = filetime::FileTime::from_unix_time(
+            ns.div_euclid(1_000_000_000),
+            ns.rem_euclid(1_000_000_000) as u32,
+        );
+        filetime::set_file_mtime(root.join(name), t).unwrap();
+    }
+    let old = filetime::FileTime::from_unix_time(-1_000_000, 1);
+    filetime::set_file_mtime(root.join("old-dir"), old).unwrap();
+    times
 }
 
 /// Flips one bit in the middle of the largest pack of a local store (the
