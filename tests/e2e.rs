@@ -24,11 +24,14 @@ fn the_whole_life_of_a_store() {
     u.create();
     let first = u.json(&["backup", "--tag", "daily", src.to_str().unwrap()]);
     let first_id = first["snapshots"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(first["snapshots"][0]["files"], 311);
+    assert_eq!(
+        first["snapshots"][0]["files"], 316,
+        "311 generated files and 5 hard links"
+    );
 
     // ls, cat
     let listing = u.ok(&["ls", &format!("{}:many", &first_id[..8])]);
-    assert_eq!(listing.lines().count(), 300);
+    assert_eq!(listing.lines().count(), 301, "300 files and one hard link");
     let cat = u.kast(&["cat", &format!("{first_id}:héllo wörld ✓.txt")]);
     assert_eq!(
         cat.stdout,
@@ -80,7 +83,7 @@ fn the_whole_life_of_a_store() {
         "--to",
         &format!("fs://{}", part.display()),
     ]);
-    assert_eq!(std::fs::read_dir(&part).unwrap().count(), 300);
+    assert_eq!(std::fs::read_dir(&part).unwrap().count(), 301);
 
     // rm + maintenance + check
     u.ok(&["rm", &first_id]);
@@ -386,11 +389,24 @@ fn excludes_leave_paths_out() {
 
 #[test]
 fn ctrl_c_stops_a_backup_cleanly_and_the_next_one_reuses_its_work() {
+    stops_cleanly_on("INT");
+}
+
+#[test]
+fn sigterm_stops_a_backup_as_ctrl_c_does() {
+    stops_cleanly_on("TERM");
+}
+
+/// A backup of one large file and a few more, stopped by `signal` once its
+/// first pack is stored: it ends within seconds (inside a file, not after
+/// it), stores no snapshot, and the next backup reuses what it stored.
+fn stops_cleanly_on(signal: &str) {
     let u = User::new();
     u.create();
     let src = u.path("src");
     std::fs::create_dir(&src).unwrap();
-    for i in 0..6 {
+    common::write_random_file(&src.join("a-large"), 256 << 20, 9);
+    for i in 0..2 {
         common::write_random_file(&src.join(format!("f{i}")), 64 << 20, i);
     }
     let child = Command::new(env!("CARGO_BIN_EXE_kast"))
@@ -416,8 +432,15 @@ fn ctrl_c_stops_a_backup_cleanly_and_the_next_one_reuses_its_work() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    user::interrupt(&child);
+    user::send_signal(&child, signal);
+    let asked = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
+    // Far less than the rest of the 256 MiB file would take to read.
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?} to stop",
+        asked.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert!(u.snapshot_ids().is_empty());

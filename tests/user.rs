@@ -129,8 +129,13 @@ impl User {
 
 /// Sends Ctrl-C (SIGINT) to a kast started in the background.
 pub fn interrupt(child: &Child) {
+    send_signal(child, "INT");
+}
+
+/// Sends a signal by name (`INT`, `TERM`) as `kill -NAME` does.
+pub fn send_signal(child: &Child, name: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

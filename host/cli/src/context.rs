@@ -155,10 +155,13 @@ impl Context {
     /// Opens the store at `location`, with `passphrase` if given, else the
     /// local key file, else the usual passphrase sources.
     pub fn open_store_at(&self, location: &str, passphrase: Option<&[u8]>) -> Result<Store> {
-        let storage = self.host()?.storage(location).map_err(|e| match e {
+        let url = location;
+        // Every message shows the location with its secrets redacted.
+        let location = &kast_plugins::location::redact(url);
+        let storage = self.host()?.storage(url).map_err(|e| match e {
             // A local store path that does not exist: nothing to open.
             kast_plugins::PluginError::BadLocation { .. }
-                if !location.contains("://") || location.starts_with("fs://") =>
+                if !url.contains("://") || url.starts_with("fs://") =>
             {
                 anyhow!("no store at {location}; create one with `kast create`")
             }
@@ -200,6 +203,7 @@ impl Context {
     pub fn open_or_create_default(&self) -> Result<Store> {
         let (location, default) = self.store_location()?;
         if default && !Path::new(&location).join("config").exists() {
+            // The default store is a local path: no secret to hide.
             let storage = self.host()?.new_storage(&location)?;
             {
                 let passphrase = self.passphrase(true)?;

@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod jobs;
 mod progress;
+mod seen;
 mod spec;
 mod ui;
 mod views;

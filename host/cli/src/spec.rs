@@ -31,9 +31,10 @@ pub fn filter(ctx: &Context, args: &FilterArgs) -> Result<SnapshotFilter> {
 }
 
 /// How a source location is recorded in snapshots: its URL as the plugin
-/// host normalises it (a local path becomes `fs://` + its absolute path).
+/// host normalises it (a local path becomes `fs://` + its absolute path),
+/// secrets redacted.
 pub fn source_name(ctx: &Context, text: &str) -> Result<String> {
-    Ok(kast_plugins::Location::parse(&ctx.location(text)?)?.url)
+    Ok(kast_plugins::Location::parse(&ctx.location(text)?)?.shown)
 }
 
 /// Finds the snapshot a spec names.
@@ -44,7 +45,9 @@ pub fn resolve(
     args: &FilterArgs,
 ) -> Result<(Id, Snapshot)> {
     let filter = filter(ctx, args)?;
-    Ok(browse::find(store, snapshot, &filter)?)
+    let listed = browse::snapshots(store)?.snapshots;
+    crate::seen::check(ctx, store, &listed);
+    Ok(browse::find_in(listed, snapshot, &filter)?)
 }
 
 /// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS][Z]` (UTC) to ns since the epoch.

@@ -117,9 +117,13 @@ pub fn store(
 }
 
 /// A finished restore (`kast restore --json`).
-pub fn restored(id: &Id, outcome: &kast_engine::RestoreOutcome) -> Value {
+pub fn restored(
+    id: &Id,
+    snapshot: &kast_engine::snapshot::Snapshot,
+    outcome: &kast_engine::RestoreOutcome,
+) -> Value {
     json!({
-        "id": id.to_hex(), "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
+        "id": id.to_hex(), "time": format_time(snapshot.time_ns), "time_ns": snapshot.time_ns, "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
         "hard_links": outcome.hard_links, "bytes": outcome.bytes,
         "errors": outcome.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
         "losses": outcome.losses.iter().map(|l| json!({

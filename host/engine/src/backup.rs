@@ -430,6 +430,8 @@ impl Walker<'_, '_> {
         let mut chunks = Vec::new();
         let mut read = 0u64;
         loop {
+            // Checked per chunk too: a large file must not delay a stop.
+            self.check_cancel()?;
             let mut data = self.sink.buffer();
             match stream.next_into(&mut data) {
                 Ok(true) => {

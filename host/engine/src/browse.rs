@@ -76,7 +76,15 @@ pub fn latest_of(store: &Store, source: &str, host: &str) -> Result<Option<(Id, 
 /// Finds one snapshot by `latest` or a unique id prefix, among those the
 /// filter admits.
 pub fn find(store: &Store, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
-    let all = snapshots(store)?.snapshots;
+    find_in(snapshots(store)?.snapshots, spec, filter)
+}
+
+/// [`find`] among snapshots already listed (oldest first).
+pub fn find_in(
+    all: Vec<(Id, Snapshot)>,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(Id, Snapshot)> {
     let mut matching = all.into_iter().filter(|(_, s)| filter.matches(s));
     if spec == "latest" {
         return matching

@@ -87,7 +87,7 @@ pub fn grants_for(
     creating: bool,
 ) -> Result<(Grants, Option<String>), PluginError> {
     let bad = |why: String| PluginError::BadLocation {
-        location: location.url.clone(),
+        location: location.shown.clone(),
         why,
     };
     if location.scheme == "fs" {

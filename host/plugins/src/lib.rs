@@ -107,7 +107,7 @@ impl Host {
             grants,
             limits: self.limits,
         });
-        Ok((config, location.url))
+        Ok((config, location.shown))
     }
 
     /// The storage at `location` (a URL or a local path). Files named in

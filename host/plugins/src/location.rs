@@ -7,8 +7,13 @@ use std::path::PathBuf;
 /// A parsed location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
-    /// The URL as given (a plain path becomes `fs://` + its absolute path).
+    /// The URL as given (a plain path becomes `fs://` + its absolute path):
+    /// what the plugin gets, secrets and all.
     pub url: String,
+    /// The URL with every secret in it as `***` ([`redact`]): what kast
+    /// prints and records (a snapshot's source), so the same location with
+    /// another password still names the same source.
+    pub shown: String,
     pub scheme: String,
     pub user: Option<String>,
     pub host: Option<String>,
@@ -23,7 +28,7 @@ impl Location {
     /// Parses a URL, or takes anything without `scheme://` as a local path.
     pub fn parse(text: &str) -> Result<Location, PluginError> {
         let bad = |why: &str| PluginError::BadLocation {
-            location: text.to_string(),
+            location: redact(text),
             why: why.to_string(),
         };
         let Some((scheme, rest)) = text.split_once("://") else {
@@ -32,8 +37,10 @@ impl Location {
                 .to_str()
                 .ok_or_else(|| bad("the path is not UTF-8"))?
                 .to_string();
+            let url = format!("fs://{}", encode_path(&path));
             return Ok(Location {
-                url: format!("fs://{}", encode_path(&path)),
+                shown: url.clone(),
+                url,
                 scheme: "fs".into(),
                 user: None,
                 host: None,
@@ -93,6 +100,7 @@ impl Location {
         }
         Ok(Location {
             url: text.to_string(),
+            shown: redact(text),
             scheme,
             user,
             host,
@@ -113,6 +121,50 @@ impl Location {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Whether a query option holds a secret: never printed or recorded. A
+/// `*_file` option names a file the host reads, which is no secret itself.
+pub fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    !key.ends_with("_file")
+        && ["password", "passwd", "secret", "token", "credential"]
+            .iter()
+            .any(|word| key.contains(word))
+}
+
+/// `text` with the password of its user part and the values of its secret
+/// options ([`is_secret_option`]) replaced by `***`, as restic shows a
+/// repository URL. Anything that is not a URL is returned as it is.
+pub fn redact(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let (before, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = before.split_at(before.find('/').unwrap_or(before.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_option(&decode(key)) => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// Percent-decodes; a `%` not followed by two hex digits stays as it is.
@@ -181,5 +233,56 @@ mod tests {
         let v6 = Location::parse("ftp://[::1]:21/x").unwrap();
         assert_eq!((v6.host.as_deref(), v6.port), (Some("::1"), Some(21)));
         assert!(Location::parse("ftp://h:notaport/x").is_err());
+        let e = Location::parse("fs://").unwrap_err().to_string();
+        assert!(e.contains("a path is missing"), "{e}");
+        assert!(Location::parse("sftp://127.0.0.1:1/%aé").is_ok());
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_the_rest_kept() {
+        let l = Location::parse(
+            "s3+http://h:3900/b/?region=garage&secret_access_key=SK&access_key_id=AK&password_file=/p",
+        )
+        .unwrap();
+        assert_eq!(
+            l.shown,
+            "s3+http://h:3900/b/?region=garage&secret_access_key=***&access_key_id=AK&password_file=/p"
+        );
+        assert!(l.url.contains("SK"), "the plugin still gets it");
+        assert_eq!(
+            redact("ftp://me:hunter2@files/x?Password=p&session_token=t"),
+            "ftp://me:***@files/x?Password=***&session_token=***"
+        );
+        assert_eq!(redact("/plain/path"), "/plain/path");
+        // Another password: the same recorded source.
+        assert_eq!(redact("sftp://u:a@h/p"), redact("sftp://u:b@h/p"));
+        let err = Location::parse("ftp://me:hunter2@h:bad/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100_000))]
+        #[test]
+        fn no_text_makes_parsing_or_redacting_panic(text in "\\PC*") {
+            let _ = Location::parse(&text);
+            let _ = redact(&text);
+        }
+
+        #[test]
+        fn url_shaped_text_never_panics(
+            scheme in "[a-z+.-]{0,6}",
+            user in "[^/?#]{0,8}",
+            host in "[^/?]{0,12}",
+            path in "[^?]{0,12}",
+            query in ".{0,20}",
+        ) {
+            let text = format!("{scheme}://{user}@{host}/{path}?{query}");
+            if let Ok(l) = Location::parse(&text) {
+                proptest::prop_assert!(!l.shown.is_empty());
+            }
+            let _ = redact(&text);
+        }
     }
 }

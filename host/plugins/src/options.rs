@@ -32,7 +32,7 @@ pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, Plug
     let read = |key: &str, path: &str| {
         let path = expand_home(path);
         std::fs::read_to_string(&path).map_err(|e| PluginError::BadLocation {
-            location: location.url.clone(),
+            location: location.shown.clone(),
             why: format!("cannot read {key}={}: {e}", path.display()),
         })
     };

@@ -50,12 +50,16 @@ pub fn back_up(
     options: &BackupOptions,
 ) -> Result<kast_engine::BackupOutcome> {
     let resolved = ctx.location(location)?;
+    let location = &kast_plugins::location::redact(location);
     let source = ctx
         .host()?
         .source(&resolved)
         .with_context(|| format!("cannot read {location}"))?;
     match kast_engine::backup(store, &source, options) {
-        Ok(o) => Ok(o),
+        Ok(o) => {
+            crate::seen::remember(ctx, store, &o.id, &o.snapshot);
+            Ok(o)
+        }
         Err(EngineError::Interrupted)
             if options
                 .cancel
@@ -95,7 +99,8 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
     let exclude = excludes(&args.excludes, &args.exclude_files)?;
     let mut results = Vec::new();
     let mut partial = false;
-    for location in &args.locations {
+    for given in &args.locations {
+        let location = &kast_plugins::location::redact(given);
         let options = BackupOptions {
             tags: args.tags.clone(),
             exclude: exclude.clone(),
@@ -104,7 +109,7 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
             one_file_system: args.one_file_system,
             ..Default::default()
         };
-        let outcome = back_up(ctx, &store, location, &options)?;
+        let outcome = back_up(ctx, &store, given, &options)?;
         for w in &outcome.warnings {
             ctx.warn(w);
         }

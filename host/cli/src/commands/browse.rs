@@ -15,6 +15,7 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
     let Some(spec_text) = spec_text else {
         let f = spec::filter(ctx, filter)?;
         let list = browse::snapshots(&store)?;
+        crate::seen::check(ctx, &store, &list.snapshots);
         let snaps: Vec<_> = list
             .snapshots
             .iter()

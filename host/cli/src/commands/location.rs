@@ -62,14 +62,19 @@ pub fn run(ctx: &Context, command: &LocationCommand) -> Result<()> {
             config.locations.insert(name.clone(), url.clone());
             save(&ctx.dirs, &config)?;
             if !ctx.quiet && !ctx.json {
-                println!("saved @{name} = {url}");
+                println!("saved @{name} = {}", kast_plugins::location::redact(url));
             }
         }
         LocationCommand::List => {
+            let shown: std::collections::BTreeMap<&String, String> = config
+                .locations
+                .iter()
+                .map(|(name, url)| (name, kast_plugins::location::redact(url)))
+                .collect();
             if ctx.json {
-                return ctx.print_json(&json!(config.locations));
+                return ctx.print_json(&json!(shown));
             }
-            for (name, url) in &config.locations {
+            for (name, url) in &shown {
                 println!("@{name}  {url}");
             }
         }

@@ -47,7 +47,7 @@ impl Summary {
         Summary {
             job: job.to_string(),
             host: host.to_string(),
-            store: store.to_string(),
+            store: kast_plugins::location::redact(store),
             sources: sources.to_vec(),
             interval_s,
             runs: 0,
@@ -196,14 +196,15 @@ pub fn runs_in(
     location: &str,
     passphrase_file: Option<std::path::PathBuf>,
 ) -> Result<Vec<Activity>> {
+    let shown = kast_plugins::location::redact(location);
     let history = ctx
         .for_store(location, passphrase_file)
         .open_store()
         .and_then(|store| Ok(activity::history(&store)?))
-        .with_context(|| format!("cannot read the activity log of {location}"))?;
+        .with_context(|| format!("cannot read the activity log of {shown}"))?;
     for (id, e) in &history.unreadable {
         ctx.warn(&format!(
-            "activity record {} in {location} cannot be read ({e}); `kast check` names its pack",
+            "activity record {} in {shown} cannot be read ({e}); `kast check` names its pack",
             id.short()
         ));
     }

@@ -35,7 +35,16 @@ pub fn run(
     let store = ctx.open_store()?;
     let (snapshot, path) = spec::split(spec_text);
     let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    // Always said: which snapshot `latest` (or a prefix) turned out to be.
+    ctx.note(&format!(
+        "restoring snapshot {} of {} on {}, taken {} UTC",
+        id.short(),
+        snap.source,
+        snap.host,
+        spec::format_time(snap.time_ns)
+    ));
     let target = ctx.location(to)?;
+    let to = &kast_plugins::location::redact(to);
     let destination = ctx
         .host()?
         .destination(&target)
@@ -62,7 +71,7 @@ pub fn run(
             other => anyhow::Error::new(other),
         })?;
     if ctx.json {
-        ctx.print_json(&crate::views::restored(&id, &outcome))?;
+        ctx.print_json(&crate::views::restored(&id, &snap, &outcome))?;
     } else if !ctx.quiet {
         let links = match outcome.hard_links {
             0 => String::new(),

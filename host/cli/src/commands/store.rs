@@ -26,6 +26,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
         ..Default::default()
     };
     let store = Store::create(storage, &passphrase, &options, Some(ctx.dirs.cache.clone()))?;
+    let location = kast_plugins::location::redact(&location);
     if ctx.json {
         ctx.print_json(&json!({ "store_id": store.config().store_id, "location": location }))?;
     } else if !ctx.quiet {
@@ -266,6 +267,7 @@ pub fn rm(ctx: &Context, args: &RmArgs) -> Result<()> {
     if !args.dry_run {
         let ids: Vec<_> = remove.iter().map(|(id, _)| *id).collect();
         maintenance::remove_snapshots(&store, &ids)?;
+        crate::seen::forget(ctx, &store, &ids);
     }
     if ctx.json {
         return ctx.print_json(&json!({

@@ -26,6 +26,7 @@ pub fn run(
         false,
     )?;
     let target = ctx.open_store_at(&target_location, Some(&passphrase))?;
+    let to = kast_plugins::location::redact(to);
     let outcome = kast_engine::sync::sync(&from, &target, &ids, ctx.progress("syncing", None))?;
     if ctx.json {
         return ctx.print_json(&json!({

@@ -212,7 +212,13 @@ fn steps(
         let options = BackupOptions {
             tags: job.tags.clone(),
             exclude: exclude.clone(),
-            progress: ctx.progress(&format!("{name}: backing up {location}"), None),
+            progress: ctx.progress(
+                &format!(
+                    "{name}: backing up {}",
+                    kast_plugins::location::redact(location)
+                ),
+                None,
+            ),
             cancel: Some(cancel.clone()),
             ..Default::default()
         };
@@ -232,7 +238,8 @@ fn steps(
         made.push(outcome.id);
     }
     if let Some(keep) = &job.keep {
-        apply_retention(store, keep, &made)?;
+        let removed = apply_retention(store, keep, &made)?;
+        crate::seen::forget(ctx, store, &removed);
     }
     if let Some(kind) = job.check_kind()? {
         let options = kast_engine::check::CheckOptions {
@@ -262,6 +269,7 @@ fn steps(
                 .ok()
                 .map(String::into_bytes),
         };
+        let to = kast_plugins::location::redact(to);
         let target = ctx
             .open_store_at(&location, passphrase.as_deref())
             .with_context(|| format!("cannot open the sync target {to}"))?;
@@ -274,7 +282,7 @@ fn steps(
 /// Keeps what the policy keeps among the snapshots of each source this run
 /// backed up, taken on this host; removes the rest (space comes back at the
 /// next `kast maintenance`).
-fn apply_retention(store: &Store, keep: &super::Keep, made: &[Id]) -> Result<()> {
+fn apply_retention(store: &Store, keep: &super::Keep, made: &[Id]) -> Result<Vec<Id>> {
     let policy = Policy {
         last: keep.last,
         hourly: keep.hourly,
@@ -303,7 +311,7 @@ fn apply_retention(store: &Store, keep: &super::Keep, made: &[Id]) -> Result<()>
     if !remove.is_empty() {
         maintenance::remove_snapshots(store, &remove).context("retention failed")?;
     }
-    Ok(())
+    Ok(remove)
 }
 
 /// What a `post` hook is told, in `KAST_*` variables.

@@ -508,6 +508,7 @@ pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>)
             .destination(&to)
             .map_err(|e| ApiError::bad(format!("cannot write to {}: {e}", r.to)))?;
         let total = path.is_empty().then_some(snap.summary.logical_bytes);
+        let snap = snap.clone();
         let worker = app.clone();
         Ok(app.jobs.start("restore", total, move |job| {
             let options = kast_engine::RestoreOptions {
@@ -516,7 +517,7 @@ pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>)
                 ..Default::default()
             };
             kast_engine::restore(&worker.store, &id, &path, &destination, &options)
-                .map(|outcome| views::restored(&id, &outcome))
+                .map(|outcome| views::restored(&id, &snap, &outcome))
                 .map_err(|e| e.to_string())
         }))
     })
