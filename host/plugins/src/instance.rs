@@ -279,6 +279,9 @@ pub struct InstanceConfig {
     pub location: types::Location,
     pub grants: Grants,
     pub limits: Limits,
+    /// The location's secrets, scrubbed from every message the plugin
+    /// returns: a plugin that quotes its URL must not print a password.
+    pub secrets: Vec<String>,
 }
 
 impl InstanceConfig {
@@ -400,7 +403,7 @@ impl Instance {
                 plugin,
                 operation,
                 kind: kind_of(e.kind),
-                message: e.message,
+                message: crate::location::scrub(e.message, &self.config.secrets),
             }),
             Err(trap) => {
                 let refused = store.data().limiter.refused;

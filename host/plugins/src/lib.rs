@@ -99,6 +99,7 @@ impl Host {
             options,
             address,
         };
+        let secrets = location.secrets(&wit.options);
         let config = Arc::new(instance::InstanceConfig {
             runtime: self.registry.runtime().clone(),
             plugin,
@@ -106,6 +107,7 @@ impl Host {
             location: wit,
             grants,
             limits: self.limits,
+            secrets,
         });
         Ok((config, location.shown))
     }

@@ -115,6 +115,31 @@ impl Location {
         PathBuf::from(&self.path)
     }
 
+    /// The secret values a plugin could quote: the password of the user
+    /// part (as written and decoded), and the values of secret options
+    /// among `options` (those the plugin gets, files already read).
+    pub fn secrets(&self, options: &[(String, String)]) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((_, rest)) = self.url.split_once("://")
+            && let Some((userinfo, _)) =
+                rest.split(['/', '?']).next().unwrap_or("").rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            out.push(password.to_string());
+            out.push(decode(password));
+        }
+        out.extend(
+            options
+                .iter()
+                .filter(|(k, _)| is_secret_option(k))
+                .map(|(_, v)| v.trim().to_string()),
+        );
+        out.retain(|s| !s.is_empty());
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
             .iter()
@@ -165,6 +190,16 @@ pub fn redact(text: &str) -> String {
         out.push_str(&pairs.join("&"));
     }
     out
+}
+
+/// `text` with each of `secrets` replaced by `***`.
+pub fn scrub(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
 }
 
 /// Percent-decodes; a `%` not followed by two hex digits stays as it is.

@@ -310,3 +310,34 @@ fn malformed_listings_are_refused_entry_by_entry() {
             .is_clean()
     );
 }
+
+#[test]
+fn a_storage_that_lists_everything_three_times_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let jail = jail(dir.path());
+    let storage = host
+        .storage(&format!("hostile://{}?do=dup-list", jail.display()))
+        .unwrap();
+    let options = CreateOptions {
+        kdf: kast_engine::keys::KdfParams::insecure_for_tests(),
+        ..Default::default()
+    };
+    let store = Store::create(storage, b"pw", &options, None).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"one").unwrap();
+    let source = kast_engine::local::LocalSource::new(&src).unwrap();
+    let first = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
+    std::fs::write(src.join("b"), b"two").unwrap();
+    kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
+
+    let listed = kast_engine::browse::snapshots(&store).unwrap();
+    assert_eq!(listed.snapshots.len(), 2);
+    let report = kast_engine::check::check(&store, &Default::default()).unwrap();
+    assert_eq!(report.snapshots, 2);
+    assert!(report.is_clean(), "{:?}", report.damage);
+    // A full id names exactly one snapshot.
+    let found = kast_engine::browse::find(&store, &first.id.to_hex(), &Default::default());
+    assert_eq!(found.unwrap().0, first.id);
+}

@@ -112,7 +112,7 @@ struct Url {
 }
 
 fn parse_url(url: &str) -> Result<Url, Error> {
-    let bad = |why: &str| invalid(format!("{url}: {why}"));
+    let bad = |why: &str| invalid(format!("{}: {why}", url.split('?').next().unwrap_or(url)));
     let rest = url
         .split_once("://")
         .map(|(_, r)| r)
@@ -135,6 +135,8 @@ fn parse_url(url: &str) -> Result<Url, Error> {
         .map(|p| p.parse::<u16>().map_err(|_| bad("bad port")))
         .transpose()?
         .unwrap_or(22);
+    // SSH logs in with keys: a password in the URL is not used (nor shown).
+    let user = user.split(':').next().unwrap_or(user);
     Ok(Url {
         user: kast_sdk::percent_decode(user),
         host: host.to_string(),

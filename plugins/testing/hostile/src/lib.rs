@@ -7,6 +7,7 @@
 //! - `alloc`: `put` allocates without end;
 //! - `spin`: `put` loops forever;
 //! - `trap-on-pack`: a working storage whose `after`-th pack put panics;
+//! - `dup-list`: a working storage that lists every object three times;
 //! - as a source: a listing with illegal and duplicate names, and a file
 //!   far longer than its listed size.
 //!
@@ -159,10 +160,13 @@ impl Storage for HostileStorage {
             let file = entry.file_name().to_string_lossy().into_owned();
             if let Some(name) = file.strip_prefix(&prefix) {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push(ObjectInfo {
-                    name: name.to_string(),
-                    size,
-                });
+                let copies = if self.mode == "dup-list" { 3 } else { 1 };
+                for _ in 0..copies {
+                    out.push(ObjectInfo {
+                        name: name.to_string(),
+                        size,
+                    });
+                }
             }
         }
         Ok(out)
