@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod ftp_servers;
 pub mod garage;
 pub mod sshd;
 pub mod tls_proxy;

@@ -369,9 +369,13 @@ impl Walker<'_, '_> {
                 }
                 EntryKind::Symlink => {
                     self.summary.symlinks += 1;
-                    Content::Symlink {
-                        target: entry.symlink_target.unwrap_or_default(),
+                    let target = entry.symlink_target.unwrap_or_default();
+                    if target.is_empty() {
+                        // Some servers list a link without its target (ProFTPD's MLSD).
+                        let why = "the source does not say where this symlink points".into();
+                        error = Some(self.warn(&child, why));
                     }
+                    Content::Symlink { target }
                 }
                 EntryKind::Special => {
                     self.summary.specials += 1;

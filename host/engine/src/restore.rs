@@ -383,6 +383,8 @@ impl Planner<'_> {
                 }
                 self.send(Step::FileDone)
             }
+            // No target to make a link to: the backup said so (node.error).
+            Content::Symlink { target } if target.is_empty() => Ok(()),
             Content::Symlink { .. } => self.send(Step::Symlink { path, node }),
             Content::Special => self.send(Step::Problem(path, "special file not recreated".into())),
         }

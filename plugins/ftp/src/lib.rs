@@ -349,6 +349,22 @@ fn ftp_error(peer: &str, what: &str, e: FtpError) -> Error {
     }
 }
 
+/// A store folder's entries; a folder not made yet is empty. Servers say
+/// "no such folder" with different codes (vsftpd 550, pyftpdlib 501, others
+/// 450), so a failed listing is taken as empty only once changing into the
+/// folder fails too: a folder that is there but cannot be listed stays an
+/// error.
+fn list_if_there(s: &mut Session, dir: &str) -> Result<Vec<Item>, Error> {
+    match listing::list(s, dir, false) {
+        Ok(items) => Ok(items),
+        Err(e) if e.kind == ErrorKind::Unavailable => Err(e),
+        Err(e) => match s.ftp.cwd(dir) {
+            Err(FtpError::UnexpectedResponse(_)) => Ok(Vec::new()),
+            _ => Err(e),
+        },
+    }
+}
+
 /// A store's objects as files, in the engine's native layout.
 struct FtpStorage {
     s: Session,
@@ -365,11 +381,7 @@ impl FtpStorage {
     }
 
     fn list_folder(&mut self, dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
-        let items = match listing::list(&mut self.s, dir, false) {
-            Ok(items) => items,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
+        let items = list_if_there(&mut self.s, dir)?;
         for item in items {
             if item.kind == EntryKind::File && layout::is_object_name(&item.name) {
                 out.push(ObjectInfo {
@@ -446,11 +458,7 @@ impl Storage for FtpStorage {
             }
             ObjectKind::Pack => {
                 let packs = join(&self.s.root, "packs");
-                let fans = match listing::list(&mut self.s, &packs, false) {
-                    Ok(f) => f,
-                    Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(e),
-                };
+                let fans = list_if_there(&mut self.s, &packs)?;
                 for fan in fans.into_iter().filter(|f| f.kind == EntryKind::Dir) {
                     self.list_folder(&join(&packs, &fan.name), &mut out)?;
                 }
