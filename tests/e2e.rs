@@ -483,3 +483,123 @@ fn the_default_store_is_created_on_first_backup() {
     let out = run(&["cat", "latest:note"]);
     assert_eq!(out.stdout, b"remember");
 }
+
+/// Times before 1970 and past 2038, to the first and last nanosecond an
+/// i64 holds, and hard links, restore exactly where the filesystem holds
+/// them (tmpfs holds every one); where it does not (ext4 before 1901), the
+/// restore warns once with a count, and the rest is exact.
+#[test]
+fn awkward_times_and_hard_links_restore_exactly_or_are_reported() {
+    let u = User::new();
+    u.create();
+    // tmpfs keeps every i64 time; a fresh one, so the test does not depend
+    // on what the machine mounts.
+    let wide = u.path("wide");
+    std::fs::create_dir(&wide).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&wide)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root, as the tests run"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(wide.clone());
+    let src = wide.join("src");
+    let asked = common::awkward_times_tree(&src);
+    std::fs::hard_link(src.join("day-before-1970"), src.join("old-dir/link")).unwrap();
+    // The link changed the folder's time: set it back to before 1970.
+    let old = filetime::FileTime::from_unix_time(-1_000_000, 1);
+    filetime::set_file_mtime(src.join("old-dir"), old).unwrap();
+    for (name, ns) in &asked {
+        let meta = std::fs::metadata(src.join(name)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            *ns,
+            "{name}"
+        );
+    }
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let listed = u.json(&["ls", "latest"]);
+    let recorded: Vec<i64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "first-ns-of-i64")
+        .map(|e| e["mtime_ns"].as_i64().unwrap())
+        .collect();
+    assert_eq!(recorded, [i64::MIN + 1_000_000_000]);
+
+    let exact = wide.join("out");
+    let out = u.kast(&[
+        "--json",
+        "restore",
+        "latest",
+        "--to",
+        exact.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["hard_links"], 1, "{doc}");
+    assert_eq!(doc["losses"], serde_json::json!([]), "{doc}");
+    assert_same_tree(&src, &exact);
+
+    // ext4 (the home folder here) holds 1901 to 2446: the two times before
+    // 1901 cannot be held, and are the only ones said to be lost.
+    let narrow = u.path("narrow");
+    let out = u.kast(&[
+        "--json",
+        "restore",
+        "latest",
+        "--to",
+        narrow.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held = |ns: i64| {
+        let probe = u.path("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let t = filetime::FileTime::from_unix_time(
+            ns.div_euclid(1_000_000_000),
+            ns.rem_euclid(1_000_000_000) as u32,
+        );
+        filetime::set_file_mtime(&probe, t).unwrap();
+        filetime::FileTime::from_last_modification_time(&std::fs::metadata(&probe).unwrap()) == t
+    };
+    let not_held = asked.iter().filter(|(_, ns)| !held(*ns)).count() as u64
+        + u64::from(!held(-1_000_000_000_000_000 + 1));
+    let lost = doc["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(lost, not_held, "{doc}");
+    if not_held > 0 {
+        assert!(
+            stderr(&out).contains("not kept exactly"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let back = std::fs::metadata(narrow.join("day-before-1970")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        back.mtime() * 1_000_000_000 + back.mtime_nsec(),
+        -86_400_000_000_000 + 5
+    );
+    assert_eq!(
+        back.ino(),
+        std::fs::metadata(narrow.join("old-dir/link"))
+            .unwrap()
+            .ino()
+    );
+}

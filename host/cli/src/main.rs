@@ -7,6 +7,8 @@
 mod cli;
 mod commands;
 mod context;
+#[cfg(test)]
+mod fuzz_tests;
 mod jobs;
 mod progress;
 mod seen;

@@ -215,8 +215,13 @@ pub fn load(dirs: &Dirs) -> Result<BTreeMap<String, Job>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    parse(&text, path)
+}
+
+/// The jobs of a config file's text (`path` names it in errors).
+pub fn parse(text: &str, path: &std::path::Path) -> Result<BTreeMap<String, Job>> {
     let file: File =
-        toml::from_str(&text).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(text).with_context(|| format!("cannot read {}", path.display()))?;
     let mut jobs = BTreeMap::new();
     for (name, table) in file.jobs {
         let job: Job = table
