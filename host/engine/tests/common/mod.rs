@@ -279,45 +279,48 @@ pub fn assert_same_tree_to_the_second(expected: &Path, actual: &Path) {
 fn sftp_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
     snapshot_of_dir(root)
         .into_iter()
-        .map(|(path, seen)| {
-            let seen = match seen {
-                Seen::File {
-                    mode,
-                    mtime_ns,
-                    uid,
-                    gid,
-                    hash,
-                    len,
-                    ..
-                } => Seen::File {
-                    mode,
-                    mtime_ns: whole_second(mtime_ns),
-                    uid,
-                    gid,
-                    hash,
-                    len,
-                    xattrs: Vec::new(),
-                    links: Vec::new(),
-                },
-                Seen::Dir {
-                    mode,
-                    mtime_ns,
-                    uid,
-                    ..
-                } => Seen::Dir {
-                    mode,
-                    mtime_ns: whole_second(mtime_ns),
-                    uid,
-                    xattrs: Vec::new(),
-                },
-                Seen::Symlink { target, mtime_ns } => Seen::Symlink {
-                    target,
-                    mtime_ns: whole_second(mtime_ns),
-                },
-            };
-            (path, seen)
-        })
+        .map(|(path, seen)| (path, to_the_second(seen)))
         .collect()
+}
+
+/// An entry as a connector with Unix metadata but no hard links, extended
+/// attributes or sub-second times keeps it (SFTP, and FTP's files).
+fn to_the_second(seen: Seen) -> Seen {
+    match seen {
+        Seen::File {
+            mode,
+            mtime_ns,
+            uid,
+            gid,
+            hash,
+            len,
+            ..
+        } => Seen::File {
+            mode,
+            mtime_ns: whole_second(mtime_ns),
+            uid,
+            gid,
+            hash,
+            len,
+            xattrs: Vec::new(),
+            links: Vec::new(),
+        },
+        Seen::Dir {
+            mode,
+            mtime_ns,
+            uid,
+            ..
+        } => Seen::Dir {
+            mode,
+            mtime_ns: whole_second(mtime_ns),
+            uid,
+            xattrs: Vec::new(),
+        },
+        Seen::Symlink { target, mtime_ns } => Seen::Symlink {
+            target,
+            mtime_ns: whole_second(mtime_ns),
+        },
+    }
 }
 
 /// As [`assert_same_tree`], for connectors that keep only what WebDAV
@@ -405,40 +408,21 @@ pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
     snapshot_of_dir(root)
         .into_iter()
         .filter_map(|(path, seen)| {
-            Some((
-                path,
-                match seen {
-                    Seen::File {
-                        mode,
-                        mtime_ns,
-                        uid,
-                        gid,
-                        hash,
-                        len,
-                        ..
-                    } => Seen::File {
-                        mode,
-                        mtime_ns: whole_second(mtime_ns),
-                        uid,
-                        gid,
-                        hash,
-                        len,
-                        xattrs: Vec::new(),
-                        links: Vec::new(),
-                    },
-                    Seen::Dir { mode, uid, .. } => Seen::Dir {
-                        mode,
-                        mtime_ns: 0,
-                        uid,
-                        xattrs: Vec::new(),
-                    },
-                    Seen::Symlink { target, .. } if links => Seen::Symlink {
-                        target,
-                        mtime_ns: 0,
-                    },
-                    Seen::Symlink { .. } => return None,
+            let seen = match to_the_second(seen) {
+                Seen::Dir { mode, uid, .. } => Seen::Dir {
+                    mode,
+                    mtime_ns: 0,
+                    uid,
+                    xattrs: Vec::new(),
                 },
-            ))
+                Seen::Symlink { target, .. } if links => Seen::Symlink {
+                    target,
+                    mtime_ns: 0,
+                },
+                Seen::Symlink { .. } => return None,
+                file => file,
+            };
+            Some((path, seen))
         })
         .collect()
 }
