@@ -42,6 +42,10 @@ pub fn write_tar(
     let mut nodes = folder.nodes;
     nodes.reverse();
     let mut pending: Vec<(Vec<u8>, Vec<Node>)> = vec![(folder.top.to_vec(), nodes)];
+    // The first path written of each file with several links: the others
+    // become hard-link entries to it, as tar itself writes them.
+    let mut linked: std::collections::HashMap<(u64, u64), (Vec<u8>, Vec<Id>)> =
+        std::collections::HashMap::new();
     while let Some((parent, nodes)) = pending.last_mut() {
         let Some(node) = nodes.pop() else {
             pending.pop();
@@ -56,6 +60,20 @@ pub fn write_tar(
                 pending.push((path, children));
             }
             Content::File { chunks } => {
+                if let Some(key) = node.meta.link_key() {
+                    match linked.get(&key) {
+                        Some((first, same)) if same == chunks => {
+                            let mut header = header(&node.meta, EntryType::Link);
+                            header.set_size(0);
+                            tar.append_link(&mut header, as_path(&path), as_path(first))?;
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            linked.insert(key, (path.clone(), chunks.clone()));
+                        }
+                    }
+                }
                 let mut header = header(&node.meta, EntryType::Regular);
                 extensions(&mut tar, &node.meta)?;
                 header.set_size(node.meta.size);
