@@ -495,23 +495,7 @@ fn awkward_times_and_hard_links_restore_exactly_or_are_reported() {
     // tmpfs keeps every i64 time; a fresh one, so the test does not depend
     // on what the machine mounts.
     let wide = u.path("wide");
-    std::fs::create_dir(&wide).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
-        .arg(&wide)
-        .status()
-        .unwrap();
-    assert!(
-        mounted.success(),
-        "mounting a tmpfs needs root, as the tests run"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(wide.clone());
+    let _tmpfs = user::Tmpfs::mount(&wide, 64);
     let src = wide.join("src");
     let asked = common::awkward_times_tree(&src);
     std::fs::hard_link(src.join("day-before-1970"), src.join("old-dir/link")).unwrap();

@@ -506,30 +506,6 @@ fn concurrent_backups_and_maintenance_leave_every_snapshot_whole() {
 
 /// A tmpfs of `mib` MiB mounted at `dir` for the test's life: a disk that
 /// fills up.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &Path, mib: u32) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root, as the tests run"
-        );
-        SmallDisk(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn fails_clearly(out: &std::process::Output, needle: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -573,7 +549,7 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     // A full disk: the backup fails saying so; what was stored before is
     // whole, and the store works again once there is room.
     let u = User::new();
-    let disk = SmallDisk::mount(&u.store, 12);
+    let disk = user::Tmpfs::mount(&u.store, 12);
     u.create();
     let small = u.path("small");
     source(&small, 8);

@@ -16,9 +16,8 @@ use crate::index::{Index, Location};
 use crate::progress::{Progress, Silent};
 use crate::source::join;
 use crate::store::Store;
-use crate::tree::{Content, EntryKind, Metadata, Node};
+use crate::tree::{Content, EntryKind, LinkGroups, Metadata, Node};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -192,7 +191,7 @@ pub fn restore(
                 batch: Vec::new(),
                 batch_bytes: 0,
                 can_link: destination.can_hard_link(),
-                linked: HashMap::new(),
+                links: LinkGroups::default(),
             };
             let _ = match target {
                 browse::Resolved::Root(tree) => planner.dir(b"", &tree),
@@ -231,7 +230,7 @@ struct Planner<'a> {
     can_link: bool,
     /// The first path restored of each file with several links, and its
     /// chunks: only files the source saw links to are kept here.
-    linked: HashMap<(u64, u64), (Vec<u8>, Vec<Id>)>,
+    links: LinkGroups,
 }
 
 /// Steps handed to the writer at once…
@@ -352,30 +351,20 @@ impl Planner<'_> {
             }
             Content::File { chunks } => {
                 let chunks = chunks.clone();
-                if let Some(key) = node.meta.link_key() {
-                    match self.linked.get(&key) {
-                        // The same inode with other content was changed
-                        // between two reads: restored as what was read.
-                        Some((existing, first)) if *first == chunks => {
-                            let existing = existing.clone();
-                            if self.can_link {
-                                let size = node.meta.size;
-                                return self.send(Step::HardLink {
-                                    path,
-                                    existing,
-                                    size,
-                                });
-                            }
-                            self.send(Step::LinkCopied {
-                                path: path.clone(),
-                                existing,
-                            })?;
-                        }
-                        Some(_) => {}
-                        None => {
-                            self.linked.insert(key, (path.clone(), chunks.clone()));
-                        }
+                if let Some(existing) = self.links.earlier_name(&path, &node.meta, &chunks) {
+                    let existing = existing.to_vec();
+                    if self.can_link {
+                        let size = node.meta.size;
+                        return self.send(Step::HardLink {
+                            path,
+                            existing,
+                            size,
+                        });
                     }
+                    self.send(Step::LinkCopied {
+                        path: path.clone(),
+                        existing,
+                    })?;
                 }
                 self.send(Step::File { path, node })?;
                 for id in chunks {

@@ -70,6 +70,35 @@ impl Metadata {
     }
 }
 
+/// The hard-link groups met while walking a snapshot: the first path of
+/// each (device, inode) and a digest of its chunk list, so a later name of
+/// the same file is made a link to it (restore, tar). Holds only files the
+/// source saw more than one link to, 32 bytes of content each.
+#[derive(Default)]
+pub struct LinkGroups {
+    first: std::collections::HashMap<(u64, u64), (Vec<u8>, [u8; 32])>,
+}
+
+impl LinkGroups {
+    /// For a file at `path`: the path it is another name of, or `None`
+    /// when it is the first (or only) name met. Two names of one inode
+    /// whose content differs (the file changed between two reads) are
+    /// kept apart, each with what was read.
+    pub fn earlier_name(&mut self, path: &[u8], meta: &Metadata, chunks: &[Id]) -> Option<&[u8]> {
+        let key = meta.link_key()?;
+        let mut digest = blake3::Hasher::new();
+        for id in chunks {
+            digest.update(&id.0);
+        }
+        let digest = *digest.finalize().as_bytes();
+        let first = self
+            .first
+            .entry(key)
+            .or_insert_with(|| (path.to_vec(), digest));
+        (first.0 != path && first.1 == digest).then_some(first.0.as_slice())
+    }
+}
+
 /// The content half of an entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
@@ -341,6 +370,34 @@ pub(crate) mod tests {
         fn garbage_never_panics(bytes: Vec<u8>) {
             let _ = Tree::decode(&bytes, "t");
         }
+    }
+
+    #[test]
+    fn later_names_of_a_linked_file_point_at_the_first() {
+        let meta = |inode, device| Metadata {
+            inode,
+            device,
+            links: 2,
+            ..Metadata::default()
+        };
+        let chunks = [Id([1; 32])];
+        let mut groups = LinkGroups::default();
+        assert_eq!(groups.earlier_name(b"a", &meta(7, 1), &chunks), None);
+        assert_eq!(
+            groups.earlier_name(b"b", &meta(7, 1), &chunks),
+            Some(&b"a"[..])
+        );
+        // Another device, or content that changed between reads: no link.
+        assert_eq!(groups.earlier_name(b"c", &meta(7, 2), &chunks), None);
+        assert_eq!(groups.earlier_name(b"d", &meta(7, 1), &[Id([2; 32])]), None);
+        // A file with one link is never grouped.
+        let single = Metadata {
+            inode: 7,
+            device: 1,
+            links: 1,
+            ..Metadata::default()
+        };
+        assert_eq!(groups.earlier_name(b"e", &single, &chunks), None);
     }
 
     #[test]

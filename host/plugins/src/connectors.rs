@@ -321,14 +321,14 @@ impl Source for PluginSource {
 fn add_facts(entry: &mut kast_engine::source::SourceEntry, facts: &crate::local_fs::Facts) {
     match entry.kind {
         EntryKind::File => {
-            if let Some((_, links, device)) = facts.links.iter().find(|f| f.0 == entry.name) {
-                entry.meta.links = *links;
-                entry.meta.device = *device;
+            if let Some(&(links, device)) = facts.links.get(&entry.name) {
+                entry.meta.links = links;
+                entry.meta.device = device;
             }
         }
         EntryKind::Dir => {
-            if let Some((_, device)) = facts.mounts.iter().find(|f| f.0 == entry.name) {
-                entry.mount = Some(kast_engine::mounts::mount_of(*device));
+            if let Some(&device) = facts.mounts.get(&entry.name) {
+                entry.mount = Some(kast_engine::mounts::mount_of(device));
             }
         }
         _ => {}

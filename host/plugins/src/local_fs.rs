@@ -47,13 +47,14 @@ pub struct Listing {
     pub facts: Facts,
 }
 
-/// Facts about a few entries of a listing, by name.
+/// Facts about a few entries of a listing, by name (a directory of hard
+/// links, as rsnapshot makes, has one for every entry: looked up by hash).
 #[derive(Default)]
 pub struct Facts {
-    /// Files with more than one link: (name, link count, device).
-    pub links: Vec<(Vec<u8>, u64, u64)>,
-    /// Directories on another filesystem than the listed one: (name, device).
-    pub mounts: Vec<(Vec<u8>, u64)>,
+    /// Files with more than one link: name → (link count, device).
+    pub links: HashMap<Vec<u8>, (u64, u64)>,
+    /// Directories on another filesystem than the listed one: name → device.
+    pub mounts: HashMap<Vec<u8>, u64>,
 }
 
 impl LocalFs {
@@ -316,10 +317,10 @@ fn list_in(dir: &Dir, rel: &Path, path: &[u8]) -> Result<Listing, Error> {
         match LocalFs::listed_entry(&sub, &name) {
             Ok((entry, stat)) => {
                 if stat.kind == EntryKind::File && stat.links > 1 {
-                    let facts = (entry.name.clone(), stat.links, stat.device);
-                    listing.facts.links.push(facts);
+                    let facts = (stat.links, stat.device);
+                    listing.facts.links.insert(entry.name.clone(), facts);
                 } else if stat.kind == EntryKind::Dir && stat.device != device {
-                    listing.facts.mounts.push((entry.name.clone(), stat.device));
+                    listing.facts.mounts.insert(entry.name.clone(), stat.device);
                 }
                 listing.entries.push(entry)
             }

@@ -44,8 +44,7 @@ pub fn write_tar(
     let mut pending: Vec<(Vec<u8>, Vec<Node>)> = vec![(folder.top.to_vec(), nodes)];
     // The first path written of each file with several links: the others
     // become hard-link entries to it, as tar itself writes them.
-    let mut linked: std::collections::HashMap<(u64, u64), (Vec<u8>, Vec<Id>)> =
-        std::collections::HashMap::new();
+    let mut links = kast_engine::tree::LinkGroups::default();
     while let Some((parent, nodes)) = pending.last_mut() {
         let Some(node) = nodes.pop() else {
             pending.pop();
@@ -60,19 +59,11 @@ pub fn write_tar(
                 pending.push((path, children));
             }
             Content::File { chunks } => {
-                if let Some(key) = node.meta.link_key() {
-                    match linked.get(&key) {
-                        Some((first, same)) if same == chunks => {
-                            let mut header = header(&node.meta, EntryType::Link);
-                            header.set_size(0);
-                            tar.append_link(&mut header, as_path(&path), as_path(first))?;
-                            continue;
-                        }
-                        Some(_) => {}
-                        None => {
-                            linked.insert(key, (path.clone(), chunks.clone()));
-                        }
-                    }
+                if let Some(first) = links.earlier_name(&path, &node.meta, chunks) {
+                    let mut header = header(&node.meta, EntryType::Link);
+                    header.set_size(0);
+                    tar.append_link(&mut header, as_path(&path), as_path(first))?;
+                    continue;
                 }
                 let mut header = header(&node.meta, EntryType::Regular);
                 extensions(&mut tar, &node.meta)?;
