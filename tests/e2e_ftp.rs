@@ -90,3 +90,71 @@ fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_accepts() {
     u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
     assert_same_tree(&src, &out);
 }
+
+/// FTP has no hard links, and servers differ on which times they can set
+/// (none before 1970 on any of them): a restore onto each server writes
+/// every byte, makes a linked file two files, and says so once per kind
+/// with a count; the exit code stays 0, since nothing was lost but what
+/// the protocol cannot hold.
+#[test]
+fn a_restore_to_any_ftp_server_reports_links_and_times_it_cannot_keep() {
+    use servers::ftp_servers::{FtpServer, Proftpd, Pyftpdlib};
+    use std::os::unix::fs::MetadataExt;
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    for (name, secs) in [("before-1970", -86_400), ("linked", 1_600_000_000)] {
+        std::fs::write(src.join(name), name.as_bytes()).unwrap();
+        let t = filetime::FileTime::from_unix_time(secs, 0);
+        filetime::set_file_mtime(src.join(name), t).unwrap();
+    }
+    std::fs::hard_link(src.join("linked"), src.join("dir/linked-too")).unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+
+    let servers: Vec<Box<dyn FtpServer>> = vec![
+        Box::new(Vsftpd::start()),
+        Box::new(Pyftpdlib::start()),
+        Box::new(Proftpd::start()),
+    ];
+    for server in &servers {
+        let name = server.name();
+        let out_dir = u.path(&format!("on-{name}"));
+        let out = u.kast(&["--json", "restore", "latest", "--to", &server.url(&out_dir)]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let count = |kind: &str| {
+            doc["losses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["kind"] == kind)
+                .map(|l| l["count"].as_u64().unwrap())
+        };
+        assert_eq!(count("hard_links"), Some(1), "{name}: {doc}");
+        let metadata = count("metadata").unwrap_or(0);
+        assert!(
+            metadata >= 1,
+            "{name}: the time before 1970 is reported: {doc}"
+        );
+        for file in ["before-1970", "linked", "dir/linked-too"] {
+            let want: &[u8] = if file == "before-1970" {
+                b"before-1970"
+            } else {
+                b"linked"
+            };
+            assert_eq!(
+                std::fs::read(out_dir.join(file)).unwrap(),
+                want,
+                "{name}: {file}"
+            );
+        }
+        let inode = |p: &str| std::fs::metadata(out_dir.join(p)).unwrap().ino();
+        assert_ne!(inode("linked"), inode("dir/linked-too"), "{name}");
+        assert_eq!(
+            std::fs::metadata(out_dir.join("linked")).unwrap().mtime(),
+            1_600_000_000,
+            "{name}: a time FTP can set is kept"
+        );
+    }
+}

@@ -142,3 +142,78 @@ fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_accepts() {
     u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
     assert_same_tree(&src, &out);
 }
+
+/// SFTP version 3 carries times as u32 seconds (1970 to 2106) and has no
+/// hard links: a restore onto the server writes every byte, keeps the
+/// times it can, and says, once per kind and with a count, what it could
+/// not keep.
+#[test]
+fn a_restore_to_the_server_reports_times_and_links_it_cannot_keep() {
+    use std::os::unix::fs::MetadataExt;
+    let server = Sshd::start();
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    let times = [
+        ("before-1970", -86_400),
+        ("after-2106", 4_400_000_000),
+        ("plain", 1_700_000_000),
+        ("linked", 1_600_000_000),
+    ];
+    for (name, secs) in times {
+        std::fs::write(src.join(name), name.as_bytes()).unwrap();
+        let t = filetime::FileTime::from_unix_time(secs, 0);
+        filetime::set_file_mtime(src.join(name), t).unwrap();
+    }
+    std::fs::hard_link(src.join("linked"), src.join("dir/linked-too")).unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+
+    let out_dir = u.path("on-server");
+    let out = u.kast(&["--json", "restore", "latest", "--to", &server.url(&out_dir)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let losses = doc["losses"].as_array().unwrap();
+    let count = |kind: &str| {
+        losses
+            .iter()
+            .find(|l| l["kind"] == kind)
+            .map(|l| l["count"].as_u64().unwrap())
+    };
+    assert_eq!(count("metadata"), Some(2), "{doc}");
+    assert_eq!(count("hard_links"), Some(1), "{doc}");
+    assert_eq!(doc["hard_links"], 0, "{doc}");
+
+    // Every byte is there; the times SFTP holds are kept to the second,
+    // and the linked file is two files.
+    for (name, secs) in times {
+        let meta = std::fs::metadata(out_dir.join(name)).unwrap();
+        assert_eq!(std::fs::read(out_dir.join(name)).unwrap(), name.as_bytes());
+        if name == "plain" || name == "linked" {
+            assert_eq!(meta.mtime(), secs, "{name}");
+        }
+    }
+    assert_eq!(
+        std::fs::read(out_dir.join("dir/linked-too")).unwrap(),
+        b"linked"
+    );
+    assert_ne!(
+        std::fs::metadata(out_dir.join("linked")).unwrap().ino(),
+        std::fs::metadata(out_dir.join("dir/linked-too"))
+            .unwrap()
+            .ino()
+    );
+
+    // In text: one warning per kind, with the count.
+    let text = u.kast(&["restore", "latest", "--to", &server.url(&u.path("again"))]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let err = stderr(&text);
+    assert!(
+        err.contains("metadata of 2 entries not kept exactly"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 hard link written as separate copies"),
+        "{err}"
+    );
+}

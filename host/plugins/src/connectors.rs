@@ -430,7 +430,7 @@ impl Destination for PluginDestination {
     /// Local files only: the host links within the same grant (the 0.1
     /// contract has no call for it).
     fn can_hard_link(&self) -> bool {
-        lock(&self.instance).local_fs().is_some()
+        lock(&self.instance).grants_local_files()
     }
 
     fn hard_link(&self, path: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {

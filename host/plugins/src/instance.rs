@@ -320,6 +320,12 @@ impl Instance {
         &self.config.plugin.info.name
     }
 
+    /// Whether the location grants local files (the `fs` scheme): only then
+    /// can the host make hard links for the plugin.
+    pub(crate) fn grants_local_files(&self) -> bool {
+        self.config.grants.local.is_some()
+    }
+
     /// The local files the host serves this instance, while it runs.
     pub(crate) fn local_fs(&mut self) -> Option<&mut LocalFs> {
         self.live
