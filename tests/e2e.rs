@@ -111,6 +111,7 @@ fn clear_errors_and_exit_codes() {
     let src = u.path("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("a"), b"from the snapshot").unwrap();
+    std::fs::write(src.join("b"), b"not in the way").unwrap();
     u.ok(&["backup", src.to_str().unwrap()]);
 
     // wrong passphrase
@@ -134,25 +135,44 @@ fn clear_errors_and_exit_codes() {
     // usage
     assert_eq!(u.kast(&["restore", "latest"]).status.code(), Some(2));
 
-    // restore into a non-empty directory without --force
+    // A restore with a file in its way writes nothing, names it and says
+    // how to choose; `--overwrite never` restores the rest around it, and
+    // `--force` replaces it.
     let out_dir = u.path("out");
     std::fs::create_dir(&out_dir).unwrap();
     std::fs::write(out_dir.join("a"), b"precious").unwrap();
-    let out = u.kast(&["restore", "latest", "--to", out_dir.to_str().unwrap()]);
+    let to = out_dir.to_str().unwrap();
+    let out = u.kast(&["restore", "latest", "--to", to]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("already holds 1 of the entries being restored (a)"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(
+        err.contains("--overwrite never|if-newer|if-changed|always"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
     assert_eq!(std::fs::read(out_dir.join("a")).unwrap(), b"precious");
-    u.ok(&[
-        "restore",
-        "latest",
-        "--to",
-        out_dir.to_str().unwrap(),
-        "--force",
-    ]);
+    let kept = u.json(&["restore", "latest", "--to", to, "--overwrite", "never"]);
+    assert_eq!(kept["skipped"], 1, "{kept}");
+    assert_eq!(kept["first_skipped"], "a", "{kept}");
+    assert_eq!(std::fs::read(out_dir.join("a")).unwrap(), b"precious");
+    let text = u.kast(&["restore", "latest", "--to", to, "--overwrite", "never"]);
+    assert!(
+        stderr(&text).contains("left 2 entries as"),
+        "{}",
+        stderr(&text)
+    );
+    u.ok(&["restore", "latest", "--to", to, "--force"]);
     assert_eq!(
         std::fs::read(out_dir.join("a")).unwrap(),
         b"from the snapshot"
     );
+    let help = u.kast(&["restore", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("the same as --overwrite always"));
 }
 
 #[test]

@@ -156,5 +156,18 @@ fn a_restore_to_any_ftp_server_reports_links_and_times_it_cannot_keep() {
             1_600_000_000,
             "{name}: a time FTP can set is kept"
         );
+
+        // Again onto the same folder: refused before anything is written,
+        // then every file left as it is.
+        let url = server.url(&out_dir);
+        let again = u.kast(&["restore", "latest", "--to", &url]);
+        assert_eq!(again.status.code(), Some(1), "{name}");
+        assert!(
+            stderr(&again).contains("already holds 3 of the entries"),
+            "{name}: {}",
+            stderr(&again)
+        );
+        let kept = u.json(&["restore", "latest", "--to", &url, "--overwrite", "never"]);
+        assert_eq!(kept["skipped"], 3, "{name}: {kept}");
     }
 }

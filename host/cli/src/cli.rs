@@ -81,8 +81,12 @@ pub enum Command {
         /// Where to write: a path or a URL.
         #[arg(long)]
         to: String,
-        /// Replace files that already exist.
-        #[arg(long)]
+        /// What to do with entries already there. Without it, a restore
+        /// that finds any in its way writes nothing and names them.
+        #[arg(long, value_enum, value_name = "WHEN")]
+        overwrite: Option<OverwriteArg>,
+        /// Replace every entry in the way: the same as --overwrite always.
+        #[arg(long, conflicts_with = "overwrite")]
         force: bool,
         #[command(flatten)]
         filter: FilterArgs,
@@ -333,4 +337,29 @@ pub enum LocationCommand {
     Remove {
         name: String,
     },
+}
+
+/// `kast restore --overwrite`: what to do with an entry already there.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OverwriteArg {
+    /// Keep it; restore only what is missing.
+    Never,
+    /// Replace it if the snapshot's modification time is newer.
+    IfNewer,
+    /// Replace it unless kind, size and modification time are the snapshot's.
+    IfChanged,
+    /// Replace it, whatever it is (a folder in the way of a file too).
+    Always,
+}
+
+impl OverwriteArg {
+    /// The engine's mode for it.
+    pub fn mode(self) -> kast_engine::Overwrite {
+        match self {
+            OverwriteArg::Never => kast_engine::Overwrite::Never,
+            OverwriteArg::IfNewer => kast_engine::Overwrite::IfNewer,
+            OverwriteArg::IfChanged => kast_engine::Overwrite::IfChanged,
+            OverwriteArg::Always => kast_engine::Overwrite::Always,
+        }
+    }
 }

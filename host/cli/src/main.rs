@@ -76,9 +76,17 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Restore {
             spec,
             to,
+            overwrite,
             force,
             filter,
-        } => restore::run(&ctx, spec, to, *force, filter)?,
+        } => {
+            let mode = match (overwrite, force) {
+                (Some(when), _) => when.mode(),
+                (None, true) => kast_engine::Overwrite::Always,
+                (None, false) => kast_engine::Overwrite::Refuse,
+            };
+            restore::run(&ctx, spec, to, mode, filter)?
+        }
         Command::Check {
             fast,
             sample,

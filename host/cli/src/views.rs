@@ -125,6 +125,7 @@ pub fn restored(
     json!({
         "id": id.to_hex(), "time": format_time(snapshot.time_ns), "time_ns": snapshot.time_ns, "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
         "hard_links": outcome.hard_links, "bytes": outcome.bytes,
+        "skipped": outcome.skipped, "first_skipped": outcome.first_skipped,
         "errors": outcome.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
         "losses": outcome.losses.iter().map(|l| json!({
             "kind": l.kind.name(), "count": l.count, "example": l.example, "message": l.message,

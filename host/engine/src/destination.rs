@@ -19,6 +19,12 @@ pub trait Destination: Send + Sync {
     /// `Unsupported` means some of it could not be held (a time outside
     /// what the filesystem keeps): the engine counts it and goes on.
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()>;
+    /// The entries of the folder at `path` (empty if there is none), so a
+    /// restore can decide about what is in its way before writing; `None`
+    /// when this destination cannot tell.
+    fn existing(&self, _path: &[u8]) -> io::Result<Option<Vec<Existing>>> {
+        Ok(None)
+    }
     /// Whether [`Self::hard_link`] works here; where it does not, the engine
     /// writes each link as a copy of its own and says how many.
     fn can_hard_link(&self) -> bool {
@@ -32,4 +38,14 @@ pub trait Destination: Send + Sync {
             "this destination cannot make hard links",
         ))
     }
+}
+
+/// An entry already at a destination, as much as deciding whether to
+/// replace it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Existing {
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
 }

@@ -31,6 +31,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{location} already holds {count} of the entries being restored ({first}{more}); nothing was written",
+        more = if *count > 5 { ", …" } else { "" }
+    )]
+    Conflicts {
+        location: String,
+        count: u64,
+        first: String,
+    },
     #[error("no snapshot matches '{0}'")]
     NoSuchSnapshot(String),
     #[error("'{0}' matches more than one snapshot; give more characters of the id")]

@@ -22,6 +22,7 @@ pub mod check;
 pub mod chunker;
 pub mod codec;
 pub mod config;
+pub mod conflicts;
 pub mod crypto;
 pub mod destination;
 pub mod error;
@@ -50,6 +51,7 @@ mod backup;
 mod restore;
 
 pub use backup::{BackupOptions, BackupOutcome, Exclude, backup};
+pub use conflicts::Overwrite;
 pub use destination::Destination;
 pub use error::{Error, Result};
 pub use progress::Progress;

@@ -2,13 +2,13 @@
 //! destination, used by tests and by the benchmark that prices the WASM
 //! plugin boundary.
 
-use crate::destination::Destination;
+use crate::destination::{Destination, Existing};
 use crate::source::{Source, SourceEntry};
 use crate::tree::{EntryKind, Metadata};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -194,20 +194,13 @@ impl Destination for LocalDestination {
 
     fn create_file(&self, rel: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>> {
         let path = self.path(rel);
-        let mut options = OpenOptions::new();
-        options.write(true).mode(0o600);
-        if overwrite {
-            // Replace whatever is there (a symlink must not redirect the write).
-            if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-                remove_any(&path)?;
-            }
-            options
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW);
-        } else {
-            options.create_new(true);
+        if overwrite && fs::symlink_metadata(&path).is_ok() {
+            // Replaced, never written through: a symlink must not redirect
+            // the write, and a file's other hard links keep their content.
+            remove_any(&path)?;
         }
+        let mut options = OpenOptions::new();
+        options.write(true).mode(0o600).create_new(true);
         Ok(Box::new(io::BufWriter::with_capacity(
             1 << 20,
             options.open(path)?,
@@ -220,6 +213,35 @@ impl Destination for LocalDestination {
             remove_any(&path)?;
         }
         std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
+    }
+
+    fn existing(&self, rel: &[u8]) -> io::Result<Option<Vec<Existing>>> {
+        let entries = match fs::read_dir(self.path(rel)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(e),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let kind = if meta.is_dir() {
+                EntryKind::Dir
+            } else if meta.is_file() {
+                EntryKind::File
+            } else if meta.is_symlink() {
+                EntryKind::Symlink
+            } else {
+                EntryKind::Special
+            };
+            found.push(Existing {
+                name: entry.file_name().into_vec(),
+                kind,
+                size: meta.len(),
+                mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            });
+        }
+        Ok(Some(found))
     }
 
     fn can_hard_link(&self) -> bool {

@@ -1,7 +1,7 @@
 //! Native in-memory source and destination: a tree as a map from path to
 //! entry, for tests that compare what went in with what came out.
 
-use crate::destination::Destination;
+use crate::destination::{Destination, Existing};
 use crate::source::{Source, SourceEntry};
 use crate::tree::{EntryKind, Metadata};
 use std::collections::BTreeMap;
@@ -178,6 +178,27 @@ impl Destination for MemoryDestination {
             );
             Ok(())
         })
+    }
+
+    fn existing(&self, path: &[u8]) -> io::Result<Option<Vec<Existing>>> {
+        Ok(Some(self.with(|t| {
+            t.entries
+                .iter()
+                .filter_map(|(p, e)| {
+                    let name = match p.iter().rposition(|&b| b == b'/') {
+                        Some(at) if p[..at] == *path => &p[at + 1..],
+                        None if path.is_empty() => p.as_slice(),
+                        _ => return None,
+                    };
+                    Some(Existing {
+                        name: name.to_vec(),
+                        kind: e.kind,
+                        size: e.data.len() as u64,
+                        mtime_ns: e.meta.mtime_ns,
+                    })
+                })
+                .collect()
+        })))
     }
 
     fn set_metadata(&self, path: &[u8], _kind: EntryKind, meta: &Metadata) -> io::Result<()> {

@@ -9,6 +9,7 @@
 //! snapshot's size.
 
 use crate::browse;
+use crate::conflicts::{self, Decision, Overwrite};
 use crate::crypto::Id;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
@@ -16,7 +17,7 @@ use crate::index::{Index, Location};
 use crate::progress::{Progress, Silent};
 use crate::source::join;
 use crate::store::Store;
-use crate::tree::{Content, EntryKind, LinkGroups, Metadata, Node};
+use crate::tree::{Content, EntryKind, LinkGroups, Metadata, Node, Tree};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::io::Write;
 use std::sync::Arc;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 /// How to restore.
 #[derive(Clone)]
 pub struct RestoreOptions {
-    /// Replace existing files instead of refusing.
-    pub overwrite: bool,
+    /// What to do with entries already at the destination.
+    pub overwrite: Overwrite,
     /// Chunk readers; 0 chooses (one per core, more for a network store).
     pub threads: usize,
     pub progress: Arc<dyn Progress>,
@@ -34,7 +35,7 @@ pub struct RestoreOptions {
 impl Default for RestoreOptions {
     fn default() -> Self {
         Self {
-            overwrite: false,
+            overwrite: Overwrite::Refuse,
             threads: 0,
             progress: Arc::new(Silent),
         }
@@ -55,6 +56,10 @@ pub struct RestoreOutcome {
     pub errors: Vec<(String, String)>,
     /// What the destination could not hold exactly, one line per kind.
     pub losses: Vec<Loss>,
+    /// Entries left as the destination had them (`--overwrite` said so).
+    pub skipped: u64,
+    /// The first of them.
+    pub first_skipped: Option<String>,
 }
 
 /// Something the destination could not hold as the snapshot has it,
@@ -88,6 +93,13 @@ impl LossKind {
 }
 
 impl RestoreOutcome {
+    fn skip(&mut self, path: &[u8]) {
+        self.skipped += 1;
+        if self.first_skipped.is_none() {
+            self.first_skipped = Some(String::from_utf8_lossy(path).into_owned());
+        }
+    }
+
     fn lost(&mut self, kind: LossKind, path: &[u8], message: impl Into<String>) {
         match self.losses.iter_mut().find(|l| l.kind == kind) {
             Some(loss) => loss.count += 1,
@@ -109,12 +121,14 @@ enum Step {
     File {
         path: Vec<u8>,
         node: Node,
+        replace: bool,
     },
     /// A file whose other name was restored already: linked to it.
     HardLink {
         path: Vec<u8>,
         existing: Vec<u8>,
         size: u64,
+        replace: bool,
     },
     /// A file whose other name was restored already, written again because
     /// the destination cannot link.
@@ -127,6 +141,12 @@ enum Step {
     Symlink {
         path: Vec<u8>,
         node: Node,
+        replace: bool,
+    },
+    /// An entry in the way, left as it is.
+    Skipped {
+        path: Vec<u8>,
+        size: u64,
     },
     Problem(Vec<u8>, String),
 }
@@ -161,6 +181,30 @@ pub fn restore(
         },
         other => other,
     })?;
+    let mode = options.overwrite;
+    match mode {
+        Overwrite::Refuse => {
+            if let Some(found) = conflicts::find(store, &index, &target, destination)?
+                && found.count > 0
+            {
+                return Err(Error::Conflicts {
+                    location: destination.location(),
+                    count: found.count,
+                    first: found.first.join(", "),
+                });
+            }
+        }
+        Overwrite::IfNewer | Overwrite::IfChanged
+            if destination.existing(b"").ok().flatten().is_none() =>
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{} cannot say what it holds, so a restore cannot compare with it: \
+                 replace everything or nothing (--overwrite always or never)",
+                destination.location()
+            )));
+        }
+        _ => {}
+    }
     let threads = store.reader_threads(options.threads);
     let mut outcome = RestoreOutcome::default();
     std::thread::scope(|s| {
@@ -192,15 +236,17 @@ pub fn restore(
                 batch_bytes: 0,
                 can_link: destination.can_hard_link(),
                 links: LinkGroups::default(),
+                mode,
+                dest: destination,
             };
             let _ = match target {
-                browse::Resolved::Root(tree) => planner.dir(b"", &tree),
+                browse::Resolved::Root(tree) => planner.dir(b"", &tree, false),
                 browse::Resolved::Node(node) => match &node.content {
                     Content::Dir { tree } => match store.read_tree(planner_index, tree) {
-                        Ok(tree) => planner.dir(b"", &tree),
+                        Ok(tree) => planner.dir(b"", &tree, false),
                         Err(e) => planner.send(Step::Problem(node.name.clone(), e.to_string())),
                     },
-                    _ => planner.node(node.name.clone(), node),
+                    _ => planner.nodes(b"", std::slice::from_ref(&node), false),
                 },
             };
             let _ = planner.dispatch().and_then(|()| planner.flush());
@@ -231,6 +277,8 @@ struct Planner<'a> {
     /// The first path restored of each file with several links, and its
     /// chunks: only files the source saw links to are kept here.
     links: LinkGroups,
+    mode: Overwrite,
+    dest: &'a dyn Destination,
 }
 
 /// Steps handed to the writer at once…
@@ -326,14 +374,47 @@ impl Planner<'_> {
         self.send(Step::Chunk(result))
     }
 
-    fn dir(&mut self, path: &[u8], tree: &crate::tree::Tree) -> Result<(), Stop> {
-        for node in &tree.nodes {
-            self.node(join(path, &node.name), node.clone())?;
+    /// Plans a folder's entries; `fresh` when the destination had no folder
+    /// there, so nothing below can be in the way.
+    fn dir(&mut self, path: &[u8], tree: &Tree, fresh: bool) -> Result<(), Stop> {
+        self.nodes(path, &tree.nodes, fresh)
+    }
+
+    fn nodes(&mut self, path: &[u8], nodes: &[Node], fresh: bool) -> Result<(), Stop> {
+        // Looked at once per folder, by the modes that decide per entry.
+        let listing = if self.mode.looks() && !fresh {
+            match conflicts::listing(self.dest, path) {
+                Ok(listing) => listing,
+                Err(e) => {
+                    // Unseen entries are then written only where nothing is.
+                    self.send(Step::Problem(path.to_vec(), e.to_string()))?;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        for node in nodes {
+            let there = listing.as_ref().and_then(|l| l.get(&node.name));
+            let fresh_below = fresh || (listing.is_some() && there.is_none());
+            let child = join(path, &node.name);
+            match conflicts::decide(self.mode, node, there) {
+                Decision::Write { replace } => {
+                    self.node(child, node.clone(), replace, fresh_below)?
+                }
+                Decision::Skip => {
+                    let size = match node.content {
+                        Content::File { .. } => node.meta.size,
+                        _ => 0,
+                    };
+                    self.send(Step::Skipped { path: child, size })?
+                }
+            }
         }
         Ok(())
     }
 
-    fn node(&mut self, path: Vec<u8>, node: Node) -> Result<(), Stop> {
+    fn node(&mut self, path: Vec<u8>, node: Node, replace: bool, fresh: bool) -> Result<(), Stop> {
         if let Some(e) = &node.error {
             self.send(Step::Problem(
                 path.clone(),
@@ -344,7 +425,7 @@ impl Planner<'_> {
             Content::Dir { tree } => {
                 self.send(Step::Dir(path.clone()))?;
                 match self.store.read_tree(self.index, tree) {
-                    Ok(subtree) => self.dir(&path, &subtree)?,
+                    Ok(subtree) => self.dir(&path, &subtree, fresh)?,
                     Err(e) => self.send(Step::Problem(path.clone(), e.to_string()))?,
                 }
                 self.send(Step::DirDone(path, node.meta))
@@ -359,6 +440,7 @@ impl Planner<'_> {
                             path,
                             existing,
                             size,
+                            replace,
                         });
                     }
                     self.send(Step::LinkCopied {
@@ -366,7 +448,11 @@ impl Planner<'_> {
                         existing,
                     })?;
                 }
-                self.send(Step::File { path, node })?;
+                self.send(Step::File {
+                    path,
+                    node,
+                    replace,
+                })?;
                 for id in chunks {
                     self.chunk(id)?;
                 }
@@ -374,7 +460,11 @@ impl Planner<'_> {
             }
             // No target to make a link to: the backup said so (node.error).
             Content::Symlink { target } if target.is_empty() => Ok(()),
-            Content::Symlink { .. } => self.send(Step::Symlink { path, node }),
+            Content::Symlink { .. } => self.send(Step::Symlink {
+                path,
+                node,
+                replace,
+            }),
             Content::Special => self.send(Step::Problem(path, "special file not recreated".into())),
         }
     }
@@ -408,9 +498,15 @@ fn write_steps(
                 path,
                 existing,
                 size,
+                replace,
             } => {
-                dest.hard_link(&path, &existing, options.overwrite)
-                    .map_err(|e| dest_err(&path, e))?;
+                match dest.hard_link(&path, &existing, replace) {
+                    Err(e) if in_the_way(&e, replace, options) => {
+                        outcome.skip(&path);
+                        continue;
+                    }
+                    other => other.map_err(|e| dest_err(&path, e))?,
+                }
                 // Counted as restored bytes: the tree holds them at this name too.
                 outcome.bytes += size;
                 options.progress.bytes(size);
@@ -426,11 +522,26 @@ fn write_steps(
                 );
                 outcome.lost(LossKind::HardLinks, &path, message);
             }
-            Step::File { path, node } => {
-                let writer = dest
-                    .create_file(&path, options.overwrite)
-                    .map_err(|e| dest_err(&path, e))?;
-                file = Some((path, node, writer, None));
+            Step::File {
+                path,
+                node,
+                replace,
+            } => match dest.create_file(&path, replace) {
+                // Its chunks that follow find no open file and pass.
+                Err(e) if in_the_way(&e, replace, options) => {
+                    outcome.skip(&path);
+                    options.progress.bytes(node.meta.size);
+                    options.progress.items(1);
+                }
+                writer => {
+                    let writer = writer.map_err(|e| dest_err(&path, e))?;
+                    file = Some((path, node, writer, None));
+                }
+            },
+            Step::Skipped { path, size } => {
+                outcome.skip(&path);
+                options.progress.bytes(size);
+                options.progress.items(1);
             }
             Step::Chunk(result) => {
                 let Some((path, _, writer, failure)) = file.as_mut() else {
@@ -467,11 +578,19 @@ fn write_steps(
                 outcome.files += 1;
                 options.progress.items(1);
             }
-            Step::Symlink { path, node } => {
+            Step::Symlink {
+                path,
+                node,
+                replace,
+            } => {
                 let Content::Symlink { target } = &node.content else {
                     continue;
                 };
-                match dest.symlink(&path, target, options.overwrite) {
+                match dest.symlink(&path, target, replace) {
+                    Err(e) if in_the_way(&e, replace, options) => {
+                        outcome.skip(&path);
+                        continue;
+                    }
                     // A destination that cannot hold links (FTP): report
                     // each one and restore everything else.
                     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -492,6 +611,15 @@ fn write_steps(
         }
     }
     Ok(())
+}
+
+/// Whether `e` is an entry in the way that the mode leaves as it is: one
+/// the destination could not list beforehand, or one that appeared since.
+/// A refusing restore found none before it began; one now is an error.
+fn in_the_way(e: &std::io::Error, replace: bool, options: &RestoreOptions) -> bool {
+    e.kind() == std::io::ErrorKind::AlreadyExists
+        && !replace
+        && options.overwrite != Overwrite::Refuse
 }
 
 /// Applies an entry's metadata; what the destination cannot hold is

@@ -5,12 +5,13 @@
 use crate::bindings::types;
 use crate::error::{ErrorKind, PluginError};
 use crate::instance::{Instance, InstanceConfig};
+use kast_engine::destination::Existing;
 use kast_engine::storage::{ObjectInfo, ObjectKind, Storage, StorageError};
 use kast_engine::tree::{EntryKind, Metadata};
 use kast_engine::{Destination, Source};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// File content crosses the boundary in pieces of this size: large enough
 /// that a call's cost vanishes, small enough that the plugin's memory (which
@@ -388,13 +389,24 @@ impl Drop for PluginReader {
 pub struct PluginDestination {
     instance: Shared,
     location: String,
+    /// The same location as a source, when the plugin serves one: the 0.1
+    /// destination interface cannot list, so what is already there is
+    /// looked at through it, opened at first need.
+    look: Option<Arc<InstanceConfig>>,
+    looking: OnceLock<Result<PluginSource, String>>,
 }
 
 impl PluginDestination {
-    pub(crate) fn new(instance: Instance, location: String) -> Self {
+    pub(crate) fn new(
+        instance: Instance,
+        location: String,
+        look: Option<Arc<InstanceConfig>>,
+    ) -> Self {
         Self {
             instance: Arc::new(Mutex::new(instance)),
             location,
+            look,
+            looking: OnceLock::new(),
         }
     }
 }
@@ -425,6 +437,34 @@ impl Destination for PluginDestination {
         lock(&self.instance)
             .destination_call("symlink", |s, g| g.call_symlink(s, path, target, overwrite))
             .map_err(PluginError::into_io)
+    }
+
+    fn existing(&self, path: &[u8]) -> io::Result<Option<Vec<Existing>>> {
+        let Some(config) = &self.look else {
+            return Ok(None);
+        };
+        let source = self.looking.get_or_init(|| {
+            config
+                .open()
+                .map(|instance| PluginSource::new(instance, self.location.clone()))
+                .map_err(|e| e.to_string())
+        });
+        let source = source.as_ref().map_err(|e| io::Error::other(e.clone()))?;
+        match source.list(path) {
+            Ok(entries) => Ok(Some(
+                entries
+                    .into_iter()
+                    .map(|e| Existing {
+                        name: e.name,
+                        kind: e.kind,
+                        size: e.meta.size,
+                        mtime_ns: e.meta.mtime_ns,
+                    })
+                    .collect(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(Vec::new())),
+            Err(e) => Err(e),
+        }
     }
 
     /// Local files only: the host links within the same grant (the 0.1

@@ -135,6 +135,10 @@ impl Host {
     /// The destination at `location`.
     pub fn destination(&self, location: &str) -> Result<PluginDestination, PluginError> {
         let (config, url) = self.open(location, Role::Destination, false)?;
-        Ok(PluginDestination::new(config.open()?, url))
+        let look = match config.plugin.info.roles.contains(&Role::Source) {
+            true => Some(self.open(location, Role::Source, false)?.0),
+            false => None,
+        };
+        Ok(PluginDestination::new(config.open()?, url, look))
     }
 }

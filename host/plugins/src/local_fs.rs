@@ -433,17 +433,16 @@ impl Host for crate::instance::HostState {
 
     fn create(&mut self, path: Vec<u8>, replace: bool) -> Result<u64, Error> {
         let (dir, rel) = self.local_fs.resolve(&path)?;
-        if replace && dir.symlink_metadata(&rel).is_ok_and(|m| !m.is_file()) {
-            // A symlink or directory in the way is replaced, never written through.
+        if replace && dir.symlink_metadata(&rel).is_ok() {
+            // Replaced, never written through: a symlink must not redirect
+            // the write, and a file's other hard links keep their content.
             remove_any(dir, &rel).map_err(|e| io_err("replace", &path, e))?;
         }
         let mut options = OpenOptions::new();
-        options.write(true).follow(FollowSymlinks::No);
-        if replace {
-            options.create(true).truncate(true);
-        } else {
-            options.create_new(true);
-        }
+        options
+            .write(true)
+            .follow(FollowSymlinks::No)
+            .create_new(true);
         cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = dir
             .open_with(&rel, &options)

@@ -1,10 +1,10 @@
-//! `kast restore SNAPSHOT[:PATH] --to LOCATION [--force]`.
+//! `kast restore SNAPSHOT[:PATH] --to LOCATION [--overwrite WHEN]`.
 
 use crate::cli::FilterArgs;
 use crate::context::Context;
 use crate::spec::{self, format_bytes};
 use anyhow::{Context as _, Result, bail};
-use kast_engine::RestoreOptions;
+use kast_engine::{Overwrite, RestoreOptions};
 
 /// One line for everything of one kind the destination could not hold.
 fn describe_loss(loss: &kast_engine::Loss) -> String {
@@ -29,7 +29,7 @@ pub fn run(
     ctx: &Context,
     spec_text: &str,
     to: &str,
-    force: bool,
+    overwrite: Overwrite,
     filter: &FilterArgs,
 ) -> Result<()> {
     let store = ctx.open_store()?;
@@ -50,7 +50,7 @@ pub fn run(
         .destination(&target)
         .with_context(|| format!("cannot write to {to}"))?;
     let options = RestoreOptions {
-        overwrite: force,
+        overwrite,
         progress: ctx.progress(
             &format!("restoring {}", id.short()),
             path.is_empty().then_some(snap.summary.logical_bytes),
@@ -59,13 +59,17 @@ pub fn run(
     };
     let outcome = kast_engine::restore(&store, &id, path.as_bytes(), &destination, &options)
         .map_err(|e| match e {
-            // Only a refusal to replace is cured by --force; with it, the
-            // error as it is says what stood in the way.
+            kast_engine::Error::Conflicts { .. } => anyhow::Error::new(e).context(
+                "choose what to do with them: --overwrite never|if-newer|if-changed|always",
+            ),
+            // Appeared after the look before writing (or at a destination
+            // that cannot be looked at beforehand).
             kast_engine::Error::Destination { ref source, .. }
-                if !force && source.kind() == std::io::ErrorKind::AlreadyExists =>
+                if overwrite == Overwrite::Refuse
+                    && source.kind() == std::io::ErrorKind::AlreadyExists =>
             {
                 anyhow::Error::new(e).context(format!(
-                    "{to} already has files the snapshot holds; add --force to replace them"
+                    "{to} has an entry the snapshot holds; choose with --overwrite what to do with it"
                 ))
             }
             other => anyhow::Error::new(other),
@@ -91,6 +95,14 @@ pub fn run(
     }
     for loss in &outcome.losses {
         ctx.warn(&describe_loss(loss));
+    }
+    if let Some(first) = &outcome.first_skipped {
+        let n = outcome.skipped;
+        ctx.note(&format!(
+            "left {n} entr{} as {to} had {} (the first: {first})",
+            if n == 1 { "y" } else { "ies" },
+            if n == 1 { "it" } else { "them" },
+        ));
     }
     if !outcome.errors.is_empty() {
         bail!(

@@ -512,7 +512,10 @@ pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>)
         let worker = app.clone();
         Ok(app.jobs.start("restore", total, move |job| {
             let options = kast_engine::RestoreOptions {
-                overwrite: r.overwrite,
+                overwrite: match r.overwrite {
+                    true => kast_engine::Overwrite::Always,
+                    false => kast_engine::Overwrite::Refuse,
+                },
                 progress: job,
                 ..Default::default()
             };

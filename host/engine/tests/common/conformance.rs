@@ -227,27 +227,86 @@ pub fn check_single_file_source(c: &dyn Connectors) {
     assert!(!out.join("sibling.txt").exists());
 }
 
-/// A destination never overwrites an existing file unless asked.
+/// What a restore does with entries already at the destination, in each
+/// `--overwrite` mode: a refusal writes nothing at all, the other modes
+/// skip or replace entry by entry and count what they skipped.
 pub fn check_no_overwrite(c: &dyn Connectors) {
+    use kast_engine::Overwrite;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("a"), b"from the snapshot").unwrap();
+    std::fs::write(src.join("sub/b"), b"b").unwrap();
+    std::fs::write(src.join("c"), b"c").unwrap();
+    let snapshot_time = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(src.join("a"), snapshot_time).unwrap();
     let store = create(c, dir.path());
     let outcome = backup(c, &store, &src);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("a"), b"precious").unwrap();
-    let dest = c.destination(&out);
-    let err = kast_engine::restore(&store, &outcome.id, b"", &*dest, &RestoreOptions::default())
-        .unwrap_err();
-    assert!(err.to_string().contains("exist"), "{err}");
-    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"precious");
-    let options = RestoreOptions {
-        overwrite: true,
-        ..Default::default()
+    let precious = |secs: i64| {
+        std::fs::write(out.join("a"), b"precious").unwrap();
+        let t = filetime::FileTime::from_unix_time(secs, 0);
+        filetime::set_file_mtime(out.join("a"), t).unwrap();
     };
-    kast_engine::restore(&store, &outcome.id, b"", &*dest, &options).unwrap();
+    let dest = c.destination(&out);
+    let run = |mode: Overwrite| {
+        let options = RestoreOptions {
+            overwrite: mode,
+            ..Default::default()
+        };
+        kast_engine::restore(&store, &outcome.id, b"", &*dest, &options)
+    };
+    let names = || {
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Refused: nothing written, not even what is missing, and the entry in
+    // the way is named.
+    precious(1_700_000_000);
+    let err = run(Overwrite::Refuse).unwrap_err();
+    assert!(
+        err.to_string().contains("already holds 1 of the entries"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("(a)"), "{err}");
+    assert_eq!(names(), ["a"]);
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"precious");
+
+    // never: the rest restored, `a` kept and counted.
+    let done = run(Overwrite::Never).unwrap();
+    assert_eq!((done.skipped, done.files), (1, 2));
+    assert_eq!(done.first_skipped.as_deref(), Some("a"));
+    assert_eq!(names(), ["a", "c", "sub"]);
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"precious");
+
+    // if-newer: kept while it is newer than the snapshot's, replaced once older.
+    let done = run(Overwrite::IfNewer).unwrap();
+    assert_eq!(done.skipped, 3, "everything is there, as new or newer");
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"precious");
+    precious(1_500_000_000);
+    let done = run(Overwrite::IfNewer).unwrap();
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"from the snapshot");
+    assert_eq!(done.skipped, 2);
+
+    // if-changed: what is as the snapshot has it is left; a changed size or
+    // time is replaced.
+    let done = run(Overwrite::IfChanged).unwrap();
+    assert_eq!((done.skipped, done.files), (3, 0));
+    std::fs::write(out.join("c"), b"changed").unwrap();
+    let done = run(Overwrite::IfChanged).unwrap();
+    assert_eq!((done.skipped, done.files), (2, 1));
+    assert_eq!(std::fs::read(out.join("c")).unwrap(), b"c");
+
+    // always: replaced whatever it is.
+    precious(1_700_000_000);
+    let done = run(Overwrite::Always).unwrap();
+    assert_eq!((done.skipped, done.files), (0, 3));
     assert_eq!(std::fs::read(out.join("a")).unwrap(), b"from the snapshot");
 }
 
