@@ -917,3 +917,115 @@ notify = {{ webhook = "{url}", on = "always" }}
     let out = u.kast(&["--json", "report", "--fail-stale"]);
     assert_eq!(out.status.code(), Some(0), "{}", user::stderr(&out));
 }
+
+/// A job's `keep` chooses among the snapshots the job made, never the ones
+/// made by hand or by another job (unless `keep_scope = "source"`), and
+/// every run says which snapshots it removed and what its check found: in
+/// text, `--json`, the activity log (`kast report`) and notifications.
+#[test]
+fn a_jobs_retention_removes_only_its_own_snapshots_and_says_which() {
+    let (u, src) = user_with_source();
+    for _ in 0..4 {
+        u.ok(&["backup", src.to_str().unwrap()]);
+    }
+    let by_hand: Vec<String> = u
+        .json(&["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let told = u.path("told.json");
+    write_config(
+        &u,
+        &format!(
+            r#"
+[jobs.docs]
+store = "{store}"
+backup = ["{src}"]
+tags = ["docs"]
+keep = {{ last = 2 }}
+check = "fast"
+notify = {{ command = "cat > {told}", on = "always" }}
+
+[jobs.everything]
+store = "{store}"
+backup = ["{src}"]
+keep = {{ last = 1 }}
+keep_scope = "source"
+"#,
+            store = u.location,
+            src = src.display(),
+            told = told.display(),
+        ),
+    );
+    let mut made = Vec::new();
+    for run in 0..3 {
+        let ran = u.json(&["job", "run", "docs"]);
+        assert_eq!(ran["outcome"], "success", "{ran}");
+        assert_eq!(ran["check"]["clean"], true, "{ran}");
+        assert_eq!(ran["check"]["kind"], "fast", "{ran}");
+        made.push(ran["snapshots"][0].as_str().unwrap().to_string());
+        let removed: Vec<&str> = ran["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        match run {
+            2 => assert_eq!(removed, [made[0].as_str()], "{ran}"),
+            _ => assert!(removed.is_empty(), "{ran}"),
+        }
+    }
+    let listed = u.json(&["ls"]);
+    let left: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    for id in &by_hand {
+        assert!(
+            left.contains(&id.as_str()),
+            "a hand-made snapshot went: {listed}"
+        );
+    }
+    assert_eq!(left.len(), by_hand.len() + 2, "{listed}");
+    let jobs: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs.iter().filter(|j| **j == "docs").count(), 2, "{listed}");
+
+    // In text: the count on the run's line, then every id removed.
+    let text = u.ok(&["job", "run", "docs"]);
+    assert!(
+        text.contains("retention removed 1 snapshot, check (fast) clean"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("removed by retention: {}", made[1])),
+        "{text}"
+    );
+    // The notification and the activity log carry the same.
+    let heard: Value = serde_json::from_slice(&std::fs::read(&told).unwrap()).unwrap();
+    assert_eq!(heard["removed"][0], made[1].as_str(), "{heard}");
+    assert_eq!(heard["check"]["clean"], true, "{heard}");
+    let r = report(&u);
+    let last = &job(&r, "docs")["last_run"];
+    assert_eq!(last["removed"][0], made[1].as_str(), "{r}");
+    assert_eq!(last["check"]["damaged"], 0, "{r}");
+    let said = String::from_utf8(u.kast(&["report"]).stdout).unwrap();
+    assert!(said.contains("retention removed 1 snapshot"), "{said}");
+
+    // keep_scope = "source": every snapshot of the source is chosen among.
+    let ran = u.json(&["job", "run", "everything"]);
+    assert_eq!(
+        ran["removed"].as_array().unwrap().len(),
+        by_hand.len() + 2,
+        "{ran}"
+    );
+    assert_eq!(u.json(&["ls"]).as_array().unwrap().len(), 1);
+}

@@ -113,6 +113,7 @@ fn snapshot_specs_never_panic() {
         user: "u".into(),
         source: "fs:///s".into(),
         tags: Vec::new(),
+        job: String::new(),
         root: Id([0; 32]),
         summary: Default::default(),
     };
@@ -158,6 +159,7 @@ fn retention_policies_never_panic() {
                 user: "u".into(),
                 source: "s".into(),
                 tags: Vec::new(),
+                job: String::new(),
                 root: Id([0; 32]),
                 summary: Default::default(),
             };

@@ -91,6 +91,11 @@ pub fn parse_share(text: &str) -> Result<f64> {
 
 pub use kast_engine::time::format_time;
 
+/// `n` and the noun for it: "1 file", "2 files", "0 entries".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Bytes for people: 1.5 GiB.
 pub fn format_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

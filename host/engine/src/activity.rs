@@ -54,6 +54,30 @@ pub struct Activity {
     /// The first few per-file errors, for the report.
     #[serde(default)]
     pub error_samples: Vec<String>,
+    /// Snapshots the job's retention removed (hex ids).
+    #[serde(default)]
+    pub removed: Vec<String>,
+    /// What the job's check found, when it ran one.
+    #[serde(default)]
+    pub check: Option<CheckResult>,
+}
+
+/// A job's check, as its run record keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// `full`, `fast`, or the share of packs read in full (`5%`).
+    pub kind: String,
+    pub clean: bool,
+    pub snapshots: u64,
+    pub packs: u64,
+    /// Packs whose every byte was read.
+    pub packs_read: u64,
+    /// Bytes read and verified.
+    pub bytes: u64,
+    /// Damaged objects, and the first of them with its problem.
+    pub damaged: u64,
+    #[serde(default)]
+    pub first_damage: Option<String>,
 }
 
 /// Stores `activity` in the store (a pack and a state of its own); returns

@@ -32,6 +32,8 @@ pub type Exclude = Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
 #[derive(Clone)]
 pub struct BackupOptions {
     pub tags: Vec<String>,
+    /// The job making this backup, recorded in the snapshot.
+    pub job: String,
     /// Recorded source location; defaults to the source's own.
     pub source_name: Option<String>,
     pub host: Option<String>,
@@ -55,6 +57,7 @@ impl Default for BackupOptions {
     fn default() -> Self {
         Self {
             tags: Vec::new(),
+            job: String::new(),
             source_name: None,
             host: None,
             user: None,
@@ -140,6 +143,7 @@ pub fn backup(
         user: options.user.clone().unwrap_or_else(crate::user_name),
         source: source_name,
         tags: options.tags.clone(),
+        job: options.job.clone(),
         root,
         summary,
     };

@@ -107,6 +107,7 @@ mod tests {
                 user: "u".into(),
                 source: source.into(),
                 tags: vec![],
+                job: String::new(),
                 root: Id::default(),
                 summary: Summary::default(),
             },

@@ -5,7 +5,10 @@ use crate::codec::{Reader, Writer};
 use crate::crypto::{Domain, Id, Keys};
 use crate::error::{Error, Result};
 
+/// Version 1; version 2 adds the job's name at the end, written only for
+/// a job's snapshots, so every other header stays as older kast reads it.
 const HEADER_VERSION: u8 = 1;
+const HEADER_VERSION_WITH_JOB: u8 = 2;
 
 /// Counts and sizes of one backup.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub struct Snapshot {
     /// Where the data came from: a location URL or path.
     pub source: String,
     pub tags: Vec<String>,
+    /// The job that made it (`kast job run`); empty for a backup by hand.
+    /// A job's retention looks only at its own snapshots.
+    pub job: String,
     pub root: Id,
     pub summary: Summary,
 }
@@ -48,7 +54,11 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(HEADER_VERSION);
+        w.u8(if self.job.is_empty() {
+            HEADER_VERSION
+        } else {
+            HEADER_VERSION_WITH_JOB
+        });
         w.i64(self.time_ns);
         w.str(&self.host);
         w.str(&self.user);
@@ -75,12 +85,16 @@ impl Snapshot {
         ] {
             w.varint(v);
         }
+        if !self.job.is_empty() {
+            w.str(&self.job);
+        }
         w.into_bytes()
     }
 
     pub fn decode(bytes: &[u8], what: &str) -> Result<Snapshot> {
         let mut r = Reader::new(bytes, what);
-        if r.u8()? != HEADER_VERSION {
+        let version = r.u8()?;
+        if version != HEADER_VERSION && version != HEADER_VERSION_WITH_JOB {
             return Err(Error::corrupt(what, "unknown snapshot version"));
         }
         let time_ns = r.i64()?;
@@ -94,6 +108,10 @@ impl Snapshot {
         for slot in &mut v {
             *slot = r.varint()?;
         }
+        let job = match version {
+            HEADER_VERSION_WITH_JOB => r.string()?,
+            _ => String::new(),
+        };
         r.finish()?;
         let [
             files,
@@ -115,6 +133,7 @@ impl Snapshot {
             user,
             source,
             tags,
+            job,
             root,
             summary: Summary {
                 files,
@@ -155,9 +174,9 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(time_ns: i64, host in ".*", user in ".*", source in ".*",
-                      tags in proptest::collection::vec(".*", 0..4), root: [u8; 32], counts: [u64; 12]) {
+                      tags in proptest::collection::vec(".*", 0..4), job in ".*", root: [u8; 32], counts: [u64; 12]) {
             let [files, dirs, symlinks, specials, errors, logical_bytes, files_read, files_unchanged, bytes_read, blobs_added, bytes_added, duration_ms] = counts;
-            let snap = Snapshot { time_ns, host, user, source, tags, root: Id(root), summary: Summary {
+            let snap = Snapshot { time_ns, host, user, source, tags, job, root: Id(root), summary: Summary {
                 files, dirs, symlinks, specials, errors, logical_bytes, files_read, files_unchanged, bytes_read, blobs_added, bytes_added, duration_ms } };
             prop_assert_eq!(Snapshot::decode(&snap.encode(), "s").unwrap(), snap);
         }

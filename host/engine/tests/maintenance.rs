@@ -227,6 +227,8 @@ fn run_record(job: &str, at: i64, outcome: Outcome) -> Activity {
         files_unchanged: 3,
         errors: 0,
         error_samples: Vec::new(),
+        removed: Vec::new(),
+        check: None,
     }
 }
 

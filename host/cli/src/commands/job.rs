@@ -3,7 +3,7 @@
 use crate::cli::JobCommand;
 use crate::context::Context;
 use crate::jobs::{self, Job, run::Ran};
-use crate::spec::{format_bytes, format_time};
+use crate::spec::{count, format_bytes, format_time};
 use anyhow::Result;
 use kast_engine::activity::{Activity, Outcome};
 use serde_json::json;
@@ -119,7 +119,7 @@ pub fn run_line(a: &Activity) -> String {
             a.reason.as_deref().unwrap_or("no reason given")
         ),
         outcome => format!(
-            "{when}  {}: {} new, {} changed, {} unchanged files, {} read, {} added, {secs:.1} s{}",
+            "{when}  {}: {} new, {} changed, {} unchanged files, {} read, {} added, {secs:.1} s{}{}{}",
             if outcome == Outcome::Success {
                 "success"
             } else {
@@ -131,9 +131,25 @@ pub fn run_line(a: &Activity) -> String {
             format_bytes(a.bytes_read),
             format_bytes(a.bytes_added),
             if a.errors > 0 {
-                format!(", {} entries not read", a.errors)
+                format!(", {} not read", count(a.errors, "entry", "entries"))
             } else {
                 String::new()
+            },
+            match a.removed.len() {
+                0 => String::new(),
+                n => format!(
+                    ", retention removed {}",
+                    count(n as u64, "snapshot", "snapshots")
+                ),
+            },
+            match &a.check {
+                None => String::new(),
+                Some(c) if c.clean => format!(", check ({}) clean", c.kind),
+                Some(c) => format!(
+                    ", check ({}) found {} damaged",
+                    c.kind,
+                    count(c.damaged, "object", "objects")
+                ),
             }
         ),
     }
@@ -160,6 +176,18 @@ fn report_run(ctx: &Context, ran: &Ran) -> Result<()> {
         );
     } else if !ctx.quiet {
         println!("job {}: {}", ran.activity.job, run_line(&ran.activity));
+    }
+    if !ctx.quiet && !ran.activity.removed.is_empty() {
+        // Every id, so what went is never a guess.
+        println!("  removed by retention: {}", ran.activity.removed.join(" "));
+    }
+    if let Some(first) = ran
+        .activity
+        .check
+        .as_ref()
+        .and_then(|c| c.first_damage.as_ref())
+    {
+        eprintln!("  check: {first}");
     }
     Ok(())
 }

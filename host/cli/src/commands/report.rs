@@ -142,10 +142,10 @@ pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>, fail_stale: bo
             format!(" (on {})", s.host)
         };
         println!(
-            "{}{elsewhere}{}: {} runs since {} ({} failed, {} partial), last success {}, {} added",
+            "{}{elsewhere}{}: {} since {} ({} failed, {} partial), last success {}, {} added",
             s.job,
             if s.stale { " [STALE]" } else { "" },
-            s.runs,
+            crate::spec::count(s.runs, "run", "runs"),
             format_time(from_ns),
             s.failures,
             s.partials,

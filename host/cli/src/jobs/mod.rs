@@ -37,9 +37,14 @@ pub struct Job {
     /// Or at these times (`Mon..Fri 02:00`, `daily`…), local time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calendar: Option<String>,
-    /// Retention after each backup, per source and host, as `kast rm --keep-*`.
+    /// Retention after each backup, as `kast rm --keep-*`, among the job's
+    /// own snapshots of each source on this host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep: Option<Keep>,
+    /// `"source"`: retention looks at every snapshot of the source on this
+    /// host, hand-made or by other jobs, not only the job's own.
+    #[serde(default, skip_serializing_if = "KeepScope::is_job")]
+    pub keep_scope: KeepScope,
     /// `fast`, `full`, or a share of packs read in full (`5%`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
@@ -72,6 +77,23 @@ pub struct Job {
 /// database dump, short enough that a hung one does not stop `kast agent`
 /// for a day.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Which snapshots a job's retention chooses among.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepScope {
+    /// Those the job made (its name is in each).
+    #[default]
+    Job,
+    /// Every snapshot of the same source and host.
+    Source,
+}
+
+impl KeepScope {
+    fn is_job(&self) -> bool {
+        *self == KeepScope::Job
+    }
+}
 
 /// How many snapshots of each kind to keep (as `kast rm --keep-*`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -5,7 +5,7 @@
 //! notifications still hear about it.
 
 use super::shell::Shell;
-use super::{CheckKind, Job, NotifyOn};
+use super::{CheckKind, Job, KeepScope, NotifyOn};
 use crate::context::{Context, read_secret};
 use anyhow::{Context as _, Result, anyhow, bail};
 use kast_engine::activity::{self, Activity, Outcome};
@@ -118,6 +118,8 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
         files_unchanged: 0,
         errors: 0,
         error_samples: Vec::new(),
+        removed: Vec::new(),
+        check: None,
     };
     let limit = job.hook_limit().unwrap_or(super::HOOK_TIMEOUT);
     let pre = match &job.pre {
@@ -211,6 +213,7 @@ fn steps(
     for location in &job.backup {
         let options = BackupOptions {
             tags: job.tags.clone(),
+            job: name.to_string(),
             exclude: exclude.clone(),
             progress: ctx.progress(
                 &format!(
@@ -238,8 +241,10 @@ fn steps(
         made.push(outcome.id);
     }
     if let Some(keep) = &job.keep {
-        let removed = apply_retention(store, keep, &made)?;
+        let scope = (job.keep_scope == KeepScope::Job).then_some(name);
+        let removed = apply_retention(store, keep, scope, &made)?;
         crate::seen::forget(ctx, store, &removed);
+        activity.removed = removed.iter().map(Id::to_hex).collect();
     }
     if let Some(kind) = job.check_kind()? {
         let options = kast_engine::check::CheckOptions {
@@ -252,6 +257,19 @@ fn steps(
             ..Default::default()
         };
         let report = kast_engine::check::check(store, &options).context("check failed")?;
+        activity.check = Some(activity::CheckResult {
+            kind: job.check.clone().unwrap_or_default(),
+            clean: report.is_clean(),
+            snapshots: report.snapshots,
+            packs: report.packs,
+            packs_read: report.packs_read,
+            bytes: report.bytes,
+            damaged: report.damage.len() as u64,
+            first_damage: report
+                .damage
+                .first()
+                .map(|d| format!("{}: {}", d.object, d.problem)),
+        });
         if let Some(d) = report.damage.first() {
             bail!(
                 "check found damage in {} objects, first {}: {}",
@@ -280,9 +298,14 @@ fn steps(
 }
 
 /// Keeps what the policy keeps among the snapshots of each source this run
-/// backed up, taken on this host; removes the rest (space comes back at the
-/// next `kast maintenance`).
-fn apply_retention(store: &Store, keep: &super::Keep, made: &[Id]) -> Result<Vec<Id>> {
+/// backed up, taken on this host, and made by job `only_job` when given;
+/// removes the rest (space comes back at the next `kast maintenance`).
+fn apply_retention(
+    store: &Store,
+    keep: &super::Keep,
+    only_job: Option<&str>,
+    made: &[Id],
+) -> Result<Vec<Id>> {
     let policy = Policy {
         last: keep.last,
         hourly: keep.hourly,
@@ -300,6 +323,7 @@ fn apply_retention(store: &Store, keep: &super::Keep, made: &[Id]) -> Result<Vec
         let group: Vec<_> = all
             .iter()
             .filter(|(_, s)| s.source == mine.source && s.host == mine.host)
+            .filter(|(_, s)| only_job.is_none_or(|job| s.job == job))
             .cloned()
             .collect();
         for decision in retention::apply(&policy, &group) {
@@ -333,6 +357,15 @@ fn environment(a: &Activity, not_recorded: &Option<String>) -> Vec<(&'static str
         ("KAST_FILES_CHANGED", a.files_changed.to_string()),
         ("KAST_FILES_UNCHANGED", a.files_unchanged.to_string()),
         ("KAST_ERRORS", a.errors.to_string()),
+        ("KAST_REMOVED", a.removed.join(" ")),
+        (
+            "KAST_CHECK",
+            match &a.check {
+                None => String::new(),
+                Some(c) if c.clean => "clean".to_string(),
+                Some(_) => "damaged".to_string(),
+            },
+        ),
         ("KAST_RECORDED", not_recorded.is_none().to_string()),
     ]
 }
