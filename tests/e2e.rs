@@ -173,6 +173,32 @@ fn clear_errors_and_exit_codes() {
     );
     let help = u.kast(&["restore", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("the same as --overwrite always"));
+
+    // A path that is not there names the snapshot looked in.
+    let listed = u.json(&["ls"]);
+    let id = listed[0]["id"].as_str().unwrap();
+    let out = u.kast(&["cat", "latest:nope.txt"]);
+    assert!(
+        stderr(&out).contains(&format!("no path 'nope.txt' in snapshot {}", &id[..8])),
+        "{}",
+        stderr(&out)
+    );
+    // Once a second folder is backed up, `latest` alone is refused and the
+    // sources are named; --source picks one, `latest~1` the one before.
+    let other = u.path("other");
+    std::fs::create_dir(&other).unwrap();
+    u.ok(&["backup", other.to_str().unwrap()]);
+    let out = u.kast(&["cat", "latest:a"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("'latest' of which?"), "{err}");
+    assert!(err.contains(&format!("fs://{}", src.display())), "{err}");
+    assert!(err.contains(&format!("fs://{}", other.display())), "{err}");
+    let shown = u.ok(&["cat", "latest:a", "--source", src.to_str().unwrap()]);
+    assert_eq!(shown, "from the snapshot");
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let before = u.json(&["info", "latest~1", "--source", src.to_str().unwrap()]);
+    assert_eq!(before["id"], id, "{before}");
 }
 
 #[test]

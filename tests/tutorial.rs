@@ -4,36 +4,12 @@
 //! under test first on `PATH` and a fresh home. A tutorial that drifts from
 //! the code fails here.
 
+#[path = "markdown.rs"]
+mod markdown;
+
+use markdown::blocks;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// A fenced block of the tutorial: its info string and its text.
-struct Block {
-    info: String,
-    text: String,
-}
-
-fn blocks(markdown: &str) -> Vec<Block> {
-    let mut out = Vec::new();
-    let mut open: Option<Block> = None;
-    for line in markdown.lines() {
-        match (&mut open, line.strip_prefix("```")) {
-            (None, Some(info)) => {
-                open = Some(Block {
-                    info: info.trim().to_string(),
-                    text: String::new(),
-                })
-            }
-            (Some(_), Some(_)) => out.extend(open.take()),
-            (Some(block), None) => {
-                block.text.push_str(line);
-                block.text.push('\n');
-            }
-            (None, None) => {}
-        }
-    }
-    out
-}
 
 /// Where rustup and cargo keep their state, before HOME changes.
 fn tool_home(var: &str, default: &str) -> PathBuf {

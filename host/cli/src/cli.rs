@@ -121,6 +121,8 @@ pub enum Command {
     Info {
         /// SNAPSHOT
         spec: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Copy snapshots to another store (only the blobs it lacks; the stores
     /// may have different passphrases and keys).

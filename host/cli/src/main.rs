@@ -93,7 +93,7 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
             snapshots,
         } => return store::check_cmd(&ctx, *fast, sample.as_deref(), snapshots),
         Command::Rm(args) => store::rm(&ctx, args)?,
-        Command::Info { spec } => store::info(&ctx, spec.as_deref())?,
+        Command::Info { spec, filter } => store::info(&ctx, spec.as_deref(), filter)?,
         Command::Sync {
             to,
             to_passphrase_file,

@@ -73,8 +73,9 @@ pub fn latest_of(store: &Store, source: &str, host: &str) -> Result<Option<(Id, 
         .find(|(_, s)| filter.matches(s)))
 }
 
-/// Finds one snapshot by `latest` or a unique id prefix, among those the
-/// filter admits.
+/// Finds one snapshot by `latest`, `latest~N` (N before it) or a unique
+/// id prefix, among those the filter admits. `latest` among snapshots of
+/// several sources is refused: it would be whichever source ran last.
 pub fn find(store: &Store, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
     find_in(snapshots(store)?.snapshots, spec, filter)
 }
@@ -85,10 +86,35 @@ pub fn find_in(
     spec: &str,
     filter: &SnapshotFilter,
 ) -> Result<(Id, Snapshot)> {
-    let mut matching = all.into_iter().filter(|(_, s)| filter.matches(s));
-    if spec == "latest" {
+    let matching = all.into_iter().filter(|(_, s)| filter.matches(s));
+    // `latest~N`: N snapshots before the latest, as git counts commits.
+    let back = match spec.strip_prefix("latest") {
+        Some("") => Some(0),
+        Some(n) => n.strip_prefix('~').and_then(|n| n.parse::<usize>().ok()),
+        None => None,
+    };
+    if let Some(back) = back {
+        let matching: Vec<_> = matching.collect();
+        // The newest of several sources would be whichever ran last: a
+        // different folder from one day to the next. Refused, and named.
+        let mut sources: Vec<(&str, &str)> = matching
+            .iter()
+            .map(|(_, s)| (s.source.as_str(), s.host.as_str()))
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        if sources.len() > 1 {
+            return Err(Error::AmbiguousLatest(
+                sources
+                    .iter()
+                    .map(|(source, host)| format!("{source} on {host}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
         return matching
-            .next_back()
+            .into_iter()
+            .nth_back(back)
             .ok_or_else(|| Error::NoSuchSnapshot(spec.to_string()));
     }
     let spec_lower = spec.to_ascii_lowercase();
@@ -111,9 +137,14 @@ pub enum Resolved {
 }
 
 /// Follows `path` (`/`-separated, leading and trailing `/` ignored) from
-/// the root tree.
-pub fn resolve_path(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Result<Resolved> {
-    let mut tree = store.read_tree(index, root)?;
+/// the root tree of snapshot `id`.
+pub fn resolve_path(
+    store: &Store,
+    index: &Index,
+    (id, snapshot): (&Id, &Snapshot),
+    path: &[u8],
+) -> Result<Resolved> {
+    let mut tree = store.read_tree(index, &snapshot.root)?;
     let mut parts = path
         .split(|&b| b == b'/')
         .filter(|p| !p.is_empty())
@@ -122,7 +153,7 @@ pub fn resolve_path(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Res
         return Ok(Resolved::Root(tree));
     }
     let missing = || Error::NoSuchPath {
-        snapshot: String::new(),
+        snapshot: id.short(),
         path: String::from_utf8_lossy(path).into_owned(),
     };
     while let Some(part) = parts.next() {
@@ -139,8 +170,13 @@ pub fn resolve_path(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Res
 }
 
 /// The entries of a directory, or the one node a non-directory path names.
-pub fn list(store: &Store, index: &Index, root: &Id, path: &[u8]) -> Result<Vec<Node>> {
-    match resolve_path(store, index, root, path)? {
+pub fn list(
+    store: &Store,
+    index: &Index,
+    snapshot: (&Id, &Snapshot),
+    path: &[u8],
+) -> Result<Vec<Node>> {
+    match resolve_path(store, index, snapshot, path)? {
         Resolved::Root(tree) => Ok(tree.nodes),
         Resolved::Node(node) => match &node.content {
             Content::Dir { tree } => Ok(store.read_tree(index, tree)?.nodes),

@@ -40,6 +40,10 @@ pub enum Error {
         count: u64,
         first: String,
     },
+    #[error(
+        "'latest' of which? The snapshots are of more than one source ({0}): pick one with --source LOCATION (or --host NAME), or name a snapshot by its id"
+    )]
+    AmbiguousLatest(String),
     #[error("no snapshot matches '{0}'")]
     NoSuchSnapshot(String),
     #[error("'{0}' matches more than one snapshot; give more characters of the id")]

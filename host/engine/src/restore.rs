@@ -174,13 +174,7 @@ pub fn restore(
 ) -> Result<RestoreOutcome> {
     let header = store.read_snapshot(snapshot)?;
     let index = store.index()?;
-    let target = browse::resolve_path(store, &index, &header.root, path).map_err(|e| match e {
-        Error::NoSuchPath { path, .. } => Error::NoSuchPath {
-            snapshot: snapshot.short(),
-            path,
-        },
-        other => other,
-    })?;
+    let target = browse::resolve_path(store, &index, (snapshot, &header), path)?;
     let mode = options.overwrite;
     match mode {
         Overwrite::Refuse => {

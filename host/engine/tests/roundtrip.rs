@@ -120,11 +120,13 @@ fn browse_lists_reads_and_diffs() {
     let second = t.backup(&src);
 
     let index = t.store.index().unwrap();
-    let listing = browse::list(&t.store, &index, &second.snapshot.root, b"many").unwrap();
+    let listing = browse::list(&t.store, &index, (&second.id, &second.snapshot), b"many").unwrap();
     // 300 generated files and a hard link, less the one removed.
     assert_eq!(listing.len(), 300);
     let node =
-        match browse::resolve_path(&t.store, &index, &second.snapshot.root, b"new.txt").unwrap() {
+        match browse::resolve_path(&t.store, &index, (&second.id, &second.snapshot), b"new.txt")
+            .unwrap()
+        {
             browse::Resolved::Node(n) => n,
             other => panic!("{other:?}"),
         };

@@ -286,7 +286,8 @@ fn malformed_listings_are_refused_entry_by_entry() {
     let outcome = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
     assert_eq!(outcome.warnings.len(), 4, "{:?}", outcome.warnings);
     let index = store.index().unwrap();
-    let root = kast_engine::browse::list(&store, &index, &outcome.snapshot.root, b"").unwrap();
+    let root =
+        kast_engine::browse::list(&store, &index, (&outcome.id, &outcome.snapshot), b"").unwrap();
     let names: Vec<String> = root.iter().map(|n| n.name_lossy()).collect();
     assert_eq!(names, ["dup", "flood", "not-a-dir", "ok.txt"]);
     let flood = root.iter().find(|n| n.name == b"flood").unwrap();

@@ -50,9 +50,9 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
         return Ok(());
     };
     let (snapshot, path) = spec::split(spec_text);
-    let (_, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
     let index = store.index()?;
-    let nodes = browse::list(&store, &index, &snap.root, path.as_bytes())?;
+    let nodes = browse::list(&store, &index, (&id, &snap), path.as_bytes())?;
     if ctx.json {
         return ctx.print_json(&json!(nodes.iter().map(views::node).collect::<Vec<_>>()));
     }
@@ -87,9 +87,9 @@ pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
     if path.is_empty() {
         bail!("name a file: SNAPSHOT:PATH");
     }
-    let (_, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
     let index = store.index()?;
-    let node = match browse::resolve_path(&store, &index, &snap.root, path.as_bytes())? {
+    let node = match browse::resolve_path(&store, &index, (&id, &snap), path.as_bytes())? {
         Resolved::Node(n) => n,
         Resolved::Root(_) => bail!("{path} is a directory"),
     };
@@ -104,11 +104,11 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
     let index = store.index()?;
     let tree_of = |text: &str| -> Result<kast_engine::crypto::Id> {
         let (snapshot, path) = spec::split(text);
-        let (_, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+        let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
         if path.is_empty() {
             return Ok(snap.root);
         }
-        match browse::resolve_path(&store, &index, &snap.root, path.as_bytes())? {
+        match browse::resolve_path(&store, &index, (&id, &snap), path.as_bytes())? {
             Resolved::Node(Node {
                 content: Content::Dir { tree },
                 ..

@@ -35,10 +35,10 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn info(ctx: &Context, spec: Option<&str>) -> Result<()> {
+pub fn info(ctx: &Context, spec: Option<&str>, filter: &FilterArgs) -> Result<()> {
     let store = ctx.open_store()?;
     if let Some(spec) = spec {
-        let (id, snap) = spec::resolve(ctx, &store, spec::split(spec).0, &FilterArgs::default())?;
+        let (id, snap) = spec::resolve(ctx, &store, spec::split(spec).0, filter)?;
         let s = &snap.summary;
         if ctx.json {
             return ctx.print_json(&crate::views::snapshot_detail(&id, &snap));

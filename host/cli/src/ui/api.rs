@@ -231,7 +231,7 @@ pub(super) fn directory(
     let (id, snap) = snapshot(app, id)?;
     let nodes = app.listings.get_or_read(&snap.root, path, || {
         let index = app.store.index()?;
-        browse::list(&app.store, &index, &snap.root, path)
+        browse::list(&app.store, &index, (&id, &snap), path)
     })?;
     Ok((id, snap, nodes))
 }
@@ -267,7 +267,7 @@ pub struct FileQuery {
 pub(super) fn file_node(app: &App, id: &str, path: &[u8]) -> Result<(Id, Node, Index), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
-    match browse::resolve_path(&app.store, &index, &snap.root, path)? {
+    match browse::resolve_path(&app.store, &index, (&id, &snap), path)? {
         Resolved::Node(node) if matches!(node.content, Content::File { .. }) => {
             Ok((id, node, index))
         }
@@ -397,7 +397,7 @@ pub async fn tar(
 fn folder(app: &App, id: &str, path: &[u8]) -> Result<(Id, Metadata, Vec<Node>, Index), ApiError> {
     let (id, snap) = snapshot(app, id)?;
     let index = app.store.index()?;
-    match browse::resolve_path(&app.store, &index, &snap.root, path)? {
+    match browse::resolve_path(&app.store, &index, (&id, &snap), path)? {
         Resolved::Root(tree) => Ok((id, root_meta(&snap), tree.nodes, index)),
         Resolved::Node(Node {
             meta,
