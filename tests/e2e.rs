@@ -31,7 +31,12 @@ fn the_whole_life_of_a_store() {
 
     // ls, cat
     let listing = u.ok(&["ls", &format!("{}:many", &first_id[..8])]);
-    assert_eq!(listing.lines().count(), 301, "300 files and one hard link");
+    assert_eq!(
+        listing.lines().count(),
+        302,
+        "a header, 300 files and one hard link"
+    );
+    assert!(listing.starts_with("permissions  uid  gid"), "{listing}");
     let cat = u.kast(&["cat", &format!("{first_id}:héllo wörld ✓.txt")]);
     assert_eq!(
         cat.stdout,
@@ -438,6 +443,44 @@ fn ctrl_c_stops_a_backup_cleanly_and_the_next_one_reuses_its_work() {
     stops_cleanly_on("INT");
 }
 
+/// An interrupt that nothing checks any more (here `cat` blocked on a full
+/// pipe) cannot stop the command: it completes, says so, and exits 0.
+#[test]
+fn an_interrupt_too_late_to_stop_anything_is_said() {
+    use std::io::Read;
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir(&src).unwrap();
+    common::write_random_file(&src.join("big"), 8 << 20, 3);
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kast"))
+        .args(["--store", u.store.to_str().unwrap(), "cat", "latest:big"])
+        .env("HOME", u.home.path())
+        .env("KAST_PASSPHRASE", "correct horse")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its output fills the pipe and it waits; then the interrupt.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    user::interrupt(&child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(rest.len() + 1, 8 << 20);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("too late to stop anything: the command completed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn sigterm_stops_a_backup_as_ctrl_c_does() {
     stops_cleanly_on("TERM");
@@ -487,7 +530,8 @@ fn stops_cleanly_on(signal: &str) {
         "took {:?} to stop",
         asked.elapsed()
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // 130, as a shell reports a command Ctrl-C ended: not a failure.
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert!(u.snapshot_ids().is_empty());
 
@@ -632,4 +676,75 @@ fn awkward_times_and_hard_links_restore_exactly_or_are_reported() {
             .unwrap()
             .ino()
     );
+}
+
+/// `ls --json` says everything `ls` shows, in fields a script need not
+/// parse: a symlink's target, the mode in octal and as `ls -l` writes it,
+/// numeric owners, entries by name; snapshots oldest first,
+/// with the account name even when `USER` is unset.
+#[test]
+fn ls_json_is_complete() {
+    use std::os::unix::fs::PermissionsExt;
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("b-setuid"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        src.join("b-setuid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::write(src.join("a-private"), b"secret").unwrap();
+    std::fs::set_permissions(
+        src.join("a-private"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../elsewhere/x", src.join("c-link")).unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    u.ok(&["backup", src.to_str().unwrap()]);
+
+    let entries = u.json(&["ls", "latest"]);
+    let names: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a-private", "b-setuid", "c-link", "dir"]);
+    let private = &entries[0];
+    assert_eq!(private["mode"], "0640", "{private}");
+    assert_eq!(private["permissions"], "-rw-r-----", "{private}");
+    assert_eq!(private["uid"], 0, "{private}");
+    assert_eq!(private["size"], 6, "{private}");
+    assert!(private["target"].is_null(), "{private}");
+    assert_eq!(entries[1]["mode"], "4755");
+    assert_eq!(entries[1]["permissions"], "-rwsr-xr-x");
+    assert_eq!(entries[2]["kind"], "symlink");
+    assert_eq!(entries[2]["target"], "../elsewhere/x");
+    assert!(entries[2]["permissions"].as_str().unwrap().starts_with('l'));
+    assert_eq!(
+        entries[3]["permissions"].as_str().unwrap().chars().next(),
+        Some('d')
+    );
+
+    let snapshots = u.json(&["ls"]);
+    let times: Vec<i64> = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time_ns"].as_i64().unwrap())
+        .collect();
+    assert!(times[0] < times[1], "oldest first: {snapshots}");
+    let account = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let account = String::from_utf8(account.stdout).unwrap();
+    assert_eq!(snapshots[0]["user"], account.trim(), "{snapshots}");
+    // Text: a header over columns.
+    let text = u.ok(&["ls"]);
+    assert!(text.starts_with("id "), "{text}");
+    assert!(text.lines().next().unwrap().contains("source"), "{text}");
 }

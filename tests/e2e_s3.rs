@@ -114,8 +114,10 @@ fn a_bucket_is_backed_up_as_a_tree_and_restored_into_another() {
         "{}",
         stderr(&out)
     );
-    u.ok(&["backup", &garage.url(1, "tree")]);
+    let from_bucket = garage.url(1, "tree");
+    u.ok(&["backup", &from_bucket]);
     let back = u.path("back");
-    u.ok(&["restore", "latest", "--to", back.to_str().unwrap()]);
+    let to = back.to_str().unwrap();
+    u.ok(&["restore", "latest", "--source", &from_bucket, "--to", to]);
     assert_eq!(common::s3_view(&src), common::s3_view(&back));
 }

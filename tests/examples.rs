@@ -180,14 +180,17 @@ fn python_tar_backs_up_archives_end_to_end() {
     let location = format!("tar://{}", archive.display());
     u.ok(&["--plugin-memory-mib", "128", "backup", &location]);
     let restored = u.path("restored-members");
-    u.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    let to = restored.to_str().unwrap();
+    u.ok(&["restore", "latest", "--source", &location, "--to", to]);
     common::assert_same_tree_but_links(&members, &restored);
     // A gzip archive (decoded in Python: the component has no zlib).
     let squeezed = u.path("squeezed.tar.gz");
     tar(&src, &squeezed, &["-z"]);
-    u.ok(&["backup", &format!("tar://{}", squeezed.display())]);
+    let location = format!("tar://{}", squeezed.display());
+    u.ok(&["backup", &location]);
     let restored = u.path("restored-gz");
-    u.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    let to = restored.to_str().unwrap();
+    u.ok(&["restore", "latest", "--source", &location, "--to", to]);
     common::assert_same_tree_but_links(&src, &restored);
     // A damaged or cut-short gzip archive is a clear error, not a snapshot
     // of wrong bytes.
@@ -335,8 +338,9 @@ fn js_webdav_backs_up_a_webdav_share() {
     let again = u.json(&["backup", &location]);
     assert_eq!(again["snapshots"][0]["bytes_read"], 0, "{again}");
     // A subfolder as the location.
-    u.ok(&["backup", &server.location("docs/deep")]);
-    let names = u.ok(&["ls", "latest"]);
+    let deep = server.location("docs/deep");
+    u.ok(&["backup", &deep]);
+    let names = u.ok(&["ls", "latest", "--source", &deep]);
     assert!(names.contains("er/"), "{names}");
     // A wrong password is refused clearly; nothing is stored.
     let wrong = location.replace(servers::webdav::PASSWORD, "guess");

@@ -12,7 +12,7 @@ pub struct Cli {
     /// local store in the user's data directory.
     #[arg(short = 's', long, env = "KAST_STORE", global = true)]
     pub store: Option<String>,
-    /// Print one JSON document (or JSON lines) instead of text.
+    /// Print one JSON document instead of text (docs/cli.md names every field).
     #[arg(long, global = true)]
     pub json: bool,
     /// Print nothing but errors.

@@ -13,6 +13,7 @@ mod jobs;
 mod progress;
 mod seen;
 mod spec;
+mod table;
 mod ui;
 mod views;
 
@@ -45,8 +46,29 @@ fn main() {
         }
         eprintln!("stopping: finishing what is in flight (Ctrl-C again to quit at once)");
     });
+    // Services stop on a signal as their normal end; for every other
+    // command a signal that came is said, and what became of it.
+    let service = matches!(cli.command, Command::Ui { .. } | Command::Agent);
+    let interrupted = {
+        let cancel = cancel.clone();
+        move || !service && cancel.load(Ordering::SeqCst)
+    };
     let code = match run(&cli, cancel) {
+        Ok(0) if interrupted() => {
+            eprintln!("kast: the interrupt came too late to stop anything: the command completed");
+            0
+        }
+        // Stopped part way: 130, as the shell reports a command Ctrl-C ended,
+        // so a script can tell "interrupted" from "failed".
+        Ok(_) if interrupted() => {
+            eprintln!("kast: interrupted");
+            130
+        }
         Ok(code) => code,
+        Err(e) if interrupted() => {
+            eprintln!("kast: interrupted: {e}");
+            130
+        }
         Err(e) => {
             // Each cause once: many errors already quote their source.
             let mut shown = e.to_string();

@@ -43,13 +43,55 @@ pub fn kind_name(node: &Node) -> &'static str {
     }
 }
 
-/// One entry of a snapshot's directory (`kast ls SNAPSHOT:PATH`).
+/// One entry of a snapshot's directory (`kast ls SNAPSHOT:PATH`): what
+/// `ls -l` shows, in fields a script need not parse further.
 pub fn node(n: &Node) -> Value {
+    let target = match &n.content {
+        Content::Symlink { target } => Some(String::from_utf8_lossy(target).into_owned()),
+        _ => None,
+    };
     json!({
-        "name": n.name_lossy(), "kind": kind_name(n), "mode": n.meta.mode, "uid": n.meta.uid, "gid": n.meta.gid,
+        "name": n.name_lossy(), "kind": kind_name(n),
+        "mode": format!("{:04o}", n.meta.mode & 0o7777), "permissions": permissions(n),
+        "uid": n.meta.uid, "gid": n.meta.gid,
         "size": n.meta.size, "mtime": format_time(n.meta.mtime_ns), "mtime_ns": n.meta.mtime_ns,
-        "error": n.error,
+        "target": target, "error": n.error,
     })
+}
+
+/// `-rw-r--r--`, as `ls -l` writes it (setuid, setgid and sticky too).
+pub fn permissions(n: &Node) -> String {
+    let mode = n.meta.mode;
+    let kind = match n.content {
+        Content::Dir { .. } => 'd',
+        Content::Symlink { .. } => 'l',
+        Content::File { .. } => '-',
+        Content::Special => match mode & libc::S_IFMT {
+            libc::S_IFIFO => 'p',
+            libc::S_IFCHR => 'c',
+            libc::S_IFBLK => 'b',
+            libc::S_IFSOCK => 's',
+            _ => '?',
+        },
+    };
+    let mut text = String::from(kind);
+    for (shift, special, set, unset) in [
+        (6, libc::S_ISUID, 's', 'S'),
+        (3, libc::S_ISGID, 's', 'S'),
+        (0, libc::S_ISVTX, 't', 'T'),
+    ] {
+        let bits = (mode >> shift) & 7;
+        text.push(if bits & 4 != 0 { 'r' } else { '-' });
+        text.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let exec = bits & 1 != 0;
+        text.push(match (mode & special != 0, exec) {
+            (true, true) => set,
+            (true, false) => unset,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    text
 }
 
 /// The name of a change, as the JSON names it.

@@ -75,8 +75,40 @@ pub fn host_name() -> String {
 
 /// The user running kast, recorded in snapshots and keys.
 pub fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        // SAFETY: getuid has no preconditions.
-        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }))
+    if let Some(name) = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|n| !n.is_empty())
+    {
+        return name;
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    account_name(uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The account name of `uid` from the system's user database (services
+/// and containers often run without `USER`).
+fn account_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a zeroed passwd is a valid out-parameter.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the sizes given; getpwuid_r writes
+    // the strings into `buf`, which outlives their use below.
+    let status = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if status != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points to a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }

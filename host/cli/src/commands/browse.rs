@@ -3,6 +3,7 @@
 use crate::cli::FilterArgs;
 use crate::context::Context;
 use crate::spec::{self, format_bytes, format_time};
+use crate::table::{Align, Table};
 use crate::views;
 use anyhow::{Result, bail};
 use kast_engine::browse::{self, ChangeKind, Resolved};
@@ -29,20 +30,34 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
                     .collect::<Vec<_>>()
             ));
         }
-        for (id, s) in snaps {
-            println!(
-                "{}  {}  {:<12} {:>10}  {}{}",
-                id.short(),
-                format_time(s.time_ns),
-                s.host,
-                format_bytes(s.summary.logical_bytes),
-                s.source,
-                if s.tags.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", s.tags.join(","))
+        if !ctx.quiet && !snaps.is_empty() {
+            let mut table = Table::new(&[
+                ("id", Align::Left),
+                ("time (UTC)", Align::Left),
+                ("host", Align::Left),
+                ("size", Align::Right),
+                ("source", Align::Left),
+                ("tags", Align::Left),
+            ]);
+            for (id, s) in snaps {
+                let mut tags = s.tags.join(",");
+                if !s.job.is_empty() {
+                    tags = format!(
+                        "{tags}{}job:{}",
+                        if tags.is_empty() { "" } else { " " },
+                        s.job
+                    );
                 }
-            );
+                table.row(vec![
+                    id.short(),
+                    format_time(s.time_ns),
+                    s.host.clone(),
+                    format_bytes(s.summary.logical_bytes),
+                    s.source.clone(),
+                    tags,
+                ]);
+            }
+            table.write(&mut std::io::stdout().lock())?;
         }
         for (name, e) in &list.damaged {
             ctx.warn(&format!("snapshot {name} cannot be read: {e}"));
@@ -56,28 +71,38 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
     if ctx.json {
         return ctx.print_json(&json!(nodes.iter().map(views::node).collect::<Vec<_>>()));
     }
-    let mut out = std::io::stdout().lock();
+    if ctx.quiet || nodes.is_empty() {
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        ("permissions", Align::Left),
+        ("uid", Align::Right),
+        ("gid", Align::Right),
+        ("size", Align::Right),
+        ("modified (UTC)", Align::Left),
+        ("name", Align::Left),
+    ]);
     for n in &nodes {
         let suffix = match &n.content {
             Content::Dir { .. } => "/".to_string(),
             Content::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
             _ => String::new(),
         };
-        writeln!(
-            out,
-            "{:o} {:>5} {:>5} {:>10}  {}  {}{suffix}{}",
-            n.meta.mode & 0o7777,
-            n.meta.uid,
-            n.meta.gid,
+        let error = n
+            .error
+            .as_ref()
+            .map(|e| format!("  (not backed up whole: {e})"))
+            .unwrap_or_default();
+        table.row(vec![
+            views::permissions(n),
+            n.meta.uid.to_string(),
+            n.meta.gid.to_string(),
             format_bytes(n.meta.size),
             format_time(n.meta.mtime_ns),
-            n.name_lossy(),
-            n.error
-                .as_ref()
-                .map(|e| format!("  (not backed up whole: {e})"))
-                .unwrap_or_default()
-        )?;
+            format!("{}{suffix}{error}", n.name_lossy()),
+        ]);
     }
+    table.write(&mut std::io::stdout().lock())?;
     Ok(())
 }
 

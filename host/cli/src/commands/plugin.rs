@@ -2,6 +2,7 @@
 
 use crate::cli::PluginCommand;
 use crate::context::Context;
+use crate::table::{Align, Table};
 use crate::views;
 use anyhow::{Result, anyhow};
 use kast_plugins::Role;
@@ -38,11 +39,21 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
             if ctx.json {
                 return ctx.print_json(&json!(all.iter().map(views::plugin).collect::<Vec<_>>()));
             }
+            if ctx.quiet {
+                return Ok(());
+            }
+            let mut table = Table::new(&[
+                ("name", Align::Left),
+                ("version", Align::Left),
+                ("roles", Align::Left),
+                ("schemes", Align::Left),
+                ("kind", Align::Left),
+                ("description", Align::Left),
+            ]);
             for l in all {
-                println!(
-                    "{:<12} {:<8} {:<28} {:<12} {}{}",
-                    l.info.name,
-                    l.info.version,
+                table.row(vec![
+                    l.info.name.clone(),
+                    l.info.version.clone(),
                     roles(&l.info.roles),
                     l.info
                         .schemes
@@ -50,10 +61,11 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
                         .map(|s| format!("{s}://"))
                         .collect::<Vec<_>>()
                         .join(" "),
-                    l.info.description,
-                    if l.builtin { " (built in)" } else { "" }
-                );
+                    if l.builtin { "built in" } else { "installed" }.to_string(),
+                    l.info.description.clone(),
+                ]);
             }
+            table.write(&mut std::io::stdout().lock())?;
         }
         PluginCommand::Remove { name } => {
             registry.remove(name)?;
