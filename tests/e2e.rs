@@ -75,6 +75,28 @@ fn the_whole_life_of_a_store() {
         changes.contains(&("only-first.bin".into(), "removed".into())),
         "{changes:?}"
     );
+    // A mode changed alone: a metadata change that names the field, and the
+    // text's totals say what the marks mean.
+    let exe = src.join("new.txt");
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    let diff = u.json(&["diff", "latest~1", "latest"]);
+    let entry = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "new.txt")
+        .unwrap();
+    assert_eq!(entry["change"], "metadata", "{diff}");
+    assert_eq!(entry["metadata"], serde_json::json!(["mode"]), "{diff}");
+    let text = u.ok(&["diff", "latest~1", "latest"]);
+    assert!(text.contains("U new.txt  [mode]"), "{text}");
+    assert!(
+        text.contains(
+            "0 added (+), 0 removed (-), 0 modified (M: content), 1 with metadata changes only"
+        ),
+        "{text}"
+    );
 
     // restore and compare bytes and metadata
     let out = u.path("restored");
@@ -92,14 +114,14 @@ fn the_whole_life_of_a_store() {
 
     // rm + maintenance + check
     u.ok(&["rm", &first_id]);
-    assert_eq!(u.snapshot_ids().len(), 1);
+    assert_eq!(u.snapshot_ids().len(), 2);
     let m = u.json(&["maintenance", "--grace-seconds", "0"]);
     assert!(m["bytes_freed"].as_u64().unwrap() >= 24 << 20, "{m}");
     assert_eq!(m["states_after"], 1, "{m}");
     let check = u.json(&["check"]);
     assert_eq!(check["clean"], true);
     let info = u.json(&["info"]);
-    assert_eq!(info["snapshots"], 1);
+    assert_eq!(info["snapshots"], 2);
 }
 
 #[test]
@@ -743,6 +765,13 @@ fn ls_json_is_complete() {
         .unwrap();
     let account = String::from_utf8(account.stdout).unwrap();
     assert_eq!(snapshots[0]["user"], account.trim(), "{snapshots}");
+    // cat on a link says where it points.
+    let out = u.kast(&["cat", "latest:c-link"]);
+    assert!(
+        stderr(&out).contains("c-link is a symlink to ../elsewhere/x, not a file"),
+        "{}",
+        stderr(&out)
+    );
     // Text: a header over columns.
     let text = u.ok(&["ls"]);
     assert!(text.starts_with("id "), "{text}");

@@ -2,6 +2,9 @@
 //! (scripts and docs rely on it); everything here only parses.
 
 use clap::{Args, Parser, Subcommand};
+
+/// The heading that sets the options every command takes apart from its own.
+const GLOBAL: &str = "Global options";
 use std::path::PathBuf;
 
 /// Deduplicating, end-to-end encrypted backups.
@@ -10,27 +13,28 @@ use std::path::PathBuf;
 pub struct Cli {
     /// The store: a path, a URL (fs:///…, sftp://…), or @name. Default: a
     /// local store in the user's data directory.
-    #[arg(short = 's', long, env = "KAST_STORE", global = true)]
+    #[arg(short = 's', long, env = "KAST_STORE", global = true, help_heading = GLOBAL)]
     pub store: Option<String>,
     /// Print one JSON document instead of text (docs/cli.md names every field).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print nothing but errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// The config file (saved locations, jobs). Default:
     /// ~/.config/kast/config.toml.
-    #[arg(long, env = "KAST_CONFIG", global = true)]
+    #[arg(long, env = "KAST_CONFIG", global = true, help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Read the passphrase from this file (first line).
-    #[arg(long, env = "KAST_PASSPHRASE_FILE", global = true)]
+    #[arg(long, env = "KAST_PASSPHRASE_FILE", global = true, help_heading = GLOBAL)]
     pub passphrase_file: Option<PathBuf>,
     /// Memory one connector plugin instance may use, in MiB.
     #[arg(
         long,
         env = "KAST_PLUGIN_MEMORY_MIB",
         global = true,
-        default_value_t = 512
+        default_value_t = 512,
+        help_heading = GLOBAL
     )]
     pub plugin_memory_mib: usize,
     /// Seconds one connector call may take before it is stopped.
@@ -38,9 +42,14 @@ pub struct Cli {
         long,
         env = "KAST_PLUGIN_TIMEOUT",
         global = true,
-        default_value_t = 300
+        default_value_t = 300,
+        help_heading = GLOBAL
     )]
     pub plugin_timeout: u64,
+    /// Append what plugins print (stdout, stderr) to this file, one line
+    /// at a time, escaped and bounded (16 MiB): for plugin authors.
+    #[arg(long, env = "KAST_PLUGIN_LOG", global = true, help_heading = GLOBAL)]
+    pub plugin_log: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

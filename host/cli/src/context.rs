@@ -52,6 +52,8 @@ pub struct Context {
     store: Option<String>,
     passphrase_file: Option<PathBuf>,
     limits: kast_plugins::Limits,
+    /// `--plugin-log`: opened once, shared by every host of this run.
+    plugin_log: Option<Arc<kast_plugins::plugin_log::PluginLog>>,
     host: OnceLock<Host>,
 }
 
@@ -61,6 +63,14 @@ impl Context {
         if let Some(file) = &cli.config {
             dirs.config_file = file.clone();
         }
+        let plugin_log = cli
+            .plugin_log
+            .as_deref()
+            .map(|path| {
+                kast_plugins::plugin_log::PluginLog::open(path)
+                    .with_context(|| format!("cannot open the plugin log {}", path.display()))
+            })
+            .transpose()?;
         Ok(Context {
             json: cli.json,
             quiet: cli.quiet,
@@ -71,6 +81,7 @@ impl Context {
                 memory_bytes: cli.plugin_memory_mib.max(16) << 20,
                 call_timeout: std::time::Duration::from_secs(cli.plugin_timeout.max(1)),
             },
+            plugin_log,
             host: OnceLock::new(),
         })
     }
@@ -85,6 +96,7 @@ impl Context {
             store: Some(store.to_string()),
             passphrase_file: passphrase_file.or_else(|| self.passphrase_file.clone()),
             limits: self.limits,
+            plugin_log: self.plugin_log.clone(),
             host: OnceLock::new(),
         }
     }
@@ -106,6 +118,9 @@ impl Context {
             Some(self.dirs.data.join("plugins")),
         )?;
         host.set_limits(self.limits);
+        if let Some(log) = &self.plugin_log {
+            host.set_plugin_log(log.clone());
+        }
         Ok(host)
     }
 

@@ -108,6 +108,7 @@ pub fn change_name(kind: ChangeKind) -> &'static str {
 pub fn change(c: &Change) -> Value {
     json!({
         "path": c.path_lossy(), "change": change_name(c.kind), "old_size": c.old_size, "new_size": c.new_size,
+        "metadata": c.metadata,
     })
 }
 

@@ -187,11 +187,27 @@ pub fn list(
 
 /// Writes a file's content; returns the bytes written.
 pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Result<u64> {
-    let Content::File { chunks } = &node.content else {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a file",
-            node.name_lossy()
-        )));
+    let chunks = match &node.content {
+        Content::File { chunks } => chunks,
+        Content::Symlink { target } => {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a symlink to {}, not a file: name the file it points to",
+                node.name_lossy(),
+                String::from_utf8_lossy(target)
+            )));
+        }
+        Content::Dir { .. } => {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a directory, not a file: `kast ls` lists it",
+                node.name_lossy()
+            )));
+        }
+        Content::Special => {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a special file (a device, fifo or socket): it has no content",
+                node.name_lossy()
+            )));
+        }
     };
     let mut written = 0;
     for id in chunks {
@@ -224,6 +240,9 @@ pub struct Change {
     pub kind: ChangeKind,
     pub old_size: Option<u64>,
     pub new_size: Option<u64>,
+    /// For an entry in both: which of its metadata changed (`mode`,
+    /// `owner`, `mtime`, `xattrs`, `links`).
+    pub metadata: Vec<&'static str>,
 }
 
 impl Change {
@@ -277,13 +296,13 @@ fn diff_trees(
                 let child = join(path, &l.name);
                 match (&l.content, &r.content) {
                     (Content::Dir { tree: ta }, Content::Dir { tree: tb }) => {
-                        if !only_ctime_or_inode(l, r) {
+                        if !metadata_changes(l, r).is_empty() {
                             out.push(change(&child, ChangeKind::Metadata, l, r));
                         }
                         diff_trees(store, index, &child, Some(ta), Some(tb), out)?;
                     }
                     (x, y) if x == y => {
-                        if !only_ctime_or_inode(l, r) {
+                        if !metadata_changes(l, r).is_empty() {
                             out.push(change(&child, ChangeKind::Metadata, l, r));
                         }
                     }
@@ -297,15 +316,21 @@ fn diff_trees(
     Ok(())
 }
 
-/// True when the metadata differs at most in ctime and inode, which change
-/// on every copy and which a restore cannot carry: not a change worth listing.
-fn only_ctime_or_inode(l: &Node, r: &Node) -> bool {
-    let (mut a, mut b) = (l.meta.clone(), r.meta.clone());
-    a.ctime_ns = 0;
-    b.ctime_ns = 0;
-    a.inode = 0;
-    b.inode = 0;
-    a == b
+/// Which metadata differs, leaving out ctime, inode and device: they
+/// change on every copy and a restore cannot carry them, so they are not
+/// changes worth listing. Size is the content's business.
+fn metadata_changes(l: &Node, r: &Node) -> Vec<&'static str> {
+    let (a, b) = (&l.meta, &r.meta);
+    [
+        ("mode", a.mode != b.mode),
+        ("owner", (a.uid, a.gid) != (b.uid, b.gid)),
+        ("mtime", a.mtime_ns != b.mtime_ns),
+        ("xattrs", a.xattrs != b.xattrs),
+        ("links", a.links != b.links),
+    ]
+    .into_iter()
+    .filter_map(|(name, differs)| differs.then_some(name))
+    .collect()
 }
 
 fn change(path: &[u8], kind: ChangeKind, l: &Node, r: &Node) -> Change {
@@ -314,6 +339,7 @@ fn change(path: &[u8], kind: ChangeKind, l: &Node, r: &Node) -> Change {
         kind,
         old_size: Some(l.meta.size),
         new_size: Some(r.meta.size),
+        metadata: metadata_changes(l, r),
     }
 }
 
@@ -341,6 +367,7 @@ fn removed_or_added(
         } else {
             None
         },
+        metadata: Vec::new(),
     });
     if let Content::Dir { tree } = &node.content {
         for child in store.read_tree(index, tree)?.nodes {

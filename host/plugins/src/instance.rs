@@ -195,10 +195,16 @@ fn new_store(
     runtime: &Runtime,
     grants: &Grants,
     limits: &Limits,
+    log: Option<(&Arc<crate::plugin_log::PluginLog>, &str)>,
 ) -> Result<Store<HostState>, PluginError> {
     let mut wasi = WasiCtxBuilder::new();
     // No environment, no arguments, no stdio, no preopened directories, no
-    // name lookup: only what is granted below.
+    // name lookup: only what is granted below. Output goes to the plugin
+    // log when the user asked for one.
+    if let Some((log, plugin)) = log {
+        wasi.stdout(log.stream(plugin, "stdout"));
+        wasi.stderr(log.stream(plugin, "stderr"));
+    }
     if !grants.tcp.is_empty() {
         let allowed = grants.tcp.clone();
         wasi.allow_tcp(true);
@@ -282,6 +288,8 @@ pub struct InstanceConfig {
     /// The location's secrets, scrubbed from every message the plugin
     /// returns: a plugin that quotes its URL must not print a password.
     pub secrets: Vec<String>,
+    /// Where the plugin's stdout and stderr go (`--plugin-log`); else nowhere.
+    pub log: Option<Arc<crate::plugin_log::PluginLog>>,
 }
 
 impl InstanceConfig {
@@ -360,7 +368,11 @@ impl Instance {
 
     fn start(&mut self) -> Result<(), PluginError> {
         let config = self.config.clone();
-        let mut store = new_store(&config.runtime, &config.grants, &config.limits)?;
+        let log = config
+            .log
+            .as_ref()
+            .map(|log| (log, config.plugin.info.name.as_str()));
+        let mut store = new_store(&config.runtime, &config.grants, &config.limits, log)?;
         let component = &config.plugin.component;
         let linker = &config.runtime.linker;
         let instantiated = match config.role {
@@ -535,7 +547,7 @@ pub(crate) fn read_info(
         call_timeout: Duration::from_secs(10),
         ..Limits::default()
     };
-    let mut store = new_store(runtime, &Grants::default(), &limits)?;
+    let mut store = new_store(runtime, &Grants::default(), &limits, None)?;
     let info = match first {
         Role::Storage => {
             bindings::storage::Storage::instantiate(&mut store, component, &runtime.linker)

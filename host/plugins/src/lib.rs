@@ -23,6 +23,7 @@ mod list_ahead;
 mod local_fs;
 pub mod location;
 mod options;
+pub mod plugin_log;
 mod prefetch;
 pub mod registry;
 mod runtime;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 pub struct Host {
     registry: Registry,
     limits: Limits,
+    log: Option<Arc<plugin_log::PluginLog>>,
 }
 
 impl Host {
@@ -57,7 +59,13 @@ impl Host {
         Ok(Host {
             registry: Registry::new(runtime, plugin_dir),
             limits: Limits::default(),
+            log: None,
         })
+    }
+
+    /// Sends what instances opened from now on print to `log`.
+    pub fn set_plugin_log(&mut self, log: Arc<plugin_log::PluginLog>) {
+        self.log = Some(log);
     }
 
     /// Changes the memory and time limits of instances opened from now on.
@@ -108,6 +116,7 @@ impl Host {
             grants,
             limits: self.limits,
             secrets,
+            log: self.log.clone(),
         });
         Ok((config, location.shown))
     }

@@ -113,6 +113,37 @@ fn files_outside_the_grant_are_out_of_reach() {
     assert!(!dir.path().join("escaped").exists());
 }
 
+/// A plugin's stdout and stderr go nowhere, unless the user asks for the
+/// plugin log: then each line, prefixed and escaped, and no more than its
+/// budget however much the plugin prints.
+#[test]
+fn what_a_plugin_prints_reaches_the_log_escaped_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = host_with_hostile(dir.path(), Limits::default());
+    let url = format!("hostile://{}?do=chatter", jail(dir.path()).display());
+    // Without a log: the call works and nothing is written anywhere.
+    host.storage(&url)
+        .unwrap()
+        .put(ObjectKind::Lock, "abcd", b"x")
+        .unwrap();
+    let path = dir.path().join("plugin.log");
+    host.set_plugin_log(kast_plugins::plugin_log::PluginLog::open(&path).unwrap());
+    let storage = host.storage(&url).unwrap();
+    storage.put(ObjectKind::Lock, "abce", b"x").unwrap();
+    drop(storage);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "hostile stdout: hello from inside\\u{1b}[2J"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(!text.contains('\x1b'));
+    assert!(text.contains(&format!("hostile stderr: {}\n", "z".repeat(999))));
+    assert!(text.len() as u64 <= kast_plugins::plugin_log::BUDGET);
+    assert!(text.ends_with("later output is dropped\n"));
+}
+
 /// wasi:http is there for every plugin, but only a location's own endpoint
 /// (s3://) is granted: anything else is refused before a connection.
 #[test]

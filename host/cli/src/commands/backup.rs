@@ -118,10 +118,10 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
         let s = &outcome.snapshot.summary;
         if !ctx.json && !ctx.quiet {
             println!(
-                "snapshot {} of {}: {} files ({} new, {} changed, {} unchanged), {} read, {} added, {:.1} s",
+                "snapshot {} of {}: {} ({} new, {} changed, {} unchanged), {} read, {} added, {:.1} s",
                 outcome.id.short(),
                 location,
-                s.files,
+                crate::spec::count(s.files, "file", "files"),
                 outcome.files_new,
                 s.files_read - outcome.files_new,
                 s.files_unchanged,

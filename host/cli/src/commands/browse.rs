@@ -148,14 +148,19 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             changes.iter().map(views::change).collect::<Vec<_>>()
         ));
     }
+    if ctx.quiet {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
+    let mut counts = [0u64; 4];
     for c in &changes {
-        let sign = match c.kind {
-            ChangeKind::Added => "+",
-            ChangeKind::Removed => "-",
-            ChangeKind::Modified => "M",
-            ChangeKind::Metadata => "U",
+        let (sign, slot) = match c.kind {
+            ChangeKind::Added => ("+", 0),
+            ChangeKind::Removed => ("-", 1),
+            ChangeKind::Modified => ("M", 2),
+            ChangeKind::Metadata => ("U", 3),
         };
+        counts[slot] += 1;
         let sizes = match (c.old_size, c.new_size) {
             (Some(a), Some(b)) if a != b => {
                 format!("  ({} -> {})", format_bytes(a), format_bytes(b))
@@ -164,7 +169,18 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             (Some(a), None) => format!("  ({})", format_bytes(a)),
             _ => String::new(),
         };
-        writeln!(out, "{sign} {}{sizes}", c.path_lossy())?;
+        let metadata = match c.metadata.as_slice() {
+            [] => String::new(),
+            fields => format!("  [{}]", fields.join(", ")),
+        };
+        writeln!(out, "{sign} {}{sizes}{metadata}", c.path_lossy())?;
     }
+    // The totals double as the legend of the marks.
+    let [added, removed, modified, metadata] = counts;
+    writeln!(
+        out,
+        "{added} added (+), {removed} removed (-), {modified} modified (M: content), \
+         {metadata} with metadata changes only (U: the fields in brackets)"
+    )?;
     Ok(())
 }

@@ -82,10 +82,10 @@ pub fn run(
             n => format!(" ({n} as hard links)"),
         };
         println!(
-            "restored {} files{links}, {} dirs, {} symlinks ({}) from {} to {to}",
-            outcome.files,
-            outcome.dirs,
-            outcome.symlinks,
+            "restored {}{links}, {}, {} ({}) from {} to {to}",
+            spec::count(outcome.files, "file", "files"),
+            spec::count(outcome.dirs, "dir", "dirs"),
+            spec::count(outcome.symlinks, "symlink", "symlinks"),
             format_bytes(outcome.bytes),
             id.short()
         );

@@ -2,7 +2,7 @@
 
 use crate::cli::{CreateArgs, FilterArgs, RmArgs};
 use crate::context::Context;
-use crate::spec::{self, format_bytes, format_time};
+use crate::spec::{self, count, format_bytes, format_time};
 use anyhow::{Result, bail};
 use kast_engine::check::{CheckOptions, CheckReport, Damage, check};
 use kast_engine::keys::KdfParams;
@@ -48,23 +48,23 @@ pub fn info(ctx: &Context, spec: Option<&str>, filter: &FilterArgs) -> Result<()
         println!("source    {} on {} ({})", snap.source, snap.host, snap.user);
         println!("tags      {}", snap.tags.join(", "));
         println!(
-            "contents  {} files, {} dirs, {} symlinks, {}",
-            s.files,
-            s.dirs,
-            s.symlinks,
+            "contents  {}, {}, {}, {}",
+            count(s.files, "file", "files"),
+            count(s.dirs, "dir", "dirs"),
+            count(s.symlinks, "symlink", "symlinks"),
             format_bytes(s.logical_bytes)
         );
         println!(
-            "backup    {} files read, {} unchanged, {} added in {:.1} s",
-            s.files_read,
+            "backup    {} read, {} unchanged, {} added in {:.1} s",
+            count(s.files_read, "file", "files"),
             s.files_unchanged,
             format_bytes(s.bytes_added),
             s.duration_ms as f64 / 1000.0
         );
         if s.errors > 0 {
             println!(
-                "errors    {} entries could not be read (see `kast ls`)",
-                s.errors
+                "errors    {} could not be read (see `kast ls`)",
+                count(s.errors, "entry", "entries")
             );
         }
         return Ok(());
@@ -82,10 +82,10 @@ pub fn info(ctx: &Context, spec: Option<&str>, filter: &FilterArgs) -> Result<()
     );
     println!("snapshots   {}", list.snapshots.len());
     println!(
-        "stored      {} in {} packs, {} blobs",
+        "stored      {} in {}, {}",
         format_bytes(number("stored_bytes")),
-        number("packs"),
-        number("blobs")
+        count(number("packs"), "pack", "packs"),
+        count(number("blobs"), "blob", "blobs")
     );
     println!(
         "logical     {} across all snapshots ({:.1}x after dedup and compression)",
@@ -177,27 +177,37 @@ fn print_check_report(ctx: &Context, report: &CheckReport, fast: bool) -> Result
                 println!("  affects {a}");
             }
         }
-        let mode = if fast {
-            " (fast: pack data not read)"
+        // What was read in full, said as such: a fast check reads none.
+        let read = if fast {
+            "pack data not read (--fast)".to_string()
+        } else if report.packs_read == report.packs {
+            format!("all read, {}", format_bytes(report.bytes))
         } else {
-            ""
+            format!(
+                "{} read in full, {}",
+                report.packs_read,
+                format_bytes(report.bytes)
+            )
         };
         println!(
-            "checked {} snapshots, {} trees, {} packs ({}){mode}: {}",
-            report.snapshots,
-            report.trees,
-            report.packs,
-            format_bytes(report.bytes),
+            "checked {}, {}, {} ({read}): {}",
+            count(report.snapshots, "snapshot", "snapshots"),
+            count(report.trees, "tree", "trees"),
+            count(report.packs, "pack", "packs"),
             if report.is_clean() {
                 "no damage".to_string()
             } else {
-                format!("{} damaged objects", report.damage.len())
+                count(
+                    report.damage.len() as u64,
+                    "damaged object",
+                    "damaged objects",
+                )
             }
         );
         if report.orphan_packs > 0 {
             println!(
-                "{} packs belong to no snapshot index (an interrupted backup); `kast maintenance` removes them",
-                report.orphan_packs
+                "{} belong to no snapshot index (an interrupted backup); `kast maintenance` removes them",
+                count(report.orphan_packs, "pack", "packs")
             );
         }
     }
@@ -322,12 +332,12 @@ pub fn maintenance_cmd(ctx: &Context, grace_seconds: u64) -> Result<()> {
     }
     if !ctx.quiet {
         println!(
-            "freed {}: {} packs deleted, {} repacked into {}, {} unused blobs dropped, index {} -> {} parts",
+            "freed {}: {} deleted, {} repacked into {}, {} dropped, index {} -> {} parts",
             format_bytes(r.bytes_freed),
-            r.packs_deleted,
-            r.packs_repacked,
+            count(r.packs_deleted, "pack", "packs"),
+            count(r.packs_repacked, "pack", "packs"),
             r.packs_written,
-            r.blobs_dropped,
+            count(r.blobs_dropped, "unused blob", "unused blobs"),
             r.states_before,
             r.states_after
         );

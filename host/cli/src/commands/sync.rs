@@ -40,8 +40,8 @@ pub fn run(
             println!("copied {} as {}", s.short(), t.short());
         }
         println!(
-            "{} snapshots copied, {} already there, {} added to {to}",
-            outcome.copied.len(),
+            "{} copied, {} already there, {} added to {to}",
+            spec::count(outcome.copied.len() as u64, "snapshot", "snapshots"),
             outcome.skipped.len(),
             format_bytes(outcome.bytes_added)
         );

@@ -108,6 +108,15 @@ impl HostileStorage {
                     std::hint::black_box(&hoard);
                 }
             }
+            "chatter" => {
+                // A terminal-clearing escape, then far more than any log keeps.
+                println!("hello from inside\x1b[2J");
+                let line = "z".repeat(999);
+                for _ in 0..20_000 {
+                    eprintln!("{line}");
+                }
+                Ok(())
+            }
             "spin" => {
                 let mut x = 0u64;
                 loop {
