@@ -591,7 +591,19 @@ fn the_default_store_is_created_on_first_backup() {
         "{}",
         stderr(&out)
     );
+    // As borg and restic do: the one thing a new user must not lose.
+    assert!(
+        stderr(&out).contains("a lost passphrase means lost backups"),
+        "{}",
+        stderr(&out)
+    );
     assert!(home.path().join(".local/share/kast/store/config").exists());
+    let out = run(&["-s", home.path().join("second").to_str().unwrap(), "create"]);
+    assert!(
+        stderr(&out).contains("a lost passphrase means lost backups"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["cat", "latest:note"]);
     assert_eq!(out.stdout, b"remember");
 }

@@ -247,6 +247,11 @@ fn the_api_needs_the_login_url_and_answers_as_the_cli_does() {
         assert!(!String::from_utf8_lossy(&body).contains("notes"), "{path}");
     }
     ui.log_in();
+    // A form's error line is there for the script to fill, hidden until then.
+    let (status, page) = ui.get("/check");
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"class="bad error" role="alert" hidden"#), "{page}");
     // The same fields and values as the CLI's --json.
     let listed = ui.json("/api/snapshots");
     assert_eq!(listed["total"], 2);

@@ -44,6 +44,11 @@ impl Dirs {
     }
 }
 
+/// Said whenever a store is created: borg and restic say it too.
+pub const LOST_PASSPHRASE: &str = "keep the passphrase safe: a lost passphrase means lost backups, \
+     nobody can read them without it (`kast key add` adds a second one, `kast key save-local` \
+     keeps a key file on this machine)";
+
 /// Shared state of one `kast` run.
 pub struct Context {
     pub json: bool,
@@ -229,6 +234,7 @@ impl Context {
                     Some(self.cache_root()),
                 )?;
                 self.note(&format!("created a new store at {location}"));
+                self.note(LOST_PASSPHRASE);
                 return Ok(store);
             }
         }

@@ -32,6 +32,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
     } else if !ctx.quiet {
         println!("created store {} at {location}", store.config().store_id);
     }
+    ctx.note(crate::context::LOST_PASSPHRASE);
     Ok(())
 }
 

@@ -482,7 +482,7 @@ fn restore_form(snapshot: &str, path: &[u8]) -> Markup {
             input name="to" placeholder="to: a folder, a location URL or @name" required size="40" aria-label="restore to";
             label { input type="checkbox" name="overwrite"; " replace existing files" }
             button type="submit" { "Restore " @if path.is_empty() { "the snapshot" } @else { (lossy(path)) } }
-            span.bad.error {}
+            span.bad.error role="alert" hidden {}
         }
     }
 }
@@ -498,12 +498,12 @@ pub async fn check(
             form.filters data-job="/api/check" {
                 input type="hidden" name="fast" value="false";
                 button type="submit" { "Full check" }
-                span.bad.error {}
+                span.bad.error role="alert" hidden {}
             }
             form.filters data-job="/api/check" {
                 input type="hidden" name="fast" value="true";
                 button type="submit" { "Fast check" }
-                span.bad.error {}
+                span.bad.error role="alert" hidden {}
             }
         };
         Ok(("Check the store".to_string(), body))

@@ -18,8 +18,10 @@ function formBody(form) {
 for (const form of document.querySelectorAll("form[data-job]")) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    // Shown only when there is something to say.
     const said = form.querySelector(".error");
     said.textContent = "";
+    said.hidden = true;
     const response = await fetch(base + form.dataset.job, {
       method: "POST",
       headers: { "content-type": "application/json", "x-csrf-token": csrf },
@@ -28,6 +30,7 @@ for (const form of document.querySelectorAll("form[data-job]")) {
     const answer = await response.json();
     if (!response.ok) {
       said.textContent = answer.error;
+      said.hidden = false;
       return;
     }
     location.href = `${base}/jobs/${answer.job}`;
