@@ -251,7 +251,10 @@ fn the_api_needs_the_login_url_and_answers_as_the_cli_does() {
     let (status, page) = ui.get("/check");
     let page = String::from_utf8_lossy(&page);
     assert_eq!(status, 200);
-    assert!(page.contains(r#"class="bad error" role="alert" hidden"#), "{page}");
+    assert!(
+        page.contains(r#"class="bad error" role="alert" hidden"#),
+        "{page}"
+    );
     // The same fields and values as the CLI's --json.
     let listed = ui.json("/api/snapshots");
     assert_eq!(listed["total"], 2);

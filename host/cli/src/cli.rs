@@ -230,6 +230,7 @@ pub struct BackupArgs {
 
 /// Which snapshots a command considers.
 #[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Snapshot filters")]
 pub struct FilterArgs {
     /// Only snapshots with this tag (repeatable: all must match).
     #[arg(long = "tag")]
