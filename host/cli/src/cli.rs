@@ -294,7 +294,13 @@ pub enum KeyCommand {
 #[derive(Subcommand, Debug)]
 pub enum PluginCommand {
     /// Validate a .wasm connector and install it.
-    Install { file: PathBuf },
+    Install {
+        file: PathBuf,
+        /// Replace an installed plugin with the same name or a scheme this
+        /// one claims (otherwise refused, naming it).
+        #[arg(long)]
+        replace: bool,
+    },
     /// List built-in and installed plugins.
     List,
     /// Remove an installed plugin.

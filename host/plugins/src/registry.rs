@@ -105,6 +105,26 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// Why `scheme` cannot name a connector, if it cannot: RFC 3986's syntax
+/// (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`, kept lower case, as
+/// locations are read), and not a bare web or file scheme, which names a
+/// transport rather than a service (`dav+https`, `s3+http` do).
+pub fn scheme_problem(scheme: &str) -> Option<&'static str> {
+    let mut bytes = scheme.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok = bytes
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'));
+    if !first_ok || !rest_ok || scheme.len() > 64 {
+        return Some(
+            "is not a URL scheme: a lower-case letter, then letters, digits, '+', '-' or '.' (RFC 3986)",
+        );
+    }
+    if matches!(scheme, "http" | "https" | "file") {
+        return Some("names a transport, not a service: kast reserves http, https and file");
+    }
+    None
+}
+
 /// Built-in and installed plugins, loaded on first use.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -151,12 +171,23 @@ impl Registry {
                 return Ok(plugin);
             }
         }
-        for listed in self.installed()? {
-            if listed.info.schemes.contains(&scheme) {
-                return self.load_installed(&listed.info.name);
-            }
+        let claims: Vec<Listed> = self
+            .installed()?
+            .into_iter()
+            .filter(|l| l.info.schemes.contains(&scheme))
+            .collect();
+        match claims.as_slice() {
+            [] => Err(PluginError::UnknownScheme(scheme)),
+            [one] => self.load_installed(&one.info.name),
+            // Left by an older kast, which let this happen: never a guess.
+            [first, second, ..] => Err(PluginError::Misbehaved {
+                plugin: first.info.name.clone(),
+                message: format!(
+                    "plugins {} and {} both claim {scheme}://; remove one with `kast plugin remove`",
+                    first.info.name, second.info.name
+                ),
+            }),
         }
-        Err(PluginError::UnknownScheme(scheme))
     }
 
     fn remember(&self, plugin: Plugin) -> Arc<Plugin> {
@@ -236,8 +267,14 @@ impl Registry {
     }
 
     /// Validates a `.wasm` (a component exporting one of kast's worlds),
-    /// precompiles it and copies it into the plugin directory.
-    pub fn install(&self, wasm_path: &Path) -> Result<Listed, PluginError> {
+    /// precompiles it and copies it into the plugin directory. A name or a
+    /// scheme an installed plugin has is refused, naming it, unless
+    /// `replace`: then the plugins in the way are removed (and returned).
+    pub fn install(
+        &self,
+        wasm_path: &Path,
+        replace: bool,
+    ) -> Result<(Listed, Vec<String>), PluginError> {
         let dir = self.dir.as_ref().ok_or_else(|| PluginError::Registry {
             path: "(none)".into(),
             source: std::io::Error::other("no plugin directory configured"),
@@ -259,6 +296,18 @@ impl Registry {
                 ),
             });
         }
+        let refuse = |why: String| PluginError::NotAConnector {
+            path: wasm_path.display().to_string(),
+            why,
+        };
+        if info.schemes.is_empty() {
+            return Err(refuse("it claims no scheme".into()));
+        }
+        for scheme in &info.schemes {
+            if let Some(why) = scheme_problem(scheme) {
+                return Err(refuse(format!("its scheme {scheme:?} {why}")));
+            }
+        }
         for builtin in BUILTIN.iter().map(|(n, w)| self.load_builtin(n, w)) {
             let builtin = builtin?;
             let clash = builtin.info.name == info.name
@@ -273,6 +322,38 @@ impl Registry {
                 });
             }
         }
+        let in_the_way: Vec<Listed> = self
+            .installed()?
+            .into_iter()
+            .filter(|other| {
+                other.info.name == info.name
+                    || info.schemes.iter().any(|s| other.info.schemes.contains(s))
+            })
+            .collect();
+        if let Some(other) = in_the_way.first()
+            && !replace
+        {
+            let what = if other.info.name == info.name {
+                "its name".to_string()
+            } else {
+                let shared: Vec<&str> = info
+                    .schemes
+                    .iter()
+                    .filter(|s| other.info.schemes.contains(s))
+                    .map(|s| s.as_str())
+                    .collect();
+                format!("the scheme {}://", shared.join(":// and "))
+            };
+            return Err(refuse(format!(
+                "{what} is taken by the installed plugin {} {}; \
+                 `kast plugin install --replace` replaces it on purpose",
+                other.info.name, other.info.version
+            )));
+        }
+        for other in &in_the_way {
+            self.remove(&other.info.name)?;
+        }
+        let replaced = in_the_way.into_iter().map(|l| l.info.name).collect();
         std::fs::create_dir_all(dir).map_err(|e| Self::registry_err(dir, e))?;
         let listed = Listed {
             info,
@@ -288,7 +369,7 @@ impl Registry {
             serde_json::to_vec_pretty(&listed).expect("serializes"),
         )
         .map_err(|e| Self::registry_err(&meta, e))?;
-        Ok(listed)
+        Ok((listed, replaced))
     }
 
     /// Removes an installed plugin.

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const HOSTILE: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_hostile.wasm");
+const IMPOSTOR: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_impostor.wasm");
 
 fn host_with_hostile(dir: &std::path::Path, limits: Limits) -> Host {
     let mut host = Host::new(Some(dir.join("cache")), Some(dir.join("plugins"))).unwrap();
     host.registry()
-        .install(std::path::Path::new(HOSTILE))
+        .install(std::path::Path::new(HOSTILE), false)
         .unwrap();
     host.set_limits(limits);
     host
@@ -41,10 +42,11 @@ fn jail(dir: &std::path::Path) -> std::path::PathBuf {
 fn install_validates_components() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::new(None, Some(dir.path().join("plugins"))).unwrap();
-    let listed = host
+    let (listed, replaced) = host
         .registry()
-        .install(std::path::Path::new(HOSTILE))
+        .install(std::path::Path::new(HOSTILE), false)
         .unwrap();
+    assert!(replaced.is_empty());
     assert_eq!(listed.info.name, "hostile");
     assert_eq!(listed.info.schemes, vec!["hostile".to_string()]);
     let names: Vec<String> = host
@@ -59,7 +61,7 @@ fn install_validates_components() {
     let bad = |bytes: &[u8], expected: &str| {
         let path = dir.path().join("bad.wasm");
         std::fs::write(&path, bytes).unwrap();
-        let err = host.registry().install(&path).unwrap_err();
+        let err = host.registry().install(&path, false).unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     };
     bad(b"\0asm\x01\0\0\0", "not a WebAssembly component");
@@ -111,6 +113,73 @@ fn files_outside_the_grant_are_out_of_reach() {
     );
     assert!(!outside.exists());
     assert!(!dir.path().join("escaped").exists());
+}
+
+/// A plugin cannot take an installed plugin's scheme or name by being
+/// installed after it (nor by sorting first): refused, naming the plugin
+/// in the way, unless replaced on purpose.
+#[test]
+fn an_installed_plugins_scheme_and_name_are_not_taken_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let registry = host.registry();
+    let impostor = std::path::Path::new(IMPOSTOR);
+    let err = registry.install(impostor, false).unwrap_err().to_string();
+    assert!(
+        err.contains("the scheme hostile:// is taken by the installed plugin hostile 0.0.1"),
+        "{err}"
+    );
+    assert!(err.contains("--replace"), "{err}");
+    assert_eq!(registry.for_scheme("hostile").unwrap().info.name, "hostile");
+    let names = |registry: &kast_plugins::Registry| -> Vec<String> {
+        registry
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.info.name)
+            .collect()
+    };
+    assert!(!names(registry).contains(&"aaa-impostor".to_string()));
+    // The same name again is refused too (an update is a --replace).
+    let err = registry
+        .install(std::path::Path::new(HOSTILE), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("its name is taken by the installed plugin hostile"),
+        "{err}"
+    );
+    // On purpose: the plugin in the way goes, and says so.
+    let (listed, replaced) = registry.install(impostor, true).unwrap();
+    assert_eq!(listed.info.name, "aaa-impostor");
+    assert_eq!(replaced, ["hostile"]);
+    assert_eq!(
+        registry.for_scheme("hostile").unwrap().info.name,
+        "aaa-impostor"
+    );
+    assert!(!names(registry).contains(&"hostile".to_string()));
+}
+
+/// Schemes are RFC 3986 schemes, and none of the web's or file's own.
+#[test]
+fn a_scheme_must_be_a_url_scheme_of_a_service() {
+    use kast_plugins::registry::scheme_problem;
+    for good in ["hostile", "dav+https", "s3", "my.thing-2"] {
+        assert_eq!(scheme_problem(good), None, "{good}");
+    }
+    for bad in [
+        "",
+        "a/b",
+        "Upper",
+        "2fa",
+        "a b",
+        "sch\u{1b}[2J",
+        "https",
+        "http",
+        "file",
+    ] {
+        assert!(scheme_problem(bad).is_some(), "{bad:?}");
+    }
 }
 
 /// A plugin's stdout and stderr go nowhere, unless the user asks for the

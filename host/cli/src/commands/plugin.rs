@@ -19,8 +19,11 @@ fn roles(roles: &[Role]) -> String {
 pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
     let registry = ctx.host()?.registry();
     match command {
-        PluginCommand::Install { file } => {
-            let listed = registry.install(file)?;
+        PluginCommand::Install { file, replace } => {
+            let (listed, replaced) = registry.install(file, *replace)?;
+            for name in &replaced {
+                ctx.note(&format!("replaced the installed plugin {name}"));
+            }
             if ctx.json {
                 return ctx.print_json(&views::plugin(&listed));
             }
