@@ -170,6 +170,8 @@ pub struct HostState {
     http_hooks: HttpHooks,
     pub(crate) local_fs: LocalFs,
     limiter: Limiter,
+    /// The end of what the instance wrote to stderr, for a crash report.
+    stderr: crate::plugin_log::Tail,
 }
 
 impl WasiView for HostState {
@@ -201,10 +203,16 @@ fn new_store(
     // No environment, no arguments, no stdio, no preopened directories, no
     // name lookup: only what is granted below. Output goes to the plugin
     // log when the user asked for one.
+    let stderr = crate::plugin_log::Tail::default();
     if let Some((log, plugin)) = log {
         wasi.stdout(log.stream(plugin, "stdout"));
-        wasi.stderr(log.stream(plugin, "stderr"));
     }
+    let plugin = log.map_or("", |(_, plugin)| plugin);
+    wasi.stderr(crate::plugin_log::LogStream::stderr(
+        log.map(|(log, _)| log),
+        plugin,
+        stderr.clone(),
+    ));
     if !grants.tcp.is_empty() {
         let allowed = grants.tcp.clone();
         wasi.allow_tcp(true);
@@ -256,6 +264,7 @@ fn new_store(
                 refused: false,
                 granted: 0,
             },
+            stderr,
         },
     );
     store.limiter(|s| &mut s.limiter);
@@ -425,6 +434,7 @@ impl Instance {
             }),
             Err(trap) => {
                 let refused = store.data().limiter.refused;
+                let last_words = store.data().stderr.last_words();
                 // A trapped instance cannot be entered again: start afresh next time.
                 self.live = None;
                 Err(match trap.downcast_ref::<Trap>() {
@@ -438,14 +448,27 @@ impl Instance {
                         operation,
                         limit_mib: limits.memory_bytes >> 20,
                     },
-                    _ => PluginError::Trap {
+                    // What trapped, and the plugin's own last words (a
+                    // panic message) when it left any on stderr.
+                    code => PluginError::Trap {
                         plugin,
                         operation,
-                        message: format!("{trap:#}")
-                            .lines()
-                            .next()
-                            .unwrap_or("trap")
-                            .to_string(),
+                        message: {
+                            let what = match code {
+                                Some(code) => code.to_string(),
+                                None => crate::plugin_log::escaped(
+                                    format!("{trap}")
+                                        .lines()
+                                        .next()
+                                        .unwrap_or("trap")
+                                        .as_bytes(),
+                                ),
+                            };
+                            match last_words {
+                                Some(words) => format!("{what}; it said: {words}"),
+                                None => what,
+                            }
+                        },
                     },
                 })
             }

@@ -47,7 +47,8 @@ impl PluginLog {
     /// A stream for one instance's `stdout` or `stderr`.
     pub fn stream(self: &Arc<Self>, plugin: &str, which: &str) -> LogStream {
         LogStream {
-            log: self.clone(),
+            log: Some(self.clone()),
+            tail: None,
             prefix: format!("{plugin} {which}: "),
             line: Arc::new(Mutex::new(Vec::new())),
         }
@@ -80,7 +81,7 @@ impl PluginLog {
 
 /// The text of `bytes` with control characters (escape sequences, bells,
 /// carriage returns) written as Rust escapes and invalid UTF-8 as U+FFFD.
-fn escaped(bytes: &[u8]) -> String {
+pub(crate) fn escaped(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .chars()
         .map(|c| {
@@ -93,21 +94,78 @@ fn escaped(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// One instance's stdout or stderr: bytes gathered into lines.
+/// The last bytes an instance wrote to stderr, always kept (bounded), so
+/// that a crash is reported with the plugin's own last words: a Rust
+/// panic's message, an exception's.
+#[derive(Clone, Default)]
+pub struct Tail(Arc<Mutex<Vec<u8>>>);
+
+/// How much of its stderr an instance leaves for its crash report.
+const TAIL: usize = 4096;
+
+impl Tail {
+    fn push(&self, bytes: &[u8]) {
+        let mut tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        tail.extend_from_slice(&bytes[bytes.len().saturating_sub(TAIL)..]);
+        let extra = tail.len().saturating_sub(TAIL);
+        tail.drain(..extra);
+    }
+
+    /// From the last panic report on, or else the last line, escaped, on
+    /// one line and at most 1 KiB; `None` when nothing was written.
+    pub fn last_words(&self) -> Option<String> {
+        let tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let from = lines
+            .iter()
+            .rposition(|l| l.contains("panicked at"))
+            .unwrap_or(lines.len().checked_sub(1)?);
+        let words = escaped(lines[from..].join(" ").as_bytes());
+        Some(match words.char_indices().nth(1024) {
+            Some((cut, _)) => format!("{}…", &words[..cut]),
+            None => words,
+        })
+    }
+}
+
+/// One instance's stdout or stderr: bytes gathered into lines for the log,
+/// and (stderr) the tail kept for a crash report.
 #[derive(Clone)]
 pub struct LogStream {
-    log: Arc<PluginLog>,
+    log: Option<Arc<PluginLog>>,
+    tail: Option<Tail>,
     prefix: String,
     /// The line being written, until its newline.
     line: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LogStream {
+    /// An instance's stderr: kept in `tail`, and logged when there is a log.
+    pub fn stderr(log: Option<&Arc<PluginLog>>, plugin: &str, tail: Tail) -> LogStream {
+        LogStream {
+            log: log.cloned(),
+            tail: Some(tail),
+            prefix: format!("{plugin} stderr: "),
+            line: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
     fn take(&self, mut bytes: &[u8]) {
+        if let Some(tail) = &self.tail {
+            tail.push(bytes);
+        }
+        let Some(log) = &self.log else {
+            return;
+        };
         let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
             keep(&mut line, &bytes[..end]);
-            self.log.write_line(&self.prefix, &line);
+            log.write_line(&self.prefix, &line);
             line.clear();
             bytes = &bytes[end + 1..];
         }
@@ -116,8 +174,10 @@ impl LogStream {
 
     fn finish_line(&self) {
         let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
-        if !line.is_empty() {
-            self.log.write_line(&self.prefix, &line);
+        if let Some(log) = &self.log
+            && !line.is_empty()
+        {
+            log.write_line(&self.prefix, &line);
             line.clear();
         }
     }
@@ -220,6 +280,21 @@ mod tests {
         assert_eq!(lines[2], "evil stderr: partial");
         assert_eq!(lines[3], format!("evil stderr: {}…", "x".repeat(LINE)));
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn a_crash_report_keeps_the_panic_message() {
+        let tail = Tail::default();
+        let err = LogStream::stderr(None, "p", tail.clone());
+        assert_eq!(tail.last_words(), None);
+        err.take(&b"noise\n".repeat(2000));
+        err.take(b"thread '<unnamed>' panicked at src/lib.rs:9:5:\nboom \x1b[2J\n");
+        assert_eq!(
+            tail.last_words().unwrap(),
+            "thread '<unnamed>' panicked at src/lib.rs:9:5: boom \\u{1b}[2J"
+        );
+        err.take(b"just a last line\n");
+        assert!(tail.last_words().unwrap().ends_with("just a last line"));
     }
 
     #[test]

@@ -357,6 +357,16 @@ fn a_crash_mid_backup_leaves_a_consistent_store() {
     .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("plugin hostile: put crashed"), "{message}");
+    // The cause, not the first line of a backtrace: the trap, then the
+    // plugin's own panic message.
+    assert!(
+        message.contains("wasm `unreachable` instruction executed; it said: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("hostile plugin crashes mid-write"),
+        "{message}"
+    );
 
     let healthy = host
         .storage(&format!("hostile://{}", jail.display()))
