@@ -66,7 +66,8 @@ impl Table {
                     }
                 }
             }
-            writeln!(out, "{line}")?;
+            // An empty last cell leaves no trailing spaces.
+            writeln!(out, "{}", line.trim_end())?;
         }
         Ok(())
     }

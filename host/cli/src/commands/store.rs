@@ -180,7 +180,7 @@ fn print_check_report(ctx: &Context, report: &CheckReport, fast: bool) -> Result
         }
         // What was read in full, said as such: a fast check reads none.
         let read = if fast {
-            "pack data not read (--fast)".to_string()
+            "--fast: pack data not read".to_string()
         } else if report.packs_read == report.packs {
             format!("all read, {}", format_bytes(report.bytes))
         } else {
