@@ -225,18 +225,9 @@ impl Destination for LocalDestination {
         for entry in entries {
             let entry = entry?;
             let meta = entry.metadata()?;
-            let kind = if meta.is_dir() {
-                EntryKind::Dir
-            } else if meta.is_file() {
-                EntryKind::File
-            } else if meta.is_symlink() {
-                EntryKind::Symlink
-            } else {
-                EntryKind::Special
-            };
             found.push(Existing {
                 name: entry.file_name().into_vec(),
-                kind,
+                kind: kind_of(&meta),
                 size: meta.len(),
                 mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             });
