@@ -430,7 +430,10 @@ impl Instance {
                 plugin,
                 operation,
                 kind: kind_of(e.kind),
-                message: crate::location::scrub(e.message, &self.config.secrets),
+                message: crate::plugin_log::plain(&crate::location::scrub(
+                    e.message,
+                    &self.config.secrets,
+                )),
             }),
             Err(trap) => {
                 let refused = store.data().limiter.refused;

@@ -133,6 +133,26 @@ impl Tail {
     }
 }
 
+/// The most of a plugin's message kast prints, records or stores.
+pub const MESSAGE: usize = 4096;
+
+/// A plugin's message as kast shows it: control characters escaped (it
+/// cannot drive a terminal or forge a line of its own), at most
+/// [`MESSAGE`] bytes, and said when cut.
+pub fn plain(message: &str) -> String {
+    let mut text = escaped(message.as_bytes());
+    if text.len() > MESSAGE {
+        let mut cut = MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let total = message.len();
+        text.truncate(cut);
+        text.push_str(&format!("… (cut: the plugin said {total} bytes)"));
+    }
+    text
+}
+
 /// One instance's stdout or stderr: bytes gathered into lines for the log,
 /// and (stderr) the tail kept for a crash report.
 #[derive(Clone)]
@@ -280,6 +300,21 @@ mod tests {
         assert_eq!(lines[2], "evil stderr: partial");
         assert_eq!(lines[3], format!("evil stderr: {}…", "x".repeat(LINE)));
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn messages_are_escaped_and_cut() {
+        assert_eq!(plain("fine"), "fine");
+        assert_eq!(
+            plain("\x1b[2Jwarning: fake\nline"),
+            "\\u{1b}[2Jwarning: fake\\nline"
+        );
+        let long = plain(&"é".repeat(100_000));
+        assert!(long.len() < MESSAGE + 64, "{}", long.len());
+        assert!(
+            long.ends_with("… (cut: the plugin said 200000 bytes)"),
+            "{long}"
+        );
     }
 
     #[test]

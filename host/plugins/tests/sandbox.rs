@@ -182,6 +182,34 @@ fn a_scheme_must_be_a_url_scheme_of_a_service() {
     }
 }
 
+/// A plugin's error message reaches the user escaped and cut: a 100 MiB
+/// message that starts by clearing the screen becomes a short plain line.
+#[test]
+fn a_plugins_message_cannot_drive_the_terminal_or_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let url = format!("hostile://{}?do=shout", jail(dir.path()).display());
+    let err = host
+        .storage(&url)
+        .unwrap()
+        .put(ObjectKind::Lock, "abcd", b"x")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains('\x1b') && !err.contains('\r'),
+        "{}",
+        &err[..100]
+    );
+    assert!(
+        err.contains("\\u{1b}[2J\\rwarning: forged"),
+        "{}",
+        &err[..100]
+    );
+    assert!(err.len() < 5000, "{}", err.len());
+    let said = format!("(cut: the plugin said {} bytes)", 20 + (100 << 20));
+    assert!(err.ends_with(&said), "{}", &err[err.len() - 80..]);
+}
+
 /// A plugin's stdout and stderr go nowhere, unless the user asks for the
 /// plugin log: then each line, prefixed and escaped, and no more than its
 /// budget however much the plugin prints.

@@ -117,6 +117,10 @@ impl HostileStorage {
                 }
                 Ok(())
             }
+            "shout" => Err(Error::new(
+                ErrorKind::Other,
+                format!("\x1b[2J\rwarning: forged{}", "!".repeat(100 << 20)),
+            )),
             "spin" => {
                 let mut x = 0u64;
                 loop {
