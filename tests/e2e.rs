@@ -476,14 +476,7 @@ fn an_interrupt_too_late_to_stop_anything_is_said() {
     std::fs::create_dir(&src).unwrap();
     common::write_random_file(&src.join("big"), 8 << 20, 3);
     u.ok(&["backup", src.to_str().unwrap()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kast"))
-        .args(["--store", u.store.to_str().unwrap(), "cat", "latest:big"])
-        .env("HOME", u.home.path())
-        .env("KAST_PASSPHRASE", "correct horse")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = u.spawn_piped(&["cat", "latest:big"]);
     // Its output fills the pipe and it waits; then the interrupt.
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];

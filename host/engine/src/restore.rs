@@ -188,8 +188,10 @@ pub fn restore(
                 });
             }
         }
+        // One that cannot be listed cannot be compared with; one that fails
+        // to list says why.
         Overwrite::IfNewer | Overwrite::IfChanged
-            if destination.existing(b"").ok().flatten().is_none() =>
+            if conflicts::listing(destination, b"")?.is_none() =>
         {
             return Err(Error::InvalidArgument(format!(
                 "{} cannot say what it holds, so a restore cannot compare with it: \
