@@ -782,3 +782,139 @@ fn ls_json_is_complete() {
     assert!(text.starts_with("id "), "{text}");
     assert!(text.lines().next().unwrap().contains("source"), "{text}");
 }
+
+/// The test-only plugins, built beside the built-in ones
+/// (`target/wasm-plugins/…`, next to the binary's own folder).
+fn testing_plugin(name: &str) -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kast"));
+    bin.parent()
+        .and_then(|release| release.parent())
+        .unwrap()
+        .join("wasm-plugins/wasm32-wasip2/release")
+        .join(format!("kast_plugin_{name}.wasm"))
+}
+
+#[test]
+fn nothing_a_plugin_or_a_file_name_says_reaches_the_terminal_raw() {
+    let u = User::new();
+    let hostile = testing_plugin("hostile");
+    u.ok(&["plugin", "install", hostile.to_str().unwrap()]);
+    let raw = |text: &str| text.contains('\x1b') || text.contains('\r');
+    for args in [&["plugin", "list"][..], &["plugin", "info", "hostile"]] {
+        let out = u.ok(args);
+        assert!(!raw(&out), "{args:?}: {out:?}");
+        assert!(out.contains("(tests only)\\u{1b}[2J"), "{out}");
+    }
+    // A source whose names clear the screen and forge a line.
+    u.create();
+    let jail = u.path("jail");
+    std::fs::create_dir_all(&jail).unwrap();
+    let out = u.kast(&["backup", &format!("hostile://{}", jail.display())]);
+    let said = stderr(&out);
+    assert!(!raw(&said), "{said:?}");
+    let snapshot = u.snapshot_ids().pop().expect("a snapshot, partial or not");
+    let listing = u.ok(&["ls", &snapshot]);
+    assert!(!raw(&listing), "{listing:?}");
+    assert!(
+        listing.contains("evil\\u{1b}[2J\\rwarning: forged.txt"),
+        "{listing}"
+    );
+    let json = u.json(&["ls", &snapshot]);
+    assert!(
+        json.to_string()
+            .contains("evil\\u001b[2J\\rwarning: forged.txt")
+    );
+}
+
+#[test]
+fn packs_a_plugin_cannot_be_handed_are_refused_up_front() {
+    let u = User::new();
+    let fast_kdf = ["--kdf-memory-mib", "8", "--kdf-iterations", "1"];
+    let out = u.kast(&[&["create", "--pack-size-mib", "512"][..], &fast_kdf].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("packs of 512 MiB cannot be handed to a storage plugin limited to 512 MiB")
+            && said.contains("--pack-size-mib 120")
+            && said.contains("--plugin-memory-mib 2080"),
+        "{said}"
+    );
+    assert!(!u.store.exists(), "nothing was created");
+    // With the memory it names, the store is made; opening it later under
+    // the default limit is refused up front, before any work.
+    let create = [
+        "--plugin-memory-mib",
+        "2080",
+        "create",
+        "--pack-size-mib",
+        "512",
+    ];
+    u.ok(&[&create[..], &fast_kdf].concat());
+    let src = u.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let out = u.kast(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("packs of 512 MiB"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Heavy cases run with `KAST_HEAVY_TESTS=1`.
+fn heavy() -> bool {
+    std::env::var_os("KAST_HEAVY_TESTS").is_some()
+}
+
+#[test]
+fn a_directory_of_a_million_entries_goes_through_the_fs_plugin() {
+    if !heavy() {
+        return;
+    }
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    let big = src.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..1_000_000 {
+        std::fs::File::create(big.join(format!("f{i:07}"))).unwrap();
+    }
+    let out = u.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out["files"], 1_000_000, "{out}");
+    let restored = u.path("restored");
+    u.ok(&["restore", "latest", restored.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_dir(restored.join("big")).unwrap().count(),
+        1_000_000
+    );
+}
+
+#[test]
+fn packs_of_512_mib_go_through_with_the_memory_they_need() {
+    if !heavy() {
+        return;
+    }
+    let u = User::new();
+    let memory = ["--plugin-memory-mib", "2080"];
+    let create = [
+        "create",
+        "--pack-size-mib",
+        "512",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ];
+    u.ok(&[&memory[..], &create].concat());
+    let src = u.path("src");
+    generate_tree(&src, 3, 700 << 20);
+    u.ok(&[&memory[..], &["backup", src.to_str().unwrap()]].concat());
+    let restored = u.path("restored");
+    u.ok(&[
+        &memory[..],
+        &["restore", "latest", restored.to_str().unwrap()],
+    ]
+    .concat());
+    assert_same_tree(&src, &restored);
+    u.ok(&[&memory[..], &["check"]].concat());
+}

@@ -175,6 +175,34 @@ impl Context {
     /// Opens the store at `location`, with `passphrase` if given, else the
     /// local key file, else the usual passphrase sources.
     pub fn open_store_at(&self, location: &str, passphrase: Option<&[u8]>) -> Result<Store> {
+        let store = self.unlock_store_at(location, passphrase)?;
+        self.check_pack_size(store.config().pack_target)?;
+        Ok(store)
+    }
+
+    /// Refuses packs a storage plugin could not be handed whole under the
+    /// plugin memory limit: said up front, before any work, instead of a
+    /// backup failing at its first pack.
+    pub fn check_pack_size(&self, pack_target: u32) -> Result<()> {
+        // A pack closes once it reaches its target, so it may pass it by a
+        // chunk or so.
+        let largest = u64::from(pack_target) + (8 << 20);
+        let allowed = self.limits.largest_object() as u64;
+        if largest > allowed {
+            bail!(
+                "packs of {} MiB cannot be handed to a storage plugin limited to {} MiB of memory \
+                 (a plugin gets a quarter of its memory for one object): use --pack-size-mib {} \
+                 or less, or give plugins --plugin-memory-mib {}",
+                pack_target >> 20,
+                self.limits.memory_bytes >> 20,
+                (allowed.saturating_sub(8 << 20) >> 20).max(1),
+                (largest * 4).div_ceil(1 << 20),
+            );
+        }
+        Ok(())
+    }
+
+    fn unlock_store_at(&self, location: &str, passphrase: Option<&[u8]>) -> Result<Store> {
         let url = location;
         // Every message shows the location with its secrets redacted.
         let location = &kast_plugins::location::redact(url);
@@ -251,7 +279,7 @@ impl Context {
     /// A warning: always shown, unless quiet.
     pub fn warn(&self, text: &str) {
         if !self.quiet {
-            eprintln!("warning: {text}");
+            eprintln!("warning: {}", crate::views::shown(text.as_bytes()));
         }
     }
 

@@ -66,17 +66,20 @@ fn main() {
         }
         Ok(code) => code,
         Err(e) if interrupted() => {
-            eprintln!("kast: interrupted: {e}");
+            eprintln!(
+                "kast: interrupted: {}",
+                views::shown(e.to_string().as_bytes())
+            );
             130
         }
         Err(e) => {
             // Each cause once: many errors already quote their source.
             let mut shown = e.to_string();
-            eprintln!("error: {shown}");
+            eprintln!("error: {}", views::shown(shown.as_bytes()));
             for cause in e.chain().skip(1) {
                 let text = cause.to_string();
                 if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
+                    eprintln!("  caused by: {}", views::shown(text.as_bytes()));
                 }
                 shown = text;
             }

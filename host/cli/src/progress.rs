@@ -35,7 +35,10 @@ impl kast_engine::Progress for Bar {
     }
 
     fn warning(&self, message: &str) {
-        self.bar.println(format!("warning: {message}"));
+        self.bar.println(format!(
+            "warning: {}",
+            crate::views::shown(message.as_bytes())
+        ));
     }
 }
 

@@ -12,6 +12,13 @@ use kast_engine::tree::{Content, Node};
 use kast_plugins::Listed;
 use serde_json::{Value, json};
 
+/// Text from a snapshot, a plugin or a server as a terminal gets it:
+/// control characters escaped (`\u{1b}`), so a file name or a message
+/// cannot clear the screen or forge a line; invalid UTF-8 as U+FFFD.
+pub fn shown(text: &[u8]) -> String {
+    kast_plugins::plugin_log::escaped(text)
+}
+
 /// One snapshot in a list (`kast ls`).
 pub fn snapshot(id: &Id, s: &Snapshot) -> Value {
     json!({
@@ -119,7 +126,7 @@ pub fn reach(listed: &Listed) -> String {
         .info
         .schemes
         .iter()
-        .map(|s| format!("{s}://: {}", kast_plugins::grants::reach(s)))
+        .map(|s| format!("{s}://: {}", kast_plugins::sandbox::reach(s)))
         .collect::<Vec<_>>()
         .join("; ")
 }

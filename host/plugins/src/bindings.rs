@@ -13,6 +13,8 @@ pub mod storage {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "storage",
+        // Calls run as futures, so a deadline can end one that waits.
+        exports: { default: async },
         with: { "kast:connector/types@0.1.0": crate::bindings::types },
     });
 }
@@ -21,6 +23,8 @@ pub mod source {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "source",
+        // Calls run as futures, so a deadline can end one that waits.
+        exports: { default: async },
         with: { "kast:connector/types@0.1.0": crate::bindings::types },
     });
 }
@@ -29,6 +33,8 @@ pub mod destination {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "destination",
+        // Calls run as futures, so a deadline can end one that waits.
+        exports: { default: async },
         with: { "kast:connector/types@0.1.0": crate::bindings::types },
     });
 }

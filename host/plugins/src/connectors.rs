@@ -164,13 +164,21 @@ impl Storage for PluginStorage {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
-        self.with(|i| i.storage_call("put", |s, g| g.call_put(s, wit_kind(kind), name, data)))
-            .map_err(Self::map(kind, name))
+        self.with(|i| {
+            i.storage_call("put", async |s, g| {
+                g.call_put(s, wit_kind(kind), name, data).await
+            })
+        })
+        .map_err(Self::map(kind, name))
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
-        self.with(|i| i.storage_call("get", |s, g| g.call_get(s, wit_kind(kind), name)))
-            .map_err(Self::map(kind, name))
+        self.with(|i| {
+            i.storage_call("get", async |s, g| {
+                g.call_get(s, wit_kind(kind), name).await
+            })
+        })
+        .map_err(Self::map(kind, name))
     }
 
     fn get_range(
@@ -181,8 +189,9 @@ impl Storage for PluginStorage {
         length: u64,
     ) -> Result<Vec<u8>, StorageError> {
         self.with(|instance| {
-            let data = instance.storage_call("get-range", |s, g| {
+            let data = instance.storage_call("get-range", async |s, g| {
                 g.call_get_range(s, wit_kind(kind), name, offset, length)
+                    .await
             })?;
             if data.len() as u64 > length {
                 return Err(PluginError::Misbehaved {
@@ -200,7 +209,11 @@ impl Storage for PluginStorage {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError> {
         let listed = self
-            .with(|i| i.storage_call("list", |s, g| g.call_list_objects(s, wit_kind(kind))))
+            .with(|i| {
+                i.storage_call("list", async |s, g| {
+                    g.call_list_objects(s, wit_kind(kind)).await
+                })
+            })
             .map_err(Self::map(kind, "*"))?;
         // A listing is the plugin's word only: names the engine would not
         // write are dropped, and a name listed twice counts once.
@@ -218,8 +231,12 @@ impl Storage for PluginStorage {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
-        self.with(|i| i.storage_call("delete", |s, g| g.call_delete(s, wit_kind(kind), name)))
-            .map_err(Self::map(kind, name))
+        self.with(|i| {
+            i.storage_call("delete", async |s, g| {
+                g.call_delete(s, wit_kind(kind), name).await
+            })
+        })
+        .map_err(Self::map(kind, name))
     }
 
     /// A store across the network waits on round trips, so calls run on
@@ -258,7 +275,7 @@ impl Source for PluginSource {
     fn list(&self, path: &[u8]) -> io::Result<Vec<kast_engine::source::SourceEntry>> {
         let mut instance = lock(&self.instance);
         let entries = instance
-            .source_call("list-dir", |s, g| g.call_list_dir(s, path))
+            .source_call("list-dir", async |s, g| g.call_list_dir(s, path).await)
             .map_err(PluginError::into_io)?;
         // For local files the host listed the directory itself, and knows
         // what the plugin's entries cannot say: links and mount points.
@@ -304,7 +321,7 @@ impl Source for PluginSource {
         // No file is open between files: the moment to shed a grown instance.
         instance.restart_if_grown();
         let handle = instance
-            .source_call("open-file", |s, g| g.call_open_file(s, path))
+            .source_call("open-file", async |s, g| g.call_open_file(s, path).await)
             .map_err(PluginError::into_io)?;
         drop(instance);
         Ok(Box::new(PluginReader {
@@ -354,7 +371,9 @@ impl Read for PluginReader {
             let mut instance = lock(&self.instance);
             let handle = self.handle;
             self.piece = instance
-                .source_call("read", |s, g| g.call_read(s, handle, PIECE as u32))
+                .source_call("read", async |s, g| {
+                    g.call_read(s, handle, PIECE as u32).await
+                })
                 .map_err(PluginError::into_io)?;
             if self.piece.len() > PIECE {
                 return Err(PluginError::Misbehaved {
@@ -380,8 +399,9 @@ impl Read for PluginReader {
 impl Drop for PluginReader {
     fn drop(&mut self) {
         let handle = self.handle;
-        let _ = lock(&self.instance)
-            .source_call("close-file", |s, g| g.call_close_file(s, handle).map(Ok));
+        let _ = lock(&self.instance).source_call("close-file", async |s, g| {
+            g.call_close_file(s, handle).await.map(Ok)
+        });
     }
 }
 
@@ -418,13 +438,15 @@ impl Destination for PluginDestination {
 
     fn create_dir(&self, path: &[u8]) -> io::Result<()> {
         lock(&self.instance)
-            .destination_call("create-dir", |s, g| g.call_create_dir(s, path))
+            .destination_call("create-dir", async |s, g| g.call_create_dir(s, path).await)
             .map_err(PluginError::into_io)
     }
 
     fn create_file(&self, path: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>> {
         let handle = lock(&self.instance)
-            .destination_call("create-file", |s, g| g.call_create_file(s, path, overwrite))
+            .destination_call("create-file", async |s, g| {
+                g.call_create_file(s, path, overwrite).await
+            })
             .map_err(PluginError::into_io)?;
         Ok(Box::new(PluginWriter {
             instance: self.instance.clone(),
@@ -435,7 +457,9 @@ impl Destination for PluginDestination {
 
     fn symlink(&self, path: &[u8], target: &[u8], overwrite: bool) -> io::Result<()> {
         lock(&self.instance)
-            .destination_call("symlink", |s, g| g.call_symlink(s, path, target, overwrite))
+            .destination_call("symlink", async |s, g| {
+                g.call_symlink(s, path, target, overwrite).await
+            })
             .map_err(PluginError::into_io)
     }
 
@@ -482,8 +506,9 @@ impl Destination for PluginDestination {
 
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {
         lock(&self.instance)
-            .destination_call("set-metadata", |s, g| {
+            .destination_call("set-metadata", async |s, g| {
                 g.call_set_metadata(s, path, wit_entry_kind(kind), &wit_metadata(meta))
+                    .await
             })
             .map_err(PluginError::into_io)
     }
@@ -502,7 +527,7 @@ impl PluginWriter {
     fn send(&self, data: &[u8]) -> io::Result<()> {
         let handle = self.handle;
         lock(&self.instance)
-            .destination_call("write", |s, g| g.call_write(s, handle, data))
+            .destination_call("write", async |s, g| g.call_write(s, handle, data).await)
             .map_err(PluginError::into_io)
     }
 
@@ -533,7 +558,9 @@ impl Write for PluginWriter {
         self.send_buffered()?;
         let handle = self.handle;
         lock(&self.instance)
-            .destination_call("finish-file", |s, g| g.call_finish_file(s, handle))
+            .destination_call("finish-file", async |s, g| {
+                g.call_finish_file(s, handle).await
+            })
             .map_err(PluginError::into_io)
     }
 }

@@ -22,6 +22,12 @@ pub enum PluginError {
         operation: &'static str,
         limit_mib: usize,
     },
+    #[error("plugin {plugin}: {operation} was stopped: it {what} (a sandbox limit)")]
+    OverLimit {
+        plugin: String,
+        operation: &'static str,
+        what: String,
+    },
     #[error("plugin {plugin}: {operation} crashed: {message}")]
     Trap {
         plugin: String,

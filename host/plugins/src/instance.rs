@@ -6,277 +6,15 @@
 
 use crate::bindings::{self, types};
 use crate::error::{ErrorKind, PluginError};
-use crate::http_client;
 use crate::local_fs::LocalFs;
 use crate::registry::{PluginInfo, Role};
-use crate::runtime::{Runtime, TICK};
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use crate::runtime::Runtime;
+use crate::sandbox::store::{HostState, deadline_ticks, new_store};
+use crate::sandbox::{Grants, Limits};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-
-/// Resource limits of every instance.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Linear memory an instance may grow to.
-    pub memory_bytes: usize,
-    /// Wall time one call may take before it is interrupted.
-    pub call_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 512 << 20,
-            call_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-/// What the sandbox lets an instance reach: decided by
-/// [`crate::grants::grants_for`] from the location alone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// A local directory (or file) served through `local-fs`; `true` when
-    /// it may be created.
-    pub local: Option<(PathBuf, bool)>,
-    /// The only addresses outbound TCP may connect to.
-    pub tcp: Vec<TcpGrant>,
-    /// A directory preopened through WASI at its own path; `true` when
-    /// read-only.
-    pub preopen: Option<(PathBuf, bool)>,
-    /// The one HTTP endpoint `wasi:http` requests may go to.
-    pub http: Option<HttpEndpoint>,
-}
-
-/// An HTTP(S) endpoint: requests to any other scheme or authority are
-/// denied by the host before a connection is made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpEndpoint {
-    pub https: bool,
-    /// `host:port`, lowercase.
-    pub authority: String,
-    /// PEM certificates of the only CAs trusted for this endpoint (the
-    /// location's `ca=`); `None` trusts the Mozilla roots.
-    pub ca_pem: Option<String>,
-}
-
-impl HttpEndpoint {
-    /// Whether a request for `uri` may go out.
-    pub fn allows(&self, uri: &http::Uri) -> bool {
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return false,
-        };
-        let Some(authority) = uri.authority() else {
-            return false;
-        };
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let asked = format!("{}:{port}", authority.host().to_ascii_lowercase());
-        https == self.https && asked == self.authority
-    }
-}
-
-/// The wasi:http policy of one instance: the one endpoint requests may go
-/// to, and the TLS configuration they use.
-struct HttpHooks(Option<(HttpEndpoint, Arc<rustls::ClientConfig>)>);
-
-impl HttpHooks {
-    fn new(endpoint: Option<&HttpEndpoint>) -> Result<Self, PluginError> {
-        Ok(HttpHooks(match endpoint {
-            Some(e) => Some((e.clone(), http_client::tls_config(e.ca_pem.as_deref())?)),
-            None => None,
-        }))
-    }
-}
-
-impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<dyn Future<Output = Result<http_client::Sent, wasmtime_wasi_http::Error>> + Send> {
-        let allowed = match &self.0 {
-            Some((endpoint, tls)) if endpoint.allows(request.uri()) => Some(tls.clone()),
-            _ => None,
-        };
-        Box::new(async move {
-            match allowed {
-                Some(tls) => http_client::send(request, options, tls).await,
-                None => Err(wasmtime_wasi_http::Error::HttpRequestDenied),
-            }
-        })
-    }
-}
-
-/// Outbound TCP to one IP address, on a range of ports (a single port for
-/// most protocols; FTP adds the passive data ports).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpGrant {
-    pub ip: IpAddr,
-    pub ports: RangeInclusive<u16>,
-}
-
-impl TcpGrant {
-    pub fn allows(&self, addr: &SocketAddr) -> bool {
-        addr.ip() == self.ip && self.ports.contains(&addr.port())
-    }
-}
-
-/// Memory accounting that remembers a refusal, so the error can say why,
-/// and the most the instance has been granted.
-struct Limiter {
-    memory_bytes: usize,
-    refused: bool,
-    granted: usize,
-}
-
-impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.refused = true;
-            return Ok(false);
-        }
-        self.granted = self.granted.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
-/// The store's data: WASI context, resource table, local files, limits.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    http: wasmtime_wasi_http::WasiHttpCtx,
-    http_hooks: HttpHooks,
-    pub(crate) local_fs: LocalFs,
-    limiter: Limiter,
-    /// The end of what the instance wrote to stderr, for a crash report.
-    stderr: crate::plugin_log::Tail,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl wasmtime_wasi_http::WasiHttpView for HostState {
-    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
-        wasmtime_wasi_http::WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.http_hooks,
-        }
-    }
-}
-
-fn new_store(
-    runtime: &Runtime,
-    grants: &Grants,
-    limits: &Limits,
-    log: Option<(&Arc<crate::plugin_log::PluginLog>, &str)>,
-) -> Result<Store<HostState>, PluginError> {
-    let mut wasi = WasiCtxBuilder::new();
-    // No environment, no arguments, no stdio, no preopened directories, no
-    // name lookup: only what is granted below. Output goes to the plugin
-    // log when the user asked for one.
-    let stderr = crate::plugin_log::Tail::default();
-    if let Some((log, plugin)) = log {
-        wasi.stdout(log.stream(plugin, "stdout"));
-    }
-    let plugin = log.map_or("", |(_, plugin)| plugin);
-    wasi.stderr(crate::plugin_log::LogStream::stderr(
-        log.map(|(log, _)| log),
-        plugin,
-        stderr.clone(),
-    ));
-    if !grants.tcp.is_empty() {
-        let allowed = grants.tcp.clone();
-        wasi.allow_tcp(true);
-        wasi.socket_addr_check(move |addr, use_| {
-            let ok = allowed.iter().any(|grant| grant.allows(&addr))
-                // connect() first binds implicitly to the unspecified address.
-                || (matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpBind)
-                    && addr.ip().is_unspecified()
-                    && addr.port() == 0);
-            Box::pin(async move { ok })
-        });
-    }
-    if let Some((dir, read_only)) = &grants.preopen {
-        let guest = dir.to_str().ok_or_else(|| PluginError::BadLocation {
-            location: dir.display().to_string(),
-            why: "the path is not UTF-8".into(),
-        })?;
-        let perms = if *read_only {
-            wasmtime_wasi::FsPerms::ReadOnly
-        } else {
-            wasmtime_wasi::FsPerms::ReadWrite
-        };
-        wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(dir, guest, perms)
-            .map_err(|e| PluginError::BadLocation {
-                location: dir.display().to_string(),
-                why: e.to_string(),
-            })?;
-    }
-    let local_fs = match &grants.local {
-        Some((path, create)) => {
-            LocalFs::grant(path, *create).map_err(|e| PluginError::BadLocation {
-                location: path.display().to_string(),
-                why: e.to_string(),
-            })?
-        }
-        None => LocalFs::default(),
-    };
-    let mut store = Store::new(
-        &runtime.engine,
-        HostState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_hooks: HttpHooks::new(grants.http.as_ref())?,
-            local_fs,
-            limiter: Limiter {
-                memory_bytes: limits.memory_bytes,
-                refused: false,
-                granted: 0,
-            },
-            stderr,
-        },
-    );
-    store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
-    // Instantiation runs guest code too: it gets the same deadline as a call.
-    store.set_epoch_deadline(deadline_ticks(limits));
-    Ok(store)
-}
-
-fn deadline_ticks(limits: &Limits) -> u64 {
-    (limits.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64
-}
 
 /// The world an instance was created for.
 enum Exports {
@@ -377,6 +115,7 @@ impl Instance {
 
     fn start(&mut self) -> Result<(), PluginError> {
         let config = self.config.clone();
+        let plugin = || config.plugin.info.name.clone();
         let log = config
             .log
             .as_ref()
@@ -384,37 +123,69 @@ impl Instance {
         let mut store = new_store(&config.runtime, &config.grants, &config.limits, log)?;
         let component = &config.plugin.component;
         let linker = &config.runtime.linker;
-        let instantiated = match config.role {
-            Role::Storage => bindings::storage::Storage::instantiate(&mut store, component, linker)
-                .map(Exports::Storage),
-            Role::Source => bindings::source::Source::instantiate(&mut store, component, linker)
-                .map(Exports::Source),
-            Role::Destination => {
-                bindings::destination::Destination::instantiate(&mut store, component, linker)
-                    .map(Exports::Destination)
+        // Instantiation runs guest code too: it has the same deadline as a call.
+        let instantiated = config.runtime.within(config.limits.call_timeout, async {
+            match config.role {
+                Role::Storage => {
+                    bindings::storage::Storage::instantiate_async(&mut store, component, linker)
+                        .await
+                        .map(Exports::Storage)
+                }
+                Role::Source => {
+                    bindings::source::Source::instantiate_async(&mut store, component, linker)
+                        .await
+                        .map(Exports::Source)
+                }
+                Role::Destination => bindings::destination::Destination::instantiate_async(
+                    &mut store, component, linker,
+                )
+                .await
+                .map(Exports::Destination),
             }
+        });
+        let exports = match instantiated {
+            None => {
+                return Err(PluginError::Timeout {
+                    plugin: plugin(),
+                    operation: "start",
+                    limit: config.limits.call_timeout,
+                });
+            }
+            Some(result) => result.map_err(|e| PluginError::Misbehaved {
+                plugin: plugin(),
+                message: format!("cannot be instantiated: {e}"),
+            })?,
         };
-        let exports = instantiated.map_err(|e| PluginError::Misbehaved {
-            plugin: config.plugin.info.name.clone(),
-            message: format!("cannot be instantiated: {e}"),
-        })?;
         self.live = Some((store, exports));
         self.handed_over = 0;
         let location = config.location.clone();
-        self.call("open", |store, exports| match exports {
-            Exports::Storage(b) => b.kast_connector_object_store().call_open(store, &location),
-            Exports::Source(b) => b.kast_connector_tree_source().call_open(store, &location),
-            Exports::Destination(b) => b
-                .kast_connector_tree_destination()
-                .call_open(store, &location),
+        self.call("open", async |store, exports| match exports {
+            Exports::Storage(b) => {
+                b.kast_connector_object_store()
+                    .call_open(store, &location)
+                    .await
+            }
+            Exports::Source(b) => {
+                b.kast_connector_tree_source()
+                    .call_open(store, &location)
+                    .await
+            }
+            Exports::Destination(b) => {
+                b.kast_connector_tree_destination()
+                    .call_open(store, &location)
+                    .await
+            }
         })
     }
 
-    /// Runs one export under the deadline and maps every failure.
+    /// Runs one export under the deadline and maps every failure. The
+    /// deadline holds twice: epoch interruption stops running wasm, and the
+    /// call's future is dropped when its time is up, which ends any wait
+    /// inside a host call (a sleep, a socket, an HTTP response, a file).
     fn call<R>(
         &mut self,
         operation: &'static str,
-        f: impl FnOnce(&mut Store<HostState>, &Exports) -> CallResult<R>,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Exports) -> CallResult<R>,
     ) -> Result<R, PluginError> {
         if self.live.is_none() {
             self.start()?;
@@ -423,34 +194,73 @@ impl Instance {
         let limits = self.config.limits;
         store.set_epoch_deadline(deadline_ticks(&limits));
         store.data_mut().limiter.refused = false;
+        store.data_mut().over_limit = None;
         let plugin = self.config.plugin.info.name.clone();
-        match f(store, exports) {
+        let outcome = self
+            .config
+            .runtime
+            .within(limits.call_timeout, f(store, exports));
+        let timeout = PluginError::Timeout {
+            plugin: plugin.clone(),
+            operation,
+            limit: limits.call_timeout,
+        };
+        let Some(outcome) = outcome else {
+            // Stopped while waiting: the instance is mid-call, never to resume.
+            self.live = None;
+            return Err(timeout);
+        };
+        let state = store.data_mut();
+        let over_limit = |state: &mut HostState| {
+            state
+                .over_limit
+                .take()
+                .or_else(|| {
+                    state.host_objects_exhausted().then(|| {
+                        format!(
+                            "held {} host objects (streams, sockets, HTTP fields…), the most an instance may",
+                            crate::sandbox::limits::MAX_HOST_OBJECTS
+                        )
+                    })
+                })
+                .map(|what| PluginError::OverLimit {
+                    plugin: plugin.clone(),
+                    operation,
+                    what,
+                })
+        };
+        match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(PluginError::Failed {
-                plugin,
+            Ok(Err(e)) => Err(over_limit(state).unwrap_or_else(|| PluginError::Failed {
+                plugin: plugin.clone(),
                 operation,
                 kind: kind_of(e.kind),
                 message: crate::plugin_log::plain(&crate::location::scrub(
                     e.message,
                     &self.config.secrets,
                 )),
-            }),
+            })),
             Err(trap) => {
-                let refused = store.data().limiter.refused;
-                let last_words = store.data().stderr.last_words();
+                let refused = state.limiter.refused;
+                let last_words = state.stderr.last_words();
+                let over = over_limit(state);
                 // A trapped instance cannot be entered again: start afresh next time.
                 self.live = None;
                 Err(match trap.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => PluginError::Timeout {
-                        plugin,
-                        operation,
-                        limit: limits.call_timeout,
-                    },
+                    Some(Trap::Interrupt) => timeout,
                     _ if refused => PluginError::OutOfMemory {
                         plugin,
                         operation,
                         limit_mib: limits.memory_bytes >> 20,
                     },
+                    _ if over.is_some() => over.expect("checked"),
+                    _ if let Some(what) = host_side_limit(&trap, &limits) => {
+                        PluginError::OverLimit {
+                            plugin,
+                            operation,
+                            what,
+                        }
+                    }
                     // What trapped, and the plugin's own last words (a
                     // panic message) when it left any on stderr.
                     code => PluginError::Trap {
@@ -459,8 +269,10 @@ impl Instance {
                         message: {
                             let what = match code {
                                 Some(code) => code.to_string(),
+                                // Its cause, not the backtrace's heading.
                                 None => crate::plugin_log::escaped(
-                                    format!("{trap}")
+                                    trap.root_cause()
+                                        .to_string()
                                         .lines()
                                         .next()
                                         .unwrap_or("trap")
@@ -478,46 +290,69 @@ impl Instance {
         }
     }
 
+    /// Runs one call of the storage interface (see [`Self::call`]).
     pub fn storage_call<R>(
         &mut self,
         operation: &'static str,
-        f: impl FnOnce(
+        f: impl AsyncFnOnce(
             &mut Store<HostState>,
             &bindings::storage::exports::kast::connector::object_store::Guest,
         ) -> CallResult<R>,
     ) -> Result<R, PluginError> {
-        self.call(operation, |store, exports| match exports {
-            Exports::Storage(b) => f(store, b.kast_connector_object_store()),
+        self.call(operation, async move |store, exports| match exports {
+            Exports::Storage(b) => f(store, b.kast_connector_object_store()).await,
             _ => unreachable!("a storage instance has storage exports"),
         })
     }
 
+    /// Runs one call of the source interface (see [`Self::call`]).
     pub fn source_call<R>(
         &mut self,
         operation: &'static str,
-        f: impl FnOnce(
+        f: impl AsyncFnOnce(
             &mut Store<HostState>,
             &bindings::source::exports::kast::connector::tree_source::Guest,
         ) -> CallResult<R>,
     ) -> Result<R, PluginError> {
-        self.call(operation, |store, exports| match exports {
-            Exports::Source(b) => f(store, b.kast_connector_tree_source()),
+        self.call(operation, async move |store, exports| match exports {
+            Exports::Source(b) => f(store, b.kast_connector_tree_source()).await,
             _ => unreachable!("a source instance has source exports"),
         })
     }
 
+    /// Runs one call of the destination interface (see [`Self::call`]).
     pub fn destination_call<R>(
         &mut self,
         operation: &'static str,
-        f: impl FnOnce(
+        f: impl AsyncFnOnce(
             &mut Store<HostState>,
             &bindings::destination::exports::kast::connector::tree_destination::Guest,
         ) -> CallResult<R>,
     ) -> Result<R, PluginError> {
-        self.call(operation, |store, exports| match exports {
-            Exports::Destination(b) => f(store, b.kast_connector_tree_destination()),
+        self.call(operation, async move |store, exports| match exports {
+            Exports::Destination(b) => f(store, b.kast_connector_tree_destination()).await,
             _ => unreachable!("a destination instance has destination exports"),
         })
+    }
+}
+
+/// The host-side limit a trap says was reached, in words, if it was one:
+/// wasmtime's cap on the data one call hands the host, or the size of a set
+/// of HTTP fields.
+fn host_side_limit(trap: &wasmtime::Error, limits: &Limits) -> Option<String> {
+    let cause = trap.root_cause().to_string();
+    if cause.contains("fuel allocated for hostcalls") {
+        Some(format!(
+            "handed the host more than {} MiB in one call, its memory limit",
+            limits.memory_bytes >> 20
+        ))
+    } else if cause.contains("total size of fields exceeds limit") {
+        Some(format!(
+            "made a set of HTTP fields larger than {} KiB",
+            crate::sandbox::limits::MAX_HTTP_FIELD_BYTES >> 10
+        ))
+    } else {
+        None
     }
 }
 
@@ -574,21 +409,44 @@ pub(crate) fn read_info(
         ..Limits::default()
     };
     let mut store = new_store(runtime, &Grants::default(), &limits, None)?;
-    let info = match first {
-        Role::Storage => {
-            bindings::storage::Storage::instantiate(&mut store, component, &runtime.linker)
-                .and_then(|b| b.kast_connector_plugin().call_info(&mut store))
+    let linker = &runtime.linker;
+    let asked = runtime.within(limits.call_timeout, async {
+        match first {
+            Role::Storage => {
+                let b =
+                    bindings::storage::Storage::instantiate_async(&mut store, component, linker)
+                        .await?;
+                b.kast_connector_plugin().call_info(&mut store).await
+            }
+            Role::Source => {
+                let b = bindings::source::Source::instantiate_async(&mut store, component, linker)
+                    .await?;
+                b.kast_connector_plugin().call_info(&mut store).await
+            }
+            Role::Destination => {
+                let b = bindings::destination::Destination::instantiate_async(
+                    &mut store, component, linker,
+                )
+                .await?;
+                b.kast_connector_plugin().call_info(&mut store).await
+            }
         }
-        Role::Source => {
-            bindings::source::Source::instantiate(&mut store, component, &runtime.linker)
-                .and_then(|b| b.kast_connector_plugin().call_info(&mut store))
+    });
+    let info = match asked {
+        None => {
+            return Err(not_ours(format!(
+                "its info() did not answer within {} s",
+                limits.call_timeout.as_secs()
+            )));
         }
-        Role::Destination => {
-            bindings::destination::Destination::instantiate(&mut store, component, &runtime.linker)
-                .and_then(|b| b.kast_connector_plugin().call_info(&mut store))
+        Some(Err(e)) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+            return Err(not_ours(format!(
+                "its info() did not answer within {} s",
+                limits.call_timeout.as_secs()
+            )));
         }
-    }
-    .map_err(|e| not_ours(format!("its info() failed: {e:#}")))?;
+        Some(result) => result.map_err(|e| not_ours(format!("its info() failed: {e:#}")))?,
+    };
     let info = PluginInfo::from_wit(info);
     for role in &info.roles {
         if !exported.iter().any(|(r, ok)| r == role && *ok) {

@@ -3,7 +3,7 @@
 //! The connector host: loads WebAssembly connector components (the
 //! built-in ones embedded in the binary, and the ones a user installed),
 //! runs each in a sandbox with exactly the grants its location implies
-//! ([`grants`]), under a memory limit and a per-call deadline, and adapts it
+//! ([`sandbox`]), under a memory limit and a per-call deadline, and adapts it
 //! to the engine's `Storage`, `Source` and `Destination` traits.
 //!
 //! ```no_run
@@ -16,7 +16,6 @@
 mod bindings;
 mod connectors;
 pub mod error;
-pub mod grants;
 mod http_client;
 mod instance;
 mod list_ahead;
@@ -27,6 +26,7 @@ pub mod plugin_log;
 mod prefetch;
 pub mod registry;
 mod runtime;
+pub mod sandbox;
 mod xattrs;
 
 pub use connectors::{PluginDestination, PluginSource, PluginStorage};
@@ -34,10 +34,10 @@ pub use error::PluginError;
 /// The TLS settings plugins' HTTPS requests use, for the host's own (job
 /// webhooks): Mozilla roots, or one private CA.
 pub use http_client::tls_config;
-pub use instance::{Grants, HttpEndpoint, Limits, TcpGrant};
 pub use location::Location;
 pub use registry::{Listed, PluginInfo, Registry, Role};
 pub use runtime::Runtime;
+pub use sandbox::{Grants, HttpEndpoint, Limits, TcpGrant};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,7 +93,7 @@ impl Host {
             );
         }
         let plugin = self.registry.for_scheme(&location.scheme)?;
-        let (mut grants, address) = grants::grants_for(&location, role, creating)?;
+        let (mut grants, address) = sandbox::grants_for(&location, role, creating)?;
         let options = options::plugin_options(&location)?;
         if let Some(endpoint) = &mut grants.http {
             // The host does the TLS, so the host trusts `ca=`.

@@ -384,9 +384,9 @@ fn last_component(path: &[u8]) -> Vec<u8> {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec()
 }
 
-impl crate::bindings::types::Host for crate::instance::HostState {}
+impl crate::bindings::types::Host for crate::sandbox::store::HostState {}
 
-impl Host for crate::instance::HostState {
+impl Host for crate::sandbox::store::HostState {
     fn stat(&mut self, path: Vec<u8>) -> Result<Entry, Error> {
         let fs = &self.local_fs;
         let (dir, rel) = fs.resolve(&path)?;
@@ -412,12 +412,16 @@ impl Host for crate::instance::HostState {
 
     fn open_read(&mut self, path: Vec<u8>) -> Result<u64, Error> {
         let (dir, rel) = self.local_fs.resolve(&path)?;
-        let mut options = OpenOptions::new();
-        options.read(true).follow(FollowSymlinks::No);
-        let file = dir
-            .open_with(&rel, &options)
-            .map_err(|e| io_err("open", &path, e))?;
-        Ok(self.local_fs.keep(file.into_std()))
+        let file = open_no_wait(dir, &rel).map_err(|e| io_err("open", &path, e))?;
+        // Only regular files are read: a FIFO or a device could make the
+        // call wait, or never end.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(err(
+                ErrorKind::InvalidInput,
+                format!("{}: not a regular file", String::from_utf8_lossy(&path)),
+            ));
+        }
+        Ok(self.local_fs.keep(file))
     }
 
     fn read_at(&mut self, handle: u64, offset: u64, length: u32) -> Result<Vec<u8>, Error> {
@@ -531,11 +535,7 @@ impl Host for crate::instance::HostState {
         // without following links (one path walk instead of four, and no
         // link swapped in between can redirect a change).
         let opened = match kind {
-            EntryKind::File | EntryKind::Dir => {
-                let mut options = OpenOptions::new();
-                options.read(true).follow(FollowSymlinks::No);
-                dir.open_with(&rel, &options).map(|f| f.into_std())
-            }
+            EntryKind::File | EntryKind::Dir => open_no_wait(dir, &rel),
             _ => Err(io::Error::from(io::ErrorKind::Unsupported)),
         };
         if let Ok(file) = opened {
@@ -585,6 +585,15 @@ impl Host for crate::instance::HostState {
         })
         .map_err(fail)
     }
+}
+
+/// Opens an entry for reading without following a symlink and without
+/// waiting: a FIFO opens at once instead of waiting for a writer.
+fn open_no_wait(dir: &Dir, rel: &Path) -> io::Result<std::fs::File> {
+    let mut options = OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No);
+    cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    dir.open_with(rel, &options).map(|f| f.into_std())
 }
 
 /// A time in nanoseconds since the epoch as a `timespec` (seconds below

@@ -81,7 +81,7 @@ impl PluginLog {
 
 /// The text of `bytes` with control characters (escape sequences, bells,
 /// carriage returns) written as Rust escapes and invalid UTF-8 as U+FFFD.
-pub(crate) fn escaped(bytes: &[u8]) -> String {
+pub fn escaped(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .chars()
         .map(|c| {

@@ -41,8 +41,9 @@ pub struct PluginInfo {
 impl PluginInfo {
     pub(crate) fn from_wit(info: types::PluginInfo) -> Self {
         PluginInfo {
+            // Shown to the user: nothing a plugin says may drive a terminal.
             name: info.name,
-            version: info.version,
+            version: crate::plugin_log::plain(&info.version),
             schemes: info
                 .schemes
                 .into_iter()
@@ -57,7 +58,7 @@ impl PluginInfo {
                     types::Role::Destination => Role::Destination,
                 })
                 .collect(),
-            description: info.description,
+            description: crate::plugin_log::plain(&info.description),
         }
     }
 }
@@ -257,7 +258,11 @@ impl Registry {
             let path = entry.path();
             if path.extension().is_some_and(|x| x == "json") {
                 let bytes = std::fs::read(&path).map_err(|e| Self::registry_err(&path, e))?;
-                if let Ok(listed) = serde_json::from_slice::<Listed>(&bytes) {
+                if let Ok(mut listed) = serde_json::from_slice::<Listed>(&bytes) {
+                    // Recorded by a kast that did not escape them yet.
+                    let info = &mut listed.info;
+                    info.version = crate::plugin_log::escaped(info.version.as_bytes());
+                    info.description = crate::plugin_log::escaped(info.description.as_bytes());
                     out.push(listed);
                 }
             }

@@ -1,12 +1,14 @@
 //! The wasm runtime kast shares between all plugins: one wasmtime engine
 //! with epoch interruption (per-call deadlines) and a ticker thread, a
-//! linker with WASI and the host's `local-fs`, and a cache of precompiled
+//! small tokio runtime on which calls run (so a call waiting in a host
+//! call ends at its deadline too), a linker with WASI, the host's
+//! `local-fs` and the sandbox's socket limit, and a cache of precompiled
 //! components keyed by the wasm's hash and the wasmtime version, so a
 //! command pays ~0.3 ms per plugin instead of seconds of compilation.
 
 use crate::bindings;
 use crate::error::PluginError;
-use crate::instance::HostState;
+use crate::sandbox::store::HostState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +29,25 @@ pub struct Plugin {
     pub builtin: bool,
 }
 
-/// Engine, linker and compile cache.
+/// Engine, linker, the tokio runtime calls run on, and compile cache.
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
+    /// Drives sockets, timers and HTTP for every instance; a call runs on
+    /// the thread that makes it (`block_on`), so calls from many threads
+    /// run side by side.
+    tokio: Option<tokio::runtime::Runtime>,
     cache_dir: Option<PathBuf>,
+}
+
+impl Drop for Runtime {
+    /// Never waits for tokio's threads: the last reference may be dropped
+    /// on a thread where blocking is not allowed.
+    fn drop(&mut self) {
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+    }
 }
 
 impl Runtime {
@@ -46,8 +62,9 @@ impl Runtime {
         }
         let engine = Engine::new(&config).map_err(runtime)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(runtime)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(runtime)?;
+        crate::sandbox::network::add_socket_limit(&mut linker).map_err(runtime)?;
         bindings::imports::LocalFsUser::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
@@ -64,11 +81,29 @@ impl Runtime {
                 }
             })
             .map_err(|e| PluginError::Runtime(e.to_string()))?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kast-plugin-io")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| PluginError::Runtime(e.to_string()))?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
+            tokio: Some(tokio),
             cache_dir,
         }))
+    }
+
+    /// Runs `work` (a call into an instance) to its end, or until `limit`
+    /// has passed: then `None`, and `work` is dropped wherever it waits.
+    pub(crate) fn within<F: Future>(&self, limit: Duration, work: F) -> Option<F::Output> {
+        let tokio = self.tokio.as_ref().expect("taken only on drop");
+        // The timer is made inside the runtime: it needs its clock.
+        tokio
+            .block_on(async { tokio::time::timeout(limit, work).await })
+            .ok()
     }
 
     /// Compiles (or loads precompiled) and validates a component: it must

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 const HOSTILE: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_hostile.wasm");
 const IMPOSTOR: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_impostor.wasm");
+const STALLING: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_stalling.wasm");
 
 fn host_with_hostile(dir: &std::path::Path, limits: Limits) -> Host {
     let mut host = Host::new(Some(dir.join("cache")), Some(dir.join("plugins"))).unwrap();
@@ -48,7 +49,12 @@ fn install_validates_components() {
         .unwrap();
     assert!(replaced.is_empty());
     assert_eq!(listed.info.name, "hostile");
-    assert_eq!(listed.info.schemes, vec!["hostile".to_string()]);
+    assert_eq!(listed.info.schemes, ["hostile", "dav"]);
+    // What it says of itself cannot drive a terminal.
+    assert_eq!(
+        listed.info.description,
+        "misbehaves on purpose (tests only)\\u{1b}[2J\\u{1b}[31m"
+    );
     let names: Vec<String> = host
         .registry()
         .list()
@@ -427,7 +433,16 @@ fn malformed_listings_are_refused_entry_by_entry() {
     let root =
         kast_engine::browse::list(&store, &index, (&outcome.id, &outcome.snapshot), b"").unwrap();
     let names: Vec<String> = root.iter().map(|n| n.name_lossy()).collect();
-    assert_eq!(names, ["dup", "flood", "not-a-dir", "ok.txt"]);
+    assert_eq!(
+        names,
+        [
+            "dup",
+            "evil\u{1b}[2J\rwarning: forged.txt",
+            "flood",
+            "not-a-dir",
+            "ok.txt"
+        ]
+    );
     let flood = root.iter().find(|n| n.name == b"flood").unwrap();
     assert_eq!(
         flood.meta.size,
@@ -479,4 +494,149 @@ fn a_storage_that_lists_everything_three_times_is_counted_once() {
     // A full id names exactly one snapshot.
     let found = kast_engine::browse::find(&store, &first.id.to_hex(), &Default::default());
     assert_eq!(found.unwrap().0, first.id);
+}
+
+/// How long a test waits for a call stopped at a 2-second deadline: far
+/// less than what the plugin would wait (45 s or for ever).
+const STOPPED_WITHIN: Duration = Duration::from_secs(20);
+
+fn two_seconds() -> Limits {
+    Limits {
+        call_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    }
+}
+
+/// Asserts `put` on `url` is stopped as a timeout well before the plugin's
+/// own wait ends, and that the next call gets a fresh instance.
+fn assert_stopped_waiting(host: &Host, url: &str) {
+    let storage = host.storage(url).unwrap();
+    let started = Instant::now();
+    let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            plugin_error(&err),
+            PluginError::Timeout {
+                operation: "put",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(took < STOPPED_WITHIN, "stopped only after {took:?}");
+    // The stopped instance is gone; a fresh one answers.
+    let again = Instant::now();
+    let _ = storage.list(ObjectKind::Lock);
+    assert!(again.elapsed() < STOPPED_WITHIN);
+}
+
+#[test]
+fn a_plugin_that_sleeps_is_stopped_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), two_seconds());
+    let jail = jail(dir.path());
+    assert_stopped_waiting(&host, &format!("hostile://{}?do=sleep", jail.display()));
+}
+
+/// A TCP server that accepts every connection and never says a word.
+fn silent_server() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+            if held.len() > 200 {
+                break;
+            }
+        }
+    });
+    (addr, server)
+}
+
+#[test]
+fn a_server_that_never_answers_cannot_hang_kast() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), two_seconds());
+    let (addr, _server) = silent_server();
+    assert_stopped_waiting(&host, &format!("hostile://{addr}/x?do=hang-read"));
+}
+
+#[test]
+fn an_http_answer_that_never_comes_cannot_hang_kast() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), two_seconds());
+    let (addr, _server) = silent_server();
+    assert_stopped_waiting(&host, &format!("dav://{addr}/x?do=http-hang"));
+}
+
+#[test]
+fn install_gives_up_on_an_info_that_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new(None, Some(dir.path().join("plugins"))).unwrap();
+    let started = Instant::now();
+    let err = host
+        .registry()
+        .install(std::path::Path::new(STALLING), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("its info() did not answer within 10 s"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn host_objects_a_plugin_makes_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let host = host_with_hostile(dir.path(), limits);
+    let jail = jail(dir.path());
+    // 10,000 sets of 100 kB header fields, or 100,000 of 8 kB, would be
+    // 1 GB or 800 MB outside its 64 MiB.
+    for (mode, limit) in [
+        ("fields", "a set of HTTP fields larger than 16 KiB"),
+        ("objects", "held 4096 host objects"),
+    ] {
+        let storage = host
+            .storage(&format!("hostile://{}?do={mode}", jail.display()))
+            .unwrap();
+        let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
+        match plugin_error(&err) {
+            PluginError::OverLimit { what, .. } => assert!(what.contains(limit), "{what}"),
+            other => panic!("{mode}: not stopped by the limit: {other}"),
+        }
+        assert!(storage.list(ObjectKind::Lock).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn sockets_a_plugin_holds_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_hostile(dir.path(), Limits::default());
+    let (addr, _server) = silent_server();
+    let storage = host
+        .storage(&format!("hostile://{addr}/x?do=sockets"))
+        .unwrap();
+    let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
+    match plugin_error(&err) {
+        PluginError::OverLimit { what, .. } => {
+            assert!(what.contains("more than 16 sockets"), "{what}")
+        }
+        other => panic!("not stopped by the limit: {other}"),
+    }
 }

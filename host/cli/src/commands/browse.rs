@@ -85,13 +85,13 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
     for n in &nodes {
         let suffix = match &n.content {
             Content::Dir { .. } => "/".to_string(),
-            Content::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
+            Content::Symlink { target } => format!(" -> {}", views::shown(target)),
             _ => String::new(),
         };
         let error = n
             .error
             .as_ref()
-            .map(|e| format!("  (not backed up whole: {e})"))
+            .map(|e| format!("  (not backed up whole: {})", views::shown(e.as_bytes())))
             .unwrap_or_default();
         table.row(vec![
             views::permissions(n),
@@ -99,7 +99,7 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
             n.meta.gid.to_string(),
             format_bytes(n.meta.size),
             format_time(n.meta.mtime_ns),
-            format!("{}{suffix}{error}", n.name_lossy()),
+            format!("{}{suffix}{error}", views::shown(&n.name)),
         ]);
     }
     table.write(&mut std::io::stdout().lock())?;
@@ -173,7 +173,7 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             [] => String::new(),
             fields => format!("  [{}]", fields.join(", ")),
         };
-        writeln!(out, "{sign} {}{sizes}{metadata}", c.path_lossy())?;
+        writeln!(out, "{sign} {}{sizes}{metadata}", views::shown(&c.path))?;
     }
     // The totals double as the legend of the marks.
     let [added, removed, modified, metadata] = counts;

@@ -13,6 +13,7 @@ use kast_engine::{CreateOptions, Store, browse};
 use serde_json::json;
 
 pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
+    ctx.check_pack_size(args.pack_size_mib.saturating_mul(1 << 20))?;
     let (location, _) = ctx.store_location()?;
     let storage = ctx.host()?.new_storage(&location)?;
     let passphrase = ctx.passphrase(true)?;

@@ -6,6 +6,16 @@
 //! - `connect`: `put` connects to `target=IP:PORT`, an address not granted;
 //! - `alloc`: `put` allocates without end;
 //! - `spin`: `put` loops forever;
+//! - `sleep`: `put` sleeps 45 s (a wait in a host call, not running wasm);
+//! - `hang-read`: `put` connects to its location's own host and port and
+//!   reads (the server given there accepts and never sends);
+//! - `http-hang`: as `dav://`, `put` sends a request to its endpoint and
+//!   waits for an answer that never comes;
+//! - `fields`: `put` creates HTTP header fields of 100 kB each, 10,000 of
+//!   them, and keeps them (host memory, no grant needed); `objects`: the
+//!   same with 100,000 sets of 8 kB;
+//! - `sockets`: `put` opens 100 connections to its location's address
+//!   and keeps them;
 //! - `trap-on-pack`: a working storage whose `after`-th pack put panics;
 //! - `dup-list`: a working storage that lists every object three times;
 //! - as a source: a listing with illegal and duplicate names, and a file
@@ -28,14 +38,22 @@ impl Connector for Hostile {
         PluginInfo {
             name: "hostile".into(),
             version: "0.0.1".into(),
-            schemes: vec!["hostile".into()],
+            // `dav` as well, for the HTTP grant its locations get.
+            schemes: vec!["hostile".into(), "dav".into()],
             roles: vec![Role::Storage, Role::Source],
-            description: "misbehaves on purpose (tests only)".into(),
+            // A description that would clear the screen if printed raw.
+            description: "misbehaves on purpose (tests only)\x1b[2J\x1b[31m".into(),
         }
     }
 
     fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
         Ok(Box::new(HostileStorage {
+            address: location.address.clone().unwrap_or_default(),
+            authority: location
+                .url
+                .split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or("").to_string())
+                .unwrap_or_default(),
             dir: PathBuf::from(location.path()),
             mode: location.option("do").unwrap_or("").to_string(),
             target: location.option("target").unwrap_or("").to_string(),
@@ -55,6 +73,10 @@ impl Connector for Hostile {
 kast_sdk::export_connector!(Hostile);
 
 struct HostileStorage {
+    /// The one address the sandbox granted, for `hang-read` and `sockets`.
+    address: String,
+    /// `host:port` of the location, for `http-hang`.
+    authority: String,
     dir: PathBuf,
     mode: String,
     target: String,
@@ -121,6 +143,59 @@ impl HostileStorage {
                 ErrorKind::Other,
                 format!("\x1b[2J\rwarning: forged{}", "!".repeat(100 << 20)),
             )),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(45));
+                Ok(())
+            }
+            "hang-read" => {
+                let mut stream = std::net::TcpStream::connect(&self.address)
+                    .map_err(|e| denied("connect", e))?;
+                let mut byte = [0u8; 1];
+                stream.read(&mut byte).map_err(|e| denied("read", e))?;
+                Ok(())
+            }
+            "http-hang" => {
+                use wasi::http::{outgoing_handler, types};
+                let request = types::OutgoingRequest::new(types::Fields::new());
+                let _ = request.set_scheme(Some(&types::Scheme::Http));
+                let _ = request.set_authority(Some(&self.authority));
+                let _ = request.set_path_with_query(Some("/"));
+                let future = outgoing_handler::handle(request, None)
+                    .map_err(|e| Error::new(ErrorKind::Other, format!("http: {e:?}")))?;
+                future.subscribe().block();
+                Err(Error::new(
+                    ErrorKind::Other,
+                    "the server answered after all",
+                ))
+            }
+            "fields" | "objects" => {
+                use wasi::http::types;
+                // Big sets of fields, or very many small ones.
+                let (size, count) = match self.mode.as_str() {
+                    "fields" => (100_000, 10_000),
+                    _ => (8_000, 100_000),
+                };
+                let value = vec![b'v'; size];
+                let mut hoard = Vec::new();
+                for _ in 0..count {
+                    let fields = types::Fields::new();
+                    let _ = fields.append("x-hoard", &value);
+                    hoard.push(fields);
+                }
+                std::hint::black_box(&hoard);
+                Ok(())
+            }
+            "sockets" => {
+                let mut held = Vec::new();
+                for _ in 0..100 {
+                    held.push(
+                        std::net::TcpStream::connect(&self.address)
+                            .map_err(|e| denied("connect", e))?,
+                    );
+                }
+                std::hint::black_box(&held);
+                Ok(())
+            }
             "spin" => {
                 let mut x = 0u64;
                 loop {
@@ -232,6 +307,8 @@ impl Source for Malformed {
             file(b"", 5),
             file(b"nul\0name", 5),
             file(b"ok.txt", 5),
+            // Would clear the screen and forge a line if printed raw.
+            file(b"evil\x1b[2J\rwarning: forged.txt", 5),
             file(b"dup", 5),
             file(b"dup", 5),
             file(b"flood", 10),
@@ -247,7 +324,9 @@ impl Source for Malformed {
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
         match path {
             b"flood" => Ok(Box::new(Flood(3 << 20))),
-            b"ok.txt" | b"dup" => Ok(Box::new(&b"fine\n"[..])),
+            b"ok.txt" | b"dup" | b"evil\x1b[2J\rwarning: forged.txt" => {
+                Ok(Box::new(&b"fine\n"[..]))
+            }
             _ => Err(Error::new(ErrorKind::NotFound, "no such file")),
         }
     }

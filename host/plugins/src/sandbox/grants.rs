@@ -24,29 +24,30 @@
 //!   for a source.
 //! - Never: environment variables, arguments, stdio, other files or hosts.
 
+use super::http::HttpEndpoint;
+use super::network::TcpGrant;
+use super::schemes::{Reach, reach_of};
 use crate::error::PluginError;
-use crate::instance::{Grants, HttpEndpoint, TcpGrant};
 use crate::location::Location;
 use crate::registry::Role;
 use std::net::ToSocketAddrs;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 
-/// Default ports of the schemes kast knows.
-fn default_port(scheme: &str) -> Option<u16> {
-    Some(match scheme {
-        "sftp" | "ssh" => 22,
-        "ftp" | "ftps" => 21,
-        _ => return None,
-    })
-}
-
-/// For schemes spoken over `wasi:http`: whether it is HTTPS.
-fn http_scheme(scheme: &str) -> Option<bool> {
-    match scheme {
-        "s3" | "https" | "davs" => Some(true),
-        "s3+http" | "http" | "dav" => Some(false),
-        _ => None,
-    }
+/// What the sandbox lets an instance reach: decided by [`grants_for`] from
+/// the location alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// A local directory (or file) served through `local-fs`; `true` when
+    /// it may be created.
+    pub local: Option<(PathBuf, bool)>,
+    /// The only addresses outbound TCP may connect to.
+    pub tcp: Vec<TcpGrant>,
+    /// A directory preopened through WASI at its own path; `true` when
+    /// read-only.
+    pub preopen: Option<(PathBuf, bool)>,
+    /// The one HTTP endpoint `wasi:http` requests may go to.
+    pub http: Option<HttpEndpoint>,
 }
 
 /// FTP's passive data ports: `data_ports=LOW-HIGH`, else all unprivileged.
@@ -62,20 +63,33 @@ fn data_ports(location: &Location) -> Result<RangeInclusive<u16>, &'static str> 
     Ok(low..=high)
 }
 
-/// What a plugin serving `scheme` may reach, in words for the user (what
-/// [`grants_for`] grants for that scheme's locations).
+/// What a plugin serving `scheme` may reach, in words for the user: the
+/// same [`Reach`] [`grants_for`] enforces.
 pub fn reach(scheme: &str) -> String {
-    if scheme == "fs" {
-        "the one local directory (or file) the location names".into()
-    } else if let Some(https) = http_scheme(scheme) {
-        let http = if https { "HTTPS" } else { "HTTP" };
-        format!("{http} requests to the location's own host and port only, no sockets")
-    } else if matches!(scheme, "ftp" | "ftps") {
-        "the location's host only: its port, and passive data ports on that address".into()
-    } else {
-        "for a location with a host, that one address only; without one, \
-         the folder its path names (read-only as a source)"
-            .into()
+    match reach_of(scheme) {
+        Reach::LocalFiles => "the one local directory (or file) the location names".into(),
+        Reach::Http { https } => {
+            let http = if https { "HTTPS" } else { "HTTP" };
+            format!("{http} requests to the location's own host and port only, no sockets")
+        }
+        Reach::Tcp {
+            default_port,
+            data_ports,
+        } => {
+            let port = match default_port {
+                Some(port) => format!("its port (default {port})"),
+                None => "its port".into(),
+            };
+            let data = if data_ports {
+                ", and passive data ports on that address"
+            } else {
+                ""
+            };
+            format!("the location's host only: {port}{data}")
+        }
+        Reach::Other => "for a location with a host, that one address only; without one, \
+             the folder its path names (read-only as a source)"
+            .into(),
     }
 }
 
@@ -90,76 +104,89 @@ pub fn grants_for(
         location: location.shown.clone(),
         why,
     };
-    if location.scheme == "fs" {
-        if location.host.is_some() {
-            return Err(bad("fs locations name a local path: fs:///path".into()));
+    let reach = reach_of(&location.scheme);
+    match (reach, &location.host) {
+        (Reach::LocalFiles, Some(_)) => {
+            Err(bad("fs locations name a local path: fs:///path".into()))
         }
-        let create = role == Role::Destination || (role == Role::Storage && creating);
-        return Ok((
-            Grants {
-                local: Some((location.local_path(), create)),
-                ..Grants::default()
-            },
-            None,
-        ));
-    }
-    if let (Some(host), Some(https)) = (&location.host, http_scheme(&location.scheme)) {
-        let port = location.port.unwrap_or(if https { 443 } else { 80 });
-        return Ok((
-            Grants {
-                http: Some(HttpEndpoint {
-                    https,
-                    authority: format!("{}:{port}", host.to_ascii_lowercase()),
-                    ca_pem: None,
-                }),
-                ..Grants::default()
-            },
-            None,
-        ));
-    }
-    if let Some(host) = &location.host {
-        let port = location
-            .port
-            .or_else(|| default_port(&location.scheme))
-            .ok_or_else(|| bad(format!("give a port: {}://{host}:PORT/…", location.scheme)))?;
-        let address = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
-            .next()
-            .ok_or_else(|| bad(format!("{host} has no address")))?;
-        let mut tcp = vec![TcpGrant {
-            ip: address.ip(),
-            ports: port..=port,
-        }];
-        if matches!(location.scheme.as_str(), "ftp" | "ftps") {
-            tcp.push(TcpGrant {
+        (Reach::LocalFiles, None) => {
+            let create = role == Role::Destination || (role == Role::Storage && creating);
+            Ok((
+                Grants {
+                    local: Some((location.local_path(), create)),
+                    ..Grants::default()
+                },
+                None,
+            ))
+        }
+        (Reach::Http { https }, Some(host)) => {
+            let port = location.port.unwrap_or(if https { 443 } else { 80 });
+            Ok((
+                Grants {
+                    http: Some(HttpEndpoint {
+                        https,
+                        authority: format!("{}:{port}", host.to_ascii_lowercase()),
+                        ca_pem: None,
+                    }),
+                    ..Grants::default()
+                },
+                None,
+            ))
+        }
+        (Reach::Tcp { .. } | Reach::Other, Some(host)) => {
+            let (default_port, with_data_ports) = match reach {
+                Reach::Tcp {
+                    default_port,
+                    data_ports,
+                } => (default_port, data_ports),
+                _ => (None, false),
+            };
+            let port = location
+                .port
+                .or(default_port)
+                .ok_or_else(|| bad(format!("give a port: {}://{host}:PORT/…", location.scheme)))?;
+            let address = (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
+                .next()
+                .ok_or_else(|| bad(format!("{host} has no address")))?;
+            let mut tcp = vec![TcpGrant {
                 ip: address.ip(),
-                ports: data_ports(location).map_err(|why| bad(why.into()))?,
-            });
+                ports: port..=port,
+            }];
+            if with_data_ports {
+                tcp.push(TcpGrant {
+                    ip: address.ip(),
+                    ports: data_ports(location).map_err(|why| bad(why.into()))?,
+                });
+            }
+            Ok((
+                Grants {
+                    tcp,
+                    ..Grants::default()
+                },
+                Some(address.to_string()),
+            ))
         }
-        return Ok((
-            Grants {
-                tcp,
-                ..Grants::default()
-            },
-            Some(address.to_string()),
-        ));
+        // A network scheme without a host, or a scheme kast does not know.
+        _ => {
+            let path = location.local_path();
+            let dir = if path.is_dir() {
+                path
+            } else {
+                path.parent()
+                    .map(|p| p.to_path_buf())
+                    .ok_or_else(|| bad("no directory in the path".into()))?
+            };
+            Ok((
+                Grants {
+                    preopen: Some((dir, role == Role::Source)),
+                    ..Grants::default()
+                },
+                None,
+            ))
+        }
     }
-    let path = location.local_path();
-    let dir = if path.is_dir() {
-        path
-    } else {
-        path.parent()
-            .map(|p| p.to_path_buf())
-            .ok_or_else(|| bad("no directory in the path".into()))?
-    };
-    Ok((
-        Grants {
-            preopen: Some((dir, role == Role::Source)),
-            ..Grants::default()
-        },
-        None,
-    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,70 @@
+//! `wasi:http`: the one endpoint an instance's requests may go to. The host
+//! makes the connection, resolves the name and does the TLS; a request to
+//! anything else (a redirect's target included) is denied before a
+//! connection is made.
+
+use crate::error::PluginError;
+use crate::http_client;
+use std::sync::Arc;
+
+/// An HTTP(S) endpoint: requests to any other scheme or authority are
+/// denied by the host before a connection is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpEndpoint {
+    pub https: bool,
+    /// `host:port`, lowercase.
+    pub authority: String,
+    /// PEM certificates of the only CAs trusted for this endpoint (the
+    /// location's `ca=`); `None` trusts the Mozilla roots.
+    pub ca_pem: Option<String>,
+}
+
+impl HttpEndpoint {
+    /// Whether a request for `uri` may go out.
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return false,
+        };
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let asked = format!("{}:{port}", authority.host().to_ascii_lowercase());
+        https == self.https && asked == self.authority
+    }
+}
+
+/// The wasi:http policy of one instance: the one endpoint requests may go
+/// to, and the TLS configuration they use.
+pub(crate) struct HttpHooks(Option<(HttpEndpoint, Arc<rustls::ClientConfig>)>);
+
+impl HttpHooks {
+    pub(crate) fn new(endpoint: Option<&HttpEndpoint>) -> Result<Self, PluginError> {
+        Ok(HttpHooks(match endpoint {
+            Some(e) => Some((e.clone(), http_client::tls_config(e.ca_pem.as_deref())?)),
+            None => None,
+        }))
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<dyn Future<Output = Result<http_client::Sent, wasmtime_wasi_http::Error>> + Send> {
+        let allowed = match &self.0 {
+            Some((endpoint, tls)) if endpoint.allows(request.uri()) => Some(tls.clone()),
+            _ => None,
+        };
+        Box::new(async move {
+            match allowed {
+                Some(tls) => http_client::send(request, options, tls).await,
+                None => Err(wasmtime_wasi_http::Error::HttpRequestDenied),
+            }
+        })
+    }
+}
