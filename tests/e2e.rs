@@ -880,9 +880,9 @@ fn a_directory_of_a_million_entries_goes_through_the_fs_plugin() {
         std::fs::File::create(big.join(format!("f{i:07}"))).unwrap();
     }
     let out = u.json(&["backup", src.to_str().unwrap()]);
-    assert_eq!(out["files"], 1_000_000, "{out}");
+    assert_eq!(out["snapshots"][0]["files"], 1_000_000, "{out}");
     let restored = u.path("restored");
-    u.ok(&["restore", "latest", restored.to_str().unwrap()]);
+    u.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
     assert_eq!(
         std::fs::read_dir(restored.join("big")).unwrap().count(),
         1_000_000
@@ -912,7 +912,7 @@ fn packs_of_512_mib_go_through_with_the_memory_they_need() {
     let restored = u.path("restored");
     u.ok(&[
         &memory[..],
-        &["restore", "latest", restored.to_str().unwrap()],
+        &["restore", "latest", "--to", restored.to_str().unwrap()],
     ]
     .concat());
     assert_same_tree(&src, &restored);
