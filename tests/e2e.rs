@@ -805,6 +805,12 @@ fn nothing_a_plugin_or_a_file_name_says_reaches_the_terminal_raw() {
         assert!(!raw(&out), "{args:?}: {out:?}");
         assert!(out.contains("(tests only)\\u{1b}[2J"), "{out}");
     }
+    // The limits shown are the ones in force.
+    let info = u.ok(&["--plugin-timeout", "7", "plugin", "info", "hostile"]);
+    assert!(
+        info.contains("limits       512 MiB of memory (also the most one call hands the host); 7 s per call; 65536 host objects; 16 sockets"),
+        "{info}"
+    );
     // A source whose names clear the screen and forge a line.
     u.create();
     let jail = u.path("jail");

@@ -180,6 +180,12 @@ impl Context {
         Ok(store)
     }
 
+    /// The limits every plugin instance runs under (`--plugin-memory-mib`,
+    /// `--plugin-timeout`).
+    pub fn plugin_limits(&self) -> kast_plugins::Limits {
+        self.limits
+    }
+
     /// Refuses packs a storage plugin could not be handed whole under the
     /// plugin memory limit: said up front, before any work, instead of a
     /// backup failing at its first pack.

@@ -219,7 +219,7 @@ impl Instance {
                     state.host_objects_exhausted().then(|| {
                         format!(
                             "held {} host objects (streams, sockets, HTTP fields…), the most an instance may",
-                            crate::sandbox::limits::MAX_HOST_OBJECTS
+                            limits.host_objects()
                         )
                     })
                 })

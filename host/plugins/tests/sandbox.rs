@@ -609,8 +609,8 @@ fn host_objects_a_plugin_makes_are_capped() {
     // 10,000 sets of 100 kB header fields, or 100,000 of 8 kB, would be
     // 1 GB or 800 MB outside its 64 MiB.
     for (mode, limit) in [
-        ("fields", "a set of HTTP fields larger than 16 KiB"),
-        ("objects", "held 4096 host objects"),
+        ("fields", "a set of HTTP fields larger than 8 KiB"),
+        ("objects", "held 8192 host objects"),
     ] {
         let storage = host
             .storage(&format!("hostile://{}?do={mode}", jail.display()))

@@ -91,6 +91,7 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
             println!("roles        {}", roles(&listed.info.roles));
             println!("schemes      {}", listed.info.schemes.join(", "));
             println!("may reach    {}", views::reach(&listed));
+            println!("limits       {}", ctx.plugin_limits().describe());
             println!("wasm         {} bytes, blake3 {}", listed.size, listed.hash);
             println!(
                 "origin       {}",

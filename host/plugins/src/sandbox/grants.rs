@@ -193,6 +193,54 @@ pub fn grants_for(
 mod tests {
     use super::*;
 
+    /// What `kast plugin info` says a scheme may reach is what its
+    /// locations are granted: both come from the one table.
+    #[test]
+    fn the_printed_reach_is_the_enforced_one() {
+        for (scheme, facts) in super::super::schemes::known() {
+            let said = reach(scheme);
+            let url = format!("{scheme}://127.0.0.1/x");
+            let location = Location::parse(&url).unwrap();
+            let granted = grants_for(&location, Role::Source, false);
+            match *facts {
+                Reach::LocalFiles => {
+                    let local = Location::parse(&format!("{scheme}:///x")).unwrap();
+                    let (grants, _) = grants_for(&local, Role::Source, false).unwrap();
+                    assert!(grants.local.is_some() && grants.tcp.is_empty(), "{scheme}");
+                    assert!(said.contains("local directory"), "{scheme}: {said}");
+                }
+                Reach::Http { https } => {
+                    let (grants, _) = granted.unwrap();
+                    let endpoint = grants.http.expect("an HTTP grant");
+                    assert_eq!(endpoint.https, https, "{scheme}");
+                    assert!(grants.tcp.is_empty(), "{scheme}: no sockets");
+                    let word = if https {
+                        "HTTPS requests"
+                    } else {
+                        "HTTP requests"
+                    };
+                    assert!(
+                        said.starts_with(word) && said.contains("no sockets"),
+                        "{said}"
+                    );
+                }
+                Reach::Tcp {
+                    default_port,
+                    data_ports,
+                } => {
+                    let (grants, _) = granted.unwrap();
+                    let port = default_port.expect("known TCP schemes have a port");
+                    assert_eq!(grants.tcp[0].ports, port..=port, "{scheme}");
+                    assert_eq!(grants.tcp.len() == 2, data_ports, "{scheme}");
+                    assert!(said.contains(&format!("default {port}")), "{said}");
+                    assert_eq!(said.contains("passive data ports"), data_ports, "{said}");
+                }
+                Reach::Other => unreachable!("the table holds known schemes"),
+            }
+        }
+        assert!(reach("hostile").contains("that one address only"));
+    }
+
     fn tcp(url: &str) -> Vec<TcpGrant> {
         let location = Location::parse(url).unwrap();
         grants_for(&location, Role::Storage, false).unwrap().0.tcp

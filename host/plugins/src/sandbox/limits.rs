@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 /// Host objects (WASI streams, pollables, sockets, HTTP fields and
-/// requests…) one instance may hold at once. The built-in plugins hold
-/// a few dozen at most; wasmtime's own default is a million.
-pub const MAX_HOST_OBJECTS: usize = 4096;
+/// requests…) an instance may hold at once, at the least; see
+/// [`Limits::host_objects`]. wasmtime's own default is a million.
+const MIN_HOST_OBJECTS: usize = 4096;
 
 /// Open TCP sockets one instance may hold at once: FTP needs two (control
 /// and data), SFTP one.
@@ -18,12 +18,7 @@ pub const MAX_SOCKETS: usize = 16;
 
 /// Bytes one set of HTTP header fields may hold (names and values): an S3
 /// request's headers take under 2 KiB.
-pub const MAX_HTTP_FIELD_BYTES: usize = 16 << 10;
-
-/// The most the host side of one instance can hold through host objects:
-/// what the caps above allow at worst, for the documentation and `plugin
-/// info`.
-pub const HOST_SIDE_BYTES: usize = MAX_HOST_OBJECTS * MAX_HTTP_FIELD_BYTES;
+pub const MAX_HTTP_FIELD_BYTES: usize = 8 << 10;
 
 /// Resource limits of every instance.
 #[derive(Clone, Copy, Debug)]
@@ -53,24 +48,50 @@ impl Limits {
         self.memory_bytes / 4
     }
 
-    /// The limits in words, for `kast plugin info`.
+    /// Host objects one instance may hold at once: as many as, full of
+    /// HTTP fields, take as much of the host's memory as the plugin may
+    /// take of its own (65,536 at 512 MiB). Some toolchains drop their
+    /// streams and pollables only when their garbage collector runs
+    /// (componentize-js held 4096 after reading 24 MiB over HTTP).
+    pub fn host_objects(&self) -> usize {
+        (self.memory_bytes / MAX_HTTP_FIELD_BYTES).max(MIN_HOST_OBJECTS)
+    }
+
+    /// The limits in words, for `kast plugin info`: the values in force.
     pub fn describe(&self) -> String {
         format!(
-            "{} MiB of memory; {} s per call; at most {MAX_HOST_OBJECTS} host objects \
-             ({} MiB), {MAX_SOCKETS} sockets",
+            "{} MiB of memory (also the most one call hands the host); {} s per call; \
+             {} host objects; {MAX_SOCKETS} sockets; HTTP fields of {} KiB",
             self.memory_bytes >> 20,
             self.call_timeout.as_secs(),
-            HOST_SIDE_BYTES >> 20,
+            self.host_objects(),
+            MAX_HTTP_FIELD_BYTES >> 10,
         )
     }
 }
 
-/// Linear-memory accounting that remembers a refusal, so the error can say
-/// why, and the most the instance has been granted.
+/// Table elements (function references) all of an instance's tables may
+/// hold together: 16 MiB of the host's memory at most.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Core instances, memories and tables one component may create: a
+/// component made by any toolchain has a handful of each.
+const MAX_CORE_INSTANCES: usize = 1000;
+const MAX_MEMORIES: usize = 100;
+const MAX_TABLES: usize = 1000;
+
+/// Linear-memory accounting over all of an instance's memories (a
+/// component may have several: the cap is on their sum), which remembers a
+/// refusal, so the error can say why, and the most the instance has held.
 pub(crate) struct Limiter {
     pub(crate) memory_bytes: usize,
     pub(crate) refused: bool,
+    /// Bytes all memories hold now.
+    held: usize,
+    /// The most they have held.
     pub(crate) granted: usize,
+    /// Elements all tables hold now.
+    table_elements: usize,
 }
 
 impl Limiter {
@@ -78,7 +99,9 @@ impl Limiter {
         Self {
             memory_bytes: limits.memory_bytes,
             refused: false,
+            held: 0,
             granted: 0,
+            table_elements: 0,
         }
     }
 }
@@ -86,24 +109,72 @@ impl Limiter {
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        let held = (self.held - current.min(self.held)).saturating_add(desired);
+        if held > self.memory_bytes {
             self.refused = true;
             return Ok(false);
         }
-        self.granted = self.granted.max(desired);
+        self.held = held;
+        self.granted = self.granted.max(held);
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let held = (self.table_elements - current.min(self.table_elements)).saturating_add(desired);
+        if held > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = held;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_memory_cap_holds_for_all_memories_together() {
+        let mut limiter = Limiter::new(&Limits {
+            memory_bytes: 64 << 20,
+            ..Limits::default()
+        });
+        // Two memories of 30 MiB fit; a third does not, nor growing one.
+        assert!(limiter.memory_growing(0, 30 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 30 << 20, None).unwrap());
+        assert!(!limiter.memory_growing(0, 30 << 20, None).unwrap());
+        assert!(limiter.refused);
+        assert!(!limiter.memory_growing(30 << 20, 40 << 20, None).unwrap());
+        assert!(limiter.memory_growing(30 << 20, 34 << 20, None).unwrap());
+        assert_eq!(limiter.granted, 64 << 20);
+        // Tables likewise, in elements.
+        assert!(
+            limiter
+                .table_growing(0, MAX_TABLE_ELEMENTS / 2, None)
+                .unwrap()
+        );
+        assert!(!limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
     }
 }

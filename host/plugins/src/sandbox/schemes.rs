@@ -63,6 +63,11 @@ const SCHEMES: &[(&str, Reach)] = &[
     ("dav", Reach::Http { https: false }),
 ];
 
+/// Every scheme with facts of its own, and its facts.
+pub fn known() -> &'static [(&'static str, Reach)] {
+    SCHEMES
+}
+
 /// How locations of `scheme` are reached.
 pub fn reach_of(scheme: &str) -> Reach {
     SCHEMES

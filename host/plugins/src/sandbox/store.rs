@@ -5,7 +5,7 @@
 
 use super::grants::Grants;
 use super::http::HttpHooks;
-use super::limits::{Limiter, Limits, MAX_HOST_OBJECTS, MAX_HTTP_FIELD_BYTES};
+use super::limits::{Limiter, Limits, MAX_HTTP_FIELD_BYTES};
 use super::network;
 use crate::error::PluginError;
 use crate::local_fs::LocalFs;
@@ -43,7 +43,7 @@ impl HostState {
     /// Whether the resource table is (nearly) full: a call that trapped
     /// then was refused one more host object.
     pub(crate) fn host_objects_exhausted(&mut self) -> bool {
-        self.table.iter_mut().count() + 1 >= MAX_HOST_OBJECTS
+        self.table.iter_mut().count() + 1 >= self.table.max_capacity()
     }
 }
 
@@ -117,7 +117,7 @@ pub(crate) fn new_store(
         None => LocalFs::default(),
     };
     let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_HOST_OBJECTS);
+    table.set_max_capacity(limits.host_objects());
     let mut http = wasmtime_wasi_http::WasiHttpCtx::new();
     http.set_field_size_limit(MAX_HTTP_FIELD_BYTES);
     let mut store = Store::new(
