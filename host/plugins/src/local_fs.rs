@@ -490,6 +490,8 @@ impl Host for crate::sandbox::store::HostState {
             .read(true)
             .follow(FollowSymlinks::No)
             .maybe_dir(true);
+        // Never waits: a FIFO in its place opens at once.
+        cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
         let handle = dir
             .open_with(&rel, &options)
             .map_err(|e| io_err("sync", &path, e))?;
@@ -589,7 +591,7 @@ impl Host for crate::sandbox::store::HostState {
 
 /// Opens an entry for reading without following a symlink and without
 /// waiting: a FIFO opens at once instead of waiting for a writer.
-fn open_no_wait(dir: &Dir, rel: &Path) -> io::Result<std::fs::File> {
+pub(crate) fn open_no_wait(dir: &Dir, rel: &Path) -> io::Result<std::fs::File> {
     let mut options = OpenOptions::new();
     options.read(true).follow(FollowSymlinks::No);
     cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);

@@ -26,7 +26,9 @@ impl Prefetcher {
             .spawn(move || {
                 for (dir, names) in requests {
                     for name in names {
-                        if let Ok(file) = dir.open(&name) {
+                        // Never waits: a file swapped for a FIFO since it
+                        // was listed would otherwise block this thread.
+                        if let Ok(file) = crate::local_fs::open_no_wait(&dir, &name) {
                             // SAFETY: a plain syscall on a descriptor we own.
                             unsafe {
                                 libc::posix_fadvise(
