@@ -49,7 +49,7 @@ fn python_tar(out: &Path) -> PathBuf {
         "componentize-py",
         &[
             "-d",
-            "../../../wit",
+            "../../../wit/0.1.0",
             "-w",
             "source",
             "componentize",

@@ -2,7 +2,7 @@
 //!
 //! Write a kast connector in Rust as a plain trait implementation. A
 //! connector is a WebAssembly component that kast loads in a sandbox; this
-//! crate hides the generated WIT bindings (`wit/connector.wit`) behind one
+//! crate hides the generated WIT bindings (`wit/0.1.0/connector.wit`) behind one
 //! trait per role and one export macro.
 //!
 //! A complete connector that serves a directory as a source:
@@ -59,7 +59,7 @@ use std::io::{Read, Write};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/0.1.0",
         world: "connector",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
@@ -257,7 +257,7 @@ pub mod layout {
     }
 }
 
-/// Keeps a store's objects. See `wit/connector.wit` for each operation's
+/// Keeps a store's objects. See `wit/0.1.0/connector.wit` for each operation's
 /// contract: puts are atomic and durable, deleting a missing object succeeds.
 pub trait Storage {
     fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error>;

@@ -1,9 +1,9 @@
-//! Host-side bindings generated from `wit/connector.wit`: one module per
+//! Host-side bindings generated from `wit/0.1.0/connector.wit`: one module per
 //! world the host instantiates, all sharing the `types` interface.
 
 /// The host's own import (`local-fs`) and the shared types.
 pub mod imports {
-    wasmtime::component::bindgen!({ path: "../../wit", world: "local-fs-user" });
+    wasmtime::component::bindgen!({ path: "../../wit/0.1.0", world: "local-fs-user" });
 }
 
 pub use imports::kast::connector::local_fs;
@@ -11,7 +11,7 @@ pub use imports::kast::connector::types;
 
 pub mod storage {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../wit/0.1.0",
         world: "storage",
         // Calls run as futures, so a deadline can end one that waits.
         exports: { default: async },
@@ -21,7 +21,7 @@ pub mod storage {
 
 pub mod source {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../wit/0.1.0",
         world: "source",
         // Calls run as futures, so a deadline can end one that waits.
         exports: { default: async },
@@ -31,10 +31,25 @@ pub mod source {
 
 pub mod destination {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../wit/0.1.0",
         world: "destination",
         // Calls run as futures, so a deadline can end one that waits.
         exports: { default: async },
         with: { "kast:connector/types@0.1.0": crate::bindings::types },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    /// `wit/0.1.0` is frozen: components built against it exist. A change
+    /// to the contract is a new version in a folder of its own.
+    #[test]
+    fn released_contracts_are_frozen() {
+        let released = include_bytes!("../../../wit/0.1.0/connector.wit");
+        assert_eq!(
+            blake3::hash(released).to_hex().as_str(),
+            "4aa78bc22f52ba45eef9619d19ff17c0f2f523bbbd18a191e7cd74f69710e3eb",
+            "wit/0.1.0 changed; released versions are frozen"
+        );
+    }
 }

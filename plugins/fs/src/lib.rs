@@ -3,13 +3,13 @@
 //!
 //! The component reaches the disk only through the host's `local-fs`
 //! interface, which serves exactly the directory the location names (see
-//! `wit/connector.wit` for why WASI's own filesystem is not enough). The
+//! `wit/0.1.0/connector.wit` for why WASI's own filesystem is not enough). The
 //! store layout is the engine's native one, so a store written through this
 //! plugin opens natively and the other way round.
 
 mod host {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/0.1.0",
         world: "local-fs-user",
         // The shared types are the SDK's own, so entries and errors pass through.
         with: { "kast:connector/types@0.1.0": kast_sdk::bindings::kast::connector::types },
