@@ -48,6 +48,16 @@ fn a_connector_built_against_0_1_serves_every_role_as_it_did() {
     let mut u = User::new();
     let installed = u.ok(&["plugin", "install", DIR01]);
     assert!(installed.contains("installed dir01 0.1.0"), "{installed}");
+    let info = u.ok(&["plugin", "info", "dir01"]);
+    assert!(info.contains("contract     kast:connector@0.1.0"), "{info}");
+    let listed = u.json(&["plugin", "list"]);
+    let dir01 = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "dir01")
+        .unwrap();
+    assert_eq!(dir01["contract"], "0.1.0");
     // The store, the source and the destination all through the fixture.
     u.location = format!("dir01://{}", u.store.display());
     u.create();

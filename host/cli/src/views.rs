@@ -134,7 +134,8 @@ pub fn reach(listed: &Listed) -> String {
 /// One plugin (`kast plugin list|info`).
 pub fn plugin(listed: &Listed) -> Value {
     json!({
-        "name": listed.info.name, "version": listed.info.version, "schemes": listed.info.schemes,
+        "name": listed.info.name, "version": listed.info.version, "contract": listed.contract,
+        "schemes": listed.info.schemes,
         "roles": listed.info.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
         "description": listed.info.description, "builtin": listed.builtin, "hash": listed.hash,
         "size": listed.size, "reach": reach(listed),

@@ -100,6 +100,10 @@ const BUILTIN: &[(&str, &[u8])] = &[
 pub struct Listed {
     #[serde(flatten)]
     pub info: PluginInfo,
+    /// The contract version it was built against (`0.1.0` for a plugin
+    /// recorded before kast said).
+    #[serde(default = "crate::runtime::first_contract")]
+    pub contract: String,
     pub builtin: bool,
     /// BLAKE3 of the wasm.
     pub hash: String,
@@ -235,6 +239,7 @@ impl Registry {
             let plugin = self.load_builtin(name, wasm)?;
             out.push(Listed {
                 info: plugin.info.clone(),
+                contract: plugin.contract.clone(),
                 builtin: true,
                 hash: plugin.hash.clone(),
                 size: wasm.len() as u64,
@@ -362,6 +367,7 @@ impl Registry {
         std::fs::create_dir_all(dir).map_err(|e| Self::registry_err(dir, e))?;
         let listed = Listed {
             info,
+            contract: plugin.contract.clone(),
             builtin: false,
             hash: plugin.hash.clone(),
             size: wasm.len() as u64,

@@ -24,6 +24,8 @@ pub struct Plugin {
     pub(crate) component: Component,
     /// BLAKE3 of the wasm bytes.
     pub hash: String,
+    /// The version of `kast:connector` it was built against.
+    pub contract: String,
     /// Whether it ships inside kast (built from this repository with the
     /// SDK, so known to free what it hands over); set by the registry.
     pub builtin: bool,
@@ -122,10 +124,21 @@ impl Runtime {
         let component = self
             .compile(wasm, &hash)
             .map_err(|e| not_ours(e.to_string()))?;
+        let contract = contract_of(&self.engine, &component).ok_or_else(|| {
+            not_ours("it exports none of kast's worlds (no kast:connector interface)".into())
+        })?;
+        if !CONTRACTS.contains(&contract.as_str()) {
+            return Err(not_ours(format!(
+                "it was built against kast:connector@{contract}, which this kast does not know \
+                 (it knows {}): a newer kast may",
+                CONTRACTS.join(", ")
+            )));
+        }
         let info = crate::instance::read_info(self, &component, origin)?;
         Ok(Plugin {
             info,
             component,
+            contract,
             hash,
             builtin: false,
         })
@@ -157,6 +170,28 @@ impl Runtime {
         // SAFETY: as above: just produced by this engine.
         unsafe { Component::deserialize(&self.engine, &bytes) }
     }
+}
+
+/// The contract versions this kast binds (a folder each in `wit/`).
+pub const CONTRACTS: &[&str] = &["0.1.0"];
+
+/// The contract assumed for a plugin recorded before versions were.
+pub(crate) fn first_contract() -> String {
+    CONTRACTS[0].to_string()
+}
+
+/// The version of `kast:connector` a component exports, from its export
+/// names (`kast:connector/plugin@0.1.0`).
+fn contract_of(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(name, _)| {
+            let (package, version) = name.split_once('@')?;
+            package
+                .starts_with("kast:connector/")
+                .then(|| version.to_string())
+        })
 }
 
 /// A component starts with the 8-byte preamble `\0asm`, version 0x0d, layer 1.

@@ -48,6 +48,7 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
             let mut table = Table::new(&[
                 ("name", Align::Left),
                 ("version", Align::Left),
+                ("contract", Align::Left),
                 ("roles", Align::Left),
                 ("schemes", Align::Left),
                 ("kind", Align::Left),
@@ -57,6 +58,7 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
                 table.row(vec![
                     l.info.name.clone(),
                     l.info.version.clone(),
+                    l.contract.clone(),
                     roles(&l.info.roles),
                     l.info
                         .schemes
@@ -87,6 +89,7 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
             }
             println!("name         {}", listed.info.name);
             println!("version      {}", listed.info.version);
+            println!("contract     kast:connector@{}", listed.contract);
             println!("description  {}", listed.info.description);
             println!("roles        {}", roles(&listed.info.roles));
             println!("schemes      {}", listed.info.schemes.join(", "));
