@@ -110,6 +110,10 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// The most schemes one plugin may claim: every one is checked against
+/// every installed plugin's, and shown in `plugin list`.
+const MAX_SCHEMES: usize = 16;
+
 /// Why `scheme` cannot name a connector, if it cannot: RFC 3986's syntax
 /// (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`, kept lower case, as
 /// locations are read), and not a bare web or file scheme, which names a
@@ -312,6 +316,12 @@ impl Registry {
         };
         if info.schemes.is_empty() {
             return Err(refuse("it claims no scheme".into()));
+        }
+        if info.schemes.len() > MAX_SCHEMES {
+            return Err(refuse(format!(
+                "it claims {} schemes; a plugin may claim {MAX_SCHEMES}",
+                info.schemes.len()
+            )));
         }
         for scheme in &info.schemes {
             if let Some(why) = scheme_problem(scheme) {
