@@ -88,6 +88,25 @@ fn denied(what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorKind::PermissionDenied, format!("{what}: {e}"))
 }
 
+/// A GET of `http://AUTHORITY/`, waiting for the answer.
+fn http_get(authority: &str) -> Result<(), Error> {
+    use wasi::http::{outgoing_handler, types};
+    let request = types::OutgoingRequest::new(types::Fields::new());
+    let _ = request.set_scheme(Some(&types::Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some("/"));
+    let future = outgoing_handler::handle(request, None)
+        .map_err(|e| Error::new(ErrorKind::PermissionDenied, format!("http: {e:?}")))?;
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(_))) => Ok(()),
+        other => Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!("http: {other:?}"),
+        )),
+    }
+}
+
 impl HostileStorage {
     fn file(&self, kind: ObjectKind, name: &str) -> PathBuf {
         self.dir.join(format!("{kind:?}-{name}").to_lowercase())
@@ -106,23 +125,7 @@ impl HostileStorage {
                 std::net::TcpStream::connect(&self.target).map_err(|e| denied("connect", e))?;
                 Ok(())
             }
-            "http" => {
-                use wasi::http::{outgoing_handler, types};
-                let request = types::OutgoingRequest::new(types::Fields::new());
-                let _ = request.set_scheme(Some(&types::Scheme::Http));
-                let _ = request.set_authority(Some(&self.target));
-                let _ = request.set_path_with_query(Some("/"));
-                let future = outgoing_handler::handle(request, None)
-                    .map_err(|e| Error::new(ErrorKind::PermissionDenied, format!("http: {e:?}")))?;
-                future.subscribe().block();
-                match future.get() {
-                    Some(Ok(Ok(_))) => Ok(()),
-                    other => Err(Error::new(
-                        ErrorKind::PermissionDenied,
-                        format!("http: {other:?}"),
-                    )),
-                }
-            }
+            "http" => http_get(&self.target),
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
@@ -154,20 +157,7 @@ impl HostileStorage {
                 stream.read(&mut byte).map_err(|e| denied("read", e))?;
                 Ok(())
             }
-            "http-hang" => {
-                use wasi::http::{outgoing_handler, types};
-                let request = types::OutgoingRequest::new(types::Fields::new());
-                let _ = request.set_scheme(Some(&types::Scheme::Http));
-                let _ = request.set_authority(Some(&self.authority));
-                let _ = request.set_path_with_query(Some("/"));
-                let future = outgoing_handler::handle(request, None)
-                    .map_err(|e| Error::new(ErrorKind::Other, format!("http: {e:?}")))?;
-                future.subscribe().block();
-                Err(Error::new(
-                    ErrorKind::Other,
-                    "the server answered after all",
-                ))
-            }
+            "http-hang" => http_get(&self.authority),
             "fields" | "objects" => {
                 use wasi::http::types;
                 // Big sets of fields, or very many small ones.
