@@ -609,6 +609,7 @@ fn host_objects_a_plugin_makes_are_capped() {
     for (mode, limit) in [
         ("fields", "a set of HTTP fields larger than 8 KiB"),
         ("objects", "held 8192 host objects"),
+        ("bodies", "held 8192 host objects"),
     ] {
         let storage = host
             .storage(&format!("hostile://{}?do={mode}", jail.display()))

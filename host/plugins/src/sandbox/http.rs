@@ -50,6 +50,19 @@ impl HttpHooks {
 }
 
 impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
+    /// A request body holds at most this chunk and one queued (wasmtime's
+    /// default is 1 MiB and two): with a request, its body and its stream,
+    /// a body then holds no more per host object than a set of fields, so
+    /// the host-object cap bounds both (see `limits.rs`). A PUT of a 16 MiB
+    /// pack is 2048 writes.
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        crate::sandbox::limits::MAX_HTTP_FIELD_BYTES
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,

@@ -13,7 +13,8 @@
 //!   waits for an answer that never comes;
 //! - `fields`: `put` creates HTTP header fields of 100 kB each, 10,000 of
 //!   them, and keeps them (host memory, no grant needed); `objects`: the
-//!   same with 100,000 sets of 8 kB;
+//!   same with 100,000 sets of 8 kB; `bodies`: 20,000 HTTP request bodies,
+//!   each written as far as the host allows, kept unsent;
 //! - `sockets`: `put` opens 100 connections to its location's address
 //!   and keeps them;
 //! - `trap-on-pack`: a working storage whose `after`-th pack put panics;
@@ -171,6 +172,26 @@ impl HostileStorage {
                     let fields = types::Fields::new();
                     let _ = fields.append("x-hoard", &value);
                     hoard.push(fields);
+                }
+                std::hint::black_box(&hoard);
+                Ok(())
+            }
+            "bodies" => {
+                use wasi::http::types;
+                // Request bodies written as far as the host lets them, kept
+                // unsent (no grant is needed to make them).
+                let mut hoard = Vec::new();
+                for _ in 0..20_000 {
+                    let request = types::OutgoingRequest::new(types::Fields::new());
+                    let body = request
+                        .body()
+                        .map_err(|()| Error::new(ErrorKind::Other, "body"))?;
+                    let stream = body
+                        .write()
+                        .map_err(|()| Error::new(ErrorKind::Other, "stream"))?;
+                    let permitted = stream.check_write().unwrap_or(0).min(1 << 20);
+                    let _ = stream.write(&vec![b'b'; permitted as usize]);
+                    hoard.push((request, body, stream));
                 }
                 std::hint::black_box(&hoard);
                 Ok(())
