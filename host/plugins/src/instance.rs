@@ -432,20 +432,22 @@ pub(crate) fn read_info(
             }
         }
     });
+    // Stopped while waiting (no answer) or while running (interrupted).
+    let timed_out = match &asked {
+        None => true,
+        Some(Err(e)) => matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)),
+        Some(Ok(_)) => false,
+    };
     let info = match asked {
-        None => {
+        Some(result) if !timed_out => {
+            result.map_err(|e| not_ours(format!("its info() failed: {e:#}")))?
+        }
+        _ => {
             return Err(not_ours(format!(
                 "its info() did not answer within {} s",
                 limits.call_timeout.as_secs()
             )));
         }
-        Some(Err(e)) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
-            return Err(not_ours(format!(
-                "its info() did not answer within {} s",
-                limits.call_timeout.as_secs()
-            )));
-        }
-        Some(result) => result.map_err(|e| not_ours(format!("its info() failed: {e:#}")))?,
     };
     let info = PluginInfo::from_wit(info);
     for role in &info.roles {

@@ -334,22 +334,7 @@ fn an_endless_loop_is_interrupted() {
     };
     let host = host_with_hostile(dir.path(), limits);
     let jail = jail(dir.path());
-    let storage = host
-        .storage(&format!("hostile://{}?do=spin", jail.display()))
-        .unwrap();
-    let started = Instant::now();
-    let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
-    assert!(
-        matches!(
-            plugin_error(&err),
-            PluginError::Timeout {
-                operation: "put",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(30));
+    let storage = assert_stopped_waiting(&host, &format!("hostile://{}?do=spin", jail.display()));
     assert!(storage.list(ObjectKind::Lock).unwrap().is_empty());
 }
 
@@ -508,8 +493,9 @@ fn two_seconds() -> Limits {
 }
 
 /// Asserts `put` on `url` is stopped as a timeout well before the plugin's
-/// own wait ends, and that the next call gets a fresh instance.
-fn assert_stopped_waiting(host: &Host, url: &str) {
+/// own wait (or loop) ends, and that the next call gets a fresh instance;
+/// returns the storage for more.
+fn assert_stopped_waiting(host: &Host, url: &str) -> Arc<kast_plugins::PluginStorage> {
     let storage = host.storage(url).unwrap();
     let started = Instant::now();
     let err = storage.put(ObjectKind::Lock, "abcd", b"x").unwrap_err();
@@ -529,6 +515,7 @@ fn assert_stopped_waiting(host: &Host, url: &str) {
     let again = Instant::now();
     let _ = storage.list(ObjectKind::Lock);
     assert!(again.elapsed() < STOPPED_WITHIN);
+    storage
 }
 
 #[test]
