@@ -79,3 +79,63 @@ fn a_connector_built_against_0_1_serves_every_role_as_it_did() {
     let again = u.json(&["backup", &source]);
     assert_eq!(again["snapshots"][0]["files_unchanged"], 4, "{again}");
 }
+
+#[test]
+fn the_built_in_plugins_speak_the_newest_contract() {
+    let u = User::new();
+    let listed = u.json(&["plugin", "list"]);
+    for name in ["fs", "sftp", "ftp", "s3"] {
+        let plugin = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is built in: {listed}"));
+        assert_eq!(plugin["contract"], "0.2.0", "{plugin}");
+    }
+}
+
+/// The SDK is a crate that can be published as it is (its contract inside
+/// it), and the binary writes out the very same files for plugin authors.
+#[test]
+fn the_sdk_packages_and_comes_out_of_the_binary() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = repo.join("target/sdk-package");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["package", "--allow-dirty", "--manifest-path"])
+        .arg(repo.join("sdk/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo package of the SDK failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packaged = target.join("package/kast-sdk-0.2.0");
+    let written = tempfile::tempdir().unwrap();
+    let dir = written.path().join("kast-sdk");
+    let u = User::new();
+    let said = u.ok(&["plugin", "sdk", dir.to_str().unwrap()]);
+    assert!(said.contains("kast:connector@0.2.0"), "{said}");
+    for file in ["src/lib.rs", "wit/connector.wit", "README.md"] {
+        assert_eq!(
+            std::fs::read(dir.join(file)).unwrap(),
+            std::fs::read(packaged.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.join("wit/connector.wit")).unwrap(),
+        std::fs::read(repo.join("wit/0.2.0/connector.wit")).unwrap()
+    );
+    // Never over what is there.
+    let again = u.kast(&["plugin", "sdk", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        user::stderr(&again).contains("already exists"),
+        "{}",
+        user::stderr(&again)
+    );
+}

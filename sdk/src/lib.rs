@@ -2,13 +2,14 @@
 //!
 //! Write a kast connector in Rust as a plain trait implementation. A
 //! connector is a WebAssembly component that kast loads in a sandbox; this
-//! crate hides the generated WIT bindings (`wit/0.1.0/connector.wit`) behind one
-//! trait per role and one export macro.
+//! crate hides the generated bindings of the contract it carries
+//! (`wit/connector.wit`, `kast:connector@0.2.0`) behind one trait per role
+//! and one export macro.
 //!
 //! A complete connector that serves a directory as a source:
 //!
 //! ```no_run
-//! use kast_sdk::{Connector, Entry, EntryKind, Error, Location, Metadata, PluginInfo, Role, Source};
+//! use kast_sdk::{Connector, Entry, EntryKind, Error, Listing, Location, Metadata, PluginInfo, Role, Source};
 //! use std::io::Read;
 //!
 //! struct Hello;
@@ -32,9 +33,10 @@
 //! struct HelloSource;
 //!
 //! impl Source for HelloSource {
-//!     fn list_dir(&mut self, _path: &[u8]) -> Result<Vec<Entry>, Error> {
+//!     fn list_dir(&mut self, _path: &[u8]) -> Result<Listing<Entry>, Error> {
 //!         let meta = Metadata { mode: 0o100644, size: 6, ..Metadata::empty() };
-//!         Ok(vec![Entry { name: b"hello.txt".to_vec(), kind: EntryKind::File, meta, symlink_target: None }])
+//!         let hello = Entry { name: b"hello.txt".to_vec(), kind: EntryKind::File, meta, symlink_target: None };
+//!         Ok(kast_sdk::listing(vec![hello]))
 //!     }
 //!
 //!     fn open_file(&mut self, _path: &[u8]) -> Result<Box<dyn Read>, Error> {
@@ -51,15 +53,21 @@
 //!
 //! Every connector exports the full `connector` world; the roles it does not
 //! serve answer `unsupported`, and `info().roles` tells the host which it does.
+//!
+//! What the contract splits in parts, the traits hand over as Rust's own
+//! streams: a stored object arrives through an [`Upload`], an object and a
+//! file leave through a [`Read`], listings through an iterator ([`Listing`]).
+//! Only [`Source::open_file_at`] is worth writing for speed, where the
+//! system can seek: the SDK otherwise reads from the start up to the offset
+//! the host asks for (which it does after restarting an instance).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::{Read, Write};
 
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/0.1.0",
+        path: "wit",
         world: "connector",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
@@ -257,11 +265,53 @@ pub mod layout {
     }
 }
 
-/// Keeps a store's objects. See `wit/0.1.0/connector.wit` for each operation's
+/// Items of a listing, produced as the host pages through them, so a
+/// directory of a million entries is never one value.
+pub type Listing<T> = Box<dyn Iterator<Item = Result<T, Error>>>;
+
+/// A listing of items already in hand.
+pub fn listing<T: 'static>(items: Vec<T>) -> Listing<T> {
+    Box::new(items.into_iter().map(Ok))
+}
+
+/// An object being stored: its bytes arrive in order, in parts of about a
+/// MiB. Dropped without [`Upload::commit`] (the host gave up), it must
+/// leave nothing behind.
+pub trait Upload {
+    fn write(&mut self, data: &[u8]) -> Result<(), Error>;
+    /// Stores the object atomically and durably.
+    fn commit(self: Box<Self>) -> Result<(), Error>;
+}
+
+/// An [`Upload`] that keeps the parts in memory and stores them in one
+/// piece: for systems that cannot take an object in parts, and small objects.
+pub fn buffered(
+    size: u64,
+    store: impl FnOnce(Vec<u8>) -> Result<(), Error> + 'static,
+) -> Box<dyn Upload> {
+    struct Buffered<F>(Vec<u8>, F);
+    impl<F: FnOnce(Vec<u8>) -> Result<(), Error>> Upload for Buffered<F> {
+        fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> Result<(), Error> {
+            let Buffered(data, store) = *self;
+            store(data)
+        }
+    }
+    // The announced size is the host's word, not a promise: capped.
+    let capacity = usize::try_from(size).unwrap_or(0).min(64 << 20);
+    Box::new(Buffered(Vec::with_capacity(capacity), store))
+}
+
+/// Keeps a store's objects. See `wit/connector.wit` for each operation's
 /// contract: puts are atomic and durable, deleting a missing object succeeds.
 pub trait Storage {
-    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error>;
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error>;
+    /// Starts storing an object of `size` bytes.
+    fn put(&mut self, kind: ObjectKind, name: &str, size: u64) -> Result<Box<dyn Upload>, Error>;
+    /// A whole object, read in order.
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error>;
     fn get_range(
         &mut self,
         kind: ObjectKind,
@@ -269,14 +319,29 @@ pub trait Storage {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, Error>;
-    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error>;
+    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error>;
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error>;
 }
 
 /// A tree to back up; paths are relative, `/`-separated, empty for the root.
 pub trait Source {
-    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error>;
+    fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error>;
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error>;
+
+    /// The file from `offset` on. The host reads in order, and asks for an
+    /// offset only after restarting an instance or to retry; by default the
+    /// file is read from its start up to `offset`, which a connector whose
+    /// system can seek should replace.
+    fn open_file_at(&mut self, path: &[u8], offset: u64) -> Result<Box<dyn Read>, Error> {
+        let mut reader = self.open_file(path)?;
+        let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
+            .map_err(|e| Error::io("read", e))?;
+        if skipped < offset {
+            // Past the end: nothing more to read.
+            return Ok(Box::new(std::io::empty()));
+        }
+        Ok(reader)
+    }
 }
 
 /// Where a restore writes.
@@ -324,9 +389,6 @@ struct Opened {
     storage: Option<Box<dyn Storage>>,
     source: Option<Box<dyn Source>>,
     destination: Option<Box<dyn Destination>>,
-    readers: HashMap<u64, Box<dyn Read>>,
-    writers: HashMap<u64, Box<dyn Write>>,
-    next_handle: u64,
 }
 
 thread_local! {
@@ -341,8 +403,45 @@ fn not_open(role: &str) -> Error {
     Error::new(ErrorKind::InvalidInput, format!("{role} used before open"))
 }
 
-fn bad_handle() -> Error {
-    Error::new(ErrorKind::InvalidInput, "unknown file handle")
+fn finished() -> Error {
+    Error::new(ErrorKind::InvalidInput, "used after it was finished")
+}
+
+fn storage<T>(f: impl FnOnce(&mut dyn Storage) -> Result<T, Error>) -> Result<T, Error> {
+    with(|o| {
+        f(o.storage
+            .as_deref_mut()
+            .ok_or_else(|| not_open("storage"))?)
+    })
+}
+
+fn source<T>(f: impl FnOnce(&mut dyn Source) -> Result<T, Error>) -> Result<T, Error> {
+    with(|o| f(o.source.as_deref_mut().ok_or_else(|| not_open("source"))?))
+}
+
+fn destination<T>(f: impl FnOnce(&mut dyn Destination) -> Result<T, Error>) -> Result<T, Error> {
+    with(|o| {
+        f(o.destination
+            .as_deref_mut()
+            .ok_or_else(|| not_open("destination"))?)
+    })
+}
+
+/// Reads up to `max` bytes, as many as come: the host asks for a large
+/// piece on purpose. The buffer grows as bytes come: zeroing `max` bytes
+/// first would cost more than reading a small file.
+fn read_piece(reader: &mut dyn Read, max: u32) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    reader
+        .take(u64::from(max))
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", e))?;
+    Ok(buf)
+}
+
+/// The next `max` items of a listing.
+fn page<T>(items: &mut dyn Iterator<Item = Result<T, Error>>, max: u32) -> Result<Vec<T>, Error> {
+    items.take(max as usize).collect()
 }
 
 /// Glue between the generated bindings and a [`Connector`]; used by
@@ -356,114 +455,169 @@ impl<C: Connector> plugin::Guest for Adapter<C> {
     }
 }
 
+#[doc(hidden)]
+pub struct UploadResource(RefCell<Option<Box<dyn Upload>>>);
+
+impl object_store::GuestUpload for UploadResource {
+    fn write(&self, data: Vec<u8>) -> Result<(), Error> {
+        self.0
+            .borrow_mut()
+            .as_mut()
+            .ok_or_else(finished)?
+            .write(&data)
+    }
+
+    fn commit(&self) -> Result<(), Error> {
+        self.0.borrow_mut().take().ok_or_else(finished)?.commit()
+    }
+}
+
+#[doc(hidden)]
+pub struct ReaderResource(RefCell<Box<dyn Read>>);
+
+impl object_store::GuestDownload for ReaderResource {
+    fn read(&self, max: u32) -> Result<Vec<u8>, Error> {
+        read_piece(&mut **self.0.borrow_mut(), max)
+    }
+}
+
+#[doc(hidden)]
+pub struct ListingResource<T>(RefCell<Listing<T>>);
+
+impl object_store::GuestObjectListing for ListingResource<ObjectInfo> {
+    fn next(&self, max: u32) -> Result<Vec<ObjectInfo>, Error> {
+        page(&mut *self.0.borrow_mut(), max)
+    }
+}
+
+impl tree_source::GuestDirListing for ListingResource<Entry> {
+    fn next(&self, max: u32) -> Result<Vec<Entry>, Error> {
+        page(&mut *self.0.borrow_mut(), max)
+    }
+}
+
 impl<C: Connector> object_store::Guest for Adapter<C> {
+    type Upload = UploadResource;
+    type Download = ReaderResource;
+    type ObjectListing = ListingResource<ObjectInfo>;
+
     fn open(location: Location) -> Result<(), Error> {
         let storage = C::storage(location)?;
         with(|o| o.storage = Some(storage));
         Ok(())
     }
 
-    fn put(kind: ObjectKind, name: String, data: Vec<u8>) -> Result<(), Error> {
-        with(|o| {
-            o.storage
-                .as_mut()
-                .ok_or_else(|| not_open("storage"))?
-                .put(kind, &name, data)
-        })
+    fn put(kind: ObjectKind, name: String, size: u64) -> Result<object_store::Upload, Error> {
+        let upload = storage(|s| s.put(kind, &name, size))?;
+        Ok(object_store::Upload::new(UploadResource(RefCell::new(
+            Some(upload),
+        ))))
     }
 
-    fn get(kind: ObjectKind, name: String) -> Result<Vec<u8>, Error> {
-        with(|o| {
-            o.storage
-                .as_mut()
-                .ok_or_else(|| not_open("storage"))?
-                .get(kind, &name)
-        })
+    fn get(kind: ObjectKind, name: String) -> Result<object_store::Download, Error> {
+        let reader = storage(|s| s.get(kind, &name))?;
+        Ok(object_store::Download::new(ReaderResource(RefCell::new(
+            reader,
+        ))))
     }
 
     fn get_range(
         kind: ObjectKind,
         name: String,
         offset: u64,
-        length: u64,
+        length: u32,
     ) -> Result<Vec<u8>, Error> {
-        with(|o| {
-            o.storage
-                .as_mut()
-                .ok_or_else(|| not_open("storage"))?
-                .get_range(kind, &name, offset, length)
-        })
+        storage(|s| s.get_range(kind, &name, offset, u64::from(length)))
     }
 
-    fn list_objects(kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
-        with(|o| {
-            o.storage
-                .as_mut()
-                .ok_or_else(|| not_open("storage"))?
-                .list(kind)
-        })
+    fn list_objects(kind: ObjectKind) -> Result<object_store::ObjectListing, Error> {
+        let items = storage(|s| s.list(kind))?;
+        Ok(object_store::ObjectListing::new(ListingResource(
+            RefCell::new(items),
+        )))
     }
 
     fn delete(kind: ObjectKind, name: String) -> Result<(), Error> {
-        with(|o| {
-            o.storage
-                .as_mut()
-                .ok_or_else(|| not_open("storage"))?
-                .delete(kind, &name)
-        })
+        storage(|s| s.delete(kind, &name))
+    }
+}
+
+/// A source file: read in order from where the last read ended, opened
+/// again at the offset the host asks for when that is elsewhere.
+#[doc(hidden)]
+pub struct FileResource(RefCell<FileState>);
+
+struct FileState {
+    path: Vec<u8>,
+    reader: Box<dyn Read>,
+    position: u64,
+}
+
+impl tree_source::GuestFile for FileResource {
+    fn read_at(&self, offset: u64, length: u32) -> Result<Vec<u8>, Error> {
+        let mut file = self.0.borrow_mut();
+        if offset != file.position {
+            let path = file.path.clone();
+            file.reader = source(|s| s.open_file_at(&path, offset))?;
+            file.position = offset;
+        }
+        let piece = read_piece(&mut *file.reader, length)?;
+        file.position += piece.len() as u64;
+        Ok(piece)
     }
 }
 
 impl<C: Connector> tree_source::Guest for Adapter<C> {
+    type DirListing = ListingResource<Entry>;
+    type File = FileResource;
+
     fn open(location: Location) -> Result<(), Error> {
         let source = C::source(location)?;
         with(|o| o.source = Some(source));
         Ok(())
     }
 
-    fn list_dir(path: Vec<u8>) -> Result<Vec<Entry>, Error> {
-        with(|o| {
-            o.source
-                .as_mut()
-                .ok_or_else(|| not_open("source"))?
-                .list_dir(&path)
-        })
+    fn list_dir(path: Vec<u8>) -> Result<tree_source::DirListing, Error> {
+        let items = source(|s| s.list_dir(&path))?;
+        Ok(tree_source::DirListing::new(ListingResource(RefCell::new(
+            items,
+        ))))
     }
 
-    fn open_file(path: Vec<u8>) -> Result<u64, Error> {
-        with(|o| {
-            let reader = o
-                .source
-                .as_mut()
-                .ok_or_else(|| not_open("source"))?
-                .open_file(&path)?;
-            o.next_handle += 1;
-            o.readers.insert(o.next_handle, reader);
-            Ok(o.next_handle)
-        })
+    fn open_file(path: Vec<u8>) -> Result<tree_source::File, Error> {
+        let reader = source(|s| s.open_file(&path))?;
+        Ok(tree_source::File::new(FileResource(RefCell::new(
+            FileState {
+                path,
+                reader,
+                position: 0,
+            },
+        ))))
+    }
+}
+
+#[doc(hidden)]
+pub struct WriterResource(RefCell<Option<Box<dyn Write>>>);
+
+impl tree_destination::GuestFileWriter for WriterResource {
+    fn write(&self, data: Vec<u8>) -> Result<(), Error> {
+        self.0
+            .borrow_mut()
+            .as_mut()
+            .ok_or_else(finished)?
+            .write_all(&data)
+            .map_err(|e| Error::io("write", e))
     }
 
-    fn read(handle: u64, max: u32) -> Result<Vec<u8>, Error> {
-        with(|o| {
-            let reader = o.readers.get_mut(&handle).ok_or_else(bad_handle)?;
-            // Fill the piece (the host asks for a large read on purpose),
-            // growing the buffer as bytes come: zeroing `max` bytes first
-            // would cost more than reading a small file.
-            let mut buf = Vec::new();
-            reader
-                .take(u64::from(max))
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::io("read", e))?;
-            Ok(buf)
-        })
-    }
-
-    fn close_file(handle: u64) {
-        with(|o| o.readers.remove(&handle));
+    fn finish(&self) -> Result<(), Error> {
+        let mut writer = self.0.borrow_mut().take().ok_or_else(finished)?;
+        writer.flush().map_err(|e| Error::io("flush", e))
     }
 }
 
 impl<C: Connector> tree_destination::Guest for Adapter<C> {
+    type FileWriter = WriterResource;
+
     fn open(location: Location) -> Result<(), Error> {
         let destination = C::destination(location)?;
         with(|o| o.destination = Some(destination));
@@ -471,57 +625,22 @@ impl<C: Connector> tree_destination::Guest for Adapter<C> {
     }
 
     fn create_dir(path: Vec<u8>) -> Result<(), Error> {
-        with(|o| {
-            o.destination
-                .as_mut()
-                .ok_or_else(|| not_open("destination"))?
-                .create_dir(&path)
-        })
+        destination(|d| d.create_dir(&path))
     }
 
-    fn create_file(path: Vec<u8>, overwrite: bool) -> Result<u64, Error> {
-        with(|o| {
-            let writer = o
-                .destination
-                .as_mut()
-                .ok_or_else(|| not_open("destination"))?
-                .create_file(&path, overwrite)?;
-            o.next_handle += 1;
-            o.writers.insert(o.next_handle, writer);
-            Ok(o.next_handle)
-        })
-    }
-
-    fn write(handle: u64, data: Vec<u8>) -> Result<(), Error> {
-        with(|o| {
-            let writer = o.writers.get_mut(&handle).ok_or_else(bad_handle)?;
-            writer.write_all(&data).map_err(|e| Error::io("write", e))
-        })
-    }
-
-    fn finish_file(handle: u64) -> Result<(), Error> {
-        with(|o| {
-            let mut writer = o.writers.remove(&handle).ok_or_else(bad_handle)?;
-            writer.flush().map_err(|e| Error::io("flush", e))
-        })
+    fn create_file(path: Vec<u8>, overwrite: bool) -> Result<tree_destination::FileWriter, Error> {
+        let writer = destination(|d| d.create_file(&path, overwrite))?;
+        Ok(tree_destination::FileWriter::new(WriterResource(
+            RefCell::new(Some(writer)),
+        )))
     }
 
     fn symlink(path: Vec<u8>, target: Vec<u8>, overwrite: bool) -> Result<(), Error> {
-        with(|o| {
-            o.destination
-                .as_mut()
-                .ok_or_else(|| not_open("destination"))?
-                .symlink(&path, &target, overwrite)
-        })
+        destination(|d| d.symlink(&path, &target, overwrite))
     }
 
     fn set_metadata(path: Vec<u8>, kind: EntryKind, meta: Metadata) -> Result<(), Error> {
-        with(|o| {
-            o.destination
-                .as_mut()
-                .ok_or_else(|| not_open("destination"))?
-                .set_metadata(&path, kind, meta)
-        })
+        destination(|d| d.set_metadata(&path, kind, meta))
     }
 }
 

@@ -307,6 +307,9 @@ pub enum PluginCommand {
     Remove { name: String },
     /// Show one plugin: version, schemes, roles, what it may reach.
     Info { name: String },
+    /// Write the connector SDK into DIR: the Rust crate kast-sdk, and the
+    /// contract this kast speaks (DIR/wit/connector.wit) for any language.
+    Sdk { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,6 +3,7 @@
 //! serialised on it (a wasm instance runs one call at a time).
 
 use crate::bindings::types;
+use crate::contract::{Handle, PIECE};
 use crate::error::{ErrorKind, PluginError};
 use crate::instance::{Instance, InstanceConfig};
 use kast_engine::destination::Existing;
@@ -12,11 +13,6 @@ use kast_engine::{Destination, Source};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-
-/// File content crosses the boundary in pieces of this size: large enough
-/// that a call's cost vanishes, small enough that the plugin's memory (which
-/// never shrinks) stays small.
-const PIECE: usize = 1 << 20;
 
 type Shared = Arc<Mutex<Instance>>;
 
@@ -164,21 +160,14 @@ impl Storage for PluginStorage {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
-        self.with(|i| {
-            i.storage_call("put", async |s, g| {
-                g.call_put(s, wit_kind(kind), name, data).await
-            })
-        })
-        .map_err(Self::map(kind, name))
+        self.with(|i| i.put(wit_kind(kind), name, data))
+            .map_err(Self::map(kind, name))
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
-        self.with(|i| {
-            i.storage_call("get", async |s, g| {
-                g.call_get(s, wit_kind(kind), name).await
-            })
-        })
-        .map_err(Self::map(kind, name))
+        let cap = self.config.limits.memory_bytes;
+        self.with(|i| i.get(wit_kind(kind), name, cap))
+            .map_err(Self::map(kind, name))
     }
 
     fn get_range(
@@ -188,32 +177,13 @@ impl Storage for PluginStorage {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, StorageError> {
-        self.with(|instance| {
-            let data = instance.storage_call("get-range", async |s, g| {
-                g.call_get_range(s, wit_kind(kind), name, offset, length)
-                    .await
-            })?;
-            if data.len() as u64 > length {
-                return Err(PluginError::Misbehaved {
-                    plugin: instance.plugin_name().to_string(),
-                    message: format!(
-                        "get-range returned {} bytes, {length} were asked for",
-                        data.len()
-                    ),
-                });
-            }
-            Ok(data)
-        })
-        .map_err(Self::map(kind, name))
+        self.with(|i| i.get_range(wit_kind(kind), name, offset, length))
+            .map_err(Self::map(kind, name))
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError> {
         let listed = self
-            .with(|i| {
-                i.storage_call("list", async |s, g| {
-                    g.call_list_objects(s, wit_kind(kind)).await
-                })
-            })
+            .with(|i| i.list_objects(wit_kind(kind)))
             .map_err(Self::map(kind, "*"))?;
         // A listing is the plugin's word only: names the engine would not
         // write are dropped, and a name listed twice counts once.
@@ -231,12 +201,8 @@ impl Storage for PluginStorage {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError> {
-        self.with(|i| {
-            i.storage_call("delete", async |s, g| {
-                g.call_delete(s, wit_kind(kind), name).await
-            })
-        })
-        .map_err(Self::map(kind, name))
+        self.with(|i| i.delete(wit_kind(kind), name))
+            .map_err(Self::map(kind, name))
     }
 
     /// A store across the network waits on round trips, so calls run on
@@ -274,9 +240,7 @@ impl Source for PluginSource {
 
     fn list(&self, path: &[u8]) -> io::Result<Vec<kast_engine::source::SourceEntry>> {
         let mut instance = lock(&self.instance);
-        let entries = instance
-            .source_call("list-dir", async |s, g| g.call_list_dir(s, path).await)
-            .map_err(PluginError::into_io)?;
+        let entries = instance.list_dir(path).map_err(PluginError::into_io)?;
         // For local files the host listed the directory itself, and knows
         // what the plugin's entries cannot say: links and mount points.
         let facts = instance
@@ -320,13 +284,13 @@ impl Source for PluginSource {
         let mut instance = lock(&self.instance);
         // No file is open between files: the moment to shed a grown instance.
         instance.restart_if_grown();
-        let handle = instance
-            .source_call("open-file", async |s, g| g.call_open_file(s, path).await)
-            .map_err(PluginError::into_io)?;
+        let file = instance.open_file(path).map_err(PluginError::into_io)?;
         drop(instance);
         Ok(Box::new(PluginReader {
             instance: self.instance.clone(),
-            handle,
+            path: path.to_vec(),
+            file,
+            offset: 0,
             piece: Vec::new(),
             at: 0,
             done: false,
@@ -353,13 +317,35 @@ fn add_facts(entry: &mut kast_engine::source::SourceEntry, facts: &crate::local_
     }
 }
 
-/// A file read from a source plugin in large pieces.
+/// A file read from a source plugin in large pieces, in order.
 struct PluginReader {
     instance: Shared,
-    handle: u64,
+    path: Vec<u8>,
+    file: Handle,
+    /// Where the next piece starts.
+    offset: u64,
     piece: Vec<u8>,
     at: usize,
     done: bool,
+}
+
+impl PluginReader {
+    /// The next piece. Where the contract reads at offsets, an instance that
+    /// has grown too large is restarted first and the file opened again
+    /// where it was, so one file of any size goes through a leaky plugin.
+    fn next_piece(&mut self) -> Result<Vec<u8>, PluginError> {
+        let mut instance = lock(&self.instance);
+        // Also when the instance was restarted after a failure: the file
+        // is opened again where it was.
+        if instance.version().reads_at_offsets()
+            && (instance.restart_if_grown() || !instance.holds(self.file))
+        {
+            self.file = instance.open_file(&self.path)?;
+        }
+        let piece = instance.read_at(self.file, self.offset, PIECE as u32)?;
+        self.offset += piece.len() as u64;
+        Ok(piece)
+    }
 }
 
 impl Read for PluginReader {
@@ -368,24 +354,7 @@ impl Read for PluginReader {
             if self.done {
                 return Ok(0);
             }
-            let mut instance = lock(&self.instance);
-            let handle = self.handle;
-            self.piece = instance
-                .source_call("read", async |s, g| {
-                    g.call_read(s, handle, PIECE as u32).await
-                })
-                .map_err(PluginError::into_io)?;
-            if self.piece.len() > PIECE {
-                return Err(PluginError::Misbehaved {
-                    plugin: instance.plugin_name().to_string(),
-                    message: format!(
-                        "read returned {} bytes, {PIECE} were asked for",
-                        self.piece.len()
-                    ),
-                }
-                .into_io());
-            }
-            instance.handed_over(self.piece.len());
+            self.piece = self.next_piece().map_err(PluginError::into_io)?;
             self.at = 0;
             self.done = self.piece.is_empty();
         }
@@ -398,10 +367,7 @@ impl Read for PluginReader {
 
 impl Drop for PluginReader {
     fn drop(&mut self) {
-        let handle = self.handle;
-        let _ = lock(&self.instance).source_call("close-file", async |s, g| {
-            g.call_close_file(s, handle).await.map(Ok)
-        });
+        lock(&self.instance).close_file(self.file);
     }
 }
 
@@ -438,28 +404,24 @@ impl Destination for PluginDestination {
 
     fn create_dir(&self, path: &[u8]) -> io::Result<()> {
         lock(&self.instance)
-            .destination_call("create-dir", async |s, g| g.call_create_dir(s, path).await)
+            .create_dir(path)
             .map_err(PluginError::into_io)
     }
 
     fn create_file(&self, path: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>> {
-        let handle = lock(&self.instance)
-            .destination_call("create-file", async |s, g| {
-                g.call_create_file(s, path, overwrite).await
-            })
+        let file = lock(&self.instance)
+            .create_file(path, overwrite)
             .map_err(PluginError::into_io)?;
         Ok(Box::new(PluginWriter {
             instance: self.instance.clone(),
-            handle,
+            file: Some(file),
             buf: Vec::with_capacity(PIECE),
         }))
     }
 
     fn symlink(&self, path: &[u8], target: &[u8], overwrite: bool) -> io::Result<()> {
         lock(&self.instance)
-            .destination_call("symlink", async |s, g| {
-                g.call_symlink(s, path, target, overwrite).await
-            })
+            .symlink(path, target, overwrite)
             .map_err(PluginError::into_io)
     }
 
@@ -506,10 +468,7 @@ impl Destination for PluginDestination {
 
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {
         lock(&self.instance)
-            .destination_call("set-metadata", async |s, g| {
-                g.call_set_metadata(s, path, wit_entry_kind(kind), &wit_metadata(meta))
-                    .await
-            })
+            .set_metadata(path, wit_entry_kind(kind), &wit_metadata(meta))
             .map_err(PluginError::into_io)
     }
 }
@@ -518,16 +477,22 @@ impl Destination for PluginDestination {
 /// finishes it.
 struct PluginWriter {
     instance: Shared,
-    handle: u64,
+    /// Until finished.
+    file: Option<Handle>,
     buf: Vec<u8>,
 }
 
 impl PluginWriter {
+    fn file(&self) -> io::Result<Handle> {
+        self.file
+            .ok_or_else(|| io::Error::other("write to a file already finished"))
+    }
+
     /// Sends one piece of the file across the boundary.
     fn send(&self, data: &[u8]) -> io::Result<()> {
-        let handle = self.handle;
+        let file = self.file()?;
         lock(&self.instance)
-            .destination_call("write", async |s, g| g.call_write(s, handle, data).await)
+            .write(file, data)
             .map_err(PluginError::into_io)
     }
 
@@ -556,11 +521,19 @@ impl Write for PluginWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send_buffered()?;
-        let handle = self.handle;
+        let file = self.file()?;
+        self.file = None;
         lock(&self.instance)
-            .destination_call("finish-file", async |s, g| {
-                g.call_finish_file(s, handle).await
-            })
+            .finish_file(file)
             .map_err(PluginError::into_io)
+    }
+}
+
+impl Drop for PluginWriter {
+    /// A file abandoned unfinished is let go of in the plugin.
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            lock(&self.instance).release(file);
+        }
     }
 }

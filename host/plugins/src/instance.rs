@@ -4,7 +4,8 @@
 //! is dropped and the next call starts a fresh one (re-opening the
 //! location), so no state of a failed call leaks into the next.
 
-use crate::bindings::{self, types};
+use crate::bindings::types;
+use crate::contract::{Exports, Version};
 use crate::error::{ErrorKind, PluginError};
 use crate::local_fs::LocalFs;
 use crate::registry::{PluginInfo, Role};
@@ -15,13 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
-
-/// The world an instance was created for.
-enum Exports {
-    Storage(bindings::storage::Storage),
-    Source(bindings::source::Source),
-    Destination(bindings::destination::Destination),
-}
 
 /// Everything needed to start an instance: the same for every instance of
 /// one location, so a connector can run several side by side.
@@ -52,6 +46,7 @@ impl InstanceConfig {
             config: self.clone(),
             live: None,
             handed_over: 0,
+            generation: 0,
         };
         instance.start()?;
         Ok(instance)
@@ -64,6 +59,8 @@ pub struct Instance {
     live: Option<(Store<HostState>, Exports)>,
     /// File bytes the live instance has returned from `read`.
     handed_over: u64,
+    /// Counts the instances started: what one opened means nothing to the next.
+    generation: u64,
 }
 
 /// What a typed call returns: the wasm call's outcome wrapping the
@@ -73,6 +70,26 @@ pub type CallResult<R> = wasmtime::Result<Result<R, types::Error>>;
 impl Instance {
     pub fn plugin_name(&self) -> &str {
         &self.config.plugin.info.name
+    }
+
+    /// The limits the instance runs under.
+    pub(crate) fn limits(&self) -> Limits {
+        self.config.limits
+    }
+
+    /// The contract version the plugin was built against.
+    pub(crate) fn version(&self) -> Version {
+        self.config.plugin.version
+    }
+
+    /// Which instance is (or will be) live.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether instance `generation` is still the live one.
+    pub(crate) fn is_live(&self, generation: u64) -> bool {
+        self.live.is_some() && self.generation == generation
     }
 
     /// Whether the location grants local files (the `fs` scheme): only then
@@ -90,14 +107,16 @@ impl Instance {
 
     /// Lets an instance start afresh at its next call once it has grown past
     /// half its memory cap or, for an installed plugin, returned more file
-    /// data than that. Called between files: some component toolchains never
-    /// free what an export returns (componentize-py 0.25 keeps every byte in
-    /// its linear memory; componentize-js 0.23's engine counts them against a
-    /// heap limit of its own, invisible from here, and fails at about 700 MB),
-    /// and a fresh instance keeps such a source going for any number of
-    /// files, each of which fits. Built-in plugins keep their instance (and
-    /// the read-ahead state the host holds for it).
-    pub(crate) fn restart_if_grown(&mut self) {
+    /// data than that; says whether it will. Called between files, and
+    /// between the pieces of a file when the contract reads at offsets:
+    /// some component toolchains never free what an export returns
+    /// (componentize-py 0.25 keeps every byte in its linear memory;
+    /// componentize-js 0.23's engine counts them against a heap limit of
+    /// its own, invisible from here, and fails at about 700 MB), and a fresh
+    /// instance keeps such a source going for any amount of data. Built-in
+    /// plugins keep their instance (and the read-ahead state the host holds
+    /// for it) until their memory grows.
+    pub(crate) fn restart_if_grown(&mut self) -> bool {
         let half = self.config.limits.memory_bytes / 2;
         let grown = self.live.as_ref().is_some_and(|(store, _)| {
             store.data().limiter.granted > half
@@ -106,6 +125,7 @@ impl Instance {
         if grown {
             self.live = None;
         }
+        grown
     }
 
     /// Counts file bytes a `read` returned, for [`Self::restart_if_grown`].
@@ -124,25 +144,11 @@ impl Instance {
         let component = &config.plugin.component;
         let linker = &config.runtime.linker;
         // Instantiation runs guest code too: it has the same deadline as a call.
-        let instantiated = config.runtime.within(config.limits.call_timeout, async {
-            match config.role {
-                Role::Storage => {
-                    bindings::storage::Storage::instantiate_async(&mut store, component, linker)
-                        .await
-                        .map(Exports::Storage)
-                }
-                Role::Source => {
-                    bindings::source::Source::instantiate_async(&mut store, component, linker)
-                        .await
-                        .map(Exports::Source)
-                }
-                Role::Destination => bindings::destination::Destination::instantiate_async(
-                    &mut store, component, linker,
-                )
-                .await
-                .map(Exports::Destination),
-            }
-        });
+        let (version, role) = (config.plugin.version, config.role);
+        let instantiated = config.runtime.within(
+            config.limits.call_timeout,
+            Exports::instantiate(version, role, &mut store, component, linker),
+        );
         let exports = match instantiated {
             None => {
                 return Err(PluginError::Timeout {
@@ -158,23 +164,10 @@ impl Instance {
         };
         self.live = Some((store, exports));
         self.handed_over = 0;
+        self.generation += 1;
         let location = config.location.clone();
-        self.call("open", async |store, exports| match exports {
-            Exports::Storage(b) => {
-                b.kast_connector_object_store()
-                    .call_open(store, &location)
-                    .await
-            }
-            Exports::Source(b) => {
-                b.kast_connector_tree_source()
-                    .call_open(store, &location)
-                    .await
-            }
-            Exports::Destination(b) => {
-                b.kast_connector_tree_destination()
-                    .call_open(store, &location)
-                    .await
-            }
+        self.call("open", async |store, exports| {
+            exports.open(store, &location).await
         })
     }
 
@@ -182,7 +175,7 @@ impl Instance {
     /// deadline holds twice: epoch interruption stops running wasm, and the
     /// call's future is dropped when its time is up, which ends any wait
     /// inside a host call (a sleep, a socket, an HTTP response, a file).
-    fn call<R>(
+    pub(crate) fn call<R>(
         &mut self,
         operation: &'static str,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Exports) -> CallResult<R>,
@@ -289,51 +282,6 @@ impl Instance {
             }
         }
     }
-
-    /// Runs one call of the storage interface (see [`Self::call`]).
-    pub fn storage_call<R>(
-        &mut self,
-        operation: &'static str,
-        f: impl AsyncFnOnce(
-            &mut Store<HostState>,
-            &bindings::storage::exports::kast::connector::object_store::Guest,
-        ) -> CallResult<R>,
-    ) -> Result<R, PluginError> {
-        self.call(operation, async move |store, exports| match exports {
-            Exports::Storage(b) => f(store, b.kast_connector_object_store()).await,
-            _ => unreachable!("a storage instance has storage exports"),
-        })
-    }
-
-    /// Runs one call of the source interface (see [`Self::call`]).
-    pub fn source_call<R>(
-        &mut self,
-        operation: &'static str,
-        f: impl AsyncFnOnce(
-            &mut Store<HostState>,
-            &bindings::source::exports::kast::connector::tree_source::Guest,
-        ) -> CallResult<R>,
-    ) -> Result<R, PluginError> {
-        self.call(operation, async move |store, exports| match exports {
-            Exports::Source(b) => f(store, b.kast_connector_tree_source()).await,
-            _ => unreachable!("a source instance has source exports"),
-        })
-    }
-
-    /// Runs one call of the destination interface (see [`Self::call`]).
-    pub fn destination_call<R>(
-        &mut self,
-        operation: &'static str,
-        f: impl AsyncFnOnce(
-            &mut Store<HostState>,
-            &bindings::destination::exports::kast::connector::tree_destination::Guest,
-        ) -> CallResult<R>,
-    ) -> Result<R, PluginError> {
-        self.call(operation, async move |store, exports| match exports {
-            Exports::Destination(b) => f(store, b.kast_connector_tree_destination()).await,
-            _ => unreachable!("a destination instance has destination exports"),
-        })
-    }
 }
 
 /// The host-side limit a trap says was reached, in words, if it was one:
@@ -375,6 +323,7 @@ fn kind_of(k: types::ErrorKind) -> ErrorKind {
 pub(crate) fn read_info(
     runtime: &Runtime,
     component: &Component,
+    version: Version,
     origin: &str,
 ) -> Result<PluginInfo, PluginError> {
     let not_ours = |why: String| PluginError::NotAConnector {
@@ -385,24 +334,12 @@ pub(crate) fn read_info(
         .linker
         .instantiate_pre(component)
         .map_err(|e| not_ours(format!("it needs imports kast does not provide: {e:#}")))?;
-    let exported = [
-        (
-            Role::Storage,
-            bindings::storage::StoragePre::new(pre.clone()).is_ok(),
-        ),
-        (
-            Role::Source,
-            bindings::source::SourcePre::new(pre.clone()).is_ok(),
-        ),
-        (
-            Role::Destination,
-            bindings::destination::DestinationPre::new(pre.clone()).is_ok(),
-        ),
-    ];
-    let Some((first, _)) = exported.iter().find(|(_, ok)| *ok) else {
-        return Err(not_ours(
-            "it exports none of kast's worlds (storage, source, destination of kast:connector@0.1.0)".into(),
-        ));
+    let exported = crate::contract::exported_roles(version, &pre);
+    let Some(&first) = exported.first() else {
+        return Err(not_ours(format!(
+            "it exports none of kast's worlds (storage, source, destination of kast:connector@{})",
+            crate::contract::CONTRACTS.join(", @")
+        )));
     };
     let limits = Limits {
         call_timeout: Duration::from_secs(10),
@@ -411,26 +348,8 @@ pub(crate) fn read_info(
     let mut store = new_store(runtime, &Grants::default(), &limits, None)?;
     let linker = &runtime.linker;
     let asked = runtime.within(limits.call_timeout, async {
-        match first {
-            Role::Storage => {
-                let b =
-                    bindings::storage::Storage::instantiate_async(&mut store, component, linker)
-                        .await?;
-                b.kast_connector_plugin().call_info(&mut store).await
-            }
-            Role::Source => {
-                let b = bindings::source::Source::instantiate_async(&mut store, component, linker)
-                    .await?;
-                b.kast_connector_plugin().call_info(&mut store).await
-            }
-            Role::Destination => {
-                let b = bindings::destination::Destination::instantiate_async(
-                    &mut store, component, linker,
-                )
-                .await?;
-                b.kast_connector_plugin().call_info(&mut store).await
-            }
-        }
+        let exports = Exports::instantiate(version, first, &mut store, component, linker).await?;
+        exports.info(&mut store).await
     });
     // Stopped while waiting (no answer) or while running (interrupted).
     let timed_out = match &asked {
@@ -451,7 +370,7 @@ pub(crate) fn read_info(
     };
     let info = PluginInfo::from_wit(info);
     for role in &info.roles {
-        if !exported.iter().any(|(r, ok)| r == role && *ok) {
+        if !exported.contains(role) {
             return Err(not_ours(format!(
                 "it claims the {} role but does not export it",
                 role.name()

@@ -15,6 +15,7 @@
 
 mod bindings;
 mod connectors;
+mod contract;
 pub mod error;
 mod http_client;
 mod instance;
@@ -30,6 +31,7 @@ pub mod sandbox;
 mod xattrs;
 
 pub use connectors::{PluginDestination, PluginSource, PluginStorage};
+pub use contract::CONTRACTS;
 pub use error::PluginError;
 /// The TLS settings plugins' HTTPS requests use, for the host's own (job
 /// webhooks): Mozilla roots, or one private CA.

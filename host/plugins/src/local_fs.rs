@@ -1,7 +1,8 @@
-//! The host side of `kast:connector/local-fs`: one granted directory (or
-//! file) served over raw byte paths. Paths are resolved beneath the grant by
-//! cap-std (openat2 `RESOLVE_BENEATH` on Linux), and the last component is
-//! never followed if it is a symlink, so a plugin can reach nothing outside.
+//! The host side of `kast:host/local-fs` (`wit/host`, private to kast):
+//! one granted directory (or file) served over raw byte paths. Paths are
+//! resolved beneath the grant by cap-std (openat2 `RESOLVE_BENEATH` on
+//! Linux), and the last component is never followed if it is a symlink,
+//! so a plugin can reach nothing outside.
 
 use crate::bindings::local_fs::Host;
 use crate::bindings::types::{Entry, EntryKind, Error, ErrorKind, Metadata};

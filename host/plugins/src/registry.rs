@@ -102,7 +102,7 @@ pub struct Listed {
     pub info: PluginInfo,
     /// The contract version it was built against (`0.1.0` for a plugin
     /// recorded before kast said).
-    #[serde(default = "crate::runtime::first_contract")]
+    #[serde(default = "crate::contract::first_contract")]
     pub contract: String,
     pub builtin: bool,
     /// BLAKE3 of the wasm.

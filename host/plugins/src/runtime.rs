@@ -7,6 +7,7 @@
 //! command pays ~0.3 ms per plugin instead of seconds of compilation.
 
 use crate::bindings;
+use crate::contract::{CONTRACTS, Version};
 use crate::error::PluginError;
 use crate::sandbox::store::HostState;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct Plugin {
     pub hash: String,
     /// The version of `kast:connector` it was built against.
     pub contract: String,
+    /// The same, as the bindings that serve it.
+    pub(crate) version: crate::contract::Version,
     /// Whether it ships inside kast (built from this repository with the
     /// SDK, so known to free what it hands over); set by the registry.
     pub builtin: bool,
@@ -67,11 +70,16 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(runtime)?;
         crate::sandbox::network::add_socket_limit(&mut linker).map_err(runtime)?;
-        bindings::imports::LocalFsUser::add_to_linker::<HostState, HasSelf<HostState>>(
+        // The host's private `local-fs` (for its own `fs` plugin) and the
+        // contract's type-only `types` interfaces, which components import.
+        bindings::private::FsPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
         )
         .map_err(runtime)?;
+        linker
+            .instance("kast:connector/types@0.1.0")
+            .map_err(runtime)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("kast-epoch".into())
@@ -127,18 +135,19 @@ impl Runtime {
         let contract = contract_of(&self.engine, &component).ok_or_else(|| {
             not_ours("it exports none of kast's worlds (no kast:connector interface)".into())
         })?;
-        if !CONTRACTS.contains(&contract.as_str()) {
+        let Some(version) = Version::parse(&contract) else {
             return Err(not_ours(format!(
                 "it was built against kast:connector@{contract}, which this kast does not know \
                  (it knows {}): a newer kast may",
                 CONTRACTS.join(", ")
             )));
-        }
-        let info = crate::instance::read_info(self, &component, origin)?;
+        };
+        let info = crate::instance::read_info(self, &component, version, origin)?;
         Ok(Plugin {
             info,
             component,
             contract,
+            version,
             hash,
             builtin: false,
         })
@@ -170,14 +179,6 @@ impl Runtime {
         // SAFETY: as above: just produced by this engine.
         unsafe { Component::deserialize(&self.engine, &bytes) }
     }
-}
-
-/// The contract versions this kast binds (a folder each in `wit/`).
-pub const CONTRACTS: &[&str] = &["0.1.0"];
-
-/// The contract assumed for a plugin recorded before versions were.
-pub(crate) fn first_contract() -> String {
-    CONTRACTS[0].to_string()
 }
 
 /// The version of `kast:connector` a component exports, from its export

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const HOSTILE: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_hostile.wasm");
 const IMPOSTOR: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_impostor.wasm");
 const STALLING: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_stalling.wasm");
+const LIAR: &str = concat!(env!("KAST_PLUGIN_WASM_DIR"), "/kast_plugin_liar.wasm");
 
 fn host_with_hostile(dir: &std::path::Path, limits: Limits) -> Host {
     let mut host = Host::new(Some(dir.join("cache")), Some(dir.join("plugins"))).unwrap();
@@ -625,4 +626,71 @@ fn sockets_a_plugin_holds_are_capped() {
         }
         other => panic!("not stopped by the limit: {other}"),
     }
+}
+
+/// Contract 0.2 lets the host pick every size; a plugin that answers with
+/// more than it was asked for (a page, a piece, a range, a read) is refused
+/// with a clear error, and one whose listing never ends is stopped once it
+/// has listed as much as its memory limit.
+#[test]
+fn a_plugin_that_answers_more_than_was_asked_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::new(
+        Some(dir.path().join("cache")),
+        Some(dir.path().join("plugins")),
+    )
+    .unwrap();
+    host.registry()
+        .install(std::path::Path::new(LIAR), false)
+        .unwrap();
+    host.set_limits(Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    });
+    let jail = jail(dir.path());
+    let storage = |lie: &str| {
+        host.storage(&format!("liar://{}?do={lie}", jail.display()))
+            .unwrap()
+    };
+    let said = |e: StorageError| plugin_error(&e).to_string();
+    let listed = said(storage("pages").list(ObjectKind::Pack).unwrap_err());
+    assert!(
+        listed.contains("list returned a page of 4097 entries, 4096 were asked for"),
+        "{listed}"
+    );
+    let got = said(
+        storage("pieces")
+            .get(ObjectKind::Config, "config")
+            .unwrap_err(),
+    );
+    assert!(
+        got.contains("get returned a piece of 1048577 bytes, 1048576 were asked for"),
+        "{got}"
+    );
+    let range = said(
+        storage("ranges")
+            .get_range(ObjectKind::Pack, "ab", 0, 10)
+            .unwrap_err(),
+    );
+    assert!(
+        range.contains("get-range returned 11 bytes, 10 were asked for"),
+        "{range}"
+    );
+    let endless = said(storage("endless").list(ObjectKind::Pack).unwrap_err());
+    assert!(
+        endless.contains("listed more than 64 MiB in one listing, its memory limit"),
+        "{endless}"
+    );
+    let source = host.source(&format!("liar://{}", jail.display())).unwrap();
+    use kast_engine::Source;
+    let page = source.list(b"").unwrap_err().to_string();
+    assert!(page.contains("a page of 4097 entries"), "{page}");
+    let mut file = source.open(b"f0").unwrap();
+    let read = std::io::Read::read(&mut file, &mut [0u8; 16])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        read.contains("read returned 1048577 bytes, 1048576 were asked for"),
+        "{read}"
+    );
 }

@@ -11,16 +11,13 @@
 // size streams. WebDAV has no modes or owners: folders come back 0755 and
 // files 0644, with the server's modification time (whole seconds).
 
-const VERSION = "0.1.0";
+const VERSION = "0.2.0";
 
 /** The folder's URL, with a trailing slash, and the request headers. */
 let root = "";
 let headers = {};
 /** For a file location, its one entry (the root is then its folder). */
 let single = null;
-/** Open files: handle -> { url, offset }. */
-const files = new Map();
-let nextHandle = 1n;
 
 /** An error result for kast: kind is one of the contract's error kinds. */
 function failure(kind, message) {
@@ -161,7 +158,46 @@ export const plugin = {
   },
 };
 
+/** A folder's entries, handed over a page at a time. */
+class DirListing {
+  constructor(entries) {
+    this.entries = entries;
+    this.at = 0;
+  }
+
+  next(max) {
+    const page = this.entries.slice(this.at, this.at + max);
+    this.at += page.length;
+    return page;
+  }
+}
+
+/** An open file: each read is one ranged GET at the offset kast asks for. */
+class File {
+  constructor(path) {
+    this.path = path;
+  }
+
+  async readAt(offset, length) {
+    const end = offset + BigInt(length) - 1n;
+    const response = await request("GET", this.path, { Range: `bytes=${offset}-${end}` });
+    if (response.status === 416) return new Uint8Array();
+    if (response.status !== 206 && response.status !== 200) {
+      throw failure(kindOfStatus(response.status), `GET /${new TextDecoder().decode(this.path)}: HTTP ${response.status}`);
+    }
+    let bytes = new Uint8Array(await response.arrayBuffer());
+    if (response.status === 200) {
+      // The server ignored the range and sent the whole file.
+      bytes = bytes.subarray(Number(offset), Number(offset) + length);
+    }
+    return bytes;
+  }
+}
+
 export const treeSource = {
+  DirListing,
+  File,
+
   async open(location) {
     const m = location.url.match(/^(davs?):\/\/([^/?#]+)(\/[^?#]*)?/);
     if (!m) throw failure("invalid-input", `expected dav://HOST[:PORT]/PATH, got ${location.url}`);
@@ -186,41 +222,17 @@ export const treeSource = {
   },
 
   async listDir(path) {
-    if (single) return [single];
+    if (single) return new DirListing([single]);
     const own = hrefPath(root + encodePath(path));
     const entries = [];
     for (const item of await propfind(path.length ? [...path, 0x2f] : path, "1")) {
       // The answer lists the folder itself too.
       if (!sameBytes(hrefPath(item.href), own)) entries.push(entry(item));
     }
-    return entries;
+    return new DirListing(entries);
   },
 
   openFile(path) {
-    const handle = nextHandle++;
-    files.set(handle, { path, offset: 0n });
-    return handle;
-  },
-
-  async read(handle, max) {
-    const file = files.get(handle);
-    if (!file) throw failure("invalid-input", `no open file ${handle}`);
-    const end = file.offset + BigInt(max) - 1n;
-    const response = await request("GET", file.path, { Range: `bytes=${file.offset}-${end}` });
-    if (response.status === 416) return new Uint8Array();
-    if (response.status !== 206 && response.status !== 200) {
-      throw failure(kindOfStatus(response.status), `GET /${new TextDecoder().decode(file.path)}: HTTP ${response.status}`);
-    }
-    let bytes = new Uint8Array(await response.arrayBuffer());
-    if (response.status === 200) {
-      // The server ignored the range and sent the whole file.
-      bytes = bytes.subarray(Number(file.offset), Number(file.offset) + max);
-    }
-    file.offset += BigInt(bytes.length);
-    return bytes;
-  },
-
-  closeFile(handle) {
-    files.delete(handle);
+    return new File(path);
   },
 };

@@ -25,9 +25,10 @@ from urllib.parse import unquote, urlparse
 import gunzip
 from componentize_py_types import Err
 from wit_world import exports
+from wit_world.exports import tree_source
 from wit_world.imports import types as t
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 def fail(kind, message):
@@ -275,8 +276,6 @@ class Archive:
 
 
 archive = None
-files = {}
-next_handle = 1
 
 
 class Plugin(exports.Plugin):
@@ -310,36 +309,51 @@ class TreeSource(exports.TreeSource):
         node = archive.lookup(path)
         if node.kind != t.EntryKind.DIR:
             raise fail(t.ErrorKind.INVALID_INPUT, f"{path!r}: not a folder")
-        return [t.Entry(name=name, kind=child.kind, meta=child.meta,
-                        symlink_target=child.target)
-                for name, child in node.children.items()]
+        return Listing([t.Entry(name=name, kind=child.kind, meta=child.meta,
+                                symlink_target=child.target)
+                        for name, child in node.children.items()])
 
     def open_file(self, path):
-        global next_handle
         node = archive.lookup(path)
         if node.kind != t.EntryKind.FILE:
             raise fail(t.ErrorKind.INVALID_INPUT, f"{path!r}: not a file")
-        member = node.member
-        if member.issparse():
+        if node.member.issparse():
             raise fail(t.ErrorKind.UNSUPPORTED, f"{path!r}: a sparse member")
-        handle, next_handle = next_handle, next_handle + 1
-        # An archive keeps a member's bytes in one run: read them at their
-        # offset (in the file, or in the decoded gzip stream).
-        files[handle] = [member.offset_data, member.offset_data + member.size, member]
-        return handle
+        return File(node.member)
 
-    def read(self, handle, max):
-        span = files.get(handle)
-        if span is None:
-            raise fail(t.ErrorKind.INVALID_INPUT, f"no open file {handle}")
+
+class Listing(tree_source.DirListing):
+    """A folder's entries, handed over a page at a time."""
+
+    def __init__(self, entries):
+        self.entries = entries
+        self.at = 0
+
+    def next(self, max):
+        page = self.entries[self.at:self.at + max]
+        self.at += len(page)
+        return page
+
+
+class File(tree_source.File):
+    """A member, read at any offset: an archive keeps a member's bytes in
+    one run, so a read is a read at an offset in the file (or in the
+    decoded gzip stream)."""
+
+    def __init__(self, member):
+        self.member = member
+        self.read_to = 0
+
+    def read_at(self, offset, length):
+        size = self.member.size
+        if offset >= size:
+            return b""
         try:
-            data = archive.pread(span[2], min(max, span[1] - span[0]), span[0])
+            data = archive.pread(self.member, min(length, size - offset),
+                                 self.member.offset_data + offset)
         except (OSError, gunzip.GzipError) as e:
             raise fail(t.ErrorKind.OTHER, f"reading the archive: {e}")
-        span[0] += len(data)
+        self.read_to = max(self.read_to, offset + len(data))
+        if self.read_to == size:
+            archive.done_with(self.member)
         return data
-
-    def close_file(self, handle):
-        span = files.pop(handle, None)
-        if span is not None and span[0] == span[1]:
-            archive.done_with(span[2])

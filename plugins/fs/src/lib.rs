@@ -2,24 +2,25 @@
 //! destination, from inside the sandbox.
 //!
 //! The component reaches the disk only through the host's `local-fs`
-//! interface, which serves exactly the directory the location names (see
-//! `wit/0.1.0/connector.wit` for why WASI's own filesystem is not enough). The
+//! interface, private to kast, which serves exactly the directory the
+//! location names (see `wit/host/local-fs.wit` for why WASI's own
+//! filesystem is not enough). The
 //! store layout is the engine's native one, so a store written through this
 //! plugin opens natively and the other way round.
 
 mod host {
     wit_bindgen::generate!({
-        path: "../../wit/0.1.0",
-        world: "local-fs-user",
+        path: ["../../wit/0.2.0", "../../wit/host"],
+        world: "kast:host/fs-plugin",
         // The shared types are the SDK's own, so entries and errors pass through.
-        with: { "kast:connector/types@0.1.0": kast_sdk::bindings::kast::connector::types },
+        with: { "kast:connector/types@0.2.0": kast_sdk::bindings::kast::connector::types },
     });
-    pub use kast::connector::local_fs::*;
+    pub use kast::host::local_fs::*;
 }
 
 use kast_sdk::{
-    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
-    ObjectKind, PluginInfo, Role, Source, Storage, layout,
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata,
+    ObjectInfo, ObjectKind, PluginInfo, Role, Source, Storage, Upload, layout, listing,
 };
 use std::io::{self, Read, Write};
 
@@ -93,7 +94,7 @@ impl FsStorage {
 }
 
 impl Storage for FsStorage {
-    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+    fn put(&mut self, kind: ObjectKind, name: &str, _size: u64) -> Result<Box<dyn Upload>, Error> {
         let (dir, path) = Self::path(kind, name)?;
         self.counter += 1;
         let mut tmp = dir.clone();
@@ -103,35 +104,17 @@ impl Storage for FsStorage {
         tmp.extend_from_slice(format!(".tmp-{name}-{}", self.counter).as_bytes());
         host::mkdir(&dir)?;
         let handle = host::create(&tmp, false)?;
-        // In pieces: the host copies each piece it is given out of this
-        // plugin's memory, and a whole pack would be one more 16 MiB copy.
-        let written = data
-            .chunks(1 << 20)
-            .try_for_each(|piece| host::write(handle, piece))
-            .and_then(|()| host::sync(handle));
-        host::close(handle);
-        let result = written
-            .and_then(|()| host::rename(&tmp, &path))
-            .and_then(|()| host::sync_dir(&dir));
-        if result.is_err() {
-            let _ = host::remove(&tmp);
-        }
-        result
+        Ok(Box::new(FsUpload {
+            handle: Some(handle),
+            tmp,
+            dir,
+            path,
+        }))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
         let (_, path) = Self::path(kind, name)?;
-        let handle = host::open_read(&path)?;
-        let mut out = Vec::new();
-        let result = loop {
-            match host::read_at(handle, out.len() as u64, 16 << 20) {
-                Ok(piece) if piece.is_empty() => break Ok(out),
-                Ok(piece) => out.extend_from_slice(&piece),
-                Err(e) => break Err(e),
-            }
-        };
-        host::close(handle);
-        result
+        Ok(Box::new(HostFile::open(&path, 0)?))
     }
 
     fn get_range(
@@ -150,7 +133,7 @@ impl Storage for FsStorage {
         result
     }
 
-    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
         let mut out = Vec::new();
         match kind {
             ObjectKind::Config => match host::stat(b"config") {
@@ -174,8 +157,7 @@ impl Storage for FsStorage {
             }
             _ => Self::list_folder(layout::folder(kind), &mut out)?,
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(listing(out))
     }
 
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
@@ -183,6 +165,50 @@ impl Storage for FsStorage {
         match host::remove(&path) {
             Err(e) if e.kind != ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+/// An object being written to a temporary name: committed, it is synced,
+/// renamed into place and its folder synced; dropped before, removed.
+struct FsUpload {
+    /// Until committed.
+    handle: Option<u64>,
+    tmp: Vec<u8>,
+    dir: Vec<u8>,
+    path: Vec<u8>,
+}
+
+impl Upload for FsUpload {
+    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        let handle = self
+            .handle
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "write after commit"))?;
+        host::write(handle, data)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), Error> {
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "committed twice"))?;
+        let synced = host::sync(handle);
+        host::close(handle);
+        let result = synced
+            .and_then(|()| host::rename(&self.tmp, &self.path))
+            .and_then(|()| host::sync_dir(&self.dir));
+        if result.is_err() {
+            let _ = host::remove(&self.tmp);
+        }
+        result
+    }
+}
+
+impl Drop for FsUpload {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            host::close(handle);
+            let _ = host::remove(&self.tmp);
         }
     }
 }
@@ -197,6 +223,17 @@ struct HostFile {
     offset: u64,
     piece: Vec<u8>,
     at: usize,
+}
+
+impl HostFile {
+    fn open(path: &[u8], offset: u64) -> Result<HostFile, Error> {
+        Ok(HostFile {
+            handle: host::open_read(path)?,
+            offset,
+            piece: Vec::new(),
+            at: 0,
+        })
+    }
 }
 
 impl Read for HostFile {
@@ -221,23 +258,21 @@ impl Drop for HostFile {
 }
 
 impl Source for FsSource {
-    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error> {
         if self.single_file {
             // A file location: the host granted its folder; present the one file.
-            return host::stat(b"").map(|e| vec![e]);
+            return host::stat(b"").map(|e| listing(vec![e]));
         }
-        host::list_dir(path)
+        host::list_dir(path).map(listing)
     }
 
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        self.open_file_at(path, 0)
+    }
+
+    fn open_file_at(&mut self, path: &[u8], offset: u64) -> Result<Box<dyn Read>, Error> {
         let path = if self.single_file { &b""[..] } else { path };
-        let handle = host::open_read(path)?;
-        Ok(Box::new(HostFile {
-            handle,
-            offset: 0,
-            piece: Vec::new(),
-            at: 0,
-        }))
+        Ok(Box::new(HostFile::open(path, offset)?))
     }
 }
 

@@ -15,8 +15,8 @@ mod listing;
 mod tls;
 
 use kast_sdk::{
-    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
-    ObjectKind, PluginInfo, Role, Source, Storage, layout,
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata,
+    ObjectInfo, ObjectKind, PluginInfo, Role, Source, Storage, Upload, layout,
 };
 use listing::Item;
 use std::cell::RefCell;
@@ -56,7 +56,7 @@ impl Connector for FtpConnector {
         let mut nonce = [0u8; 8];
         getrandom::getrandom(&mut nonce).map_err(|e| invalid(format!("no randomness: {e}")))?;
         Ok(Box::new(FtpStorage {
-            s: session,
+            s: Rc::new(RefCell::new(session)),
             made: HashSet::new(),
             temp_prefix: format!(".tmp-{:016x}", u64::from_le_bytes(nonce)),
             counter: 0,
@@ -284,20 +284,6 @@ impl Session {
         }
         Ok(out)
     }
-
-    /// Uploads `data` as `path` in one transfer.
-    fn write(&mut self, path: &str, data: &[u8]) -> Result<(), Error> {
-        let mut stream = self
-            .ftp
-            .put_with_stream(path)
-            .map_err(|e| ftp_error(&self.peer, &format!("STOR {path}"), e))?;
-        stream
-            .write_all(data)
-            .map_err(|e| Error::io(format!("{}: writing {path}", self.peer), e))?;
-        stream
-            .finish()
-            .map_err(|e| self.error(&format!("STOR {path}"), e))
-    }
 }
 
 fn join(root: &str, rel: &str) -> String {
@@ -367,7 +353,7 @@ fn list_if_there(s: &mut Session, dir: &str) -> Result<Vec<Item>, Error> {
 
 /// A store's objects as files, in the engine's native layout.
 struct FtpStorage {
-    s: Session,
+    s: Rc<RefCell<Session>>,
     made: HashSet<String>,
     /// Unique per connection, so concurrent writers never share a temp name.
     temp_prefix: String,
@@ -377,11 +363,12 @@ struct FtpStorage {
 impl FtpStorage {
     fn path(&self, kind: ObjectKind, name: &str) -> Result<(String, String), Error> {
         let (dir, path) = layout::object_path(kind, name)?;
-        Ok((join(&self.s.root, &dir), join(&self.s.root, &path)))
+        let root = &self.s.borrow().root;
+        Ok((join(root, &dir), join(root, &path)))
     }
 
-    fn list_folder(&mut self, dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
-        let items = list_if_there(&mut self.s, dir)?;
+    fn list_folder(s: &mut Session, dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
+        let items = list_if_there(s, dir)?;
         for item in items {
             if item.kind == EntryKind::File && layout::is_object_name(&item.name) {
                 out.push(ObjectInfo {
@@ -395,42 +382,32 @@ impl FtpStorage {
 }
 
 impl Storage for FtpStorage {
-    /// Uploaded to a temporary name, its size checked, then renamed over the
-    /// final name (RNFR/RNTO), so a reader sees all of an object or none.
-    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+    /// Uploaded to a temporary name in one transfer fed part by part, its
+    /// size checked, then renamed over the final name (RNFR/RNTO), so a
+    /// reader sees all of an object or none.
+    fn put(&mut self, kind: ObjectKind, name: &str, size: u64) -> Result<Box<dyn Upload>, Error> {
         let (dir, path) = self.path(kind, name)?;
-        self.s.make_dirs(&dir, &mut self.made)?;
+        let s = &mut *self.s.borrow_mut();
+        s.make_dirs(&dir, &mut self.made)?;
         self.counter += 1;
         let temp = join(&dir, &format!("{}-{}", self.temp_prefix, self.counter));
-        let result = self
-            .s
-            .write(&temp, &data)
-            .and_then(|()| match self.s.ftp.size(&temp) {
-                Ok(size) if size as u64 != data.len() as u64 => Err(Error::new(
-                    ErrorKind::Other,
-                    format!(
-                        "{}: {temp} holds {size} bytes after uploading {}",
-                        self.s.peer,
-                        data.len()
-                    ),
-                )),
-                _ => Ok(()),
-            })
-            .and_then(|()| {
-                self.s
-                    .ftp
-                    .rename(&temp, &path)
-                    .map_err(|e| self.s.error(&format!("RNTO {path}"), e))
-            });
-        if result.is_err() {
-            let _ = self.s.ftp.rm(&temp);
-        }
-        result
+        let stream = s
+            .ftp
+            .put_with_stream(&temp)
+            .map_err(|e| ftp_error(&s.peer, &format!("STOR {temp}"), e))?;
+        Ok(Box::new(FtpUpload {
+            s: self.s.clone(),
+            stream: Some(Box::new(stream)),
+            temp,
+            path,
+            size,
+            written: 0,
+        }))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
         let (_, path) = self.path(kind, name)?;
-        self.s.read(&path, 0, None)
+        Ok(Box::new(open_remote(&mut self.s.borrow_mut(), path, 0)?))
     }
 
     fn get_range(
@@ -441,15 +418,16 @@ impl Storage for FtpStorage {
         length: u64,
     ) -> Result<Vec<u8>, Error> {
         let (_, path) = self.path(kind, name)?;
-        self.s.read(&path, offset, Some(length))
+        self.s.borrow_mut().read(&path, offset, Some(length))
     }
 
-    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
+        let s = &mut *self.s.borrow_mut();
         let mut out = Vec::new();
         match kind {
             ObjectKind::Config => {
-                let path = join(&self.s.root, "config");
-                if let Ok(size) = self.s.ftp.size(&path) {
+                let path = join(&s.root, "config");
+                if let Ok(size) = s.ftp.size(&path) {
                     out.push(ObjectInfo {
                         name: "config".into(),
                         size: size as u64,
@@ -457,31 +435,121 @@ impl Storage for FtpStorage {
                 }
             }
             ObjectKind::Pack => {
-                let packs = join(&self.s.root, "packs");
-                let fans = list_if_there(&mut self.s, &packs)?;
+                let packs = join(&s.root, "packs");
+                let fans = list_if_there(s, &packs)?;
                 for fan in fans.into_iter().filter(|f| f.kind == EntryKind::Dir) {
-                    self.list_folder(&join(&packs, &fan.name), &mut out)?;
+                    Self::list_folder(s, &join(&packs, &fan.name), &mut out)?;
                 }
             }
             _ => {
-                let dir = join(&self.s.root, layout::folder(kind));
-                self.list_folder(&dir, &mut out)?;
+                let dir = join(&s.root, layout::folder(kind));
+                Self::list_folder(s, &dir, &mut out)?;
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(kast_sdk::listing(out))
     }
 
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
         let (_, path) = self.path(kind, name)?;
-        match self.s.ftp.rm(&path) {
-            Err(e) => match self.s.error(&format!("DELE {path}"), e) {
+        let s = &mut *self.s.borrow_mut();
+        match s.ftp.rm(&path) {
+            Err(e) => match s.error(&format!("DELE {path}"), e) {
                 e if e.kind == ErrorKind::NotFound => Ok(()),
                 e => Err(e),
             },
             Ok(()) => Ok(()),
         }
     }
+}
+
+/// An object being uploaded to its temporary name; dropped before its
+/// commit, the transfer is cut and the temporary file removed.
+struct FtpUpload {
+    s: Rc<RefCell<Session>>,
+    /// Until committed.
+    stream: Option<Box<dyn Transfer>>,
+    temp: String,
+    path: String,
+    /// What the host announced, and what came.
+    size: u64,
+    written: u64,
+}
+
+impl Upload for FtpUpload {
+    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| invalid("write after commit".into()))?;
+        stream.write_all(data).map_err(|e| {
+            Error::io(
+                format!("{}: writing {}", self.s.borrow().peer, self.temp),
+                e,
+            )
+        })?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), Error> {
+        let stream = self
+            .stream
+            .take()
+            .ok_or_else(|| invalid("committed twice".into()))?;
+        let s = &mut *self.s.borrow_mut();
+        let (temp, path) = (&self.temp, &self.path);
+        let result = stream
+            .done()
+            .map_err(|e| s.error(&format!("STOR {temp}"), e))
+            .and_then(|()| match s.ftp.size(temp) {
+                Ok(size) if size as u64 != self.written || self.written != self.size => {
+                    Err(Error::new(
+                        ErrorKind::Other,
+                        format!(
+                            "{}: {temp} holds {size} bytes after uploading {} of {}",
+                            s.peer, self.written, self.size
+                        ),
+                    ))
+                }
+                _ => Ok(()),
+            })
+            .and_then(|()| {
+                s.ftp
+                    .rename(temp, path)
+                    .map_err(|e| s.error(&format!("RNTO {path}"), e))
+            });
+        if result.is_err() {
+            let _ = s.ftp.rm(temp);
+        }
+        result
+    }
+}
+
+impl Drop for FtpUpload {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.done();
+            let _ = self.s.borrow_mut().ftp.rm(&self.temp);
+        }
+    }
+}
+
+/// Starts downloading `path` from `offset` (REST, then RETR).
+fn open_remote(s: &mut Session, path: String, offset: u64) -> Result<RemoteFile, Error> {
+    if offset > 0 {
+        s.ftp
+            .resume_transfer(offset as usize)
+            .map_err(|e| s.error("REST", e))?;
+    }
+    let stream = s
+        .ftp
+        .retr_as_stream(&path)
+        .map_err(|e| s.error(&format!("RETR {path}"), e))?;
+    Ok(RemoteFile {
+        stream: Some(Box::new(stream)),
+        peer: s.peer.clone(),
+        path,
+    })
 }
 
 /// A remote tree to back up.
@@ -515,35 +583,32 @@ fn entry_of(item: Item) -> Entry {
 }
 
 impl Source for FtpSource {
-    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error> {
         let s = &mut *self.s.borrow_mut();
         if self.single_file {
             let item = listing::stat_file(s, &s.root.clone())?;
-            return Ok(vec![entry_of(item)]);
+            return Ok(kast_sdk::listing(vec![entry_of(item)]));
         }
         let dir = s.path(path)?;
-        Ok(listing::list(s, &dir, true)?
+        let entries = listing::list(s, &dir, true)?
             .into_iter()
             .map(entry_of)
-            .collect())
+            .collect();
+        Ok(kast_sdk::listing(entries))
     }
 
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        self.open_file_at(path, 0)
+    }
+
+    fn open_file_at(&mut self, path: &[u8], offset: u64) -> Result<Box<dyn Read>, Error> {
         let s = &mut *self.s.borrow_mut();
         let full = if self.single_file {
             s.root.clone()
         } else {
             s.path(path)?
         };
-        let stream = s
-            .ftp
-            .retr_as_stream(&full)
-            .map_err(|e| s.error(&format!("RETR {full}"), e))?;
-        Ok(Box::new(RemoteFile {
-            stream: Some(Box::new(stream)),
-            peer: s.peer.clone(),
-            path: full,
-        }))
+        Ok(Box::new(open_remote(s, full, offset)?))
     }
 }
 

@@ -68,13 +68,7 @@ impl Destination for S3Destination {
                 format!("{key} exists (restore with --force to replace it)"),
             ));
         }
-        Ok(Box::new(ObjectWriter {
-            client: self.client.clone(),
-            key,
-            buffer: Vec::new(),
-            upload: None,
-            finished: false,
-        }))
+        Ok(Box::new(ObjectWriter::new(self.client.clone(), key)))
     }
 
     fn symlink(&mut self, _path: &[u8], _target: &[u8], _overwrite: bool) -> Result<(), Error> {
@@ -93,8 +87,10 @@ impl Destination for S3Destination {
 }
 
 /// One object being written: bytes gather up to a part; a larger file
-/// becomes a multipart upload, sent a part at a time.
-struct ObjectWriter {
+/// becomes a multipart upload, sent a part at a time. Dropped before its
+/// flush, nothing is stored (an upload begun is aborted). Also the storage
+/// role's uploads.
+pub(crate) struct ObjectWriter {
     client: Rc<Client>,
     key: String,
     buffer: Vec<u8>,
@@ -103,7 +99,19 @@ struct ObjectWriter {
     finished: bool,
 }
 
-fn io_error(e: Error) -> std::io::Error {
+impl ObjectWriter {
+    pub(crate) fn new(client: Rc<Client>, key: String) -> Self {
+        ObjectWriter {
+            client,
+            key,
+            buffer: Vec::new(),
+            upload: None,
+            finished: false,
+        }
+    }
+}
+
+pub(crate) fn io_error(e: Error) -> std::io::Error {
     let kind = match e.kind {
         ErrorKind::NotFound => std::io::ErrorKind::NotFound,
         ErrorKind::PermissionDenied => std::io::ErrorKind::PermissionDenied,

@@ -37,9 +37,9 @@ impl Connector for S3Connector {
     }
 
     fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
-        Ok(Box::new(storage::S3Storage::new(client::Client::open(
-            &location,
-        )?)))
+        Ok(Box::new(storage::S3Storage::new(Rc::new(
+            client::Client::open(&location)?,
+        ))))
     }
 
     fn source(location: Location) -> Result<Box<dyn Source>, Error> {

@@ -6,7 +6,7 @@
 
 use crate::client::Client;
 use crate::{MTIME_HEADER, XATTR_PREFIX};
-use kast_sdk::{Entry, EntryKind, Error, Metadata, Source};
+use kast_sdk::{Entry, EntryKind, Error, Listing, Metadata, Source};
 use std::io::Read;
 use std::rc::Rc;
 
@@ -67,7 +67,7 @@ fn parse_seconds(text: &str) -> Option<i64> {
 }
 
 impl Source for S3Source {
-    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error> {
         let folder = self.folder(path)?;
         let listing = self.client.list(&folder, true)?;
         let mut out = Vec::new();
@@ -148,14 +148,19 @@ impl Source for S3Source {
                 symlink_target: None,
             });
         }
-        Ok(out)
+        Ok(kast_sdk::listing(out))
     }
 
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        self.open_file_at(path, 0)
+    }
+
+    /// Every piece is a ranged GET: starting elsewhere costs nothing.
+    fn open_file_at(&mut self, path: &[u8], offset: u64) -> Result<Box<dyn Read>, Error> {
         Ok(Box::new(ObjectReader {
             client: self.client.clone(),
             key: self.key(path)?,
-            offset: 0,
+            offset,
             piece: Vec::new(),
             at: 0,
             done: false,

@@ -2,14 +2,17 @@
 //! native layout (`PREFIX/packs/ab/abcd…`).
 
 use crate::client::Client;
-use kast_sdk::{Error, ObjectInfo, ObjectKind, Storage, layout};
+use crate::destination::ObjectWriter;
+use kast_sdk::{Error, Listing, ObjectInfo, ObjectKind, Storage, Upload, layout, listing};
+use std::io::{Cursor, Read, Write};
+use std::rc::Rc;
 
 pub struct S3Storage {
-    client: Client,
+    client: Rc<Client>,
 }
 
 impl S3Storage {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Rc<Client>) -> Self {
         S3Storage { client }
     }
 
@@ -20,16 +23,22 @@ impl S3Storage {
 }
 
 impl Storage for S3Storage {
-    /// One PUT, or a multipart upload for a pack larger than a part: either
-    /// way S3 shows the object whole or not at all.
-    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+    /// One PUT, or a multipart upload for an object larger than a part:
+    /// either way S3 shows the object whole or not at all. A signed PUT
+    /// carries its body's digest, so up to a part is held here.
+    fn put(&mut self, kind: ObjectKind, name: &str, _size: u64) -> Result<Box<dyn Upload>, Error> {
         let key = self.key(kind, name)?;
-        self.client.put(&key, &data)
+        Ok(Box::new(ObjectUpload(ObjectWriter::new(
+            self.client.clone(),
+            key,
+        ))))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+    /// One GET (so a missing object is `not-found` here, not at the first read).
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
         let key = self.key(kind, name)?;
-        Ok(self.client.get(&key, None)?.unwrap_or_default())
+        let data = self.client.get(&key, None)?.unwrap_or_default();
+        Ok(Box::new(Cursor::new(data)))
     }
 
     fn get_range(
@@ -46,13 +55,13 @@ impl Storage for S3Storage {
             .unwrap_or_default())
     }
 
-    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
         let prefix = &self.client.prefix;
         let within = match kind {
             ObjectKind::Config => format!("{prefix}config"),
             _ => format!("{prefix}{}/", layout::folder(kind)),
         };
-        let mut out: Vec<ObjectInfo> = self
+        let out: Vec<ObjectInfo> = self
             .client
             .list(&within, false)?
             .objects
@@ -63,12 +72,24 @@ impl Storage for S3Storage {
                 (format!("{prefix}{path}") == o.key).then_some(ObjectInfo { name, size: o.size })
             })
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(listing(out))
     }
 
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
         let key = self.key(kind, name)?;
         self.client.delete(&key)
+    }
+}
+
+/// An object stored through the same writer a restore uses.
+struct ObjectUpload(ObjectWriter);
+
+impl Upload for ObjectUpload {
+    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.0.write_all(data).map_err(|e| Error::io("put", e))
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), Error> {
+        self.0.flush().map_err(|e| Error::io("put", e))
     }
 }

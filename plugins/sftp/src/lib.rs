@@ -23,8 +23,8 @@ mod wire;
 use auth::Credentials;
 use hostkey::HostKeyPolicy;
 use kast_sdk::{
-    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo,
-    ObjectKind, PluginInfo, Role, Source, Storage, layout,
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata,
+    ObjectInfo, ObjectKind, PluginInfo, Role, Source, Storage, Upload, layout, listing,
 };
 use sftp::{Attrs, ReadAhead, Sftp, WriteBehind};
 use std::cell::RefCell;
@@ -69,7 +69,7 @@ impl Connector for SftpConnector {
         let mut nonce = [0u8; 8];
         getrandom::getrandom(&mut nonce).map_err(|e| other(format!("no randomness: {e}")))?;
         Ok(Box::new(SftpStorage {
-            s: sftp,
+            s: Rc::new(RefCell::new(sftp)),
             root,
             made: HashSet::new(),
             temp_prefix: format!(".tmp-{:016x}", u64::from_le_bytes(nonce)),
@@ -271,7 +271,7 @@ fn make_dirs(s: &mut Sftp, dir: &[u8], made: &mut HashSet<Vec<u8>>) -> Result<()
 /// A store's objects as files, in the engine's native layout (the same as
 /// the `fs` plugin's, so a store copied off the server opens locally).
 struct SftpStorage {
-    s: Sftp,
+    s: Rc<RefCell<Sftp>>,
     root: Vec<u8>,
     made: HashSet<Vec<u8>>,
     /// Unique per instance, so concurrent writers never share a temp name.
@@ -290,24 +290,27 @@ impl SftpStorage {
     }
 
     fn read_all(&mut self, path: &[u8], offset: u64, limit: Option<u64>) -> Result<Vec<u8>, Error> {
-        let handle = self.s.open(path, sftp::OPEN_READ, &Attrs::default())?;
+        let handle = self
+            .s
+            .borrow_mut()
+            .open(path, sftp::OPEN_READ, &Attrs::default())?;
         let expected = limit.map(|l| l - offset);
         let mut reader = ReadAhead::new(handle, offset, limit, expected);
         let mut out = Vec::with_capacity(expected.unwrap_or(0).min(64 << 20) as usize);
         let result = loop {
-            match reader.next_piece(&mut self.s) {
+            match reader.next_piece(&mut self.s.borrow_mut()) {
                 Ok(Some(piece)) => out.extend_from_slice(&piece),
                 Ok(None) => break Ok(out),
                 Err(e) => break Err(e),
             }
         };
-        reader.forget(&mut self.s);
-        self.s.close_later(&reader.handle);
+        reader.forget(&mut self.s.borrow_mut());
+        self.s.borrow_mut().close_later(&reader.handle);
         result
     }
 
     fn list_folder(&mut self, dir: &[u8], out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
-        let names = match self.s.list_dir(dir) {
+        let names = match self.s.borrow_mut().list_dir(dir) {
             Ok(n) => n,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -328,11 +331,12 @@ impl SftpStorage {
 }
 
 impl Storage for SftpStorage {
-    /// Written to a temporary name, synced (fsync@openssh.com), closed,
-    /// then renamed over the final name, so a reader sees all or nothing.
-    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+    /// Written to a temporary name in parts, synced (fsync@openssh.com),
+    /// closed, then renamed over the final name, so a reader sees all or
+    /// nothing.
+    fn put(&mut self, kind: ObjectKind, name: &str, _size: u64) -> Result<Box<dyn Upload>, Error> {
         let (dir, path) = self.path(kind, name)?;
-        make_dirs(&mut self.s, &dir, &mut self.made)?;
+        make_dirs(&mut self.s.borrow_mut(), &dir, &mut self.made)?;
         self.counter += 1;
         let temp = join(
             &dir,
@@ -344,25 +348,26 @@ impl Storage for SftpStorage {
             permissions: Some(0o600),
             ..Attrs::default()
         };
-        let handle = self.s.open(&temp, flags, &attrs)?;
-        let mut writer = WriteBehind::new(handle, temp.clone());
-        let written = writer
-            .write(&mut self.s, &data)
-            .and_then(|()| writer.settle(&mut self.s))
-            .and_then(|()| self.s.fsync(&writer.handle));
-        let closed = self.s.close(&writer.handle);
-        let result = written
-            .and(closed)
-            .and_then(|()| self.s.rename(&temp, &path));
-        if result.is_err() {
-            let _ = self.s.remove(&temp);
-        }
-        result
+        let handle = self.s.borrow_mut().open(&temp, flags, &attrs)?;
+        Ok(Box::new(SftpUpload {
+            s: self.s.clone(),
+            writer: Some(WriteBehind::new(handle, temp)),
+            path,
+        }))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
         let (_, path) = self.path(kind, name)?;
-        self.read_all(&path, 0, None)
+        let handle = self
+            .s
+            .borrow_mut()
+            .open(&path, sftp::OPEN_READ, &Attrs::default())?;
+        Ok(Box::new(RemoteFile {
+            s: self.s.clone(),
+            reader: ReadAhead::new(handle, 0, None, None),
+            piece: Vec::new(),
+            at: 0,
+        }))
     }
 
     fn get_range(
@@ -379,12 +384,12 @@ impl Storage for SftpStorage {
         self.read_all(&path, offset, Some(end))
     }
 
-    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
         let mut out = Vec::new();
         match kind {
             ObjectKind::Config => {
                 let path = join(&self.root, b"config");
-                match self.s.stat(&path) {
+                match self.s.borrow_mut().stat(&path) {
                     Ok(a) => out.push(ObjectInfo {
                         name: "config".into(),
                         size: a.size.unwrap_or(0),
@@ -395,7 +400,7 @@ impl Storage for SftpStorage {
             }
             ObjectKind::Pack => {
                 let packs = join(&self.root, b"packs");
-                let fans = match self.s.list_dir(&packs) {
+                let fans = match self.s.borrow_mut().list_dir(&packs) {
                     Ok(f) => f,
                     Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
                     Err(e) => return Err(e),
@@ -409,15 +414,61 @@ impl Storage for SftpStorage {
                 self.list_folder(&dir, &mut out)?;
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(listing(out))
     }
 
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
         let (_, path) = self.path(kind, name)?;
-        match self.s.remove(&path) {
+        match self.s.borrow_mut().remove(&path) {
             Err(e) if e.kind != ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+/// An object being written to its temporary name; dropped before its
+/// commit, the temporary file is removed.
+struct SftpUpload {
+    s: Rc<RefCell<Sftp>>,
+    /// Until committed.
+    writer: Option<WriteBehind>,
+    path: Vec<u8>,
+}
+
+impl Upload for SftpUpload {
+    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| invalid("write after commit".into()))?;
+        writer.write(&mut self.s.borrow_mut(), data)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), Error> {
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or_else(|| invalid("committed twice".into()))?;
+        let s = &mut *self.s.borrow_mut();
+        let written = writer.settle(s).and_then(|()| s.fsync(&writer.handle));
+        let closed = s.close(&writer.handle);
+        let result = written
+            .and(closed)
+            .and_then(|()| s.rename(&writer.path, &self.path));
+        if result.is_err() {
+            let _ = s.remove(&writer.path);
+        }
+        result
+    }
+}
+
+impl Drop for SftpUpload {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let s = &mut *self.s.borrow_mut();
+            let _ = writer.settle(s);
+            let _ = s.close(&writer.handle);
+            let _ = s.remove(&writer.path);
         }
     }
 }
@@ -469,7 +520,7 @@ fn entry_of(s: &mut Sftp, path: &[u8], name: Vec<u8>, attrs: &Attrs) -> Result<E
 }
 
 impl Source for SftpSource {
-    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error> {
         let s = &mut *self.s.borrow_mut();
         if self.single_file {
             let attrs = s.lstat(&self.root)?;
@@ -479,7 +530,7 @@ impl Source for SftpSource {
                 .next()
                 .unwrap_or(b"")
                 .to_vec();
-            return Ok(vec![entry_of(s, &self.root, name, &attrs)?]);
+            return Ok(listing(vec![entry_of(s, &self.root, name, &attrs)?]));
         }
         let dir = join(&self.root, path);
         let mut out = Vec::new();
@@ -491,23 +542,30 @@ impl Source for SftpSource {
             }
             out.push(entry);
         }
-        Ok(out)
+        Ok(listing(out))
     }
 
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {
+        self.open_file_at(path, 0)
+    }
+
+    fn open_file_at(&mut self, path: &[u8], offset: u64) -> Result<Box<dyn Read>, Error> {
         let full = if self.single_file {
             self.root.clone()
         } else {
             join(&self.root, path)
         };
-        let expected = self.sizes.remove(&full);
+        let expected = self
+            .sizes
+            .remove(&full)
+            .map(|size| size.saturating_sub(offset));
         let handle = self
             .s
             .borrow_mut()
             .open(&full, sftp::OPEN_READ, &Attrs::default())?;
         Ok(Box::new(RemoteFile {
             s: self.s.clone(),
-            reader: ReadAhead::new(handle, 0, None, expected),
+            reader: ReadAhead::new(handle, offset, None, expected),
             piece: Vec::new(),
             at: 0,
         }))

@@ -1,12 +1,13 @@
-//! `kast plugin install|list|remove|info`.
+//! `kast plugin install|list|remove|info|sdk`.
 
 use crate::cli::PluginCommand;
 use crate::context::Context;
 use crate::table::{Align, Table};
 use crate::views;
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use kast_plugins::Role;
 use serde_json::json;
+use std::path::Path;
 
 fn roles(roles: &[Role]) -> String {
     roles
@@ -16,7 +17,56 @@ fn roles(roles: &[Role]) -> String {
         .join(", ")
 }
 
+/// The SDK crate as this kast was built with it, so a plugin author needs
+/// the binary only, not kast's sources: (path in the crate, contents).
+const SDK: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../../../../sdk/Cargo.toml")),
+    ("README.md", include_str!("../../../../sdk/README.md")),
+    ("src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
+    (
+        "wit/connector.wit",
+        include_str!("../../../../sdk/wit/connector.wit"),
+    ),
+];
+
+/// Writes the SDK into `dir`, refusing to overwrite anything there.
+fn write_sdk(ctx: &Context, dir: &Path) -> Result<()> {
+    for (path, _) in SDK {
+        let target = dir.join(path);
+        if target.symlink_metadata().is_ok() {
+            bail!(
+                "{} already exists; give a new or empty folder",
+                target.display()
+            );
+        }
+    }
+    for (path, text) in SDK {
+        let target = dir.join(path);
+        let folder = target.parent().expect("a file in a folder");
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+        std::fs::write(&target, text)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "dir": dir, "contract": kast_plugins::CONTRACTS.last(),
+        }));
+    }
+    if !ctx.quiet {
+        println!(
+            "wrote the kast-sdk crate and the contract (kast:connector@{}) to {}",
+            kast_plugins::CONTRACTS.last().expect("one at least"),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
+    if let PluginCommand::Sdk { dir } = command {
+        return write_sdk(ctx, dir);
+    }
     let registry = ctx.host()?.registry();
     match command {
         PluginCommand::Install { file, replace } => {
@@ -105,6 +155,7 @@ pub fn run(ctx: &Context, command: &PluginCommand) -> Result<()> {
                 }
             );
         }
+        PluginCommand::Sdk { .. } => unreachable!("written above"),
     }
     Ok(())
 }

@@ -26,10 +26,10 @@
 //! the host preopened.
 
 use kast_sdk::{
-    Connector, Entry, EntryKind, Error, ErrorKind, Location, Metadata, ObjectInfo, ObjectKind,
-    PluginInfo, Role, Source, Storage,
+    Connector, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata, ObjectInfo,
+    ObjectKind, PluginInfo, Role, Source, Storage, Upload, buffered, listing,
 };
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::path::PathBuf;
 
 struct Hostile;
@@ -111,6 +111,10 @@ fn http_get(authority: &str) -> Result<(), Error> {
 impl HostileStorage {
     fn file(&self, kind: ObjectKind, name: &str) -> PathBuf {
         self.dir.join(format!("{kind:?}-{name}").to_lowercase())
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
+        std::fs::read(self.file(kind, name)).map_err(|e| Error::io(name, e))
     }
 
     fn attack(&mut self) -> Result<(), Error> {
@@ -219,23 +223,29 @@ impl HostileStorage {
 }
 
 impl Storage for HostileStorage {
-    fn put(&mut self, kind: ObjectKind, name: &str, data: Vec<u8>) -> Result<(), Error> {
+    fn put(&mut self, kind: ObjectKind, name: &str, size: u64) -> Result<Box<dyn Upload>, Error> {
         self.attack()?;
+        let mut crash = false;
         if self.mode == "trap-on-pack" && kind == ObjectKind::Pack {
             self.packs += 1;
-            if self.packs >= self.after {
+            crash = self.packs >= self.after;
+        }
+        let partial = self.dir.join("partial.tmp");
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let file = self.file(kind, name);
+        Ok(buffered(size, move |data| {
+            if crash {
                 // Half a pack on disk under a temporary name, then the crash.
-                let _ = std::fs::write(self.dir.join("partial.tmp"), &data[..data.len() / 2]);
+                let _ = std::fs::write(partial, &data[..data.len() / 2]);
                 panic!("hostile plugin crashes mid-write");
             }
-        }
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, &data).map_err(|e| Error::io("put", e))?;
-        std::fs::rename(&tmp, self.file(kind, name)).map_err(|e| Error::io("put", e))
+            std::fs::write(&tmp, &data).map_err(|e| Error::io("put", e))?;
+            std::fs::rename(&tmp, file).map_err(|e| Error::io("put", e))
+        }))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, Error> {
-        std::fs::read(self.file(kind, name)).map_err(|e| Error::io(name, e))
+    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
+        Ok(Box::new(Cursor::new(self.read(kind, name)?)))
     }
 
     fn get_range(
@@ -245,13 +255,13 @@ impl Storage for HostileStorage {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, Error> {
-        let data = self.get(kind, name)?;
+        let data = self.read(kind, name)?;
         let start = (offset as usize).min(data.len());
         let end = start.saturating_add(length as usize).min(data.len());
         Ok(data[start..end].to_vec())
     }
 
-    fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, Error> {
+    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
         let prefix = format!("{kind:?}-").to_lowercase();
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", e))? {
@@ -268,7 +278,7 @@ impl Storage for HostileStorage {
                 }
             }
         }
-        Ok(out)
+        Ok(listing(out))
     }
 
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
@@ -308,11 +318,11 @@ impl Read for Flood {
 }
 
 impl Source for Malformed {
-    fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>, Error> {
+    fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error> {
         if !path.is_empty() {
-            return Ok(Vec::new());
+            return Ok(listing(Vec::new()));
         }
-        Ok(vec![
+        Ok(listing(vec![
             file(b"..", 5),
             file(b"a/b", 5),
             file(b"", 5),
@@ -329,7 +339,7 @@ impl Source for Malformed {
                 meta: Metadata::empty(),
                 symlink_target: None,
             },
-        ])
+        ]))
     }
 
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error> {

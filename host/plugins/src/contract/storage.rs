@@ -1,0 +1,225 @@
+//! The storage calls, as each contract version answers them.
+
+use super::{Exports, Held, MAX_LISTED, PIECE, Version};
+use crate::bindings::types::{ObjectInfo, ObjectKind};
+use crate::error::PluginError;
+use crate::instance::Instance;
+
+impl Instance {
+    /// Stores a whole object: 0.1 takes it in one call, 0.2 in parts, so
+    /// the plugin never holds more than a piece of it.
+    pub(crate) fn put(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        data: &[u8],
+    ) -> Result<(), PluginError> {
+        if self.version() == Version::V0_1 {
+            return self.call("put", async |s, e| match e {
+                Exports::Storage01(b) => {
+                    b.kast_connector_object_store()
+                        .call_put(s, kind, name, data)
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            });
+        }
+        let size = data.len() as u64;
+        let upload = self.call("put", async |s, e| match e {
+            Exports::Storage02(b) => {
+                b.kast_connector_object_store()
+                    .call_put(s, kind, name, size)
+                    .await
+            }
+            _ => unreachable!("a storage instance"),
+        })?;
+        let upload = self.handle(Held::Resource(upload));
+        let mut result = Ok(());
+        for part in data.chunks(PIECE) {
+            result = self.call_on(upload, "put", async |s, e, h| match e {
+                Exports::Storage02(b) => {
+                    b.kast_connector_object_store()
+                        .upload()
+                        .call_write(s, h.resource(), part)
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = self.call_on(upload, "put", async |s, e, h| match e {
+                Exports::Storage02(b) => {
+                    b.kast_connector_object_store()
+                        .upload()
+                        .call_commit(s, h.resource())
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            });
+        }
+        self.release(upload);
+        result
+    }
+
+    /// A whole object: 0.2 hands it over in pieces, stopped past `cap` bytes
+    /// (no object kast writes is larger than a pack, which fits well within).
+    pub(crate) fn get(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        cap: usize,
+    ) -> Result<Vec<u8>, PluginError> {
+        if self.version() == Version::V0_1 {
+            return self.call("get", async |s, e| match e {
+                Exports::Storage01(b) => {
+                    b.kast_connector_object_store()
+                        .call_get(s, kind, name)
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            });
+        }
+        let download = self.call("get", async |s, e| match e {
+            Exports::Storage02(b) => {
+                b.kast_connector_object_store()
+                    .call_get(s, kind, name)
+                    .await
+            }
+            _ => unreachable!("a storage instance"),
+        })?;
+        let download = self.handle(Held::Resource(download));
+        let mut data = Vec::new();
+        let result = loop {
+            let piece = match self.call_on(download, "get", async |s, e, h| match e {
+                Exports::Storage02(b) => {
+                    b.kast_connector_object_store()
+                        .download()
+                        .call_read(s, h.resource(), PIECE as u32)
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            }) {
+                Ok(piece) => piece,
+                Err(e) => break Err(e),
+            };
+            if piece.is_empty() {
+                break Ok(data);
+            }
+            if piece.len() > PIECE {
+                break Err(self.misbehaved(format!(
+                    "get returned a piece of {} bytes, {PIECE} were asked for",
+                    piece.len()
+                )));
+            }
+            if data.len() + piece.len() > cap {
+                break Err(PluginError::OverLimit {
+                    plugin: self.plugin_name().to_string(),
+                    operation: "get",
+                    what: format!("returned an object larger than {} MiB", cap >> 20),
+                });
+            }
+            data.extend_from_slice(&piece);
+        };
+        self.release(download);
+        result
+    }
+
+    /// `length` bytes of an object from `offset` (fewer at its end).
+    pub(crate) fn get_range(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, PluginError> {
+        let data = match self.version() {
+            Version::V0_1 => self.call("get-range", async |s, e| match e {
+                Exports::Storage01(b) => {
+                    b.kast_connector_object_store()
+                        .call_get_range(s, kind, name, offset, length)
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            })?,
+            Version::V0_2 => {
+                let length = u32::try_from(length).map_err(|_| {
+                    self.misbehaved(format!("a range of {length} bytes cannot be asked for"))
+                })?;
+                self.call("get-range", async |s, e| match e {
+                    Exports::Storage02(b) => {
+                        b.kast_connector_object_store()
+                            .call_get_range(s, kind, name, offset, length)
+                            .await
+                    }
+                    _ => unreachable!("a storage instance"),
+                })?
+            }
+        };
+        if data.len() as u64 > length {
+            return Err(self.misbehaved(format!(
+                "get-range returned {} bytes, {length} were asked for",
+                data.len()
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Every object of `kind`, as the plugin lists them.
+    pub(crate) fn list_objects(
+        &mut self,
+        kind: ObjectKind,
+    ) -> Result<Vec<ObjectInfo>, PluginError> {
+        if self.version() == Version::V0_1 {
+            let listed = self.call("list", async |s, e| match e {
+                Exports::Storage01(b) => {
+                    b.kast_connector_object_store()
+                        .call_list_objects(s, kind)
+                        .await
+                }
+                _ => unreachable!("a storage instance"),
+            })?;
+            if listed.len() > MAX_LISTED {
+                return Err(self.misbehaved(format!("listed more than {MAX_LISTED} objects")));
+            }
+            return Ok(listed);
+        }
+        let listing = self.call("list", async |s, e| match e {
+            Exports::Storage02(b) => {
+                b.kast_connector_object_store()
+                    .call_list_objects(s, kind)
+                    .await
+            }
+            _ => unreachable!("a storage instance"),
+        })?;
+        let listing = self.handle(Held::Resource(listing));
+        self.drain(listing, "list", async |s, e, r, max| match e {
+            Exports::Storage02(b) => {
+                b.kast_connector_object_store()
+                    .object_listing()
+                    .call_next(s, r, max)
+                    .await
+            }
+            _ => unreachable!("a storage instance"),
+        })
+    }
+
+    /// Deletes an object; a missing one is no error.
+    pub(crate) fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), PluginError> {
+        self.call("delete", async |s, e| match e {
+            Exports::Storage01(b) => {
+                b.kast_connector_object_store()
+                    .call_delete(s, kind, name)
+                    .await
+            }
+            Exports::Storage02(b) => {
+                b.kast_connector_object_store()
+                    .call_delete(s, kind, name)
+                    .await
+            }
+            _ => unreachable!("a storage instance"),
+        })
+    }
+}
