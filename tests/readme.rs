@@ -90,3 +90,31 @@ fn the_readme_tour_works_as_written() {
         );
     }
 }
+
+/// Every path ARCHITECTURE.md names (in backquotes, starting at a top
+/// folder of the repository) exists: a code map that points nowhere is
+/// worse than none.
+#[test]
+fn every_path_the_architecture_names_exists() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let map = std::fs::read_to_string(repo.join("ARCHITECTURE.md")).unwrap();
+    let tops = [
+        "host/", "plugins/", "sdk/", "wit/", "tests/", "bench/", "docs/", "scripts/",
+    ];
+    let mut named = 0;
+    for (i, quoted) in map.split('`').enumerate() {
+        // Odd pieces are inside backquotes.
+        if i % 2 == 0 || !tops.iter().any(|top| quoted.starts_with(top)) {
+            continue;
+        }
+        named += 1;
+        assert!(
+            repo.join(quoted).exists(),
+            "ARCHITECTURE.md names {quoted}, which does not exist"
+        );
+    }
+    assert!(
+        named >= 40,
+        "only {named} paths found: is the test still reading them?"
+    );
+}
