@@ -11,7 +11,21 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.join("../..");
     let plugins = root.join("plugins");
-    for watched in ["plugins", "sdk/src", "sdk/wit", "sdk/Cargo.toml", "wit"] {
+    // The plugins' own sources, not all of plugins/ (examples/ holds
+    // node_modules, which must not make every host build run this again).
+    for watched in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/fs",
+        "plugins/ftp",
+        "plugins/s3",
+        "plugins/sftp",
+        "plugins/testing",
+        "sdk/src",
+        "sdk/wit",
+        "sdk/Cargo.toml",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -24,6 +38,8 @@ fn main() {
         .current_dir(&plugins)
         .args([
             "build",
+            // Reproducible: the versions plugins/Cargo.lock names, or an error.
+            "--locked",
             "--release",
             "--target",
             "wasm32-wasip2",

@@ -1,5 +1,6 @@
-//! The command line, as clap sees it. The interface is fixed by issue 5
-//! (scripts and docs rely on it); everything here only parses.
+//! The command line, as clap sees it. Scripts rely on it as `docs/cli.md`
+//! describes it (names, exit codes, `--json` fields); everything here only
+//! parses.
 
 use clap::{Args, Parser, Subcommand};
 

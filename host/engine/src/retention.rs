@@ -30,11 +30,50 @@ impl Policy {
 
 /// Why a snapshot is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub id: Id,
-    pub keep: bool,
+struct Decision {
+    id: Id,
+    keep: bool,
     /// The rules that keep it ("last", "daily", …); empty when it goes.
-    pub reasons: Vec<&'static str>,
+    reasons: Vec<&'static str>,
+}
+
+/// What a policy does to a set of snapshots: the one answer `kast rm
+/// --keep-*` and a job's `keep` both act on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The snapshots kept, each with the rules that keep it ("last",
+    /// "daily", …), newest first within each group.
+    pub keep: Vec<(Id, Vec<&'static str>)>,
+    /// The snapshots the policy lets go.
+    pub remove: Vec<Id>,
+}
+
+/// The plan for `snapshots`, each group (host and source) on its own.
+pub fn plan(policy: &Policy, snapshots: &[(Id, Snapshot)]) -> Plan {
+    let mut plan = Plan::default();
+    for decision in apply(policy, snapshots) {
+        if decision.keep {
+            plan.keep.push((decision.id, decision.reasons));
+        } else {
+            plan.remove.push(decision.id);
+        }
+    }
+    plan
+}
+
+/// The snapshots in the same groups (host and source) as any of `ids`: a
+/// job applies its policy to what it backs up, and to nothing else.
+pub fn groups_of(ids: &[Id], snapshots: &[(Id, Snapshot)]) -> Vec<(Id, Snapshot)> {
+    let groups: HashSet<(&str, &str)> = snapshots
+        .iter()
+        .filter(|(id, _)| ids.contains(id))
+        .map(|(_, s)| (s.host.as_str(), s.source.as_str()))
+        .collect();
+    snapshots
+        .iter()
+        .filter(|(_, s)| groups.contains(&(s.host.as_str(), s.source.as_str())))
+        .cloned()
+        .collect()
 }
 
 /// Civil date (year, month, day, hour) and ISO week of a time in UTC.
@@ -55,7 +94,7 @@ fn periods(time_ns: i64) -> [(u8, i64); 5] {
 }
 
 /// Decides, for every snapshot, whether the policy keeps it.
-pub fn apply(policy: &Policy, snapshots: &[(Id, Snapshot)]) -> Vec<Decision> {
+fn apply(policy: &Policy, snapshots: &[(Id, Snapshot)]) -> Vec<Decision> {
     let mut groups: BTreeMap<(&str, &str), Vec<&(Id, Snapshot)>> = BTreeMap::new();
     for s in snapshots {
         groups.entry((&s.1.host, &s.1.source)).or_default().push(s);
@@ -175,5 +214,28 @@ mod tests {
             .map(|d| d.id.0[0])
             .collect();
         assert_eq!(kept, HashSet::from([2, 3]));
+    }
+
+    #[test]
+    fn a_plan_splits_and_a_job_touches_only_its_groups() {
+        let snaps = vec![
+            snap(1, DAY, "/a"),
+            snap(2, 2 * DAY, "/a"),
+            snap(3, DAY, "/b"),
+            snap(4, 2 * DAY, "/b"),
+        ];
+        let policy = Policy {
+            last: 1,
+            ..Default::default()
+        };
+        let plan = plan(&policy, &snaps);
+        assert_eq!(
+            plan.keep,
+            vec![(Id([2; 32]), vec!["last"]), (Id([4; 32]), vec!["last"])]
+        );
+        assert_eq!(plan.remove, vec![Id([1; 32]), Id([3; 32])]);
+        // A job that made snapshot 2 prunes /a only.
+        let scope = groups_of(&[Id([2; 32])], &snaps);
+        assert_eq!(super::plan(&policy, &scope).remove, vec![Id([1; 32])]);
     }
 }

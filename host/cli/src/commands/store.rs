@@ -256,22 +256,19 @@ pub fn rm(ctx: &Context, args: &RmArgs) -> Result<()> {
                 .into_iter()
                 .filter(|(_, s)| filter.matches(s))
                 .collect();
-            let decisions = retention::apply(&policy, &all);
-            let mut remove = Vec::new();
-            let mut kept = Vec::new();
-            for d in decisions {
-                let snap = all
-                    .iter()
-                    .find(|(id, _)| *id == d.id)
-                    .expect("decided on it")
-                    .clone();
-                if d.keep {
-                    kept.push((snap, d.reasons))
-                } else {
-                    remove.push(snap)
-                }
-            }
-            (remove, kept)
+            let plan = retention::plan(&policy, &all);
+            let snapshot = |id: &kast_engine::crypto::Id| {
+                all.iter()
+                    .find(|(i, _)| i == id)
+                    .expect("planned for it")
+                    .clone()
+            };
+            let kept = plan
+                .keep
+                .iter()
+                .map(|(id, reasons)| (snapshot(id), reasons.clone()))
+                .collect();
+            (plan.remove.iter().map(snapshot).collect(), kept)
         }
         (false, true) => bail!("give snapshots or a --keep-* policy, not both"),
         (true, false) => bail!("give the snapshots to remove, or a --keep-* policy"),

@@ -314,24 +314,12 @@ fn apply_retention(
         monthly: keep.monthly,
         yearly: keep.yearly,
     };
-    let all = browse::snapshots(store)?.snapshots;
-    let mut remove = Vec::new();
-    for id in made {
-        let Some((_, mine)) = all.iter().find(|(i, _)| i == id) else {
-            continue;
-        };
-        let group: Vec<_> = all
-            .iter()
-            .filter(|(_, s)| s.source == mine.source && s.host == mine.host)
-            .filter(|(_, s)| only_job.is_none_or(|job| s.job == job))
-            .cloned()
-            .collect();
-        for decision in retention::apply(&policy, &group) {
-            if !decision.keep && !remove.contains(&decision.id) {
-                remove.push(decision.id);
-            }
-        }
-    }
+    let all: Vec<_> = browse::snapshots(store)?
+        .snapshots
+        .into_iter()
+        .filter(|(_, s)| only_job.is_none_or(|job| s.job == job))
+        .collect();
+    let remove = retention::plan(&policy, &retention::groups_of(made, &all)).remove;
     if !remove.is_empty() {
         maintenance::remove_snapshots(store, &remove).context("retention failed")?;
     }
