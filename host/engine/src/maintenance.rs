@@ -13,8 +13,8 @@ use crate::browse;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
 use crate::index::{Index, Location};
-use crate::pack::{PackBuilder, PackEntry};
-use crate::state::State;
+use crate::pack::PackEntry;
+use crate::pipeline::{self, Written};
 use crate::storage::ObjectKind;
 use crate::store::Store;
 use crate::tree::Content;
@@ -71,9 +71,6 @@ pub struct MaintenanceReport {
     pub orphans_marked: u64,
     pub orphans_deleted: u64,
 }
-
-/// At most this many blobs per merged state, so no state grows without bound.
-const STATE_PART: usize = 500_000;
 
 #[derive(Default)]
 struct PackUse {
@@ -166,18 +163,27 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     let nothing_to_do = delete.is_empty() && repack.is_empty() && old_states.len() <= 1;
 
     if !nothing_to_do {
-        let written = write_repacked(store, &repack)?;
-        report.packs_written = written.len() as u64;
-        let written_bytes: u64 = written.iter().map(|(_, _, size)| *size).sum();
+        // The repacked packs come with states of their own, which the
+        // merged states replace like the old ones.
+        let (repacked, written) = write_repacked(store, &repack)?;
+        report.packs_written = written.packs;
         report.packs_repacked = repack.len() as u64;
-        keep.extend(written.into_iter().map(|(id, entries, _)| (id, entries)));
+        keep.extend(repacked);
+        let superseded = old_states
+            .iter()
+            .cloned()
+            .chain(written.states.iter().map(Id::to_hex));
 
         // New states first, then old states, then packs: a crash at any
         // point leaves every live blob listed by some state.
-        let new_states = write_states(store, keep)?;
+        let new_states: HashSet<String> =
+            pipeline::put_states(store.keys(), &**store.storage(), keep)?
+                .into_iter()
+                .map(|(name, _)| name.to_hex())
+                .collect();
         report.states_after = new_states.len() as u64;
-        for name in old_states.iter().filter(|n| !new_states.contains(*n)) {
-            store.storage().delete(ObjectKind::State, name)?;
+        for name in superseded.filter(|n| !new_states.contains(n)) {
+            store.storage().delete(ObjectKind::State, &name)?;
         }
         let mut freed = 0u64;
         for pack in delete.iter().chain(repack.iter().map(|(p, _)| p)) {
@@ -185,7 +191,7 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
             store.storage().delete(ObjectKind::Pack, &pack.to_hex())?;
         }
         report.packs_deleted = delete.len() as u64;
-        report.bytes_freed = freed.saturating_sub(written_bytes);
+        report.bytes_freed = freed.saturating_sub(written.pack_bytes);
     } else {
         report.states_after = report.states_before;
     }
@@ -244,69 +250,43 @@ fn reachable_blobs(
     Ok(reachable)
 }
 
-/// Copies live blobs (still sealed) out of mostly-dead packs into new packs.
+/// Copies live blobs (still sealed) out of mostly-dead packs into new
+/// packs, through the pipeline that writes every pack; returns the new
+/// packs' entries.
 fn write_repacked(
     store: &Store,
     repack: &[(Id, Vec<(Id, Location)>)],
-) -> Result<Vec<(Id, Vec<PackEntry>, u64)>> {
-    let target = store.config().pack_target as usize;
-    let mut written = Vec::new();
-    let mut builder = PackBuilder::new(target)?;
-    let flush = |builder: PackBuilder, written: &mut Vec<_>| -> Result<()> {
-        let pack = builder.finish(store.keys())?;
-        store
-            .storage()
-            .put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes)?;
-        written.push((pack.name, pack.entries, pack.bytes.len() as u64));
-        Ok(())
-    };
-    for (pack, live) in repack {
-        let bytes = store.storage().get(ObjectKind::Pack, &pack.to_hex())?;
-        for (id, l) in live {
-            let sealed = bytes
-                .get(l.offset as usize..l.offset as usize + l.length as usize)
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        format!("pack {}", pack.short()),
-                        "shorter than its index says",
-                    )
-                })?;
-            if !builder.has_room(sealed.len(), target) {
-                let full = std::mem::replace(&mut builder, PackBuilder::new(target)?);
-                flush(full, &mut written)?;
+) -> Result<(Vec<(Id, Vec<PackEntry>)>, Written)> {
+    if repack.is_empty() {
+        return Ok((Vec::new(), Written::default()));
+    }
+    // Every blob here is in the store's index already: an empty index makes
+    // the pipeline write them all.
+    let mut fresh = Index::empty();
+    let ((), written) = pipeline::write_blobs(store, &mut fresh, 1, |sink| {
+        for (pack, live) in repack {
+            let bytes = store.storage().get(ObjectKind::Pack, &pack.to_hex())?;
+            for (id, l) in live {
+                let sealed = bytes
+                    .get(l.offset as usize..l.offset as usize + l.length as usize)
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            format!("pack {}", pack.short()),
+                            "shorter than its index says",
+                        )
+                    })?;
+                sink.store_sealed(*id, l.kind, l.raw_length, sealed.to_vec())?;
             }
-            builder.add(*id, l.kind, l.raw_length, sealed);
         }
-    }
-    if !builder.is_empty() {
-        flush(builder, &mut written)?;
-    }
-    Ok(written)
-}
-
-fn write_states(store: &Store, packs: Vec<(Id, Vec<PackEntry>)>) -> Result<HashSet<String>> {
-    let mut names = HashSet::new();
-    let mut part = State::default();
-    let mut count = 0;
-    let mut put = |state: &State| -> Result<()> {
-        let sealed = state.seal(store.keys())?;
-        let name = Id::of_object(&sealed).to_hex();
-        store.storage().put(ObjectKind::State, &name, &sealed)?;
-        names.insert(name);
         Ok(())
-    };
-    for (pack, entries) in packs {
-        count += entries.len();
-        part.packs.push((pack, entries));
-        if count >= STATE_PART {
-            put(&std::mem::take(&mut part))?;
-            count = 0;
-        }
+    })?;
+    let mut packs: HashMap<Id, Vec<PackEntry>> = HashMap::new();
+    fresh.for_each(|id, l| packs.entry(l.pack).or_default().push(entry(id, &l)));
+    let mut packs: Vec<_> = packs.into_iter().collect();
+    for (_, entries) in &mut packs {
+        entries.sort_by_key(|e| e.offset);
     }
-    if !part.packs.is_empty() {
-        put(&part)?;
-    }
-    Ok(names)
+    Ok((packs, written))
 }
 
 /// Deletes packs no state lists once they were first seen unlisted at

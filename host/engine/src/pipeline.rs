@@ -1,6 +1,7 @@
-//! The write side shared by backup and sync: blobs the store lacks go
-//! through bounded channels to seal workers (compress + encrypt), a packer
-//! and uploaders; when the caller is done, the packs that made it are
+//! The store's one writer of packs and states, shared by backup, sync and
+//! maintenance: blobs the store lacks go through bounded channels to seal
+//! workers (compress + encrypt; blobs copied already sealed pass through),
+//! a packer and uploaders; when the caller is done, the packs that made it are
 //! indexed in one new state, even if the caller failed, so the next run
 //! reuses them. Along the way, checkpoint states list the packs uploaded so
 //! far (after 16 packs, then each time as many again as all before), so a
@@ -25,6 +26,9 @@ struct Job {
     id: Id,
     kind: BlobKind,
     data: Vec<u8>,
+    /// `Some(raw length)` when `data` is already sealed (a blob copied
+    /// between packs by maintenance).
+    sealed: Option<u32>,
 }
 
 struct Sealed {
@@ -52,6 +56,8 @@ const FIRST_CHECKPOINT: usize = 16;
 #[derive(Default)]
 struct Uploaded {
     pending: Vec<(Id, Vec<PackEntry>)>,
+    /// Bytes of every pack uploaded, headers included.
+    pack_bytes: u64,
     /// Packs already in checkpoint states.
     checkpointed: usize,
     checkpoints: Vec<(Id, State)>,
@@ -68,12 +74,40 @@ impl Uploaded {
     }
 }
 
-/// Seals and stores a state listing `packs`; returns its name.
+/// Seals and stores one state; returns its name.
 fn put_state(store_keys: &Keys, storage: &dyn Storage, state: &State) -> Result<Id> {
     let sealed = state.seal(store_keys)?;
     let name = Id::of_object(&sealed);
     storage.put(ObjectKind::State, &name.to_hex(), &sealed)?;
     Ok(name)
+}
+
+/// At most this many blobs per state, so no state grows without bound.
+const STATE_PART: usize = 500_000;
+
+/// Stores states listing `packs`, a new one every [`STATE_PART`] blobs;
+/// returns them with their names.
+pub(crate) fn put_states(
+    store_keys: &Keys,
+    storage: &dyn Storage,
+    packs: Vec<(Id, Vec<PackEntry>)>,
+) -> Result<Vec<(Id, State)>> {
+    let mut states = Vec::new();
+    let mut part = State::default();
+    let mut count = 0;
+    for (pack, entries) in packs {
+        count += entries.len();
+        part.packs.push((pack, entries));
+        if count >= STATE_PART {
+            let state = std::mem::take(&mut part);
+            states.push((put_state(store_keys, storage, &state)?, state));
+            count = 0;
+        }
+    }
+    if !part.packs.is_empty() {
+        states.push((put_state(store_keys, storage, &part)?, part));
+    }
+    Ok(states)
 }
 
 /// The first error any pipeline thread met; the others stop when their
@@ -147,9 +181,38 @@ impl BlobSink<'_> {
             self.recycle(data);
             return Ok(());
         }
-        self.session.insert(id);
-        self.batch_bytes += data.len();
-        self.batch.push(Job { id, kind, data });
+        self.queue(Job {
+            id,
+            kind,
+            data,
+            sealed: None,
+        })
+    }
+
+    /// Queues a blob that is already sealed (copied out of another pack of
+    /// this store) unless it is known.
+    pub(crate) fn store_sealed(
+        &mut self,
+        id: Id,
+        kind: BlobKind,
+        raw_length: u32,
+        sealed: Vec<u8>,
+    ) -> Result<()> {
+        if self.known(&id) {
+            return Ok(());
+        }
+        self.queue(Job {
+            id,
+            kind,
+            data: sealed,
+            sealed: Some(raw_length),
+        })
+    }
+
+    fn queue(&mut self, job: Job) -> Result<()> {
+        self.session.insert(job.id);
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
         if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_BLOBS {
             self.hand_over()?;
         }
@@ -175,11 +238,16 @@ impl Drop for BlobSink<'_> {
 }
 
 /// What a run stored.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Written {
     pub blobs: u64,
     /// Sealed bytes in packs.
     pub bytes: u64,
+    pub packs: u64,
+    /// Bytes of the packs, headers included.
+    pub pack_bytes: u64,
+    /// The states that list what was written.
+    pub states: Vec<Id>,
 }
 
 /// Runs `fill` with a sink into `store`, then indexes what was written.
@@ -252,20 +320,24 @@ pub fn write_blobs<R>(
         filled
     });
     let uploaded = uploaded.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut written = Written::default();
+    let mut written = Written {
+        pack_bytes: uploaded.pack_bytes,
+        ..Written::default()
+    };
     let mut states = uploaded.checkpoints;
-    if !uploaded.pending.is_empty() {
-        let state = State {
-            packs: uploaded.pending,
-        };
-        states.push((put_state(store.keys(), &**store.storage(), &state)?, state));
-    }
+    states.extend(put_states(
+        store.keys(),
+        &**store.storage(),
+        uploaded.pending,
+    )?);
     for (name, state) in &states {
         for (_, entries) in &state.packs {
+            written.packs += 1;
             written.blobs += entries.len() as u64;
             written.bytes += entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
         }
         index.add_state(*name, state)?;
+        written.states.push(*name);
     }
     if let Some(e) = errors.take() {
         return Err(e);
@@ -284,6 +356,15 @@ fn seal_worker(
     for batch in jobs {
         let mut sealed = Vec::with_capacity(batch.len());
         for job in batch {
+            if let Some(raw_length) = job.sealed {
+                sealed.push(Sealed {
+                    id: job.id,
+                    kind: job.kind,
+                    raw_length,
+                    bytes: job.data,
+                });
+                continue;
+            }
             let mut bytes = pools.sealed.take();
             if let Err(e) =
                 blob::seal_into(keys, job.kind, &job.id, &job.data, &mut scratch, &mut bytes)
@@ -358,9 +439,11 @@ fn uploader(
         if let Err(e) = storage.put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes) {
             return errors.set(e.into());
         }
+        let size = pack.bytes.len() as u64;
         pools.packs.give(pack.bytes);
         let due = {
             let mut uploaded = lock();
+            uploaded.pack_bytes += size;
             uploaded.pending.push((pack.name, pack.entries));
             uploaded.due()
         };

@@ -34,6 +34,16 @@ pub struct Index {
 }
 
 impl Index {
+    /// An index of nothing, in memory: for writing blobs that must be
+    /// written even though the store already has them (a repack).
+    pub(crate) fn empty() -> Index {
+        Index {
+            runs: Vec::new(),
+            dir: None,
+            damaged: Vec::new(),
+        }
+    }
+
     /// Brings the cache in `dir` (or memory, when `None`) in line with the
     /// store's states: runs for states that are gone are dropped, missing
     /// states are read and added.
