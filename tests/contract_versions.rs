@@ -2,11 +2,9 @@
 //! in tests/fixtures/ were built once, each against the contract version
 //! its folder names, and are never rebuilt.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
+use kast_test_support::common;
 
-#[path = "user.rs"]
-mod user;
+use kast_test_support::user;
 
 use std::path::Path;
 use user::User;

@@ -1,11 +1,9 @@
 //! End-to-end tests of the real `kast` binary, as a user runs it: a fresh
 //! HOME, a passphrase in the environment, and only the command line.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
+use kast_test_support::common;
 
-#[path = "user.rs"]
-mod user;
+use kast_test_support::user;
 
 use common::{assert_same_tree, generate_tree};
 use serde_json::Value;
@@ -311,7 +309,7 @@ fn keys_locations_and_plugins() {
         "mine",
         &format!("fs://{}", u.store.display()),
     ]);
-    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+    let out = Command::new(kast_test_support::user::kast_binary())
         .args(["--store", "@mine", "--json", "info"])
         .env("HOME", u.home.path())
         .env("KAST_PASSPHRASE", "correct horse")
@@ -348,7 +346,7 @@ fn sync_to_a_store_with_another_passphrase_then_restore_from_it() {
         &["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
         "different",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+    let out = Command::new(kast_test_support::user::kast_binary())
         .args([
             "--store",
             u.store.to_str().unwrap(),
@@ -387,7 +385,7 @@ fn a_local_key_file_replaces_the_passphrase_on_this_machine() {
     );
     // No passphrase at all, and a wrong one is not even asked for.
     let run = |passphrase: Option<&str>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kast"));
+        let mut c = Command::new(kast_test_support::user::kast_binary());
         c.args(["--store", u.store.to_str().unwrap(), "ls"])
             .env_clear()
             .env("HOME", u.home.path());
@@ -513,7 +511,7 @@ fn stops_cleanly_on(signal: &str) {
     for i in 0..2 {
         common::write_random_file(&src.join(format!("f{i}")), 64 << 20, i);
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_kast"))
+    let child = Command::new(kast_test_support::user::kast_binary())
         .args([
             "--store",
             u.store.to_str().unwrap(),
@@ -569,7 +567,7 @@ fn the_default_store_is_created_on_first_backup() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("note"), b"remember").unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_kast"))
+        Command::new(kast_test_support::user::kast_binary())
             .args(args)
             .env_clear()
             .env("HOME", home.path())
@@ -786,7 +784,7 @@ fn ls_json_is_complete() {
 /// The test-only plugins, built beside the built-in ones
 /// (`target/wasm-plugins/…`, next to the binary's own folder).
 fn testing_plugin(name: &str) -> std::path::PathBuf {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kast"));
+    let bin = std::path::Path::new(kast_test_support::user::kast_binary());
     bin.parent()
         .and_then(|release| release.parent())
         .unwrap()

@@ -2,12 +2,9 @@
 //! loopback: a store on the server, a source on the server, a restore to
 //! the server, and a server that dies in the middle of a backup.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-#[path = "servers/mod.rs"]
-mod servers;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::servers;
+use kast_test_support::user;
 
 use common::{assert_same_tree, ftp_tree, ftp_view, generate_tree};
 use servers::vsftpd::Vsftpd;

@@ -3,12 +3,9 @@
 //! through another, a node killed in the middle of a backup, a wrong key,
 //! HTTPS through a TLS proxy with a private CA, a bucket backed up.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-#[path = "servers/mod.rs"]
-mod servers;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::servers;
+use kast_test_support::user;
 
 use common::{assert_same_tree, generate_tree};
 use servers::garage::Garage;

@@ -3,12 +3,9 @@
 //! install`, and run through the conformance checks of the roles they
 //! serve, then end to end through the `kast` binary.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-#[path = "servers/mod.rs"]
-mod servers;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::servers;
+use kast_test_support::user;
 
 use common::conformance::{self, Connectors};
 use kast_engine::storage::Storage;

@@ -17,10 +17,8 @@
 //!
 //! `KAST_HEAVY_TESTS=1` kills at 20 moments instead of 4.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::user;
 
 use common::{assert_same_tree, generate_tree, write_random_file};
 use kast_engine::Store;

@@ -5,11 +5,9 @@
 //! crontab lines `kast schedule` writes, checked by `systemd-analyze
 //! verify` and a cron parser (Python's croniter).
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-mod servers;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::servers;
+use kast_test_support::user;
 
 use serde_json::Value;
 use servers::tls_proxy::TlsProxy;
@@ -276,7 +274,7 @@ post = "echo post $KAST_OUTCOME $KAST_REASON >> {hooks}"
         u.path("no-store-here").display()
     ));
     std::fs::write(&config, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kast"))
+    let out = Command::new(kast_test_support::user::kast_binary())
         .args(["--json", "report"])
         .env_clear()
         .env("HOME", u.home.path())

@@ -4,8 +4,7 @@
 //! (servers, a browser, a scheduler) asked for `--help`, so each still
 //! parses. A README that drifts from the binary fails here.
 
-#[path = "markdown.rs"]
-mod markdown;
+use kast_test_support::markdown;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -39,7 +38,9 @@ fn the_readme_tour_works_as_written() {
     std::fs::write(h.join("Documents/todo.txt"), "buy milk\n").unwrap();
     std::fs::write(h.join("Documents/draft.tmp"), "scratch").unwrap();
     std::fs::write(h.join("Pictures/cat.jpg"), vec![0xd8; 100_000]).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_kast")).parent().unwrap();
+    let bin = Path::new(kast_test_support::user::kast_binary())
+        .parent()
+        .unwrap();
     let path = std::env::join_paths(
         std::iter::once(bin.to_path_buf())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),

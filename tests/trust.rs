@@ -5,11 +5,7 @@
 //! real binary, on a local store whose plaintext objects the test edits as
 //! a hostile server would.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-
-#[path = "user.rs"]
-mod user;
+use kast_test_support::user;
 
 use std::time::{Duration, Instant};
 use user::{User, stderr};

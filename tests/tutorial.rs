@@ -4,8 +4,7 @@
 //! out of the binary), with the `kast` under test first on `PATH` and a
 //! fresh home. A tutorial that drifts from the code fails here.
 
-#[path = "markdown.rs"]
-mod markdown;
+use kast_test_support::markdown;
 
 use markdown::blocks;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,9 @@ fn the_plugin_tutorial_works_as_written() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     std::fs::create_dir(dir.join("home")).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_kast")).parent().unwrap();
+    let bin = Path::new(kast_test_support::user::kast_binary())
+        .parent()
+        .unwrap();
     let path = std::env::join_paths(
         std::iter::once(bin.to_path_buf())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),

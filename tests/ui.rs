@@ -3,10 +3,8 @@
 //! file bytes, and `--base-path`. Browser tests of the pages come with
 //! the pages.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::user;
 
 use serde_json::Value;
 use std::ffi::OsStr;

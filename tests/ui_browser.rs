@@ -3,10 +3,8 @@
 //! pages, with a screenshot of each under `target/tmp/ui-screenshots/`, and
 //! no JavaScript console error allowed.
 
-#[path = "../host/engine/tests/common/mod.rs"]
-mod common;
-#[path = "user.rs"]
-mod user;
+use kast_test_support::common;
+use kast_test_support::user;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};

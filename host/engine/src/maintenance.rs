@@ -38,6 +38,9 @@ pub fn remove_snapshots(store: &Store, ids: &[Id]) -> Result<()> {
     Ok(())
 }
 
+/// Packs and the blobs each holds, as a state lists them.
+type Packs = Vec<(Id, Vec<PackEntry>)>;
+
 /// How maintenance runs.
 #[derive(Clone, Debug)]
 pub struct MaintenanceOptions {
@@ -143,7 +146,7 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
         .collect();
     report.states_before = old_states.len() as u64;
 
-    let mut keep: Vec<(Id, Vec<PackEntry>)> = Vec::new();
+    let mut keep: Packs = Vec::new();
     let mut repack: Vec<(Id, Vec<(Id, Location)>)> = Vec::new();
     let mut delete: Vec<Id> = Vec::new();
     for (pack, u) in packs {
@@ -253,10 +256,7 @@ fn reachable_blobs(
 /// Copies live blobs (still sealed) out of mostly-dead packs into new
 /// packs, through the pipeline that writes every pack; returns the new
 /// packs' entries.
-fn write_repacked(
-    store: &Store,
-    repack: &[(Id, Vec<(Id, Location)>)],
-) -> Result<(Vec<(Id, Vec<PackEntry>)>, Written)> {
+fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result<(Packs, Written)> {
     if repack.is_empty() {
         return Ok((Vec::new(), Written::default()));
     }

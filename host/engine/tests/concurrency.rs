@@ -1,6 +1,6 @@
 //! Two backups into one store at once lose nothing.
 
-mod common;
+use kast_test_support::common;
 
 use common::*;
 use kast_engine::check::{CheckOptions, check};

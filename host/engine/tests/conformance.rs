@@ -1,7 +1,7 @@
 //! The connector conformance suite against the engine's native local
 //! connectors (the plugins run the same suite in host/plugins/tests).
 
-mod common;
+use kast_test_support::common;
 
 use common::conformance::{self, Connectors};
 use kast_engine::local::{LocalDestination, LocalSource};

@@ -3,7 +3,7 @@
 //! `check` names what they affect, and snapshots that do not use them still
 //! restore.
 
-mod common;
+use kast_test_support::common;
 
 use common::*;
 use kast_engine::check::{CheckOptions, CheckReport, check};

@@ -1,6 +1,6 @@
 //! Deduplication: what the store already holds is never stored again.
 
-mod common;
+use kast_test_support::common;
 
 use common::*;
 use kast_engine::BackupOptions;

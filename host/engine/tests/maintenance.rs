@@ -1,6 +1,6 @@
 //! Removing snapshots and reclaiming space never harms what remains.
 
-mod common;
+use kast_test_support::common;
 
 use common::*;
 use kast_engine::activity::{self, Activity, Outcome};

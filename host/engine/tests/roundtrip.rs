@@ -1,7 +1,7 @@
 //! Restores of parts of a snapshot, the in-memory connectors, and browsing.
 //! The whole-tree round trip is in the conformance suite (conformance.rs).
 
-mod common;
+use kast_test_support::common;
 
 use common::*;
 use kast_engine::browse::{self, ChangeKind};

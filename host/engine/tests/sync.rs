@@ -1,6 +1,6 @@
 //! Copying snapshots between stores with different keys.
 
-mod common;
+use kast_test_support::common;
 
 use common::*;
 use kast_engine::check::{CheckOptions, check};

@@ -2,6 +2,8 @@
 //! or a plain local path, split into what the sandbox and the plugin need.
 
 use crate::error::PluginError;
+use kast_sdk::url::{Url, percent_decode};
+pub use kast_sdk::url::{is_secret_option, percent_decode_bytes, percent_encode_path, redact};
 use std::path::PathBuf;
 
 /// A parsed location.
@@ -25,19 +27,20 @@ pub struct Location {
 }
 
 impl Location {
-    /// Parses a URL, or takes anything without `scheme://` as a local path.
+    /// Parses a URL (with the SDK's parser, the one every connector uses),
+    /// or takes anything without `scheme://` as a local path.
     pub fn parse(text: &str) -> Result<Location, PluginError> {
         let bad = |why: &str| PluginError::BadLocation {
             location: redact(text),
             why: why.to_string(),
         };
-        let Some((scheme, rest)) = text.split_once("://") else {
+        if !text.contains("://") {
             let path = std::path::absolute(text).map_err(|e| bad(&e.to_string()))?;
             let path = path
                 .to_str()
                 .ok_or_else(|| bad("the path is not UTF-8"))?
                 .to_string();
-            let url = format!("fs://{}", encode_path(&path));
+            let url = format!("fs://{}", percent_encode_path(&path));
             return Ok(Location {
                 shown: url.clone(),
                 url,
@@ -48,65 +51,21 @@ impl Location {
                 path,
                 options: Vec::new(),
             });
-        };
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme.is_empty()
-            || !scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        {
-            return Err(bad("the scheme must be letters, digits, '+', '-' or '.'"));
         }
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            // `fs://` alone must not quietly mean the whole machine.
-            None if scheme == "fs" => {
-                return Err(bad("a path is missing: fs:///path/to/folder"));
-            }
-            None => (rest, "/"),
-        };
-        let (user, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(decode(u)), h),
-            None => (None, authority),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed '[' in the host"))?;
-            let port = after
-                .strip_prefix(':')
-                .map(|p| p.parse::<u16>())
-                .transpose()
-                .map_err(|_| bad("bad port"))?;
-            (Some(h.to_string()), port)
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (
-                    Some(h.to_string()),
-                    Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
-                ),
-                None => (Some(hostport.to_string()), None),
-            }
-        };
-        let host = host.filter(|h| !h.is_empty());
-        let mut options = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            options.push((decode(k), decode(v)));
+        let url = Url::parse(text).map_err(|e| bad(&e.why))?;
+        // `fs://` alone must not quietly mean the whole machine.
+        if url.scheme == "fs" && !url.has_path {
+            return Err(bad("a path is missing: fs:///path/to/folder"));
         }
         Ok(Location {
             url: text.to_string(),
             shown: redact(text),
-            scheme,
-            user,
-            host,
-            port,
-            path: decode(path),
-            options,
+            scheme: url.scheme,
+            user: url.user,
+            host: url.host,
+            port: url.port,
+            path: url.path,
+            options: url.options,
         })
     }
 
@@ -126,7 +85,7 @@ impl Location {
             && let Some((_, password)) = userinfo.split_once(':')
         {
             out.push(password.to_string());
-            out.push(decode(password));
+            out.push(percent_decode(password));
         }
         out.extend(
             options
@@ -148,50 +107,6 @@ impl Location {
     }
 }
 
-/// Whether a query option holds a secret: never printed or recorded. A
-/// `*_file` option names a file the host reads, which is no secret itself.
-pub fn is_secret_option(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    !key.ends_with("_file")
-        && ["password", "passwd", "secret", "token", "credential"]
-            .iter()
-            .any(|word| key.contains(word))
-}
-
-/// `text` with the password of its user part and the values of its secret
-/// options ([`is_secret_option`]) replaced by `***`, as restic shows a
-/// repository URL. Anything that is not a URL is returned as it is.
-pub fn redact(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_string();
-    };
-    let (before, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = before.split_at(before.find('/').unwrap_or(before.len()));
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
-    };
-    let mut out = format!("{scheme}://{authority}{path}");
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if is_secret_option(&decode(key)) => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
-    }
-    out
-}
-
 /// `text` with each of `secrets` replaced by `***`.
 pub fn scrub(mut text: String, secrets: &[String]) -> String {
     for secret in secrets {
@@ -200,44 +115,6 @@ pub fn scrub(mut text: String, secrets: &[String]) -> String {
         }
     }
     text
-}
-
-/// Percent-decodes; a `%` not followed by two hex digits stays as it is.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some((Some(high), Some(low))) = bytes
-                .get(i + 1)
-                .zip(bytes.get(i + 2))
-                .map(|(&h, &l)| (hex(h), hex(l)))
-        {
-            out.push((high * 16 + low) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-encodes a URL path (or query value), keeping `/` and the
-/// unreserved characters; the one encoder kast's URLs use.
-pub fn encode_path(path: impl AsRef<[u8]>) -> String {
-    let path = path.as_ref();
-    let mut out = String::with_capacity(path.len());
-    for &b in path {
-        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! The built-in fs plugins pass the connector conformance suite that the
-//! native connectors pass (host/engine/tests/common/conformance.rs).
+//! native connectors pass (tests/support/src/common/conformance.rs).
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
+use kast_test_support::common;
 
 use common::conformance::{self, Connectors};
 use kast_engine::storage::Storage;

@@ -3,10 +3,8 @@
 //! connector conformance checks that FTP can meet, round trips through each
 //! role, FTPS trust, and each way a session can go wrong.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
-#[path = "../../../tests/servers/mod.rs"]
-mod servers;
+use kast_test_support::common;
+use kast_test_support::servers;
 
 use common::conformance::{self, Connectors};
 use kast_engine::storage::{ObjectKind, Storage};

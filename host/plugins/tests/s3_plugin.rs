@@ -2,10 +2,8 @@
 //! the storage conformance checks, listings past one page, reads through
 //! another node, and the errors a user meets.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
-#[path = "../../../tests/servers/mod.rs"]
-mod servers;
+use kast_test_support::common;
+use kast_test_support::servers;
 
 use common::conformance::{self, Connectors};
 use kast_engine::local::LocalDestination;

@@ -1,8 +1,7 @@
 //! Hostile plugins, built from source with the others (plugins/testing),
 //! are stopped or refused with a clear error, and the host goes on.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
+use kast_test_support::common;
 
 use common::{Rng, assert_same_tree, generate_tree};
 use kast_engine::storage::{MemoryStorage, ObjectKind, Storage, StorageError};

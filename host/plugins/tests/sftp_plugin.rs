@@ -2,10 +2,8 @@
 //! connector conformance suite as storage, source and destination, then
 //! each way a connection can go wrong.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
-#[path = "../../../tests/servers/mod.rs"]
-mod servers;
+use kast_test_support::common;
+use kast_test_support::servers;
 
 use common::conformance::{self, Connectors};
 use kast_engine::storage::{ObjectKind, Storage};

@@ -84,48 +84,6 @@ impl Connector for FtpConnector {
 
 kast_sdk::export_connector!(FtpConnector);
 
-/// The parts of an `ftp://` URL the plugin needs.
-struct Url {
-    secure: bool,
-    user: Option<String>,
-    password: Option<String>,
-    host: String,
-    path: String,
-}
-
-fn parse_url(url: &str) -> Result<Url, Error> {
-    let bad = |why: &str| invalid(format!("{url}: {why}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not a URL"))?;
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
-        Some((u, p)) => (
-            Some(kast_sdk::percent_decode(u)),
-            (!p.is_empty()).then(|| kast_sdk::percent_decode(p)),
-        ),
-        None => (None, None),
-    };
-    let host = match hostport.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or("").to_string(),
-        None => hostport
-            .rsplit_once(':')
-            .map_or(hostport, |(h, _)| h)
-            .to_string(),
-    };
-    let path = kast_sdk::percent_decode(rest.find('/').map_or("/", |i| &rest[i..]));
-    Ok(Url {
-        secure: scheme.eq_ignore_ascii_case("ftps"),
-        user,
-        password,
-        host,
-        path: if path.is_empty() { "/".into() } else { path },
-    })
-}
-
 /// A logged-in FTP connection and what the server can do.
 pub(crate) struct Session {
     pub ftp: Ftp,
@@ -139,7 +97,9 @@ pub(crate) struct Session {
 
 impl Session {
     fn connect(location: &Location) -> Result<Session, Error> {
-        let url = parse_url(&location.url)?;
+        let url = location.parse_url()?;
+        let secure = url.scheme == "ftps";
+        let host = url.host.clone().unwrap_or_default();
         let address: SocketAddr = location
             .address
             .as_deref()
@@ -148,7 +108,7 @@ impl Session {
         let timeout =
             Duration::from_secs(location.seconds_option("timeout", DEFAULT_TIMEOUT_SECONDS)?);
         let user = url.user.clone().unwrap_or_else(|| "anonymous".into());
-        let peer = format!("{user}@{}", url.host);
+        let peer = format!("{user}@{}", host);
         let open = move |addr: SocketAddr| kast_sdk::connect(addr, timeout);
         let stream = open(address)
             .map_err(|e| Error::io(format!("cannot connect to {peer} ({address})"), e))?;
@@ -161,10 +121,10 @@ impl Session {
             .passive_stream_builder(move |data: SocketAddr| {
                 open(SocketAddr::new(ip, data.port())).map_err(FtpError::ConnectionError)
             });
-        if url.secure {
+        if secure {
             let config = tls::client_config(location.option("ca"), location.option("pin"))?;
             ftp = ftp
-                .into_secure(RustlsConnector::from(config), &url.host)
+                .into_secure(RustlsConnector::from(config), &host)
                 .map_err(|e| fail("AUTH TLS", e))?;
         }
         let password = location
@@ -772,23 +732,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_give_credentials_host_and_path() {
-        let u = parse_url("ftp://bob:s%3Acret@example.org:2121/srv/my%20store?x=1").unwrap();
-        assert_eq!(
-            (
-                u.user.as_deref(),
-                u.password.as_deref(),
-                u.host.as_str(),
-                u.path.as_str()
-            ),
-            (Some("bob"), Some("s:cret"), "example.org", "/srv/my store")
-        );
-        assert!(!u.secure);
-        let anon = parse_url("ftps://[::1]/pub").unwrap();
-        assert_eq!(
-            (anon.user, anon.host.as_str(), anon.secure),
-            (None, "::1", true)
-        );
+    fn paths_join() {
         assert_eq!(join("/", "a"), "/a");
         assert_eq!(join("/a", ""), "/a");
     }

@@ -53,25 +53,25 @@ impl Client {
     /// The client for `s3://host[:port]/bucket[/prefix]` (HTTPS) or
     /// `s3+http://…`, with the location's options.
     pub fn open(location: &Location) -> Result<Client, Error> {
-        let url = &location.url;
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| invalid(format!("{url}: not a URL")))?;
-        let https = !scheme.eq_ignore_ascii_case("s3+http");
-        let rest = rest.split(['?', '#']).next().unwrap_or("");
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let path = kast_sdk::percent_decode(path);
-        let (bucket_name, prefix) = path.split_once('/').unwrap_or((&path, ""));
+        let url = location.parse_url()?;
+        let shown = kast_sdk::url::redact(&location.url);
+        let https = url.scheme != "s3+http";
+        let path = url.path.trim_start_matches('/');
+        let (bucket_name, prefix) = path.split_once('/').unwrap_or((path, ""));
         if bucket_name.is_empty() {
             return Err(invalid(format!(
-                "{url}: name the bucket: s3://host/BUCKET[/prefix]"
+                "{shown}: name the bucket: s3://host/BUCKET[/prefix]"
             )));
         }
         let prefix = match prefix.trim_matches('/') {
             "" => String::new(),
             p => format!("{p}/"),
         };
-        let endpoint = format!("{}://{authority}", if https { "https" } else { "http" });
+        let endpoint = format!(
+            "{}://{}",
+            if https { "https" } else { "http" },
+            url.authority()
+        );
         let style = if location.option("path_style") == Some("false") {
             UrlStyle::VirtualHost
         } else {
@@ -81,20 +81,20 @@ impl Client {
         let bucket = Bucket::new(
             endpoint
                 .parse()
-                .map_err(|e| invalid(format!("{url}: {e}")))?,
+                .map_err(|e| invalid(format!("{shown}: {e}")))?,
             style,
             bucket_name.to_string(),
             region,
         )
-        .map_err(|e| invalid(format!("{url}: {e}")))?;
+        .map_err(|e| invalid(format!("{shown}: {e}")))?;
         let key = location.option("access_key_id").ok_or_else(|| {
             invalid(format!(
-                "{url}: give access_key_id= and secret_access_key_file= (or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                "{shown}: give access_key_id= and secret_access_key_file= (or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
             ))
         })?;
         let secret = location
             .option("secret_access_key")
-            .ok_or_else(|| invalid(format!("{url}: give secret_access_key_file=PATH")))?;
+            .ok_or_else(|| invalid(format!("{shown}: give secret_access_key_file=PATH")))?;
         let part_size = match location.option("part_size_mib") {
             None => DEFAULT_PART_SIZE,
             Some(text) => text

@@ -90,7 +90,7 @@ impl Connector for SftpConnector {
     }
 
     fn destination(location: Location) -> Result<Box<dyn Destination>, Error> {
-        let user = parse_url(&location.url)?.user;
+        let user = parse_url(&location)?.user;
         let (mut sftp, root) = connect(&location)?;
         make_dirs(&mut sftp, &root, &mut HashSet::new())?;
         Ok(Box::new(SftpDestination {
@@ -103,7 +103,8 @@ impl Connector for SftpConnector {
 
 kast_sdk::export_connector!(SftpConnector);
 
-/// The parts of an `sftp://` URL the plugin needs.
+/// The parts of an `sftp://` URL the plugin needs: SSH logs in with keys
+/// (or `password=`), so a password in the URL's user part is not used.
 struct Url {
     user: String,
     host: String,
@@ -111,42 +112,19 @@ struct Url {
     path: String,
 }
 
-fn parse_url(url: &str) -> Result<Url, Error> {
-    let bad = |why: &str| invalid(format!("{}: {why}", url.split('?').next().unwrap_or(url)));
-    let rest = url
-        .split_once("://")
-        .map(|(_, r)| r)
-        .ok_or_else(|| bad("not a URL"))?;
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
-    let (user, hostport) = authority
-        .rsplit_once('@')
-        .ok_or_else(|| bad("give the user to log in as: sftp://USER@host/path"))?;
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    let port = port
-        .map(|p| p.parse::<u16>().map_err(|_| bad("bad port")))
-        .transpose()?
-        .unwrap_or(22);
-    // SSH logs in with keys: a password in the URL is not used (nor shown).
-    let user = user.split(':').next().unwrap_or(user);
+fn parse_url(location: &Location) -> Result<Url, Error> {
+    let url = location.parse_url()?;
+    let user = url.user.filter(|u| !u.is_empty()).ok_or_else(|| {
+        invalid(format!(
+            "{}: give the user to log in as: sftp://USER@host/path",
+            kast_sdk::url::redact(&location.url)
+        ))
+    })?;
     Ok(Url {
-        user: kast_sdk::percent_decode(user),
-        host: host.to_string(),
-        port,
-        path: Location {
-            url: url.to_string(),
-            options: Vec::new(),
-            address: None,
-        }
-        .path(),
+        user,
+        host: url.host.unwrap_or_default(),
+        port: url.port.unwrap_or(22),
+        path: url.path,
     })
 }
 
@@ -155,7 +133,7 @@ const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
 
 /// Logs in and starts SFTP; returns the session and the absolute root.
 fn connect(location: &Location) -> Result<(Sftp, Vec<u8>), Error> {
-    let url = parse_url(&location.url)?;
+    let url = parse_url(location)?;
     let address = location
         .address
         .clone()
@@ -773,16 +751,27 @@ impl Drop for RemoteWriter {
 mod tests {
     use super::*;
 
+    fn location(url: &str) -> Location {
+        Location {
+            url: url.into(),
+            options: Vec::new(),
+            address: None,
+        }
+    }
+
     #[test]
     fn urls_give_user_host_port_and_path() {
-        let u = parse_url("sftp://bob%40corp@example.org:2222/srv/my%20store?x=1").unwrap();
+        let u = parse_url(&location(
+            "sftp://bob%40corp@example.org:2222/srv/my%20store?x=1",
+        ))
+        .unwrap();
         assert_eq!(
             (u.user.as_str(), u.host.as_str(), u.port, u.path.as_str()),
             ("bob@corp", "example.org", 2222, "/srv/my store")
         );
-        let v6 = parse_url("sftp://a@[::1]/x").unwrap();
+        let v6 = parse_url(&location("sftp://a@[::1]/x")).unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 22));
-        assert!(parse_url("sftp://example.org/x").is_err());
+        assert!(parse_url(&location("sftp://example.org/x")).is_err());
         assert_eq!(join(b"/a", b""), b"/a");
         assert_eq!(join(b"/", b"b/c"), b"/b/c");
     }

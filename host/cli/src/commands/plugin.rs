@@ -24,6 +24,11 @@ const SDK: &[(&str, &str)] = &[
     ("README.md", include_str!("../../../../sdk/README.md")),
     ("src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
     (
+        "src/connector.rs",
+        include_str!("../../../../sdk/src/connector.rs"),
+    ),
+    ("src/url.rs", include_str!("../../../../sdk/src/url.rs")),
+    (
         "wit/connector.wit",
         include_str!("../../../../sdk/wit/connector.wit"),
     ),

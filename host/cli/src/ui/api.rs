@@ -63,7 +63,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 
 /// The `path` query parameter: a path inside a snapshot, as the bytes it
 /// percent-encodes (names need not be UTF-8; `kast_plugins::location::
-/// encode_path` writes them). Relative, `/`-separated, no `.` or `..`
+/// percent_encode_path` writes them). Relative, `/`-separated, no `.` or `..`
 /// (refused rather than resolved, so a request can never mean something
 /// other than it says); the root when absent or empty.
 pub struct InSnapshot(pub Vec<u8>);
@@ -85,7 +85,7 @@ impl<S: Send + Sync> FromRequestParts<S> for InSnapshot {
 
 /// Percent-decodes a query value (`+` is a space, as forms send it).
 pub(super) fn decoded(text: &str) -> Vec<u8> {
-    percent_encoding::percent_decode_str(&text.replace('+', " ")).collect()
+    kast_plugins::location::percent_decode_bytes(&text.replace('+', " "))
 }
 
 fn checked_path(path: &[u8]) -> Result<Vec<u8>, ApiError> {

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kast_engine::browse::{self, ChangeKind};
 use kast_engine::tree::Content;
-use kast_plugins::location::encode_path as encode;
+use kast_plugins::location::percent_encode_path as encode;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -55,7 +55,7 @@ impl Connector for Hostile {
                 .split_once("://")
                 .map(|(_, rest)| rest.split('/').next().unwrap_or("").to_string())
                 .unwrap_or_default(),
-            dir: PathBuf::from(location.path()),
+            dir: PathBuf::from(location.parse_url()?.path),
             mode: location.option("do").unwrap_or("").to_string(),
             target: location.option("target").unwrap_or("").to_string(),
             after: location

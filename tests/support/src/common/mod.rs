@@ -1,7 +1,6 @@
 //! Helpers shared by the engine's integration tests: deterministic data,
 //! generated trees on disk, stores in temporary directories, and a
 //! comparison of two directory trees by bytes and metadata.
-#![allow(dead_code)]
 
 pub mod conformance;
 
@@ -18,11 +17,12 @@ use std::sync::Arc;
 
 pub const PASS: &[u8] = b"correct horse battery staple";
 
-/// SplitMix64: fast, seeded, good enough to make incompressible test data.
+/// SplitMix64: fast, seeded, good enough to make incompressible test data
+/// (the benchmarks' datasets use it too, so both see the same bytes).
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
@@ -33,14 +33,22 @@ impl Rng {
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
         }
         out.truncate(len);
         out
     }
 
+    /// Fills `buf` in place, for data too large to allocate twice.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
@@ -62,6 +70,12 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
 pub struct TestStore {
     pub dir: tempfile::TempDir,
     pub store: Store,
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TestStore {
@@ -270,7 +284,6 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
 
 /// As [`assert_same_tree`], for sources that cannot tell hard links (a tar
 /// archive read by a plugin): each link comes back as a copy.
-#[allow(dead_code)]
 pub fn assert_same_tree_but_links(expected: &Path, actual: &Path) {
     let unlinked = |root: &Path| {
         let mut map = snapshot_of_dir(root);
@@ -286,7 +299,6 @@ pub fn assert_same_tree_but_links(expected: &Path, actual: &Path) {
 
 /// As [`assert_same_tree`], for connectors whose times are whole seconds
 /// and that have no hard links or extended attributes (SFTP version 3).
-#[allow(dead_code)]
 pub fn assert_same_tree_to_the_second(expected: &Path, actual: &Path) {
     compare_trees(sftp_view(expected), sftp_view(actual));
 }
@@ -342,7 +354,6 @@ fn to_the_second(seen: Seen) -> Seen {
 /// As [`assert_same_tree`], for connectors that keep only what WebDAV
 /// does: folders, and each file's bytes and modification time to the second
 /// (no modes, owners, folder times or links).
-#[allow(dead_code)]
 pub fn assert_same_files(expected: &Path, actual: &Path) {
     assert_eq!(files_view(expected), files_view(actual));
 }
@@ -396,7 +407,6 @@ fn compare_trees(a: BTreeMap<Vec<u8>, Seen>, b: BTreeMap<Vec<u8>, Seen>) {
 
 /// A tree FTP can describe: nested folders, odd but printable names,
 /// modes, sizes from empty to several MiB, and one symlink.
-#[allow(dead_code)]
 pub fn ftp_tree(root: &Path) {
     let mut rng = Rng(77);
     fs::create_dir_all(root.join("a/b/c")).unwrap();
@@ -419,7 +429,6 @@ pub fn ftp_tree(root: &Path) {
 
 /// What FTP keeps: every file's bytes, mode and time to the second, every
 /// directory and its mode; links (when `links`) with their targets.
-#[allow(dead_code)]
 pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
     snapshot_of_dir(root)
         .into_iter()
@@ -444,7 +453,6 @@ pub fn ftp_view(root: &Path, links: bool) -> BTreeMap<Vec<u8>, Seen> {
 }
 
 /// Copies a directory tree (a store, to damage a copy of it).
-#[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
@@ -460,7 +468,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// What a bucket keeps of a tree: each file's path, bytes and time (modes,
 /// folders and links have no place in S3).
-#[allow(dead_code)]
 pub fn s3_view(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
     snapshot_of_dir(root)
         .into_iter()
@@ -587,7 +594,6 @@ pub fn awkward_times_tree(root: &Path) -> Vec<(&'static str, i64)> {
 
 /// Flips one bit in the middle of the largest pack of a local store (the
 /// one that holds file data); returns the pack's path.
-#[allow(dead_code)]
 pub fn damage_largest_pack(store: &Path) -> PathBuf {
     let pack = fs::read_dir(store.join("packs"))
         .unwrap()

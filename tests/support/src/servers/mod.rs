@@ -7,8 +7,6 @@
 //! user's password (or its PAM configuration), those exist only in the
 //! server's private mount namespace.
 
-#![allow(dead_code)]
-
 pub mod ftp_servers;
 pub mod garage;
 pub mod sshd;

@@ -1,11 +1,35 @@
 //! The user the end-to-end tests act as: a fresh HOME, a passphrase in
 //! the environment, one store, and only the `kast` command line.
 
-#![allow(dead_code)]
-
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The `kast` binary under test: the one Cargo built for this run, beside
+/// the test executable's `deps/` folder (the tests that use it are
+/// integration tests of the `kast` package, so Cargo builds it fresh before
+/// they run; `KAST_BIN` names another).
+pub fn kast_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("KAST_BIN") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("a test runs from target/PROFILE/deps");
+        let bin = profile_dir.join("kast");
+        assert!(
+            bin.exists(),
+            "{} is missing: run the tests with cargo test -p kast",
+            bin.display()
+        );
+        bin
+    })
+}
 
 /// A user with an empty home and one store.
 pub struct User {
@@ -14,6 +38,12 @@ pub struct User {
     pub store: PathBuf,
     /// How kast is told where the store is (`--store`).
     pub location: String,
+}
+
+impl Default for User {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl User {
@@ -53,13 +83,13 @@ impl User {
     /// command line it is given after its own arguments.
     pub fn kast_under(&self, wrapper: &[&str], args: &[&str]) -> Output {
         let mut command = Command::new(wrapper[0]);
-        command.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_kast"));
+        command.args(&wrapper[1..]).arg(kast_binary());
         self.finish(&mut command, args, "correct horse");
         command.output().unwrap()
     }
 
     fn command(&self, args: &[&str], passphrase: &str) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kast"));
+        let mut command = Command::new(kast_binary());
         self.finish(&mut command, args, passphrase);
         command
     }
