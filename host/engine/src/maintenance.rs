@@ -168,14 +168,14 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     if !nothing_to_do {
         // The repacked packs come with states of their own, which the
         // merged states replace like the old ones.
-        let (repacked, written) = write_repacked(store, &repack)?;
-        report.packs_written = written.packs;
+        let written = write_repacked(store, &repack)?;
         report.packs_repacked = repack.len() as u64;
-        keep.extend(repacked);
-        let superseded = old_states
-            .iter()
-            .cloned()
-            .chain(written.states.iter().map(Id::to_hex));
+        let mut superseded = old_states.clone();
+        for (name, state) in written.states {
+            superseded.push(name.to_hex());
+            report.packs_written += state.packs.len() as u64;
+            keep.extend(state.packs);
+        }
 
         // New states first, then old states, then packs: a crash at any
         // point leaves every live blob listed by some state.
@@ -185,8 +185,8 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
                 .map(|(name, _)| name.to_hex())
                 .collect();
         report.states_after = new_states.len() as u64;
-        for name in superseded.filter(|n| !new_states.contains(n)) {
-            store.storage().delete(ObjectKind::State, &name)?;
+        for name in superseded.iter().filter(|n| !new_states.contains(*n)) {
+            store.storage().delete(ObjectKind::State, name)?;
         }
         let mut freed = 0u64;
         for pack in delete.iter().chain(repack.iter().map(|(p, _)| p)) {
@@ -254,16 +254,14 @@ fn reachable_blobs(
 }
 
 /// Copies live blobs (still sealed) out of mostly-dead packs into new
-/// packs, through the pipeline that writes every pack; returns the new
-/// packs' entries.
-fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result<(Packs, Written)> {
+/// packs, through the pipeline that writes every pack.
+fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result<Written> {
     if repack.is_empty() {
-        return Ok((Vec::new(), Written::default()));
+        return Ok(Written::default());
     }
     // Every blob here is in the store's index already: an empty index makes
     // the pipeline write them all.
-    let mut fresh = Index::empty();
-    let ((), written) = pipeline::write_blobs(store, &mut fresh, 1, |sink| {
+    let ((), written) = pipeline::write_blobs(store, &mut Index::empty(), 1, |sink| {
         for (pack, live) in repack {
             let bytes = store.storage().get(ObjectKind::Pack, &pack.to_hex())?;
             for (id, l) in live {
@@ -280,13 +278,7 @@ fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result
         }
         Ok(())
     })?;
-    let mut packs: HashMap<Id, Vec<PackEntry>> = HashMap::new();
-    fresh.for_each(|id, l| packs.entry(l.pack).or_default().push(entry(id, &l)));
-    let mut packs: Vec<_> = packs.into_iter().collect();
-    for (_, entries) in &mut packs {
-        entries.sort_by_key(|e| e.offset);
-    }
-    Ok((packs, written))
+    Ok(written)
 }
 
 /// Deletes packs no state lists once they were first seen unlisted at

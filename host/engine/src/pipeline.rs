@@ -243,11 +243,10 @@ pub struct Written {
     pub blobs: u64,
     /// Sealed bytes in packs.
     pub bytes: u64,
-    pub packs: u64,
     /// Bytes of the packs, headers included.
     pub pack_bytes: u64,
-    /// The states that list what was written.
-    pub states: Vec<Id>,
+    /// The states that list what was written, with their names.
+    pub states: Vec<(Id, State)>,
 }
 
 /// Runs `fill` with a sink into `store`, then indexes what was written.
@@ -324,20 +323,18 @@ pub fn write_blobs<R>(
         pack_bytes: uploaded.pack_bytes,
         ..Written::default()
     };
-    let mut states = uploaded.checkpoints;
-    states.extend(put_states(
+    written.states = uploaded.checkpoints;
+    written.states.extend(put_states(
         store.keys(),
         &**store.storage(),
         uploaded.pending,
     )?);
-    for (name, state) in &states {
+    for (name, state) in &written.states {
         for (_, entries) in &state.packs {
-            written.packs += 1;
             written.blobs += entries.len() as u64;
             written.bytes += entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
         }
         index.add_state(*name, state)?;
-        written.states.push(*name);
     }
     if let Some(e) = errors.take() {
         return Err(e);
