@@ -129,53 +129,6 @@ pub fn connect(
     Ok(stream)
 }
 
-/// The store layout of connectors that keep objects as files (the engine's
-/// native one), so a store copied between a disk and a server opens in both.
-pub mod layout {
-    use super::{Error, ErrorKind, ObjectKind};
-
-    /// Object names are lowercase hex (or `config`); anything else is
-    /// refused before it can become a path.
-    pub fn is_object_name(name: &str) -> bool {
-        !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-    }
-
-    /// The folder objects of `kind` live in ("" for the config).
-    pub fn folder(kind: ObjectKind) -> &'static str {
-        match kind {
-            ObjectKind::Config => "",
-            ObjectKind::Key => "keys",
-            ObjectKind::Pack => "packs",
-            ObjectKind::State => "states",
-            ObjectKind::Snapshot => "snapshots",
-            ObjectKind::Lock => "locks",
-        }
-    }
-
-    /// The folder and the file of one object, relative to the store's
-    /// root; packs are spread over folders named by their first two digits.
-    pub fn object_path(kind: ObjectKind, name: &str) -> Result<(String, String), Error> {
-        if !is_object_name(name) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("invalid object name {name:?}"),
-            ));
-        }
-        Ok(match kind {
-            ObjectKind::Config => (String::new(), "config".to_string()),
-            ObjectKind::Pack => {
-                let fan = &name[..2.min(name.len())];
-                (format!("packs/{fan}"), format!("packs/{fan}/{name}"))
-            }
-            _ => (folder(kind).to_string(), format!("{}/{name}", folder(kind))),
-        })
-    }
-}
-
 /// Items of a listing, produced as the host pages through them, so a
 /// directory of a million entries is never one value.
 pub type Listing<T> = Box<dyn Iterator<Item = Result<T, Error>>>;
@@ -558,23 +511,6 @@ impl<C: Connector> tree_destination::Guest for Adapter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn object_paths_follow_the_native_layout() {
-        use layout::object_path;
-        assert_eq!(
-            object_path(ObjectKind::Pack, "abcd").unwrap(),
-            ("packs/ab".to_string(), "packs/ab/abcd".to_string())
-        );
-        assert_eq!(
-            object_path(ObjectKind::Config, "config").unwrap(),
-            (String::new(), "config".to_string())
-        );
-        assert_eq!(object_path(ObjectKind::Lock, "ff").unwrap().1, "locks/ff");
-        for bad in ["../x", "a/b", "", "UPPER"] {
-            assert!(object_path(ObjectKind::Key, bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn location_url_is_parsed() {

@@ -68,3 +68,8 @@ pub use url::{Url, percent_decode};
 mod connector;
 #[cfg(feature = "connector")]
 pub use connector::*;
+
+#[cfg(feature = "connector")]
+pub mod files;
+#[cfg(feature = "connector")]
+pub use files::{FileInfo, FileStorage, FileTree, layout};

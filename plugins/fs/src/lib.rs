@@ -19,8 +19,8 @@ mod host {
 }
 
 use kast_sdk::{
-    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata,
-    ObjectInfo, ObjectKind, PluginInfo, Role, Source, Storage, Upload, layout, listing,
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, FileInfo, FileStorage, FileTree,
+    Listing, Location, Metadata, PluginInfo, Role, Source, Storage, listing,
 };
 use std::io::{self, Read, Write};
 
@@ -42,7 +42,7 @@ impl Connector for Fs {
 
     fn storage(_location: Location) -> Result<Box<dyn Storage>, Error> {
         host::mkdir(b"")?;
-        Ok(Box::new(FsStorage { counter: 0 }))
+        Ok(Box::new(FileStorage::new(FsTree)))
     }
 
     fn source(_location: Location) -> Result<Box<dyn Source>, Error> {
@@ -60,156 +60,84 @@ impl Connector for Fs {
 
 kast_sdk::export_connector!(Fs);
 
-/// Objects as files, in the engine's native layout; puts are written to a
-/// temporary name, synced, renamed, and the folder synced.
-struct FsStorage {
-    counter: u64,
-}
+/// The store's files, reached through the host; the SDK's [`FileStorage`]
+/// lays them out and writes each through a temporary name.
+struct FsTree;
 
-impl FsStorage {
-    fn path(kind: ObjectKind, name: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let (dir, path) = layout::object_path(kind, name)?;
-        Ok((dir.into_bytes(), path.into_bytes()))
+impl FileTree for FsTree {
+    /// A host file handle.
+    type Writer = u64;
+
+    fn make_dirs(&mut self, dir: &str) -> Result<(), Error> {
+        host::mkdir(dir.as_bytes())
     }
 
-    fn list_folder(dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
-        let entries = match host::list_dir(dir.as_bytes()) {
-            Ok(e) => e,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for e in entries {
-            let Ok(name) = String::from_utf8(e.name) else {
-                continue;
-            };
-            if e.kind == EntryKind::File && layout::is_object_name(&name) {
-                out.push(ObjectInfo {
-                    name,
-                    size: e.meta.size,
-                });
-            }
+    fn list(&mut self, dir: &str) -> Result<Option<Vec<FileInfo>>, Error> {
+        match host::list_dir(dir.as_bytes()) {
+            Ok(entries) => Ok(Some(
+                entries
+                    .into_iter()
+                    .map(|e| FileInfo {
+                        name: e.name,
+                        kind: e.kind,
+                        size: e.meta.size,
+                    })
+                    .collect(),
+            )),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
-}
 
-impl Storage for FsStorage {
-    fn put(&mut self, kind: ObjectKind, name: &str, _size: u64) -> Result<Box<dyn Upload>, Error> {
-        let (dir, path) = Self::path(kind, name)?;
-        self.counter += 1;
-        let mut tmp = dir.clone();
-        if !tmp.is_empty() {
-            tmp.push(b'/');
+    fn size(&mut self, path: &str) -> Result<Option<u64>, Error> {
+        match host::stat(path.as_bytes()) {
+            Ok(e) => Ok(Some(e.meta.size)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        tmp.extend_from_slice(format!(".tmp-{name}-{}", self.counter).as_bytes());
-        host::mkdir(&dir)?;
-        let handle = host::create(&tmp, false)?;
-        Ok(Box::new(FsUpload {
-            handle: Some(handle),
-            tmp,
-            dir,
-            path,
-        }))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
-        let (_, path) = Self::path(kind, name)?;
-        Ok(Box::new(HostFile::open(&path, 0)?))
+    fn create(&mut self, path: &str, _size: u64) -> Result<u64, Error> {
+        host::create(path.as_bytes(), false)
     }
 
-    fn get_range(
-        &mut self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>, Error> {
-        let (_, path) = Self::path(kind, name)?;
+    fn write(&mut self, handle: &mut u64, data: &[u8]) -> Result<(), Error> {
+        host::write(*handle, data)
+    }
+
+    fn finish(&mut self, handle: u64) -> Result<(), Error> {
+        let synced = host::sync(handle);
+        host::close(handle);
+        synced
+    }
+
+    fn abandon(&mut self, handle: u64) {
+        host::close(handle);
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Error> {
+        host::rename(from.as_bytes(), to.as_bytes())
+    }
+
+    fn sync_dir(&mut self, dir: &str) -> Result<(), Error> {
+        host::sync_dir(dir.as_bytes())
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), Error> {
+        host::remove(path.as_bytes())
+    }
+
+    fn open(&mut self, path: &str) -> Result<Box<dyn Read>, Error> {
+        Ok(Box::new(HostFile::open(path.as_bytes(), 0)?))
+    }
+
+    fn read_range(&mut self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, Error> {
         let length = u32::try_from(length)
             .map_err(|_| Error::new(ErrorKind::InvalidInput, "range too long"))?;
-        let handle = host::open_read(&path)?;
+        let handle = host::open_read(path.as_bytes())?;
         let result = host::read_at(handle, offset, length);
         host::close(handle);
         result
-    }
-
-    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
-        let mut out = Vec::new();
-        match kind {
-            ObjectKind::Config => match host::stat(b"config") {
-                Ok(e) => out.push(ObjectInfo {
-                    name: "config".into(),
-                    size: e.meta.size,
-                }),
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            },
-            ObjectKind::Pack => {
-                let fans = match host::list_dir(b"packs") {
-                    Ok(f) => f,
-                    Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(e),
-                };
-                for fan in fans.into_iter().filter(|f| f.kind == EntryKind::Dir) {
-                    let fan = String::from_utf8_lossy(&fan.name).into_owned();
-                    Self::list_folder(&format!("packs/{fan}"), &mut out)?;
-                }
-            }
-            _ => Self::list_folder(layout::folder(kind), &mut out)?,
-        }
-        Ok(listing(out))
-    }
-
-    fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
-        let (_, path) = Self::path(kind, name)?;
-        match host::remove(&path) {
-            Err(e) if e.kind != ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// An object being written to a temporary name: committed, it is synced,
-/// renamed into place and its folder synced; dropped before, removed.
-struct FsUpload {
-    /// Until committed.
-    handle: Option<u64>,
-    tmp: Vec<u8>,
-    dir: Vec<u8>,
-    path: Vec<u8>,
-}
-
-impl Upload for FsUpload {
-    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
-        let handle = self
-            .handle
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "write after commit"))?;
-        host::write(handle, data)
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<(), Error> {
-        let handle = self
-            .handle
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "committed twice"))?;
-        let synced = host::sync(handle);
-        host::close(handle);
-        let result = synced
-            .and_then(|()| host::rename(&self.tmp, &self.path))
-            .and_then(|()| host::sync_dir(&self.dir));
-        if result.is_err() {
-            let _ = host::remove(&self.tmp);
-        }
-        result
-    }
-}
-
-impl Drop for FsUpload {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            host::close(handle);
-            let _ = host::remove(&self.tmp);
-        }
     }
 }
 

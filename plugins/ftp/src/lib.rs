@@ -15,8 +15,8 @@ mod listing;
 mod tls;
 
 use kast_sdk::{
-    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata,
-    ObjectInfo, ObjectKind, PluginInfo, Role, Source, Storage, Upload, layout,
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, FileInfo, FileStorage, FileTree,
+    Listing, Location, Metadata, PluginInfo, Role, Source, Storage,
 };
 use listing::Item;
 use std::cell::RefCell;
@@ -53,14 +53,10 @@ impl Connector for FtpConnector {
 
     fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
         let session = Session::connect(&location)?;
-        let mut nonce = [0u8; 8];
-        getrandom::getrandom(&mut nonce).map_err(|e| invalid(format!("no randomness: {e}")))?;
-        Ok(Box::new(FtpStorage {
+        Ok(Box::new(FileStorage::new(FtpTree {
             s: Rc::new(RefCell::new(session)),
             made: HashSet::new(),
-            temp_prefix: format!(".tmp-{:016x}", u64::from_le_bytes(nonce)),
-            counter: 0,
-        }))
+        })))
     }
 
     fn source(location: Location) -> Result<Box<dyn Source>, Error> {
@@ -311,186 +307,136 @@ fn list_if_there(s: &mut Session, dir: &str) -> Result<Vec<Item>, Error> {
     }
 }
 
-/// A store's objects as files, in the engine's native layout.
-struct FtpStorage {
+/// The store's files on the server; the SDK's [`FileStorage`] lays them
+/// out and writes each through a temporary name: uploaded in one transfer
+/// fed part by part, its size checked, then renamed over the final name
+/// (RNFR/RNTO), so a reader sees all of an object or none.
+struct FtpTree {
     s: Rc<RefCell<Session>>,
     made: HashSet<String>,
-    /// Unique per connection, so concurrent writers never share a temp name.
-    temp_prefix: String,
-    counter: u64,
 }
 
-impl FtpStorage {
-    fn path(&self, kind: ObjectKind, name: &str) -> Result<(String, String), Error> {
-        let (dir, path) = layout::object_path(kind, name)?;
-        let root = &self.s.borrow().root;
-        Ok((join(root, &dir), join(root, &path)))
-    }
-
-    fn list_folder(s: &mut Session, dir: &str, out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
-        let items = list_if_there(s, dir)?;
-        for item in items {
-            if item.kind == EntryKind::File && layout::is_object_name(&item.name) {
-                out.push(ObjectInfo {
-                    name: item.name,
-                    size: item.size,
-                });
-            }
-        }
-        Ok(())
+impl FtpTree {
+    fn path(&self, rel: &str) -> String {
+        join(&self.s.borrow().root, rel)
     }
 }
 
-impl Storage for FtpStorage {
-    /// Uploaded to a temporary name in one transfer fed part by part, its
-    /// size checked, then renamed over the final name (RNFR/RNTO), so a
-    /// reader sees all of an object or none.
-    fn put(&mut self, kind: ObjectKind, name: &str, size: u64) -> Result<Box<dyn Upload>, Error> {
-        let (dir, path) = self.path(kind, name)?;
-        let s = &mut *self.s.borrow_mut();
-        s.make_dirs(&dir, &mut self.made)?;
-        self.counter += 1;
-        let temp = join(&dir, &format!("{}-{}", self.temp_prefix, self.counter));
-        let stream = s
-            .ftp
-            .put_with_stream(&temp)
-            .map_err(|e| ftp_error(&s.peer, &format!("STOR {temp}"), e))?;
-        Ok(Box::new(FtpUpload {
-            s: self.s.clone(),
-            stream: Some(Box::new(stream)),
-            temp,
-            path,
-            size,
-            written: 0,
-        }))
-    }
-
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
-        let (_, path) = self.path(kind, name)?;
-        Ok(Box::new(open_remote(&mut self.s.borrow_mut(), path, 0)?))
-    }
-
-    fn get_range(
-        &mut self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>, Error> {
-        let (_, path) = self.path(kind, name)?;
-        self.s.borrow_mut().read(&path, offset, Some(length))
-    }
-
-    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
-        let s = &mut *self.s.borrow_mut();
-        let mut out = Vec::new();
-        match kind {
-            ObjectKind::Config => {
-                let path = join(&s.root, "config");
-                if let Ok(size) = s.ftp.size(&path) {
-                    out.push(ObjectInfo {
-                        name: "config".into(),
-                        size: size as u64,
-                    });
-                }
-            }
-            ObjectKind::Pack => {
-                let packs = join(&s.root, "packs");
-                let fans = list_if_there(s, &packs)?;
-                for fan in fans.into_iter().filter(|f| f.kind == EntryKind::Dir) {
-                    Self::list_folder(s, &join(&packs, &fan.name), &mut out)?;
-                }
-            }
-            _ => {
-                let dir = join(&s.root, layout::folder(kind));
-                Self::list_folder(s, &dir, &mut out)?;
-            }
-        }
-        Ok(kast_sdk::listing(out))
-    }
-
-    fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
-        let (_, path) = self.path(kind, name)?;
-        let s = &mut *self.s.borrow_mut();
-        match s.ftp.rm(&path) {
-            Err(e) => match s.error(&format!("DELE {path}"), e) {
-                e if e.kind == ErrorKind::NotFound => Ok(()),
-                e => Err(e),
-            },
-            Ok(()) => Ok(()),
-        }
-    }
-}
-
-/// An object being uploaded to its temporary name; dropped before its
-/// commit, the transfer is cut and the temporary file removed.
-struct FtpUpload {
-    s: Rc<RefCell<Session>>,
-    /// Until committed.
-    stream: Option<Box<dyn Transfer>>,
-    temp: String,
+/// A file being uploaded: what the host announced, and what came.
+struct FtpWriter {
+    stream: Box<dyn Transfer>,
     path: String,
-    /// What the host announced, and what came.
     size: u64,
     written: u64,
 }
 
-impl Upload for FtpUpload {
-    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
-        let stream = self
-            .stream
-            .as_mut()
-            .ok_or_else(|| invalid("write after commit".into()))?;
-        stream.write_all(data).map_err(|e| {
+impl FileTree for FtpTree {
+    type Writer = FtpWriter;
+
+    fn make_dirs(&mut self, dir: &str) -> Result<(), Error> {
+        let dir = self.path(dir);
+        self.s.borrow_mut().make_dirs(&dir, &mut self.made)
+    }
+
+    fn list(&mut self, dir: &str) -> Result<Option<Vec<FileInfo>>, Error> {
+        let dir = self.path(dir);
+        let items = list_if_there(&mut self.s.borrow_mut(), &dir)?;
+        Ok(Some(
+            items
+                .into_iter()
+                .map(|item| FileInfo {
+                    name: item.name.into_bytes(),
+                    kind: item.kind,
+                    size: item.size,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Any answer but a size is taken as "no such file": servers word it
+    /// differently, and a store that cannot be read fails on its next step.
+    fn size(&mut self, path: &str) -> Result<Option<u64>, Error> {
+        let path = self.path(path);
+        Ok(self.s.borrow_mut().ftp.size(&path).ok().map(|n| n as u64))
+    }
+
+    fn create(&mut self, path: &str, size: u64) -> Result<FtpWriter, Error> {
+        let path = self.path(path);
+        let s = &mut *self.s.borrow_mut();
+        let stream = s
+            .ftp
+            .put_with_stream(&path)
+            .map_err(|e| ftp_error(&s.peer, &format!("STOR {path}"), e))?;
+        Ok(FtpWriter {
+            stream: Box::new(stream),
+            path,
+            size,
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, writer: &mut FtpWriter, data: &[u8]) -> Result<(), Error> {
+        writer.stream.write_all(data).map_err(|e| {
             Error::io(
-                format!("{}: writing {}", self.s.borrow().peer, self.temp),
+                format!("{}: writing {}", self.s.borrow().peer, writer.path),
                 e,
             )
         })?;
-        self.written += data.len() as u64;
+        writer.written += data.len() as u64;
         Ok(())
     }
 
-    fn commit(mut self: Box<Self>) -> Result<(), Error> {
-        let stream = self
-            .stream
-            .take()
-            .ok_or_else(|| invalid("committed twice".into()))?;
+    fn finish(&mut self, writer: FtpWriter) -> Result<(), Error> {
         let s = &mut *self.s.borrow_mut();
-        let (temp, path) = (&self.temp, &self.path);
-        let result = stream
+        let FtpWriter {
+            stream,
+            path,
+            size,
+            written,
+        } = writer;
+        stream
             .done()
-            .map_err(|e| s.error(&format!("STOR {temp}"), e))
-            .and_then(|()| match s.ftp.size(temp) {
-                Ok(size) if size as u64 != self.written || self.written != self.size => {
-                    Err(Error::new(
-                        ErrorKind::Other,
-                        format!(
-                            "{}: {temp} holds {size} bytes after uploading {} of {}",
-                            s.peer, self.written, self.size
-                        ),
-                    ))
-                }
-                _ => Ok(()),
-            })
-            .and_then(|()| {
-                s.ftp
-                    .rename(temp, path)
-                    .map_err(|e| s.error(&format!("RNTO {path}"), e))
-            });
-        if result.is_err() {
-            let _ = s.ftp.rm(temp);
+            .map_err(|e| s.error(&format!("STOR {path}"), e))?;
+        match s.ftp.size(&path) {
+            Ok(held) if held as u64 != written || written != size => Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "{}: {path} holds {held} bytes after uploading {written} of {size}",
+                    s.peer
+                ),
+            )),
+            _ => Ok(()),
         }
-        result
     }
-}
 
-impl Drop for FtpUpload {
-    fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            let _ = stream.done();
-            let _ = self.s.borrow_mut().ftp.rm(&self.temp);
-        }
+    fn abandon(&mut self, writer: FtpWriter) {
+        let _ = writer.stream.done();
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Error> {
+        let (from, to) = (self.path(from), self.path(to));
+        let s = &mut *self.s.borrow_mut();
+        s.ftp
+            .rename(&from, &to)
+            .map_err(|e| s.error(&format!("RNTO {to}"), e))
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), Error> {
+        let path = self.path(path);
+        let s = &mut *self.s.borrow_mut();
+        s.ftp
+            .rm(&path)
+            .map_err(|e| s.error(&format!("DELE {path}"), e))
+    }
+
+    fn open(&mut self, path: &str) -> Result<Box<dyn Read>, Error> {
+        let path = self.path(path);
+        Ok(Box::new(open_remote(&mut self.s.borrow_mut(), path, 0)?))
+    }
+
+    fn read_range(&mut self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, Error> {
+        let path = self.path(path);
+        self.s.borrow_mut().read(&path, offset, Some(length))
     }
 }
 

@@ -23,8 +23,8 @@ mod wire;
 use auth::Credentials;
 use hostkey::HostKeyPolicy;
 use kast_sdk::{
-    Connector, Destination, Entry, EntryKind, Error, ErrorKind, Listing, Location, Metadata,
-    ObjectInfo, ObjectKind, PluginInfo, Role, Source, Storage, Upload, layout, listing,
+    Connector, Destination, Entry, EntryKind, Error, ErrorKind, FileInfo, FileStorage, FileTree,
+    Listing, Location, Metadata, PluginInfo, Role, Source, Storage, listing,
 };
 use sftp::{Attrs, ReadAhead, Sftp, WriteBehind};
 use std::cell::RefCell;
@@ -66,15 +66,11 @@ impl Connector for SftpConnector {
 
     fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
         let (sftp, root) = connect(&location)?;
-        let mut nonce = [0u8; 8];
-        getrandom::getrandom(&mut nonce).map_err(|e| other(format!("no randomness: {e}")))?;
-        Ok(Box::new(SftpStorage {
+        Ok(Box::new(FileStorage::new(SftpTree {
             s: Rc::new(RefCell::new(sftp)),
             root,
             made: HashSet::new(),
-            temp_prefix: format!(".tmp-{:016x}", u64::from_le_bytes(nonce)),
-            counter: 0,
-        }))
+        })))
     }
 
     fn source(location: Location) -> Result<Box<dyn Source>, Error> {
@@ -247,24 +243,19 @@ fn make_dirs(s: &mut Sftp, dir: &[u8], made: &mut HashSet<Vec<u8>>) -> Result<()
 }
 
 /// A store's objects as files, in the engine's native layout (the same as
-/// the `fs` plugin's, so a store copied off the server opens locally).
-struct SftpStorage {
+/// The store's files on the server; the SDK's [`FileStorage`] lays them
+/// out and writes each through a temporary name: written in parts with
+/// writes in flight, synced (fsync@openssh.com), closed, then renamed over
+/// the final name, so a reader sees all or nothing.
+struct SftpTree {
     s: Rc<RefCell<Sftp>>,
     root: Vec<u8>,
     made: HashSet<Vec<u8>>,
-    /// Unique per instance, so concurrent writers never share a temp name.
-    temp_prefix: String,
-    counter: u64,
 }
 
-impl SftpStorage {
-    /// The object's folder and full path.
-    fn path(&self, kind: ObjectKind, name: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let (dir, path) = layout::object_path(kind, name)?;
-        Ok((
-            join(&self.root, dir.as_bytes()),
-            join(&self.root, path.as_bytes()),
-        ))
+impl SftpTree {
+    fn path(&self, rel: &str) -> Vec<u8> {
+        join(&self.root, rel.as_bytes())
     }
 
     fn read_all(&mut self, path: &[u8], offset: u64, limit: Option<u64>) -> Result<Vec<u8>, Error> {
@@ -286,60 +277,91 @@ impl SftpStorage {
         self.s.borrow_mut().close_later(&reader.handle);
         result
     }
-
-    fn list_folder(&mut self, dir: &[u8], out: &mut Vec<ObjectInfo>) -> Result<(), Error> {
-        let names = match self.s.borrow_mut().list_dir(dir) {
-            Ok(n) => n,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for n in names {
-            let Ok(name) = String::from_utf8(n.name) else {
-                continue;
-            };
-            if n.attrs.file_type() == S_IFREG && layout::is_object_name(&name) {
-                out.push(ObjectInfo {
-                    name,
-                    size: n.attrs.size.unwrap_or(0),
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
-impl Storage for SftpStorage {
-    /// Written to a temporary name in parts, synced (fsync@openssh.com),
-    /// closed, then renamed over the final name, so a reader sees all or
-    /// nothing.
-    fn put(&mut self, kind: ObjectKind, name: &str, _size: u64) -> Result<Box<dyn Upload>, Error> {
-        let (dir, path) = self.path(kind, name)?;
-        make_dirs(&mut self.s.borrow_mut(), &dir, &mut self.made)?;
-        self.counter += 1;
-        let temp = join(
-            &dir,
-            format!("{}-{}", self.temp_prefix, self.counter).as_bytes(),
-        );
+impl FileTree for SftpTree {
+    type Writer = WriteBehind;
+
+    fn make_dirs(&mut self, dir: &str) -> Result<(), Error> {
+        let dir = self.path(dir);
+        make_dirs(&mut self.s.borrow_mut(), &dir, &mut self.made)
+    }
+
+    fn list(&mut self, dir: &str) -> Result<Option<Vec<FileInfo>>, Error> {
+        let names = match self.s.borrow_mut().list_dir(&self.path(dir)) {
+            Ok(n) => n,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let kind = |a: &Attrs| match a.file_type() {
+            S_IFREG => EntryKind::File,
+            S_IFDIR => EntryKind::Dir,
+            _ => EntryKind::Special,
+        };
+        Ok(Some(
+            names
+                .into_iter()
+                .map(|n| FileInfo {
+                    kind: kind(&n.attrs),
+                    size: n.attrs.size.unwrap_or(0),
+                    name: n.name,
+                })
+                .collect(),
+        ))
+    }
+
+    fn size(&mut self, path: &str) -> Result<Option<u64>, Error> {
+        match self.s.borrow_mut().stat(&self.path(path)) {
+            Ok(a) => Ok(Some(a.size.unwrap_or(0))),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&mut self, path: &str, _size: u64) -> Result<WriteBehind, Error> {
+        let path = self.path(path);
         let flags =
             sftp::OPEN_WRITE | sftp::OPEN_CREATE | sftp::OPEN_TRUNCATE | sftp::OPEN_EXCLUSIVE;
         let attrs = Attrs {
             permissions: Some(0o600),
             ..Attrs::default()
         };
-        let handle = self.s.borrow_mut().open(&temp, flags, &attrs)?;
-        Ok(Box::new(SftpUpload {
-            s: self.s.clone(),
-            writer: Some(WriteBehind::new(handle, temp)),
-            path,
-        }))
+        let handle = self.s.borrow_mut().open(&path, flags, &attrs)?;
+        Ok(WriteBehind::new(handle, path))
     }
 
-    fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error> {
-        let (_, path) = self.path(kind, name)?;
-        let handle = self
-            .s
-            .borrow_mut()
-            .open(&path, sftp::OPEN_READ, &Attrs::default())?;
+    fn write(&mut self, writer: &mut WriteBehind, data: &[u8]) -> Result<(), Error> {
+        writer.write(&mut self.s.borrow_mut(), data)
+    }
+
+    fn finish(&mut self, mut writer: WriteBehind) -> Result<(), Error> {
+        let s = &mut *self.s.borrow_mut();
+        let written = writer.settle(s).and_then(|()| s.fsync(&writer.handle));
+        let closed = s.close(&writer.handle);
+        written.and(closed)
+    }
+
+    fn abandon(&mut self, mut writer: WriteBehind) {
+        let s = &mut *self.s.borrow_mut();
+        let _ = writer.settle(s);
+        let _ = s.close(&writer.handle);
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Error> {
+        let (from, to) = (self.path(from), self.path(to));
+        self.s.borrow_mut().rename(&from, &to)
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), Error> {
+        let path = self.path(path);
+        self.s.borrow_mut().remove(&path)
+    }
+
+    fn open(&mut self, path: &str) -> Result<Box<dyn Read>, Error> {
+        let handle =
+            self.s
+                .borrow_mut()
+                .open(&self.path(path), sftp::OPEN_READ, &Attrs::default())?;
         Ok(Box::new(RemoteFile {
             s: self.s.clone(),
             reader: ReadAhead::new(handle, 0, None, None),
@@ -348,106 +370,12 @@ impl Storage for SftpStorage {
         }))
     }
 
-    fn get_range(
-        &mut self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>, Error> {
-        let (_, path) = self.path(kind, name)?;
+    fn read_range(&mut self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, Error> {
         let end = offset
             .checked_add(length)
             .ok_or_else(|| invalid("range past the end of any object".into()))?;
+        let path = self.path(path);
         self.read_all(&path, offset, Some(end))
-    }
-
-    fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error> {
-        let mut out = Vec::new();
-        match kind {
-            ObjectKind::Config => {
-                let path = join(&self.root, b"config");
-                match self.s.borrow_mut().stat(&path) {
-                    Ok(a) => out.push(ObjectInfo {
-                        name: "config".into(),
-                        size: a.size.unwrap_or(0),
-                    }),
-                    Err(e) if e.kind == ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            ObjectKind::Pack => {
-                let packs = join(&self.root, b"packs");
-                let fans = match self.s.borrow_mut().list_dir(&packs) {
-                    Ok(f) => f,
-                    Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(e),
-                };
-                for fan in fans.into_iter().filter(|f| f.attrs.file_type() == S_IFDIR) {
-                    self.list_folder(&join(&packs, &fan.name), &mut out)?;
-                }
-            }
-            _ => {
-                let dir = join(&self.root, layout::folder(kind).as_bytes());
-                self.list_folder(&dir, &mut out)?;
-            }
-        }
-        Ok(listing(out))
-    }
-
-    fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error> {
-        let (_, path) = self.path(kind, name)?;
-        match self.s.borrow_mut().remove(&path) {
-            Err(e) if e.kind != ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// An object being written to its temporary name; dropped before its
-/// commit, the temporary file is removed.
-struct SftpUpload {
-    s: Rc<RefCell<Sftp>>,
-    /// Until committed.
-    writer: Option<WriteBehind>,
-    path: Vec<u8>,
-}
-
-impl Upload for SftpUpload {
-    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
-        let writer = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| invalid("write after commit".into()))?;
-        writer.write(&mut self.s.borrow_mut(), data)
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<(), Error> {
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| invalid("committed twice".into()))?;
-        let s = &mut *self.s.borrow_mut();
-        let written = writer.settle(s).and_then(|()| s.fsync(&writer.handle));
-        let closed = s.close(&writer.handle);
-        let result = written
-            .and(closed)
-            .and_then(|()| s.rename(&writer.path, &self.path));
-        if result.is_err() {
-            let _ = s.remove(&writer.path);
-        }
-        result
-    }
-}
-
-impl Drop for SftpUpload {
-    fn drop(&mut self) {
-        if let Some(mut writer) = self.writer.take() {
-            let s = &mut *self.s.borrow_mut();
-            let _ = writer.settle(s);
-            let _ = s.close(&writer.handle);
-            let _ = s.remove(&writer.path);
-        }
     }
 }
 

@@ -28,6 +28,7 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../../sdk/src/connector.rs"),
     ),
     ("src/url.rs", include_str!("../../../../sdk/src/url.rs")),
+    ("src/files.rs", include_str!("../../../../sdk/src/files.rs")),
     (
         "wit/connector.wit",
         include_str!("../../../../sdk/wit/connector.wit"),
