@@ -13,7 +13,7 @@ use kast_engine::chunker::Chunker;
 use kast_engine::config::ChunkerParams;
 use kast_engine::crypto::{Domain, Keys, MasterKey};
 use kast_engine::keys::KdfParams;
-use kast_engine::local::{LocalDestination, LocalSource};
+use kast_engine::native::local::{LocalDestination, LocalSource};
 use kast_engine::storage::LocalStorage;
 use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
 use std::hint::black_box;

@@ -123,6 +123,10 @@ impl Context {
             Some(self.dirs.data.join("plugins")),
         )?;
         host.set_limits(self.limits);
+        // Loud even under --quiet: a server nobody checks is not a detail.
+        host.set_warnings(|text| {
+            eprintln!("kast: WARNING: {}", crate::views::shown(text.as_bytes()))
+        });
         if let Some(log) = &self.plugin_log {
             host.set_plugin_log(log.clone());
         }

@@ -185,8 +185,22 @@ pub fn list(
     }
 }
 
-/// Writes a file's content; returns the bytes written.
-pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Result<u64> {
+/// A file of a snapshot, read one chunk at a time (each checked and
+/// decrypted when the previous one is used up), so no reader ever holds a
+/// whole file. It yields exactly the recorded size, or an error: a tar
+/// header or an HTTP length announced from the size must not be left short.
+pub struct FileReader<'a> {
+    store: &'a Store,
+    index: &'a Index,
+    name: String,
+    chunks: std::slice::Iter<'a, Id>,
+    current: Vec<u8>,
+    used: usize,
+    left: u64,
+}
+
+/// Opens a file of a snapshot; anything else is refused with what to do.
+pub fn open_file<'a>(store: &'a Store, index: &'a Index, node: &'a Node) -> Result<FileReader<'a>> {
     let chunks = match &node.content {
         Content::File { chunks } => chunks,
         Content::Symlink { target } => {
@@ -209,14 +223,83 @@ pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Re
             )));
         }
     };
+    Ok(FileReader {
+        store,
+        index,
+        name: node.name_lossy(),
+        chunks: chunks.iter(),
+        current: Vec::new(),
+        used: 0,
+        left: node.meta.size,
+    })
+}
+
+impl FileReader<'_> {
+    /// The next piece of the file (a chunk, or its end cut to the recorded
+    /// size); `None` at the end.
+    pub fn next_piece(&mut self) -> Result<Option<&[u8]>> {
+        Ok(if self.fill()? {
+            Some(self.take(usize::MAX))
+        } else {
+            None
+        })
+    }
+
+    /// Brings unread bytes in hand, reading the next chunk if needed;
+    /// false at the end of the file.
+    fn fill(&mut self) -> Result<bool> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        while self.used == self.current.len() {
+            let Some(id) = self.chunks.next() else {
+                return Err(Error::Corrupt {
+                    what: self.name.clone(),
+                    why: format!(
+                        "its content ends {} bytes before its recorded size",
+                        self.left
+                    ),
+                });
+            };
+            self.current = self.store.read_indexed(self.index, id, BlobKind::Data)?;
+            self.used = 0;
+        }
+        Ok(true)
+    }
+
+    /// Hands out up to `max` of the bytes in hand.
+    fn take(&mut self, max: usize) -> &[u8] {
+        let n = max
+            .min(self.current.len() - self.used)
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let piece = &self.current[self.used..self.used + n];
+        self.used += n;
+        self.left -= n as u64;
+        piece
+    }
+}
+
+impl std::io::Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.fill().map_err(std::io::Error::other)? {
+            return Ok(0);
+        }
+        let piece = self.take(buf.len());
+        buf[..piece.len()].copy_from_slice(piece);
+        Ok(piece.len())
+    }
+}
+
+/// Writes a file's content; returns the bytes written.
+pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let mut file = open_file(store, index, node)?;
     let mut written = 0;
-    for id in chunks {
-        let data = store.read_indexed(index, id, BlobKind::Data)?;
-        out.write_all(&data).map_err(|e| Error::Destination {
+    while let Some(piece) = file.next_piece()? {
+        out.write_all(piece).map_err(|e| Error::Destination {
             path: node.name_lossy(),
             source: e,
         })?;
-        written += data.len() as u64;
+        written += piece.len() as u64;
     }
     Ok(written)
 }

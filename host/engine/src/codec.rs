@@ -28,14 +28,6 @@ impl Writer {
         self.buf.push(v);
     }
 
-    pub fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-
-    pub fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-
     pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
@@ -88,10 +80,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// Fails unless every byte was consumed: trailing garbage is damage too.
     pub fn finish(self) -> Result<(), Error> {
         if self.buf.is_empty() {
@@ -118,14 +106,6 @@ impl<'a> Reader<'a> {
 
     pub fn u8(&mut self) -> Result<u8, Error> {
         Ok(self.fixed(1)?[0])
-    }
-
-    pub fn u32(&mut self) -> Result<u32, Error> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    pub fn u64(&mut self) -> Result<u64, Error> {
-        Ok(u64::from_le_bytes(self.array()?))
     }
 
     pub fn i64(&mut self) -> Result<i64, Error> {
@@ -173,14 +153,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn primitives_round_trip(a: u8, b: u32, c: u64, d: i64, v: u64, s in ".*", raw: Vec<u8>) {
+        fn primitives_round_trip(a: u8, d: i64, v: u64, s in ".*", raw: Vec<u8>) {
             let mut w = Writer::new();
-            w.u8(a); w.u32(b); w.u64(c); w.i64(d); w.varint(v); w.str(&s); w.bytes(&raw);
+            w.u8(a); w.i64(d); w.varint(v); w.str(&s); w.bytes(&raw);
             let bytes = w.into_bytes();
             let mut r = Reader::new(&bytes, "test");
             prop_assert_eq!(r.u8().unwrap(), a);
-            prop_assert_eq!(r.u32().unwrap(), b);
-            prop_assert_eq!(r.u64().unwrap(), c);
             prop_assert_eq!(r.i64().unwrap(), d);
             prop_assert_eq!(r.varint().unwrap(), v);
             prop_assert_eq!(r.string().unwrap(), s);
@@ -194,7 +172,7 @@ mod tests {
             let _ = r.varint();
             let _ = r.bytes();
             let _ = r.string();
-            let _ = r.u64();
+            let _ = r.i64();
         }
     }
 

@@ -26,6 +26,17 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// The kind a unix `st_mode` says; the one mapping for every reader of
+    /// a local disk (the engine's local source and the host's `local-fs`).
+    pub fn of_mode(mode: u32) -> Self {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => EntryKind::Symlink,
+            _ => EntryKind::Special,
+        }
+    }
+
     fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             0 => EntryKind::File,

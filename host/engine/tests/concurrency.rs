@@ -36,7 +36,7 @@ fn two_concurrent_backups_both_restore() {
     assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
     for (snap, src) in [(sa, &a), (sb, &b)] {
         let out = t.dir.path().join(format!("out-{}", snap.id.short()));
-        let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+        let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
         let r = kast_engine::restore(&store, &snap.id, b"", &dest, &Default::default()).unwrap();
         assert!(r.errors.is_empty());
         assert_same_tree(src, &out);

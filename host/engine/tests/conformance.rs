@@ -4,7 +4,7 @@
 use kast_test_support::common;
 
 use common::conformance::{self, Connectors};
-use kast_engine::local::{LocalDestination, LocalSource};
+use kast_engine::native::local::{LocalDestination, LocalSource};
 use kast_engine::storage::{LocalStorage, Storage};
 use kast_engine::{Destination, Source};
 use std::path::Path;

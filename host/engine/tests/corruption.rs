@@ -264,7 +264,7 @@ fn a_damaged_snapshot_header_leaves_the_others_whole() {
             &t.store,
             &b.id,
             b"",
-            &kast_engine::memory::MemoryDestination::new(),
+            &kast_engine::native::memory::MemoryDestination::new(),
             &Default::default()
         )
         .is_err()
@@ -291,7 +291,7 @@ fn a_damaged_state_is_named_and_backups_go_on() {
     // A new backup still works: what the damaged state listed is stored anew.
     let again = backup_dir(&store, &t.dir.path().join("a"));
     let out = t.dir.path().join("restored");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     let r = kast_engine::restore(&store, &again.id, b"", &dest, &Default::default()).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_same_tree(&t.dir.path().join("a"), &out);

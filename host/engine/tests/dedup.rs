@@ -4,7 +4,7 @@ use kast_test_support::common;
 
 use common::*;
 use kast_engine::BackupOptions;
-use kast_engine::local::LocalSource;
+use kast_engine::native::local::LocalSource;
 
 #[test]
 fn second_backup_of_the_same_tree_adds_no_pack_data() {

@@ -47,7 +47,7 @@ fn rm_then_maintenance_reclaims_space_and_keeps_the_rest() {
     let store = t.reopen();
     assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
     let out = t.dir.path().join("restored-b");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     let r = kast_engine::restore(&store, &snap_b.id, b"", &dest, &Default::default()).unwrap();
     assert!(r.errors.is_empty());
     assert_same_tree(&b, &out);
@@ -144,7 +144,7 @@ fn maintenance_waits_for_running_backups() {
     let held = t.store.lock(true, "maintenance").unwrap();
     let src = t.dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
-    let source = kast_engine::local::LocalSource::new(&src).unwrap();
+    let source = kast_engine::native::local::LocalSource::new(&src).unwrap();
     let err = kast_engine::backup(&t.store, &source, &BackupOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Locked(_)), "{err}");
     drop(held);
@@ -177,7 +177,7 @@ fn an_interrupted_backup_keeps_what_it_stored_for_the_next_one() {
         progress: Arc::new(CancelAfter(cancel.clone(), Default::default())),
         ..Default::default()
     };
-    let source = kast_engine::local::LocalSource::new(&src).unwrap();
+    let source = kast_engine::native::local::LocalSource::new(&src).unwrap();
     let err = kast_engine::backup(&t.store, &source, &options).unwrap_err();
     assert!(matches!(err, Error::Interrupted), "{err}");
     assert!(

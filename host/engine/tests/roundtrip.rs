@@ -5,7 +5,7 @@ use kast_test_support::common;
 
 use common::*;
 use kast_engine::browse::{self, ChangeKind};
-use kast_engine::memory::{MemoryDestination, MemoryEntry, MemoryTree};
+use kast_engine::native::memory::{MemoryDestination, MemoryEntry, MemoryTree};
 use kast_engine::tree::{EntryKind, Metadata};
 use kast_engine::{BackupOptions, RestoreOptions};
 
@@ -16,12 +16,12 @@ fn a_path_inside_a_snapshot_restores_alone() {
     generate_tree(&src, 2, 0);
     let id = t.backup(&src).id;
     let out = t.dir.path().join("only-many");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     kast_engine::restore(&t.store, &id, b"many", &dest, &RestoreOptions::default()).unwrap();
     assert_same_tree(&src.join("many"), &out);
 
     let one = t.dir.path().join("one-file");
-    let dest = kast_engine::local::LocalDestination::new(&one).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&one).unwrap();
     kast_engine::restore(
         &t.store,
         &id,
@@ -32,7 +32,7 @@ fn a_path_inside_a_snapshot_restores_alone() {
     .unwrap();
     assert!(one.join("level2/level3").is_dir());
     let file = t.dir.path().join("file");
-    let dest = kast_engine::local::LocalDestination::new(&file).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&file).unwrap();
     kast_engine::restore(
         &t.store,
         &id,

@@ -38,7 +38,7 @@ fn sync_copies_only_what_is_new_and_restores_from_the_target() {
     let (source, copy) = all.copied[0];
     assert_eq!(source, second.id);
     let out = b.dir.path().join("out");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     kast_engine::restore(&target, &copy, b"", &dest, &Default::default()).unwrap();
     assert_same_tree(&src, &out);
     let header = target.read_snapshot(&copy).unwrap();

@@ -40,7 +40,7 @@ fn entry_kind(kind: types::EntryKind) -> EntryKind {
     }
 }
 
-fn wit_entry_kind(kind: EntryKind) -> types::EntryKind {
+pub(crate) fn wit_entry_kind(kind: EntryKind) -> types::EntryKind {
     match kind {
         EntryKind::File => types::EntryKind::File,
         EntryKind::Dir => types::EntryKind::Dir,

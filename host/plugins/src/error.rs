@@ -55,8 +55,12 @@ pub enum PluginError {
         #[source]
         source: std::io::Error,
     },
-    #[error("wasm runtime: {0}")]
-    Runtime(String),
+    #[error("starting the plugin runtime: {what}: {source}")]
+    Runtime {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The contract's error kinds, as the host sees them.

@@ -49,6 +49,7 @@ pub struct Host {
     registry: Registry,
     limits: Limits,
     log: Option<Arc<plugin_log::PluginLog>>,
+    warn: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Host {
@@ -62,7 +63,15 @@ impl Host {
             registry: Registry::new(runtime, plugin_dir),
             limits: Limits::default(),
             log: None,
+            warn: Box::new(|_| {}),
         })
+    }
+
+    /// Where warnings about a location go (a server whose identity will not
+    /// be checked); the CLI prints them. Unset, they are dropped: whoever
+    /// embeds the host and lets such options through must show them.
+    pub fn set_warnings(&mut self, warn: impl Fn(&str) + Send + Sync + 'static) {
+        self.warn = Box::new(warn);
     }
 
     /// Sends what instances opened from now on print to `log`.
@@ -87,12 +96,12 @@ impl Host {
     ) -> Result<(Arc<instance::InstanceConfig>, String), PluginError> {
         let location = Location::parse(text)?;
         if location.option("insecure_accept_any_host_key") == Some("true") {
-            // Said loudly, every time: this is for tests, never for real data.
-            eprintln!(
-                "kast: WARNING: insecure_accept_any_host_key=true: the server's identity is \
-                 NOT checked for {}; anyone on the network path can impersonate it",
+            // Said every time: this is for tests, never for real data.
+            (self.warn)(&format!(
+                "insecure_accept_any_host_key=true: the server's identity is NOT checked for \
+                 {}; anyone on the network path can impersonate it",
                 location.host.as_deref().unwrap_or("this location")
-            );
+            ));
         }
         let plugin = self.registry.for_scheme(&location.scheme)?;
         let (mut grants, address) = sandbox::grants_for(&location, role, creating)?;

@@ -19,6 +19,11 @@ use std::os::unix::ffi::OsStrExt;
 
 use std::path::{Path, PathBuf};
 
+/// The contract's kind of an entry, by the engine's one mapping of `st_mode`.
+fn kind_of_mode(mode: u32) -> EntryKind {
+    crate::connectors::wit_entry_kind(kast_engine::tree::EntryKind::of_mode(mode))
+}
+
 /// What a location grants: a directory, or one file inside its folder.
 pub enum Grant {
     Dir(Dir),
@@ -184,18 +189,8 @@ impl LocalFs {
 
     fn entry(dir: &Dir, rel: &Path, name: Vec<u8>) -> io::Result<Entry> {
         let meta = dir.symlink_metadata(rel)?;
-        let file_type = meta.file_type();
-        let kind = if file_type.is_file() {
-            EntryKind::File
-        } else if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::Special
-        };
         let stat = Stat {
-            kind,
+            kind: kind_of_mode(meta.mode()),
             mode: meta.mode(),
             uid: meta.uid(),
             gid: meta.gid(),
@@ -230,14 +225,8 @@ impl LocalFs {
             }
             st.assume_init()
         };
-        let kind = match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => EntryKind::File,
-            libc::S_IFDIR => EntryKind::Dir,
-            libc::S_IFLNK => EntryKind::Symlink,
-            _ => EntryKind::Special,
-        };
         let stat = Stat {
-            kind,
+            kind: kind_of_mode(st.st_mode),
             mode: st.st_mode,
             uid: st.st_uid,
             gid: st.st_gid,

@@ -65,21 +65,23 @@ impl Runtime {
         if std::env::var_os("KAST_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(runtime)?;
+        let engine = Engine::new(&config).map_err(runtime("configuring wasmtime"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(runtime)?;
-        crate::sandbox::network::add_socket_limit(&mut linker).map_err(runtime)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime("linking WASI"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(runtime("linking WASI HTTP"))?;
+        crate::sandbox::network::add_socket_limit(&mut linker)
+            .map_err(runtime("linking the socket limit"))?;
         // The host's private `local-fs` (for its own `fs` plugin) and the
         // contract's type-only `types` interfaces, which components import.
         bindings::private::FsPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
         )
-        .map_err(runtime)?;
+        .map_err(runtime("linking local-fs"))?;
         linker
             .instance("kast:connector/types@0.1.0")
-            .map_err(runtime)?;
+            .map_err(runtime("linking the contract's types"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("kast-epoch".into())
@@ -90,14 +92,14 @@ impl Runtime {
                     std::thread::sleep(TICK);
                 }
             })
-            .map_err(|e| PluginError::Runtime(e.to_string()))?;
+            .map_err(runtime("starting the epoch thread"))?;
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kast-plugin-io")
             .enable_io()
             .enable_time()
             .build()
-            .map_err(|e| PluginError::Runtime(e.to_string()))?;
+            .map_err(runtime("starting the plugins' I/O runtime"))?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
@@ -200,6 +202,12 @@ fn wasmparser_is_component(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0]
 }
 
-fn runtime(e: wasmtime::Error) -> PluginError {
-    PluginError::Runtime(e.to_string())
+/// Names what failed while the runtime was being set up.
+fn runtime<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    what: &'static str,
+) -> impl FnOnce(E) -> PluginError {
+    move |e| PluginError::Runtime {
+        what,
+        source: e.into(),
+    }
 }

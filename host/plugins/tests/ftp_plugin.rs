@@ -111,7 +111,7 @@ fn round_trip(server: &dyn FtpServer) {
     let outcome = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
     let out = dir.path().join("out");
-    let local = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let local = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     kast_engine::restore(&store, &outcome.id, b"", &local, &RestoreOptions::default()).unwrap();
     assert_eq!(view(server, &src, true), view(server, &out, true));
     // Unchanged, the tree is not read again.
@@ -177,7 +177,7 @@ fn a_symlink_listed_without_its_target_is_named_not_fatal() {
         outcome.warnings
     );
     let out = dir.path().join("out");
-    let local = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let local = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     let restored =
         kast_engine::restore(&store, &outcome.id, b"", &local, &RestoreOptions::default()).unwrap();
     assert_eq!(std::fs::read(out.join("file")).unwrap(), b"x");

@@ -6,7 +6,7 @@ use kast_test_support::common;
 use kast_test_support::servers;
 
 use common::conformance::{self, Connectors};
-use kast_engine::local::LocalDestination;
+use kast_engine::native::local::LocalDestination;
 use kast_engine::storage::{ObjectKind, Storage};
 use kast_engine::{BackupOptions, Destination, RestoreOptions, Source};
 use kast_plugins::Host;

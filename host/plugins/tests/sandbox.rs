@@ -360,7 +360,7 @@ fn a_crash_mid_backup_leaves_a_consistent_store() {
     std::fs::remove_dir_all(small.join("many")).unwrap();
     let first = kast_engine::backup(
         &store,
-        &kast_engine::local::LocalSource::new(&small).unwrap(),
+        &kast_engine::native::local::LocalSource::new(&small).unwrap(),
         &BackupOptions::default(),
     )
     .unwrap();
@@ -370,7 +370,7 @@ fn a_crash_mid_backup_leaves_a_consistent_store() {
     std::fs::write(big.join("data"), Rng(5).bytes(6 << 20)).unwrap();
     let err = kast_engine::backup(
         &store,
-        &kast_engine::local::LocalSource::new(&big).unwrap(),
+        &kast_engine::native::local::LocalSource::new(&big).unwrap(),
         &BackupOptions::default(),
     )
     .unwrap_err();
@@ -394,7 +394,7 @@ fn a_crash_mid_backup_leaves_a_consistent_store() {
     let report = kast_engine::check::check(&store, &Default::default()).unwrap();
     assert!(report.is_clean(), "{:?}", report.damage);
     let out = dir.path().join("restored");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     kast_engine::restore(&store, &first.id, b"", &dest, &RestoreOptions::default()).unwrap();
     assert_same_tree(&small, &out);
 }
@@ -435,7 +435,7 @@ fn malformed_listings_are_refused_entry_by_entry() {
         "the size recorded is what was read"
     );
     let out = dir.path().join("out");
-    let dest = kast_engine::local::LocalDestination::new(&out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&out).unwrap();
     kast_engine::restore(&store, &outcome.id, b"", &dest, &RestoreOptions::default()).unwrap();
     let mut restored: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -466,7 +466,7 @@ fn a_storage_that_lists_everything_three_times_is_counted_once() {
     let src = dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("a"), b"one").unwrap();
-    let source = kast_engine::local::LocalSource::new(&src).unwrap();
+    let source = kast_engine::native::local::LocalSource::new(&src).unwrap();
     let first = kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();
     std::fs::write(src.join("b"), b"two").unwrap();
     kast_engine::backup(&store, &source, &BackupOptions::default()).unwrap();

@@ -9,13 +9,12 @@
 //! out (a snapshot keeps no device numbers); so are entries that could not be
 //! read at backup time beyond what was kept.
 
-use kast_engine::blob::BlobKind;
-use kast_engine::crypto::Id;
+use kast_engine::browse;
 use kast_engine::index::Index;
 use kast_engine::tree::{Content, Metadata, Node};
 use kast_engine::{Error, Store};
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use tar::{Builder, EntryType, Header};
 
@@ -68,7 +67,7 @@ pub fn write_tar(
                 let mut header = header(&node.meta, EntryType::Regular);
                 extensions(&mut tar, &node.meta)?;
                 header.set_size(node.meta.size);
-                let content = Chunks::new(store, index, chunks, node.meta.size);
+                let content = browse::open_file(store, index, &node).map_err(io_error)?;
                 tar.append_data(&mut header, as_path(&path), content)?;
             }
             Content::Symlink { target } => {
@@ -140,58 +139,4 @@ fn as_path(bytes: &[u8]) -> &std::path::Path {
 
 fn io_error(e: Error) -> io::Error {
     io::Error::other(e.to_string())
-}
-
-/// A file's content as a reader: each chunk read, checked and decrypted
-/// when the previous one is used up. Exactly the recorded size, or an
-/// error: a header's size that the content did not fill would shift every
-/// later entry of the archive.
-struct Chunks<'a> {
-    store: &'a Store,
-    index: &'a Index,
-    ids: std::slice::Iter<'a, Id>,
-    current: Vec<u8>,
-    used: usize,
-    left: u64,
-}
-
-impl<'a> Chunks<'a> {
-    fn new(store: &'a Store, index: &'a Index, ids: &'a [Id], size: u64) -> Chunks<'a> {
-        Chunks {
-            store,
-            index,
-            ids: ids.iter(),
-            current: Vec::new(),
-            used: 0,
-            left: size,
-        }
-    }
-}
-
-impl Read for Chunks<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        while self.used == self.current.len() {
-            let Some(id) = self.ids.next() else {
-                return Err(io::Error::other(
-                    "a file's content is shorter than its recorded size",
-                ));
-            };
-            self.current = self
-                .store
-                .read_indexed(self.index, id, BlobKind::Data)
-                .map_err(io_error)?;
-            self.used = 0;
-        }
-        let n = buf
-            .len()
-            .min(self.current.len() - self.used)
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        buf[..n].copy_from_slice(&self.current[self.used..self.used + n]);
-        self.used += n;
-        self.left -= n as u64;
-        Ok(n)
-    }
 }

@@ -15,6 +15,7 @@ use kast_plugins::location::percent_encode_path as encode;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::Arc;
 
 /// Rows per page of a list.
@@ -314,23 +315,6 @@ pub async fn browse(
     .await
 }
 
-/// Collects the first bytes of a file and then stops the read.
-struct Prefix(Vec<u8>);
-
-impl std::io::Write for Prefix {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = PREVIEW_BYTES - self.0.len();
-        self.0.extend_from_slice(&buf[..buf.len().min(room)]);
-        if self.0.len() == PREVIEW_BYTES {
-            return Err(std::io::Error::other("enough for a preview"));
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Whether bytes read as text: UTF-8 (a cut last character allowed) with
 /// no NUL.
 fn is_text(bytes: &[u8]) -> bool {
@@ -353,9 +337,11 @@ pub async fn view(
         let (id, node, index) = api::file_node(app, &id, &path)?;
         let hex = id.to_hex();
         let raw = format!("{}/api/snapshots/{hex}/file?path={}", app.base, encode(&path));
-        let mut prefix = Prefix(Vec::new());
-        // Stops early by design once the preview is full.
-        let _ = browse::cat(&app.store, &index, &node, &mut prefix);
+        // The file's first bytes; what cannot be read is not previewed.
+        let mut prefix = Vec::new();
+        if let Ok(file) = browse::open_file(&app.store, &index, &node) {
+            let _ = file.take(PREVIEW_BYTES as u64).read_to_end(&mut prefix);
+        }
         let image = api::shown_type(&path).starts_with("image/");
         let body = html! {
             (crumbs(app, &hex, &path))
@@ -369,9 +355,9 @@ pub async fn view(
             (restore_form(&hex, &path))
             @if image {
                 img.preview src=(raw) alt=(lossy(&node.name));
-            } @else if is_text(&prefix.0) {
+            } @else if is_text(&prefix) {
                 @if node.meta.size > PREVIEW_BYTES as u64 { p { "The first " (format_bytes(PREVIEW_BYTES as u64)) ":" } }
-                pre.preview { (String::from_utf8_lossy(&prefix.0)) }
+                pre.preview { (String::from_utf8_lossy(&prefix)) }
             } @else {
                 p { "Not text: download it to open it." }
             }

@@ -152,7 +152,7 @@ pub fn check_round_trip(c: &dyn Connectors, big: u64) {
     // The store is the same store natively.
     let native = open_store(&dir.path().join("store"), None).unwrap();
     let native_out = dir.path().join("native-out");
-    let dest = kast_engine::local::LocalDestination::new(&native_out).unwrap();
+    let dest = kast_engine::native::local::LocalDestination::new(&native_out).unwrap();
     kast_engine::restore(&native, &outcome.id, b"", &dest, &RestoreOptions::default()).unwrap();
     assert_same(c, &src, &native_out);
 }

@@ -5,7 +5,7 @@
 pub mod conformance;
 
 use kast_engine::keys::KdfParams;
-use kast_engine::local::{LocalDestination, LocalSource};
+use kast_engine::native::local::{LocalDestination, LocalSource};
 use kast_engine::storage::LocalStorage;
 use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
 use std::collections::BTreeMap;

@@ -39,7 +39,7 @@ impl LocalSource {
 
     fn entry(path: &Path, name: Vec<u8>) -> io::Result<SourceEntry> {
         let meta = fs::symlink_metadata(path)?;
-        let kind = kind_of(&meta);
+        let kind = EntryKind::of_mode(meta.mode());
         let symlink_target = if kind == EntryKind::Symlink {
             Some(fs::read_link(path)?.into_os_string().into_encoded_bytes())
         } else {
@@ -52,19 +52,6 @@ impl LocalSource {
             symlink_target,
             mount: None,
         })
-    }
-}
-
-fn kind_of(meta: &fs::Metadata) -> EntryKind {
-    let t = meta.file_type();
-    if t.is_file() {
-        EntryKind::File
-    } else if t.is_dir() {
-        EntryKind::Dir
-    } else if t.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::Special
     }
 }
 
@@ -227,7 +214,7 @@ impl Destination for LocalDestination {
             let meta = entry.metadata()?;
             found.push(Existing {
                 name: entry.file_name().into_vec(),
-                kind: kind_of(&meta),
+                kind: EntryKind::of_mode(meta.mode()),
                 size: meta.len(),
                 mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             });
