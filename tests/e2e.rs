@@ -781,15 +781,9 @@ fn ls_json_is_complete() {
     assert!(text.lines().next().unwrap().contains("source"), "{text}");
 }
 
-/// The test-only plugins, built beside the built-in ones
-/// (`target/wasm-plugins/…`, next to the binary's own folder).
+/// The test-only plugins, built beside the built-in ones.
 fn testing_plugin(name: &str) -> std::path::PathBuf {
-    let bin = std::path::Path::new(kast_test_support::user::kast_binary());
-    bin.parent()
-        .and_then(|release| release.parent())
-        .unwrap()
-        .join("wasm-plugins/wasm32-wasip2/release")
-        .join(format!("kast_plugin_{name}.wasm"))
+    std::path::Path::new(kast_plugins::BUILT_PLUGINS_DIR).join(format!("kast_plugin_{name}.wasm"))
 }
 
 #[test]

@@ -23,7 +23,7 @@ use kast_test_support::user;
 use common::{assert_same_tree, generate_tree, write_random_file};
 use kast_engine::Store;
 use kast_engine::crypto::Id;
-use kast_engine::index::Location;
+use kast_engine::index::BlobLocation;
 use kast_engine::storage::LocalStorage;
 use kast_engine::tree::Content;
 use serde_json::Value;
@@ -82,8 +82,8 @@ struct Own {
     pack: PathBuf,
     state: PathBuf,
     header: PathBuf,
-    tree: Location,
-    file_blob: Location,
+    tree: BlobLocation,
+    file_blob: BlobLocation,
 }
 
 /// A store with three snapshots, A, B and C, that share no data.
@@ -113,14 +113,14 @@ impl Fixture {
                 state: added(&states, &objects(&user.store.join("states"))),
                 header,
                 src,
-                tree: Location {
+                tree: BlobLocation {
                     pack: Id([0; 32]),
                     offset: 0,
                     length: 0,
                     raw_length: 0,
                     kind: kast_engine::blob::BlobKind::Tree,
                 },
-                file_blob: Location {
+                file_blob: BlobLocation {
                     pack: Id([0; 32]),
                     offset: 0,
                     length: 0,
@@ -192,7 +192,7 @@ fn swap_files(a: &Path, b: &Path) {
 }
 
 /// Replaces the bytes of `at` in its pack (under `store`) by `with`.
-fn splice(store: &Path, at: &Location, with: &[u8]) {
+fn splice(store: &Path, at: &BlobLocation, with: &[u8]) {
     let path = pack_path(store, &at.pack);
     let mut bytes = std::fs::read(&path).unwrap();
     let range = at.offset as usize..(at.offset + at.length) as usize;
@@ -205,7 +205,7 @@ fn pack_path(store: &Path, pack: &Id) -> PathBuf {
     store.join("packs").join(&hex[..2]).join(hex)
 }
 
-fn blob_bytes(store: &Path, at: &Location) -> Vec<u8> {
+fn blob_bytes(store: &Path, at: &BlobLocation) -> Vec<u8> {
     let bytes = std::fs::read(pack_path(store, &at.pack)).unwrap();
     bytes[at.offset as usize..(at.offset + at.length) as usize].to_vec()
 }

@@ -17,10 +17,9 @@ use kast_bench::{
 
 use kast_engine::blob::BlobKind;
 use kast_engine::crypto::Id;
+use kast_engine::index::{PackEntry, State};
 use kast_engine::keys::KdfParams;
 use kast_engine::native::local::{LocalDestination, LocalSource};
-use kast_engine::pack::PackEntry;
-use kast_engine::state::State;
 use kast_engine::storage::{LocalStorage, ObjectKind, Storage};
 use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 use crate::blob;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::index::{Index, Location};
+use crate::index::{BlobLocation, Index};
 use crate::pack;
 use crate::progress::{Progress, Silent};
 use crate::source::join;
@@ -186,7 +186,7 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
         .into_iter()
         .filter_map(|o| Id::from_hex(&o.name).map(|id| (id, o.size)))
         .collect();
-    let mut by_pack: HashMap<Id, Vec<(Id, Location)>> = HashMap::new();
+    let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
     index.for_each(|id, l| {
         if needed_packs.contains(&l.pack) || options.snapshots.is_empty() {
             by_pack.entry(l.pack).or_default().push((id, l));
@@ -307,7 +307,7 @@ fn check_keys_and_locks(store: &Store, findings: &mut Findings) -> Result<()> {
 fn verify_packs(
     store: &Store,
     packs: &[Id],
-    by_pack: &HashMap<Id, Vec<(Id, Location)>>,
+    by_pack: &HashMap<Id, Vec<(Id, BlobLocation)>>,
     options: &CheckOptions,
     findings: &mut Findings,
     report: &mut CheckReport,
@@ -353,7 +353,7 @@ struct PackOutcome {
     bad: Vec<(Id, String)>,
 }
 
-fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, Location)]) -> PackOutcome {
+fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, BlobLocation)]) -> PackOutcome {
     let bytes = match store.storage().get(ObjectKind::Pack, &pack_id.to_hex()) {
         Ok(b) => b,
         Err(e) => {

@@ -12,7 +12,7 @@ use crate::blob::BlobKind;
 use crate::browse;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
-use crate::index::{Index, Location};
+use crate::index::{BlobLocation, Index};
 use crate::pack::PackEntry;
 use crate::pipeline::{self, Written};
 use crate::storage::ObjectKind;
@@ -79,7 +79,7 @@ pub struct MaintenanceReport {
 struct PackUse {
     /// Every blob the pack holds, once each.
     all: Vec<PackEntry>,
-    live: Vec<(Id, Location)>,
+    live: Vec<(Id, BlobLocation)>,
     live_bytes: u64,
     dead_bytes: u64,
     dead_blobs: u64,
@@ -147,7 +147,7 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     report.states_before = old_states.len() as u64;
 
     let mut keep: Packs = Vec::new();
-    let mut repack: Vec<(Id, Vec<(Id, Location)>)> = Vec::new();
+    let mut repack: Vec<(Id, Vec<(Id, BlobLocation)>)> = Vec::new();
     let mut delete: Vec<Id> = Vec::new();
     for (pack, u) in packs {
         report.blobs_dropped += u.dead_blobs;
@@ -203,8 +203,8 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     Ok(report)
 }
 
-fn location(pack: Id, e: &PackEntry) -> Location {
-    Location {
+fn location(pack: Id, e: &PackEntry) -> BlobLocation {
+    BlobLocation {
         pack,
         offset: e.offset,
         length: e.length,
@@ -213,7 +213,7 @@ fn location(pack: Id, e: &PackEntry) -> Location {
     }
 }
 
-fn entry(id: Id, l: &Location) -> PackEntry {
+fn entry(id: Id, l: &BlobLocation) -> PackEntry {
     PackEntry {
         id,
         kind: l.kind,
@@ -255,7 +255,7 @@ fn reachable_blobs(
 
 /// Copies live blobs (still sealed) out of mostly-dead packs into new
 /// packs, through the pipeline that writes every pack.
-fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, Location)>)]) -> Result<Written> {
+fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, BlobLocation)>)]) -> Result<Written> {
     if repack.is_empty() {
         return Ok(Written::default());
     }

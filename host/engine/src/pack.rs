@@ -48,13 +48,9 @@ pub struct FinishedPack {
 }
 
 impl PackBuilder {
-    /// A pack of about `target` bytes: the buffer is sized once, with room
-    /// for the footer, so filling it never reallocates.
-    pub fn new(target: usize) -> Result<Self> {
-        Self::with_buffer(target, Vec::new())
-    }
-
-    /// Like [`PackBuilder::new`], reusing a buffer from an earlier pack.
+    /// A pack of about `target` bytes in `buf` (a buffer from an earlier
+    /// pack, or a new one): sized once, with room for the footer, so
+    /// filling it never reallocates.
     pub fn with_buffer(target: usize, mut buf: Vec<u8>) -> Result<Self> {
         let mut pad_len = [0u8; 2];
         fill_random(&mut pad_len)?;
@@ -72,11 +68,6 @@ impl PackBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-
-    /// Bytes of blobs and padding so far.
-    pub fn len(&self) -> usize {
-        self.buf.len()
     }
 
     /// Whether a sealed blob of `len` bytes still fits in `target`; an empty
@@ -221,7 +212,7 @@ mod tests {
     #[test]
     fn finished_pack_reads_back_and_detects_flips() {
         let keys = Keys::derive(&MasterKey([5; 32]));
-        let mut b = PackBuilder::new(1024).unwrap();
+        let mut b = PackBuilder::with_buffer(1024, Vec::new()).unwrap();
         b.add(Id([1; 32]), BlobKind::Data, 3, b"abcdef");
         b.add(Id([2; 32]), BlobKind::Tree, 1, b"xyz");
         let pack = b.finish(&keys).unwrap();
@@ -243,7 +234,7 @@ mod tests {
     fn a_pack_of_tiny_blobs_closes_before_its_footer_outgrows_the_buffer() {
         let keys = Keys::derive(&MasterKey([5; 32]));
         let target = 16 << 20;
-        let mut b = PackBuilder::new(target).unwrap();
+        let mut b = PackBuilder::with_buffer(target, Vec::new()).unwrap();
         let capacity = b.buf.capacity();
         let mut n = 0u32;
         while b.has_room(100, target) {

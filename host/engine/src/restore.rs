@@ -13,7 +13,7 @@ use crate::conflicts::{self, Decision, Overwrite};
 use crate::crypto::Id;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::index::{Index, Location};
+use crate::index::{BlobLocation, Index};
 use crate::progress::{Progress, Silent};
 use crate::source::join;
 use crate::store::Store;
@@ -152,7 +152,7 @@ enum Step {
 }
 
 /// Chunks read together: one pack, ascending offsets.
-type ReadJob = Vec<(Id, Location, Sender<Result<Vec<u8>>>)>;
+type ReadJob = Vec<(Id, BlobLocation, Sender<Result<Vec<u8>>>)>;
 
 /// The most one read may span: a few chunks per request, and a bounded
 /// buffer per worker.
@@ -209,7 +209,7 @@ pub fn restore(
             let rx = job_rx.clone();
             s.spawn(move || {
                 for job in rx {
-                    let blobs: Vec<(Id, Location)> =
+                    let blobs: Vec<(Id, BlobLocation)> =
                         job.iter().map(|(id, l, _)| (*id, *l)).collect();
                     for ((_, _, reply), data) in job.iter().zip(store.read_blobs_together(&blobs)) {
                         let _ = reply.send(data);

@@ -5,7 +5,7 @@ use crate::blob::{self, BlobKind};
 use crate::config::{ChunkerParams, ConfigBody, ConfigFile, FORMAT_VERSION};
 use crate::crypto::{Id, Keys, MasterKey, random_name};
 use crate::error::{Error, Result};
-use crate::index::{Index, Location};
+use crate::index::{BlobLocation, Index};
 use crate::keys::{self, KdfParams, KeyFile};
 use crate::lock::{self, LockGuard};
 use crate::snapshot::Snapshot;
@@ -299,7 +299,7 @@ impl Store {
     }
 
     /// Reads, opens and verifies one blob.
-    pub fn read_blob(&self, id: &Id, location: &Location) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, id: &Id, location: &BlobLocation) -> Result<Vec<u8>> {
         let sealed = self.storage.get_range(
             ObjectKind::Pack,
             &location.pack.to_hex(),
@@ -319,7 +319,7 @@ impl Store {
     /// with one ranged read, then opens and verifies each: a network store
     /// pays per request, not per byte. If the shared read fails, each blob
     /// is read alone, so each gets its own answer.
-    pub fn read_blobs_together(&self, blobs: &[(Id, Location)]) -> Vec<Result<Vec<u8>>> {
+    pub fn read_blobs_together(&self, blobs: &[(Id, BlobLocation)]) -> Vec<Result<Vec<u8>>> {
         let (Some((_, first)), Some(end)) = (
             blobs.first(),
             blobs

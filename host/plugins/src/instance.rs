@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, PluginError};
 use crate::local_fs::LocalFs;
 use crate::registry::{PluginInfo, Role};
 use crate::runtime::Runtime;
-use crate::sandbox::store::{HostState, deadline_ticks, new_store};
+use crate::sandbox::host_state::{HostState, deadline_ticks, new_store};
 use crate::sandbox::{Grants, Limits};
 use std::sync::Arc;
 use std::time::Duration;

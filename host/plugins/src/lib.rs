@@ -44,6 +44,11 @@ pub use sandbox::{Grants, HttpEndpoint, Limits, TcpGrant};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where this build compiled the plugins (the built-in ones are embedded
+/// from there), so tests find the test-only ones, which are never embedded.
+#[doc(hidden)]
+pub const BUILT_PLUGINS_DIR: &str = env!("KAST_PLUGIN_WASM_DIR");
+
 /// Everything needed to turn a location into a connector.
 pub struct Host {
     registry: Registry,

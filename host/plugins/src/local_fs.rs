@@ -374,9 +374,9 @@ fn last_component(path: &[u8]) -> Vec<u8> {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec()
 }
 
-impl crate::bindings::types::Host for crate::sandbox::store::HostState {}
+impl crate::bindings::types::Host for crate::sandbox::host_state::HostState {}
 
-impl Host for crate::sandbox::store::HostState {
+impl Host for crate::sandbox::host_state::HostState {
     fn stat(&mut self, path: Vec<u8>) -> Result<Entry, Error> {
         let fs = &self.local_fs;
         let (dir, rel) = fs.resolve(&path)?;

@@ -9,7 +9,7 @@
 use crate::bindings;
 use crate::contract::{CONTRACTS, Version};
 use crate::error::PluginError;
-use crate::sandbox::store::HostState;
+use crate::sandbox::host_state::HostState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -510,7 +510,7 @@ pub async fn restore(State(app): State<Arc<App>>, Json(r): Json<RestoreRequest>)
         let total = path.is_empty().then_some(snap.summary.logical_bytes);
         let snap = snap.clone();
         let worker = app.clone();
-        Ok(app.jobs.start("restore", total, move |job| {
+        Ok(app.tasks.start("restore", total, move |job| {
             let options = kast_engine::RestoreOptions {
                 overwrite: match r.overwrite {
                     true => kast_engine::Overwrite::Always,
@@ -540,7 +540,7 @@ pub struct CheckRequest {
 /// `{"job": id}`. The result, once done, is as `kast check --json`.
 pub async fn check(State(app): State<Arc<App>>, Json(r): Json<CheckRequest>) -> Answer {
     let worker = app.clone();
-    let job = app.jobs.start("check", None, move |job| {
+    let job = app.tasks.start("check", None, move |job| {
         let options = kast_engine::check::CheckOptions {
             fast: r.fast,
             progress: job,
@@ -556,7 +556,7 @@ pub async fn check(State(app): State<Arc<App>>, Json(r): Json<CheckRequest>) -> 
 /// `GET /api/jobs/{id}`: a job's progress and, once over, its outcome.
 pub async fn job(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Answer {
     let job = app
-        .jobs
+        .tasks
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     Ok(Json(job.json(id)))

@@ -8,8 +8,8 @@ mod api;
 mod archive;
 mod auth;
 mod catalog;
-mod jobs;
 mod pages;
+mod tasks;
 
 use crate::context::Context;
 use anyhow::{Context as _, Result};
@@ -27,7 +27,7 @@ pub struct App {
     host: kast_plugins::Host,
     catalog: catalog::Catalog,
     listings: catalog::Listings,
-    jobs: jobs::Jobs,
+    tasks: tasks::Tasks,
     auth: auth::Auth,
     /// The path prefix the UI is served under (`""` or `/prefix`).
     base: String,
@@ -103,7 +103,7 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
         host: ctx.new_host()?,
         catalog: catalog::Catalog::default(),
         listings: catalog::Listings::default(),
-        jobs: jobs::Jobs::default(),
+        tasks: tasks::Tasks::default(),
         auth: auth::Auth::new()?,
         base: normalized_base(&options.base_path)?,
         dirs: ctx.dirs.clone(),

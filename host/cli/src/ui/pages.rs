@@ -506,7 +506,7 @@ pub async fn job(
 ) -> Response {
     render(app, session, move |app| {
         let job = app
-            .jobs
+            .tasks
             .get(id)
             .ok_or_else(|| ApiError(axum::http::StatusCode::NOT_FOUND, format!("no job {id}")))?;
         let kind = job.json(id)["kind"].as_str().unwrap_or("job").to_string();

@@ -4,12 +4,14 @@
 //! and a lookup touches a page or two, however large the store.
 
 mod run;
+mod state;
 
-pub use run::{Location, MAX_BLOB, RECORD, Record};
+pub use crate::pack::PackEntry;
+pub use run::{BlobLocation, MAX_BLOB, RECORD, Record};
+pub use state::State;
 
 use crate::crypto::{Id, Keys};
 use crate::error::{Error, Result};
-use crate::state::State;
 use crate::storage::{ObjectKind, Storage};
 use run::Run;
 use std::collections::HashSet;
@@ -125,7 +127,7 @@ impl Index {
     }
 
     /// Where blob `id` is, if any state knows it.
-    pub fn lookup(&self, id: &Id) -> Option<Location> {
+    pub fn lookup(&self, id: &Id) -> Option<BlobLocation> {
         self.runs
             .iter()
             .rev()
@@ -137,7 +139,7 @@ impl Index {
     }
 
     /// Every record, run by run (a blob stored twice appears twice).
-    pub fn for_each(&self, mut f: impl FnMut(Id, Location)) {
+    pub fn for_each(&self, mut f: impl FnMut(Id, BlobLocation)) {
         for run in &self.runs {
             for i in 0..run.record_count() {
                 f(run.id(i), run.location(i));
@@ -167,7 +169,7 @@ fn state_records(state: &State) -> Vec<Record> {
         .flat_map(|(pack, entries)| {
             entries.iter().map(move |e| Record {
                 id: e.id,
-                location: Location {
+                location: BlobLocation {
                     pack: *pack,
                     offset: e.offset,
                     length: e.length,
@@ -223,7 +225,7 @@ mod tests {
         ) {
             let records: Vec<Record> = raw.iter().map(|(id, pack, offset, raw_length, kind)| Record {
                 id: Id(*id),
-                location: Location {
+                location: BlobLocation {
                     pack: Id([*pack; 32]),
                     offset: *offset,
                     length: offset.wrapping_mul(3),

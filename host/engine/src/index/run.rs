@@ -28,7 +28,7 @@ pub const MAX_BLOB: usize = 1 << KIND_SHIFT;
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Location {
+pub struct BlobLocation {
     pub pack: Id,
     pub offset: u32,
     pub length: u32,
@@ -40,7 +40,7 @@ pub struct Location {
 #[derive(Clone, Copy, Debug)]
 pub struct Record {
     pub id: Id,
-    pub location: Location,
+    pub location: BlobLocation,
 }
 
 enum Bytes {
@@ -253,10 +253,10 @@ impl Run {
         u32::from_le_bytes(self.bytes[offset..offset + 4].try_into().expect("4"))
     }
 
-    pub fn location(&self, i: usize) -> Location {
+    pub fn location(&self, i: usize) -> BlobLocation {
         let o = self.record_offset(i) + 32;
         let raw = self.u32_at(o + 12);
-        Location {
+        BlobLocation {
             pack: self.pack(self.u32_at(o) as usize),
             offset: self.u32_at(o + 4),
             length: self.u32_at(o + 8),
@@ -319,7 +319,7 @@ fn write_record<W: Write + ?Sized>(
     out: &mut W,
     id: &Id,
     pack: u32,
-    l: &Location,
+    l: &BlobLocation,
 ) -> std::io::Result<()> {
     let mut rec = [0u8; RECORD];
     rec[..32].copy_from_slice(&id.0);

@@ -18,7 +18,7 @@ use crate::bindings::{types, v0_1, v0_2};
 use crate::error::PluginError;
 use crate::instance::{CallResult, Instance};
 use crate::registry::Role;
-use crate::sandbox::store::HostState;
+use crate::sandbox::host_state::HostState;
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceAny};
 

@@ -6,11 +6,11 @@
 //! reaches it sees.
 
 pub mod grants;
+pub(crate) mod host_state;
 pub mod http;
 pub mod limits;
 pub mod network;
 pub mod schemes;
-pub(crate) mod store;
 
 pub use grants::{Grants, grants_for, reach};
 pub use http::HttpEndpoint;

@@ -3,8 +3,8 @@
 //! callback built here; the count is kept by the host's own
 //! `create-tcp-socket`, which replaces wasmtime-wasi's in the linker.
 
+use super::host_state::HostState;
 use super::limits::MAX_SOCKETS;
-use super::store::HostState;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use wasmtime::StoreContextMut;

@@ -1,7 +1,9 @@
-//! Long work started from the UI (a restore, a check) runs as a job on a
+//! Long work started from the UI (a restore, a check) runs as a task on a
 //! thread of its own; its page polls `GET /api/jobs/{id}` for progress and
-//! the outcome. The latest [`KEPT_JOBS`] are kept, running ones always, so
-//! a server left up for months does not grow with every job started.
+//! the outcome. The latest [`KEPT_TASKS`] are kept, running ones always, so
+//! a server left up for months does not grow with every task started.
+//! (Not the jobs of the config file, `crate::jobs`: those are scheduled
+//! backups; the HTTP path keeps the word it was published with.)
 
 use kast_engine::progress::Progress;
 use serde_json::{Value, json};
@@ -9,14 +11,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Finished jobs kept for their pages (older ones are forgotten).
-pub const KEPT_JOBS: usize = 200;
+/// Finished tasks kept for their pages (older ones are forgotten).
+pub const KEPT_TASKS: usize = 200;
 
-/// Warnings kept per job (the rest are counted).
+/// Warnings kept per task (the rest are counted).
 const KEPT_WARNINGS: usize = 100;
 
-/// One job: what it has done so far and, once over, how it ended.
-pub struct Job {
+/// One task: what it has done so far and, once over, how it ended.
+pub struct Task {
     kind: &'static str,
     /// Bytes expected, when known (a whole-snapshot restore).
     total_bytes: Option<u64>,
@@ -26,7 +28,7 @@ pub struct Job {
     outcome: Mutex<Option<Result<Value, String>>>,
 }
 
-impl Progress for Job {
+impl Progress for Task {
     fn bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
@@ -42,7 +44,7 @@ impl Progress for Job {
     }
 }
 
-impl Job {
+impl Task {
     fn is_over(&self) -> bool {
         self.outcome
             .lock()
@@ -50,7 +52,7 @@ impl Job {
             .is_some()
     }
 
-    /// The job as the API shows it.
+    /// The task as the API shows it.
     pub fn json(&self, id: u64) -> Value {
         let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         let warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
@@ -68,23 +70,23 @@ impl Job {
     }
 }
 
-/// Every job of this server.
+/// Every task of this server.
 #[derive(Default)]
-pub struct Jobs {
+pub struct Tasks {
     next: AtomicU64,
-    all: Mutex<HashMap<u64, Arc<Job>>>,
+    all: Mutex<HashMap<u64, Arc<Task>>>,
 }
 
-impl Jobs {
-    /// Starts `work` on its own thread; returns the job's id.
+impl Tasks {
+    /// Starts `work` on its own thread; returns the task's id.
     pub fn start(
         &self,
         kind: &'static str,
         total_bytes: Option<u64>,
-        work: impl FnOnce(Arc<Job>) -> Result<Value, String> + Send + 'static,
+        work: impl FnOnce(Arc<Task>) -> Result<Value, String> + Send + 'static,
     ) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let job = Arc::new(Job {
+        let task = Arc::new(Task {
             kind,
             total_bytes,
             bytes: AtomicU64::new(0),
@@ -94,28 +96,28 @@ impl Jobs {
         });
         {
             let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
-            all.insert(id, job.clone());
-            if all.len() > KEPT_JOBS {
+            all.insert(id, task.clone());
+            if all.len() > KEPT_TASKS {
                 let mut finished: Vec<u64> = all
                     .iter()
                     .filter(|(_, j)| j.is_over())
                     .map(|(id, _)| *id)
                     .collect();
                 finished.sort_unstable();
-                let excess = all.len() - KEPT_JOBS;
+                let excess = all.len() - KEPT_TASKS;
                 for old in finished.into_iter().take(excess) {
                     all.remove(&old);
                 }
             }
         }
         std::thread::spawn(move || {
-            let outcome = work(job.clone());
-            *job.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            let outcome = work(task.clone());
+            *task.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         });
         id
     }
 
-    pub fn get(&self, id: u64) -> Option<Arc<Job>> {
+    pub fn get(&self, id: u64) -> Option<Arc<Task>> {
         self.all
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -129,26 +131,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn old_finished_jobs_are_forgotten_running_ones_kept() {
-        let jobs = Jobs::default();
+    fn old_finished_tasks_are_forgotten_running_ones_kept() {
+        let tasks = Tasks::default();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let hold = Arc::new(Mutex::new(hold));
-        let running = jobs.start("check", None, move |_| {
+        let running = tasks.start("check", None, move |_| {
             let _ = hold.lock().unwrap().recv();
             Ok(Value::Null)
         });
         let mut last = 0;
-        for _ in 0..KEPT_JOBS + 50 {
-            last = jobs.start("restore", None, |_| Ok(Value::Null));
+        for _ in 0..KEPT_TASKS + 50 {
+            last = tasks.start("restore", None, |_| Ok(Value::Null));
             // Let it finish, so that it may be forgotten.
-            while !jobs.get(last).unwrap().is_over() {
+            while !tasks.get(last).unwrap().is_over() {
                 std::thread::yield_now();
             }
         }
-        assert!(jobs.get(running).is_some(), "a running job was forgotten");
-        assert!(jobs.get(last).is_some());
-        assert!(jobs.get(2).is_none(), "the oldest finished job is kept");
-        assert_eq!(jobs.all.lock().unwrap().len(), KEPT_JOBS);
+        assert!(tasks.get(running).is_some(), "a running task was forgotten");
+        assert!(tasks.get(last).is_some());
+        assert!(tasks.get(2).is_none(), "the oldest finished task is kept");
+        assert_eq!(tasks.all.lock().unwrap().len(), KEPT_TASKS);
         release.send(()).unwrap();
     }
 }

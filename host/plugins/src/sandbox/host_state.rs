@@ -1,6 +1,6 @@
-//! The wasmtime store of one instance: its WASI context with exactly its
-//! grants, its resource table and HTTP context under the host-side caps,
-//! and the memory limiter. Everything an instance can touch hangs off the
+//! The wasmtime `Store` of one instance (not a kast store): its WASI
+//! context with exactly its grants, its resource table and HTTP context
+//! under the host-side caps, and the memory limiter. Everything an instance can touch hangs off the
 //! [`HostState`] built here.
 
 use super::grants::Grants;
