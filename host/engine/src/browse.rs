@@ -188,7 +188,7 @@ pub fn list(
 /// A file of a snapshot, read one chunk at a time (each checked and
 /// decrypted when the previous one is used up), so no reader ever holds a
 /// whole file. It yields exactly the recorded size, or an error: a tar
-/// header or an HTTP length announced from the size must not be left short.
+/// header or an HTTP length announced from the size must be met exactly.
 pub struct FileReader<'a> {
     store: &'a Store,
     index: &'a Index,
@@ -249,6 +249,14 @@ impl FileReader<'_> {
     /// false at the end of the file.
     fn fill(&mut self) -> Result<bool> {
         if self.left == 0 {
+            // Content past the recorded size is damage too: handed on, it
+            // would overrun a tar header's size or an HTTP length.
+            if self.used < self.current.len() || self.chunks.len() > 0 {
+                return Err(Error::Corrupt {
+                    what: self.name.clone(),
+                    why: "its content runs past its recorded size".into(),
+                });
+            }
             return Ok(false);
         }
         while self.used == self.current.len() {

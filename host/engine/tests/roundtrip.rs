@@ -8,6 +8,7 @@ use kast_engine::browse::{self, ChangeKind};
 use kast_engine::native::memory::{MemoryDestination, MemoryEntry, MemoryTree};
 use kast_engine::tree::{EntryKind, Metadata};
 use kast_engine::{BackupOptions, RestoreOptions};
+use std::io::Read;
 
 #[test]
 fn a_path_inside_a_snapshot_restores_alone() {
@@ -133,6 +134,18 @@ fn browse_lists_reads_and_diffs() {
     let mut out = Vec::new();
     browse::cat(&t.store, &index, &node, &mut out).unwrap();
     assert_eq!(out, b"new file");
+    // A recorded size the content does not match is damage, either way.
+    for (size, why) in [(9, "ends 1 bytes before"), (7, "runs past")] {
+        let mut damaged = node.clone();
+        damaged.meta.size = size;
+        let err = browse::cat(&t.store, &index, &damaged, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, kast_engine::Error::Corrupt { .. }) && err.to_string().contains(why),
+            "{err}"
+        );
+        let mut file = browse::open_file(&t.store, &index, &damaged).unwrap();
+        assert!(file.read_to_end(&mut Vec::new()).is_err());
+    }
 
     let changes = browse::diff(
         &t.store,
