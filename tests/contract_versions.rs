@@ -117,7 +117,16 @@ fn the_sdk_packages_and_comes_out_of_the_binary() {
     let u = User::new();
     let said = u.ok(&["plugin", "sdk", dir.to_str().unwrap()]);
     assert!(said.contains("kast:connector@0.2.0"), "{said}");
-    for file in ["src/lib.rs", "wit/connector.wit", "README.md"] {
+    // Every source file of the packaged crate, so a file the SDK gains is
+    // never left out of what `plugin sdk` writes.
+    let sources = std::fs::read_dir(packaged.join("src"))
+        .unwrap()
+        .map(|e| format!("src/{}", e.unwrap().file_name().to_str().unwrap()));
+    let files: Vec<String> = sources
+        .chain(["wit/connector.wit".into(), "README.md".into()])
+        .collect();
+    assert!(files.len() > 5, "{files:?}");
+    for file in &files {
         assert_eq!(
             std::fs::read(dir.join(file)).unwrap(),
             std::fs::read(packaged.join(file)).unwrap(),

@@ -119,3 +119,42 @@ fn every_path_the_architecture_names_exists() {
         "only {named} paths found: is the test still reading them?"
     );
 }
+
+/// Every member of the two workspaces opts into its root's lint policy
+/// (ARCHITECTURE.md, "Lints"): a crate without `[lints] workspace = true`
+/// would be outside it without anyone noticing.
+#[test]
+fn every_crate_follows_the_lint_policy() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut checked = 0;
+    for root in ["Cargo.toml", "plugins/Cargo.toml"] {
+        let manifest = std::fs::read_to_string(repo.join(root)).unwrap();
+        assert!(
+            manifest.contains("[workspace.lints.rust]\n")
+                && manifest.contains("missing_docs = \"warn\""),
+            "{root} sets no missing_docs policy"
+        );
+        let members = manifest
+            .split("members = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .unwrap_or_else(|| panic!("{root} lists no members"));
+        let dir = Path::new(root).parent().unwrap();
+        for member in members.split(',').map(|m| m.trim().trim_matches('"')) {
+            if member.is_empty() {
+                continue;
+            }
+            let path = repo.join(dir).join(member).join("Cargo.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.contains("[lints]\nworkspace = true"),
+                "{} does not opt into the workspace's lints",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    let sdk = std::fs::read_to_string(repo.join("sdk/Cargo.toml")).unwrap();
+    assert!(sdk.contains("[lints.rust]\nmissing_docs = \"warn\""));
+    assert!(checked >= 13, "only {checked} crates found");
+}

@@ -41,6 +41,8 @@ impl Metadata {
 }
 
 impl Error {
+    /// An error of `kind`; the kind is what the host acts on (retry, refuse, report), the
+    /// message what the user reads.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
@@ -142,6 +144,7 @@ pub fn listing<T: 'static>(items: Vec<T>) -> Listing<T> {
 /// MiB. Dropped without [`Upload::commit`] (the host gave up), it must
 /// leave nothing behind.
 pub trait Upload {
+    /// Sends the next part of the object.
     fn write(&mut self, data: &[u8]) -> Result<(), Error>;
     /// Stores the object atomically and durably.
     fn commit(self: Box<Self>) -> Result<(), Error>;
@@ -176,6 +179,8 @@ pub trait Storage {
     fn put(&mut self, kind: ObjectKind, name: &str, size: u64) -> Result<Box<dyn Upload>, Error>;
     /// A whole object, read in order.
     fn get(&mut self, kind: ObjectKind, name: &str) -> Result<Box<dyn Read>, Error>;
+    /// `length` bytes from `offset`; fewer only when the object is shorter. Restores and checks
+    /// read single blobs this way.
     fn get_range(
         &mut self,
         kind: ObjectKind,
@@ -183,13 +188,17 @@ pub trait Storage {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, Error>;
+    /// Every object of `kind`, as name and size.
     fn list(&mut self, kind: ObjectKind) -> Result<Listing<ObjectInfo>, Error>;
+    /// Removes an object; a missing one is not an error.
     fn delete(&mut self, kind: ObjectKind, name: &str) -> Result<(), Error>;
 }
 
 /// A tree to back up; paths are relative, `/`-separated, empty for the root.
 pub trait Source {
+    /// The entries of the folder at `path`.
     fn list_dir(&mut self, path: &[u8]) -> Result<Listing<Entry>, Error>;
+    /// The content of the file at `path`, read in order.
     fn open_file(&mut self, path: &[u8]) -> Result<Box<dyn Read>, Error>;
 
     /// The file from `offset` on. The host reads in order, and asks for an
@@ -210,26 +219,36 @@ pub trait Source {
 
 /// Where a restore writes.
 pub trait Destination {
+    /// Creates a folder; an existing one is fine.
     fn create_dir(&mut self, path: &[u8]) -> Result<(), Error>;
+    /// Opens a file to write its content from the start. Without `overwrite`, an existing file
+    /// is an `already-exists` error.
     fn create_file(&mut self, path: &[u8], overwrite: bool) -> Result<Box<dyn Write>, Error>;
+    /// Makes a symlink. Without `overwrite`, an existing entry is an `already-exists` error.
     fn symlink(&mut self, path: &[u8], target: &[u8], overwrite: bool) -> Result<(), Error>;
+    /// Applies mode, owner, times and extended attributes, as far as the system holds them;
+    /// called after a folder's content is written.
     fn set_metadata(&mut self, path: &[u8], kind: EntryKind, meta: Metadata) -> Result<(), Error>;
 }
 
 /// A connector: says who it is and opens the roles it serves.
 pub trait Connector: 'static {
+    /// Name, version, schemes and roles, as `kast plugin list` shows them.
     fn info() -> PluginInfo;
 
+    /// Opens the storage at `location`; by default the role is not served.
     fn storage(location: Location) -> Result<Box<dyn Storage>, Error> {
         let _ = location;
         Err(Error::unsupported("storage"))
     }
 
+    /// Opens the source at `location`; by default the role is not served.
     fn source(location: Location) -> Result<Box<dyn Source>, Error> {
         let _ = location;
         Err(Error::unsupported("source"))
     }
 
+    /// Opens the destination at `location`; by default the role is not served.
     fn destination(location: Location) -> Result<Box<dyn Destination>, Error> {
         let _ = location;
         Err(Error::unsupported("destination"))

@@ -64,8 +64,11 @@ pub mod layout {
 
 /// One entry of a folder, as far as the store needs it.
 pub struct FileInfo {
+    /// The entry's name.
     pub name: Vec<u8>,
+    /// What it is: only files are objects; folders are fan-out.
     pub kind: EntryKind,
+    /// Its length in bytes, reported by listings.
     pub size: u64,
 }
 
@@ -85,6 +88,7 @@ pub trait FileTree: 'static {
     fn size(&mut self, path: &str) -> Result<Option<u64>, Error>;
     /// Creates the new file `path`, which will be `size` bytes long.
     fn create(&mut self, path: &str, size: u64) -> Result<Self::Writer, Error>;
+    /// Appends `data` to the file.
     fn write(&mut self, writer: &mut Self::Writer, data: &[u8]) -> Result<(), Error>;
     /// Completes a written file: everything sent, durable where the system
     /// can sync, closed. An error means the file cannot be trusted.
@@ -101,6 +105,7 @@ pub trait FileTree: 'static {
     fn remove(&mut self, path: &str) -> Result<(), Error>;
     /// The whole file, read in order.
     fn open(&mut self, path: &str) -> Result<Box<dyn Read>, Error>;
+    /// `length` bytes of `path` from `offset`; fewer only at its end.
     fn read_range(&mut self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, Error>;
 }
 
@@ -115,6 +120,7 @@ pub struct FileStorage<T: FileTree> {
 }
 
 impl<T: FileTree> FileStorage<T> {
+    /// A storage over `tree`, with a temporary-name prefix of its own.
     pub fn new(tree: T) -> Self {
         // std seeds RandomState from the system's random source
         // (wasi:random on wasm32-wasip2): all a temporary name needs.

@@ -20,10 +20,13 @@ use std::fmt;
 pub struct Url {
     /// Lowercase.
     pub scheme: String,
+    /// Percent-decoded.
     pub user: Option<String>,
+    /// Percent-decoded; never printed ([`redact`] hides it).
     pub password: Option<String>,
     /// Without brackets for IPv6; `None` when empty (`fs:///path`).
     pub host: Option<String>,
+    /// `None` when the URL gives none: the connector picks its protocol's.
     pub port: Option<u16>,
     /// Percent-decoded; `/` when the URL has none.
     pub path: String,
@@ -39,6 +42,7 @@ pub struct Url {
 pub struct UrlError {
     /// The URL, redacted.
     pub url: String,
+    /// What is wrong with it.
     pub why: String,
 }
 

@@ -33,10 +33,13 @@ pub struct Activity {
     pub job: String,
     /// The locations the job backs up, as snapshots name their sources.
     pub sources: Vec<String>,
+    /// The machine the job ran on, so one store's report can tell hosts apart.
     pub host: String,
     /// Nanoseconds since the Unix epoch.
     pub started_ns: i64,
+    /// Wall-clock length of the run, for spotting jobs that slow down.
     pub duration_ms: u64,
+    /// Whether the run succeeded; what a webhook or a monitor alerts on.
     pub outcome: Outcome,
     /// Why a run failed, or what went wrong besides.
     #[serde(default)]
@@ -44,10 +47,15 @@ pub struct Activity {
     /// The snapshots the run made (hex ids).
     #[serde(default)]
     pub snapshots: Vec<String>,
+    /// Bytes read from the sources.
     pub bytes_read: u64,
+    /// Bytes the run added to the store after dedup and compression: what it cost.
     pub bytes_added: u64,
+    /// Files no earlier snapshot had.
     pub files_new: u64,
+    /// Files read again because they changed.
     pub files_changed: u64,
+    /// Files taken from the parent snapshot without reading.
     pub files_unchanged: u64,
     /// Entries that could not be read.
     pub errors: u64,
@@ -67,8 +75,11 @@ pub struct Activity {
 pub struct CheckResult {
     /// `full`, `fast`, or the share of packs read in full (`5%`).
     pub kind: String,
+    /// No damage found.
     pub clean: bool,
+    /// Snapshots walked.
     pub snapshots: u64,
+    /// Packs the check covered (listed and, for some, read).
     pub packs: u64,
     /// Packs whose every byte was read.
     pub packs_read: u64,
@@ -76,6 +87,7 @@ pub struct CheckResult {
     pub bytes: u64,
     /// Damaged objects, and the first of them with its problem.
     pub damaged: u64,
+    /// The first damaged object and its problem, for the report's one line.
     #[serde(default)]
     pub first_damage: Option<String>,
 }

@@ -31,19 +31,24 @@ pub type Exclude = Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
 /// How to run a backup.
 #[derive(Clone)]
 pub struct BackupOptions {
+    /// Tags recorded in the snapshot, for filtering and retention by tag.
     pub tags: Vec<String>,
     /// The job making this backup, recorded in the snapshot.
     pub job: String,
     /// Recorded source location; defaults to the source's own.
     pub source_name: Option<String>,
+    /// Recorded host; defaults to this machine's name.
     pub host: Option<String>,
+    /// Recorded user; defaults to the user running the backup.
     pub user: Option<String>,
     /// Use the latest snapshot of the same source and host to skip reading
     /// unchanged files.
     pub use_parent: bool,
+    /// Paths to leave out, decided before anything below them is read.
     pub exclude: Option<Exclude>,
     /// Worker threads for compression and sealing; 0 means one per core.
     pub threads: usize,
+    /// Where counts and the current file are reported, for progress bars.
     pub progress: Arc<dyn Progress>,
     /// Set to stop the backup; what was stored so far is kept and indexed.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -74,7 +79,9 @@ impl Default for BackupOptions {
 /// What a finished backup produced.
 #[derive(Clone, Debug)]
 pub struct BackupOutcome {
+    /// The new snapshot's id, as `restore` and `ls` take it.
     pub id: Id,
+    /// The snapshot's header, with its summary counts.
     pub snapshot: Snapshot,
     /// Entries that could not be read (also recorded in the snapshot).
     pub warnings: Vec<String>,

@@ -18,7 +18,8 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
-    pub fn from_u8(v: u8) -> Option<BlobKind> {
+    /// Decodes the kind byte of an index record; `None` for a kind this version does not know.
+    pub(crate) fn from_u8(v: u8) -> Option<BlobKind> {
         match v {
             0 => Some(BlobKind::Data),
             1 => Some(BlobKind::Tree),

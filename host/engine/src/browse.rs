@@ -15,7 +15,9 @@ use std::io::Write;
 /// Every readable snapshot, oldest first, and the ones that could not be read.
 #[derive(Debug, Default)]
 pub struct SnapshotList {
+    /// Readable snapshots with their ids.
     pub snapshots: Vec<(Id, Snapshot)>,
+    /// Snapshot objects that failed to open (name, why): listed, not hidden.
     pub damaged: Vec<(String, Error)>,
 }
 
@@ -41,7 +43,9 @@ pub fn snapshots(store: &Store) -> Result<SnapshotList> {
 pub struct SnapshotFilter {
     /// Every tag listed must be on the snapshot.
     pub tags: Vec<String>,
+    /// Only snapshots of this source location.
     pub source: Option<String>,
+    /// Only snapshots taken on this host.
     pub host: Option<String>,
     /// Taken strictly before this time (ns since the epoch).
     pub before_ns: Option<i64>,
@@ -50,6 +54,7 @@ pub struct SnapshotFilter {
 }
 
 impl SnapshotFilter {
+    /// Whether `s` passes every condition set.
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.tags.iter().all(|t| s.tags.contains(t))
             && self.source.as_ref().is_none_or(|src| *src == s.source)
@@ -133,6 +138,7 @@ pub fn find_in(
 pub enum Resolved {
     /// The snapshot's root directory.
     Root(Tree),
+    /// Any entry below the root.
     Node(Node),
 }
 
@@ -315,7 +321,9 @@ pub fn cat(store: &Store, index: &Index, node: &Node, out: &mut dyn Write) -> Re
 /// How an entry differs between two snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
+    /// Only in the newer snapshot.
     Added,
+    /// Only in the older snapshot.
     Removed,
     /// Content differs (or the kind of entry changed).
     Modified,
@@ -328,8 +336,11 @@ pub enum ChangeKind {
 pub struct Change {
     /// As the snapshot names it (names need not be UTF-8).
     pub path: Vec<u8>,
+    /// How the entry differs.
     pub kind: ChangeKind,
+    /// Size in the older snapshot, if the entry is a file there.
     pub old_size: Option<u64>,
+    /// Size in the newer snapshot, if the entry is a file there.
     pub new_size: Option<u64>,
     /// For an entry in both: which of its metadata changed (`mode`,
     /// `owner`, `mtime`, `xattrs`, `links`).

@@ -30,7 +30,9 @@ pub struct CheckOptions {
     pub pack_share: f64,
     /// Snapshots to check; empty means all.
     pub snapshots: Vec<Id>,
+    /// Worker threads verifying packs; 0 means one per core.
     pub threads: usize,
+    /// Where counts are reported, for progress bars.
     pub progress: Arc<dyn Progress>,
 }
 
@@ -51,6 +53,7 @@ impl Default for CheckOptions {
 pub struct Damage {
     /// The object: "pack 1a2b3c4d", "tree 5e6f…", "snapshot …", "state …".
     pub object: String,
+    /// What is wrong with it, in words.
     pub problem: String,
     /// "snapshot 9abc0def: path/inside" for each affected entry.
     pub affects: Vec<String>,
@@ -59,20 +62,27 @@ pub struct Damage {
 /// The result of a check.
 #[derive(Clone, Debug, Default)]
 pub struct CheckReport {
+    /// Snapshots walked.
     pub snapshots: u64,
+    /// Distinct trees decoded.
     pub trees: u64,
+    /// Packs listed by the index.
     pub packs: u64,
     /// Packs whose every byte was read (all of them unless fast or sampled).
     pub packs_read: u64,
+    /// Blobs verified (decrypted and hashed against their id).
     pub blobs: u64,
+    /// Bytes of packs read.
     pub bytes: u64,
     /// Packs on storage that no state lists (left by an interrupted backup;
     /// maintenance removes them). Not damage.
     pub orphan_packs: u64,
+    /// Every damaged object found, with what it affects.
     pub damage: Vec<Damage>,
 }
 
 impl CheckReport {
+    /// True when no damage was found; orphan packs do not count.
     pub fn is_clean(&self) -> bool {
         self.damage.is_empty()
     }

@@ -32,6 +32,8 @@ struct Scan {
 }
 
 impl Chunker {
+    /// A chunker for one store: `seed` comes from its key, so chunk boundaries do not reveal
+    /// content to someone without it.
     pub fn new(params: ChunkerParams, seed: u64) -> Self {
         let (mask_s, mask_l) = select_masks(params.avg_size as usize, Normalization::Level1);
         let (gear, gear_ls) = get_gear_with_seed(seed);

@@ -12,8 +12,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// FastCDC parameters, the same for every client of a store so they cut alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {
+    /// No chunk is shorter, except a file's last.
     pub min_size: u32,
+    /// The size chunks tend to; a power of two.
     pub avg_size: u32,
+    /// No chunk is longer: a cut is forced here.
     pub max_size: u32,
 }
 
@@ -56,18 +59,22 @@ impl ChunkerParams {
 /// The authenticated part of the config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigBody {
+    /// The store format version ([`FORMAT_VERSION`] when made).
     pub version: u32,
     /// Random; names the store's local cache and tells stores apart.
     pub store_id: String,
+    /// How every client of the store cuts content, so equal data dedups.
     pub chunker: ChunkerParams,
     /// Packs close once their blobs reach this many bytes.
     pub pack_target: u32,
+    /// When the store was made (seconds since the epoch).
     pub created: i64,
 }
 
 /// The config object: body plus MAC.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConfigFile {
+    /// The settings the MAC covers.
     #[serde(flatten)]
     pub body: ConfigBody,
     /// Hex of BLAKE3-keyed(config MAC key, canonical JSON of the body).
@@ -75,7 +82,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    pub fn seal(body: ConfigBody, keys: &Keys) -> Result<Vec<u8>> {
+    /// Serialises `body` with its MAC, ready to put as the `config` object.
+    pub(crate) fn seal(body: ConfigBody, keys: &Keys) -> Result<Vec<u8>> {
         let mac = hex::encode(keys.config_mac(&canonical(&body)?));
         serde_json::to_vec_pretty(&ConfigFile { body, mac })
             .map_err(|e| Error::corrupt("config", e.to_string()))

@@ -17,6 +17,7 @@ const TAG_LEN: usize = 16;
 pub struct Id(pub [u8; 32]);
 
 impl Id {
+    /// The full 64 hex digits, as storage names objects.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -69,6 +70,7 @@ impl MasterKey {
         hex::encode(self.0)
     }
 
+    /// Reads a key written by [`MasterKey::to_hex`]; surrounding whitespace is ignored.
     pub fn from_hex(text: &str) -> Option<MasterKey> {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut bytes).ok()?;
@@ -81,11 +83,17 @@ impl MasterKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Domain {
+    /// A chunk, tree or activity record inside a pack.
     Blob = b'B',
+    /// A pack's footer (its table of blobs).
     PackFooter = b'F',
+    /// An index state.
     State = b'S',
+    /// A snapshot header.
     Snapshot = b'N',
+    /// A lock object.
     Lock = b'L',
+    /// A master key wrapped under a passphrase.
     KeyWrap = b'K',
 }
 
@@ -99,6 +107,8 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// Derives every subkey from the master key, each under its own label, so one leaking does
+    /// not give away the others.
     pub fn derive(master: &MasterKey) -> Self {
         let id_key = blake3::derive_key("kast 2026-11 blob id", &master.0);
         let mac_key = blake3::derive_key("kast 2026-11 config mac", &master.0);
@@ -153,6 +163,8 @@ impl Keys {
         Ok(())
     }
 
+    /// Encrypts and authenticates `plaintext` under `domain`, binding `context`
+    /// (a blob's kind and id), so a sealed blob cannot pass for another.
     pub fn seal(&self, domain: Domain, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.seal_into(domain, context, plaintext, &mut out)?;

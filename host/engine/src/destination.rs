@@ -8,12 +8,15 @@ use std::io::{self, Write};
 /// A target tree. Paths are relative, `/`-separated; the engine validates
 /// every name it passes, so no path holds `..` or an empty component.
 pub trait Destination: Send + Sync {
+    /// Human-readable location, for messages.
     fn location(&self) -> String;
     /// Creates a directory; an existing one is fine.
     fn create_dir(&self, path: &[u8]) -> io::Result<()>;
     /// Opens a file for writing its content from the start. Without
     /// `overwrite`, an existing file is an `AlreadyExists` error.
     fn create_file(&self, path: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>>;
+    /// Makes a symlink to `target` (never followed). Without `overwrite`, an existing entry is
+    /// an `AlreadyExists` error.
     fn symlink(&self, path: &[u8], target: &[u8], overwrite: bool) -> io::Result<()>;
     /// Applies mode, owner (where permitted), extended attributes and times.
     /// `Unsupported` means some of it could not be held (a time outside
@@ -44,8 +47,12 @@ pub trait Destination: Send + Sync {
 /// replace it needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Existing {
+    /// The entry's name inside its folder.
     pub name: Vec<u8>,
+    /// What it is: only `--overwrite always` puts a file where a folder is.
     pub kind: EntryKind,
+    /// Its length, for `--overwrite if-changed`.
     pub size: u64,
+    /// Its modification time, for `--overwrite if-changed` and `if-newer`.
     pub mtime_ns: i64,
 }

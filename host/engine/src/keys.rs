@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 /// Argon2id cost parameters, stored with each key so they can be raised later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
+    /// Memory cost in KiB: what makes guessing expensive on GPUs.
     pub memory_kib: u32,
+    /// Passes over that memory.
     pub iterations: u32,
+    /// Parallel lanes.
     pub lanes: u32,
 }
 
@@ -78,15 +81,21 @@ impl KdfParams {
 /// A key object as stored (JSON, plaintext apart from the wrapped key).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyFile {
+    /// Key-file format version.
     pub version: u32,
+    /// The KDF's name (`argon2id`), so another can be added later.
     pub algorithm: String,
+    /// Its cost, as used when the key was wrapped.
     pub kdf: KdfParams,
     /// Hex of a 16-byte random salt.
     pub salt: String,
     /// Hex of `nonce ‖ XChaCha20-Poly1305(master key) ‖ tag`.
     pub wrapped: String,
+    /// When the key was added (seconds since the epoch), shown by `key list`.
     pub created: i64,
+    /// The machine that added it, so a user can tell keys apart.
     pub host: String,
+    /// The user who added it.
     pub user: String,
 }
 

@@ -25,8 +25,11 @@ const FOOTER_FIXED_MAX: usize = 256;
 /// Where one blob sits inside a pack, as the footer records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackEntry {
+    /// The blob's id.
     pub id: Id,
+    /// What the blob holds.
     pub kind: BlobKind,
+    /// Where its sealed bytes start in the pack.
     pub offset: u32,
     /// Sealed length.
     pub length: u32,

@@ -29,6 +29,7 @@ pub struct RestoreOptions {
     pub overwrite: Overwrite,
     /// Chunk readers; 0 chooses (one per core, more for a network store).
     pub threads: usize,
+    /// Where counts are reported, for progress bars.
     pub progress: Arc<dyn Progress>,
 }
 
@@ -45,11 +46,15 @@ impl Default for RestoreOptions {
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOutcome {
+    /// Files written.
     pub files: u64,
+    /// Directories made.
     pub dirs: u64,
+    /// Symlinks made.
     pub symlinks: u64,
     /// Files restored as one more name of a file already restored.
     pub hard_links: u64,
+    /// Content bytes written.
     pub bytes: u64,
     /// Paths that could not be restored whole, and why. Special files
     /// (fifos, devices) are listed here too: they are not recreated.
@@ -66,10 +71,13 @@ pub struct RestoreOutcome {
 /// counted once per kind so a restore of a million files warns once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loss {
+    /// What could not be held.
     pub kind: LossKind,
+    /// How many entries it happened to.
     pub count: u64,
     /// The first entry it happened to, and what was said of it.
     pub example: String,
+    /// What to tell the user, in one line.
     pub message: String,
 }
 

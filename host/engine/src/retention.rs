@@ -13,11 +13,17 @@ use std::collections::{BTreeMap, HashSet};
 /// How many of each to keep; zero keeps none by that rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// The most recent snapshots.
     pub last: u32,
+    /// The latest snapshot of each of this many hours.
     pub hourly: u32,
+    /// The latest snapshot of each of this many days.
     pub daily: u32,
+    /// The latest snapshot of each of this many ISO weeks.
     pub weekly: u32,
+    /// The latest snapshot of each of this many months.
     pub monthly: u32,
+    /// The latest snapshot of each of this many years.
     pub yearly: u32,
 }
 

@@ -13,9 +13,13 @@ const HEADER_VERSION_WITH_JOB: u8 = 2;
 /// Counts and sizes of one backup.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Regular files.
     pub files: u64,
+    /// Directories, the root included.
     pub dirs: u64,
+    /// Symlinks.
     pub symlinks: u64,
+    /// Fifos, sockets and devices.
     pub specials: u64,
     /// Entries recorded with an error (unreadable files and dirs).
     pub errors: u64,
@@ -31,6 +35,7 @@ pub struct Summary {
     pub blobs_added: u64,
     /// Sealed bytes those blobs occupy in packs.
     pub bytes_added: u64,
+    /// How long the backup took.
     pub duration_ms: u64,
 }
 
@@ -39,20 +44,25 @@ pub struct Summary {
 pub struct Snapshot {
     /// Nanoseconds since the Unix epoch when the backup started.
     pub time_ns: i64,
+    /// The machine backed up, for `--host` filters and retention groups.
     pub host: String,
+    /// The user who ran the backup.
     pub user: String,
     /// Where the data came from: a location URL or path.
     pub source: String,
+    /// Labels given at backup time, for filters and retention.
     pub tags: Vec<String>,
     /// The job that made it (`kast job run`); empty for a backup by hand.
     /// A job's retention looks only at its own snapshots.
     pub job: String,
+    /// The id of the root directory's tree: the Merkle root of everything backed up.
     pub root: Id,
+    /// Counts and sizes, readable without walking the tree.
     pub summary: Summary,
 }
 
 impl Snapshot {
-    pub fn encode(&self) -> Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(if self.job.is_empty() {
             HEADER_VERSION
@@ -91,7 +101,7 @@ impl Snapshot {
         w.into_bytes()
     }
 
-    pub fn decode(bytes: &[u8], what: &str) -> Result<Snapshot> {
+    fn decode(bytes: &[u8], what: &str) -> Result<Snapshot> {
         let mut r = Reader::new(bytes, what);
         let version = r.u8()?;
         if version != HEADER_VERSION && version != HEADER_VERSION_WITH_JOB {
@@ -152,6 +162,7 @@ impl Snapshot {
         })
     }
 
+    /// Encrypts the header for storage; its object name is the hash of the result.
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
         keys.seal(Domain::Snapshot, b"", &self.encode())
     }

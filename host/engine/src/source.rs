@@ -8,8 +8,11 @@ use std::io::{self, Read};
 /// One entry of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceEntry {
+    /// The entry's name inside its folder (raw bytes).
     pub name: Vec<u8>,
+    /// What it is.
     pub kind: EntryKind,
+    /// Its metadata, as the source reports it.
     pub meta: Metadata,
     /// For symlinks: where the link points.
     pub symlink_target: Option<Vec<u8>>,

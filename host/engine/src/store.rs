@@ -22,8 +22,11 @@ pub const DEFAULT_PACK_TARGET: u32 = 16 * 1024 * 1024;
 /// Choices fixed when a store is created.
 #[derive(Clone, Debug)]
 pub struct CreateOptions {
+    /// How costly the passphrase key is to guess.
     pub kdf: KdfParams,
+    /// How content is cut into chunks.
     pub chunker: ChunkerParams,
+    /// Packs close once their blobs reach this many bytes.
     pub pack_target: u32,
 }
 
@@ -191,6 +194,7 @@ impl Store {
         &self.master
     }
 
+    /// The backend, for callers that list or copy objects.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
@@ -207,14 +211,17 @@ impl Store {
         }
     }
 
+    /// The store's fixed settings, as its config says.
     pub fn config(&self) -> &ConfigBody {
         &self.config
     }
 
+    /// The subkeys, for sealing and opening objects.
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// Where the store is, for messages.
     pub fn location(&self) -> String {
         self.storage.location()
     }
@@ -250,6 +257,7 @@ impl Store {
         Ok(name)
     }
 
+    /// Every key object, with who added it and when (never the key itself).
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();
         for object in self.storage.list(ObjectKind::Key)? {
@@ -367,6 +375,7 @@ impl Store {
         self.read_blob(id, &location)
     }
 
+    /// Reads and decodes the directory tree `id`, through the local cache.
     pub fn read_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
         let bytes = self.read_indexed(index, id, BlobKind::Tree)?;
         Tree::decode(&bytes, &format!("tree {}", id.short()))

@@ -28,7 +28,9 @@ pub struct SyncOutcome {
     pub copied: Vec<(Id, Id)>,
     /// Source snapshots the target already had from an earlier sync.
     pub skipped: Vec<Id>,
+    /// Blobs the target did not have.
     pub blobs_added: u64,
+    /// Sealed bytes those blobs take in the target.
     pub bytes_added: u64,
 }
 

@@ -18,8 +18,11 @@ const TREE_VERSION_LINKS: u8 = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum EntryKind {
+    /// A regular file.
     File = 0,
+    /// A directory.
     Dir = 1,
+    /// A symlink.
     Symlink = 2,
     /// Fifos, sockets, devices: recorded with their metadata, no content.
     Special = 3,
@@ -53,10 +56,14 @@ impl EntryKind {
 pub struct Metadata {
     /// Unix permission and type bits (`st_mode`).
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
     /// Nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Last status change, nanoseconds since the epoch: with `mtime_ns`, catches a changed file
+    /// whose mtime was put back.
     pub ctime_ns: i64,
     /// Inode number: with size and times, decides whether a file is unchanged.
     pub inode: u64,
@@ -113,13 +120,28 @@ impl LinkGroups {
 /// The content half of an entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
-    File { chunks: Vec<Id> },
-    Dir { tree: Id },
-    Symlink { target: Vec<u8> },
+    /// A file's content as its chunks' ids, in order; empty for an empty
+    /// file.
+    File {
+        /// The chunk ids; equal runs of bytes share them across files.
+        chunks: Vec<Id>,
+    },
+    /// A directory: its entries live in a tree blob of their own.
+    Dir {
+        /// The directory's tree id, which covers everything below it.
+        tree: Id,
+    },
+    /// A symlink, restored as a link (never followed).
+    Symlink {
+        /// Where the link points, as raw bytes.
+        target: Vec<u8>,
+    },
+    /// A fifo, socket or device: nothing to store beyond the metadata.
     Special,
 }
 
 impl Content {
+    /// The entry kind this content belongs to.
     pub fn kind(&self) -> EntryKind {
         match self {
             Content::File { .. } => EntryKind::File,
@@ -135,13 +157,16 @@ impl Content {
 pub struct Node {
     /// Raw name bytes: any byte but `/` and NUL, never `.` or `..`.
     pub name: Vec<u8>,
+    /// Its metadata.
     pub meta: Metadata,
+    /// Its content, by kind.
     pub content: Content,
     /// Why the entry could not be read in full, when it could not.
     pub error: Option<String>,
 }
 
 impl Node {
+    /// The name for display; bytes that are not UTF-8 become U+FFFD.
     pub fn name_lossy(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()
     }
@@ -150,6 +175,7 @@ impl Node {
 /// A directory's entries, sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tree {
+    /// Entries, sorted by name bytes, so equal directories encode alike.
     pub nodes: Vec<Node>,
 }
 
@@ -159,7 +185,7 @@ pub fn is_valid_name(name: &[u8]) -> bool {
 }
 
 impl Tree {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         let with_links = self.nodes.iter().any(|n| n.meta.links > 1);
         w.u8(if with_links {
@@ -213,7 +239,7 @@ impl Tree {
     }
 
     /// Decodes and validates: names legal, sorted and unique.
-    pub fn decode(bytes: &[u8], what: &str) -> Result<Tree> {
+    pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<Tree> {
         let mut r = Reader::new(bytes, what);
         let with_links = match r.u8()? {
             TREE_VERSION_PLAIN => false,
@@ -298,6 +324,7 @@ impl Tree {
         Ok(Tree { nodes })
     }
 
+    /// The entry named `name`, by binary search.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes
             .binary_search_by(|n| n.name.as_slice().cmp(name))

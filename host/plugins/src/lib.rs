@@ -89,6 +89,7 @@ impl Host {
         self.limits = limits;
     }
 
+    /// The installed plugins, for `plugin list`, `install` and `remove`.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -6,7 +6,11 @@ use kast_sdk::url::{Url, percent_decode};
 pub use kast_sdk::url::{is_secret_option, percent_decode_bytes, percent_encode_path, redact};
 use std::path::PathBuf;
 
-/// A parsed location.
+/// A location as the host parses it, to decide the sandbox's grants and
+/// what to print. The plugin never sees this type: it is handed the
+/// contract's own `location` record (`bindings::types::Location`: the URL,
+/// the options with `*_file` secrets read in, the resolved address), which
+/// the host builds from this one and always names with its `types::` path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
     /// The URL as given (a plain path becomes `fs://` + its absolute path):
@@ -16,9 +20,13 @@ pub struct Location {
     /// prints and records (a snapshot's source), so the same location with
     /// another password still names the same source.
     pub shown: String,
+    /// The scheme before `://`, lowercase: picks the plugin.
     pub scheme: String,
+    /// The user name, percent-decoded.
     pub user: Option<String>,
+    /// The host, percent-decoded (IPv6 without brackets): what the network grant is made for.
     pub host: Option<String>,
+    /// The port, when the URL gives one.
     pub port: Option<u16>,
     /// Percent-decoded path.
     pub path: String,
@@ -99,6 +107,7 @@ impl Location {
         out
     }
 
+    /// The value of query option `key` (the first, if given twice).
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
             .iter()

@@ -13,12 +13,16 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Keeps a store's objects.
     Storage,
+    /// Is read by a backup.
     Source,
+    /// Is written by a restore.
     Destination,
 }
 
 impl Role {
+    /// The role's name in the contract and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Role::Storage => "storage",
@@ -31,10 +35,15 @@ impl Role {
 /// Who a plugin says it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
+    /// The plugin's name, unique in a registry.
     pub name: String,
+    /// Its own version, shown by `plugin list`.
     pub version: String,
+    /// The location schemes it serves (`sftp`, `s3`).
     pub schemes: Vec<String>,
+    /// The parts it can play.
     pub roles: Vec<Role>,
+    /// One line for `plugin list`.
     pub description: String,
 }
 
@@ -98,15 +107,18 @@ const BUILTIN: &[(&str, &[u8])] = &[
 /// A plugin as `plugin list` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Listed {
+    /// What the plugin says of itself.
     #[serde(flatten)]
     pub info: PluginInfo,
     /// The contract version it was built against (`0.1.0` for a plugin
     /// recorded before kast said).
     #[serde(default = "crate::contract::first_contract")]
     pub contract: String,
+    /// Embedded in the binary (cannot be removed, only shadowed).
     pub builtin: bool,
     /// BLAKE3 of the wasm.
     pub hash: String,
+    /// Size of the wasm in bytes.
     pub size: u64,
 }
 
@@ -151,6 +163,7 @@ impl Registry {
         }
     }
 
+    /// The wasm engine plugins run on, shared so compiled code is cached once.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }

@@ -3,7 +3,9 @@
 
 /// A fenced block: its info string (`sh`, `rust file=src/lib.rs`) and text.
 pub struct Block {
+    /// The info string after the opening fence.
     pub info: String,
+    /// The block's lines, without the fences.
     pub text: String,
 }
 

@@ -33,6 +33,7 @@ pub fn kast_binary() -> &'static Path {
 
 /// A user with an empty home and one store.
 pub struct User {
+    /// The user's home (kast runs with HOME set to it); removed on drop.
     pub home: tempfile::TempDir,
     /// Where the store's files are, on this machine.
     pub store: PathBuf,
@@ -47,6 +48,7 @@ impl Default for User {
 }
 
 impl User {
+    /// A user with a fresh home and a store inside it.
     pub fn new() -> User {
         let home = tempfile::tempdir().unwrap();
         let store = home.path().join("store");
@@ -66,6 +68,7 @@ impl User {
         }
     }
 
+    /// A path inside the home.
     pub fn path(&self, name: &str) -> PathBuf {
         self.home.path().join(name)
     }
@@ -75,6 +78,7 @@ impl User {
         self.kast_with(args, "correct horse")
     }
 
+    /// Runs kast against this user's store with `passphrase`.
     pub fn kast_with(&self, args: &[&str], passphrase: &str) -> Output {
         self.command(args, passphrase).output().unwrap()
     }
@@ -137,16 +141,19 @@ impl User {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs kast with `--json`, expects success and parses what it prints.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).expect("--json prints JSON")
     }
 
+    /// Creates the store with test-speed key derivation.
     pub fn create(&self) {
         self.ok(&["create", "--kdf-memory-mib", "8", "--kdf-iterations", "1"]);
     }
 
+    /// The ids of the store's snapshots, oldest first.
     pub fn snapshot_ids(&self) -> Vec<String> {
         self.json(&["ls"])
             .as_array()
@@ -171,6 +178,7 @@ pub fn send_signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// A command's stderr, as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -181,6 +189,7 @@ pub fn stderr(out: &Output) -> String {
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// Mounts it; fails the test when it cannot.
     pub fn mount(dir: &std::path::Path, mib: u32) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let status = Command::new("mount")

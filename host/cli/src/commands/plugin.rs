@@ -30,6 +30,10 @@ const SDK: &[(&str, &str)] = &[
     ("src/url.rs", include_str!("../../../../sdk/src/url.rs")),
     ("src/files.rs", include_str!("../../../../sdk/src/files.rs")),
     (
+        "src/example.md",
+        include_str!("../../../../sdk/src/example.md"),
+    ),
+    (
         "wit/connector.wit",
         include_str!("../../../../sdk/wit/connector.wit"),
     ),

@@ -7,7 +7,8 @@ mod run;
 mod state;
 
 pub use crate::pack::PackEntry;
-pub use run::{BlobLocation, MAX_BLOB, RECORD, Record};
+pub use run::BlobLocation;
+pub(crate) use run::{MAX_BLOB, Record};
 pub use state::State;
 
 use crate::crypto::{Id, Keys};
@@ -23,7 +24,9 @@ const MAX_RUNS: usize = 8;
 /// A state that could not be read while loading the index.
 #[derive(Debug)]
 pub struct DamagedState {
+    /// The state's object name.
     pub name: String,
+    /// Why it could not be read.
     pub error: Error,
 }
 
@@ -134,6 +137,7 @@ impl Index {
             .find_map(|run| run.find(id).map(|i| run.location(i)))
     }
 
+    /// Whether the blob is stored: what dedup asks of every chunk.
     pub fn contains(&self, id: &Id) -> bool {
         self.lookup(id).is_some()
     }
@@ -152,6 +156,7 @@ impl Index {
         self.runs.iter().map(Run::record_count).sum()
     }
 
+    /// True for a store with no blobs yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"KASTRUN2";
 const HEADER: usize = 24;
-pub const RECORD: usize = 48;
+const RECORD: usize = 48;
 const KIND_SHIFT: u32 = 30;
 const LENGTH_MASK: u32 = (1 << KIND_SHIFT) - 1;
 /// Blobs are shorter than this (the length shares its word with the kind).
@@ -29,10 +29,15 @@ pub const MAX_BLOB: usize = 1 << KIND_SHIFT;
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLocation {
+    /// The pack holding the blob.
     pub pack: Id,
+    /// Where its sealed bytes start in the pack.
     pub offset: u32,
+    /// Sealed length: what to read.
     pub length: u32,
+    /// Length once opened and decompressed: what it holds.
     pub raw_length: u32,
+    /// Data, tree or activity: checked on read, so one cannot pass for another.
     pub kind: BlobKind,
 }
 

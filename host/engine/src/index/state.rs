@@ -10,13 +10,15 @@ use crate::pack::{PackEntry, decode_footer, encode_footer};
 /// The packs one state adds, each with its footer's entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
+    /// Each pack written, with the table of what it holds (its footer's entries, so the index
+    /// can be rebuilt without reading packs).
     pub packs: Vec<(Id, Vec<PackEntry>)>,
 }
 
 const STATE_VERSION: u8 = 1;
 
 impl State {
-    pub fn encode(&self) -> Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(STATE_VERSION);
         w.varint(self.packs.len() as u64);
@@ -27,7 +29,7 @@ impl State {
         w.into_bytes()
     }
 
-    pub fn decode(bytes: &[u8], what: &str) -> Result<State> {
+    fn decode(bytes: &[u8], what: &str) -> Result<State> {
         let mut r = Reader::new(bytes, what);
         if r.u8()? != STATE_VERSION {
             return Err(Error::corrupt(what, "unknown state version"));
@@ -42,14 +44,12 @@ impl State {
         Ok(State { packs })
     }
 
-    pub fn blob_count(&self) -> usize {
-        self.packs.iter().map(|(_, e)| e.len()).sum()
-    }
-
+    /// Encrypts the state for storage; its object name is the hash of the result.
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
         keys.seal(Domain::State, b"", &self.encode())
     }
 
+    /// Verifies a state's bytes against its name, then decrypts and decodes them.
     pub fn open(keys: &Keys, name: &Id, sealed: &[u8]) -> Result<State> {
         let what = format!("state {}", name.short());
         if Id::of_object(sealed) != *name {

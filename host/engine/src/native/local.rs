@@ -20,6 +20,7 @@ pub struct LocalSource {
 }
 
 impl LocalSource {
+    /// Reads the tree at `root`; fails at once if `root` does not exist.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         let meta = fs::metadata(&root)?;
@@ -148,6 +149,7 @@ pub struct LocalDestination {
 }
 
 impl LocalDestination {
+    /// Writes below `root` (made if missing).
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 /// One entry of a [`MemoryTree`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryEntry {
+    /// What the entry is.
     pub kind: EntryKind,
+    /// Its metadata, as a source reports it and a restore sets it.
     pub meta: Metadata,
     /// File content, or a symlink's target.
     pub data: Vec<u8>,
@@ -20,6 +22,7 @@ pub struct MemoryEntry {
 /// Paths (relative, `/`-separated) to entries; the root is implicit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryTree {
+    /// Every entry by path, sorted, so listings come out in a fixed order.
     pub entries: BTreeMap<Vec<u8>, MemoryEntry>,
 }
 
@@ -80,6 +83,7 @@ pub struct MemoryDestination {
 }
 
 impl MemoryDestination {
+    /// An empty destination.
     pub fn new() -> Self {
         Self::default()
     }

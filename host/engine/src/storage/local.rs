@@ -19,6 +19,7 @@ impl LocalStorage {
         Self { root: root.into() }
     }
 
+    /// The store's folder, for the local cache and messages.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -14,6 +14,7 @@ pub struct MemoryStorage {
 }
 
 impl MemoryStorage {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

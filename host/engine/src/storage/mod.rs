@@ -69,7 +69,9 @@ impl fmt::Display for ObjectKind {
 /// One object as a listing reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// The object's name.
     pub name: String,
+    /// Its size in bytes, for `info` and maintenance without reading it.
     pub size: u64,
 }
 
@@ -77,12 +79,24 @@ pub struct ObjectInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{kind} {name} not found")]
-    NotFound { kind: ObjectKind, name: String },
-    #[error("storage {op} of {kind} {name}: {source}")]
-    Io {
-        op: &'static str,
+    /// The object is not there; the engine tells this apart from a failure
+    /// (a missing lock or cache entry is normal).
+    NotFound {
+        /// What kind of object was asked for.
         kind: ObjectKind,
+        /// Its name.
         name: String,
+    },
+    #[error("storage {op} of {kind} {name}: {source}")]
+    /// A native backend's system call failed.
+    Io {
+        /// The operation: `put`, `get`, `list`, `delete`.
+        op: &'static str,
+        /// The kind of object it concerned.
+        kind: ObjectKind,
+        /// The object's name.
+        name: String,
+        /// What the system reported.
         #[source]
         source: std::io::Error,
     },
@@ -100,7 +114,10 @@ pub enum StorageError {
 pub trait Storage: Send + Sync {
     /// Human-readable location, for messages.
     fn location(&self) -> String;
+    /// Stores `data` under `name`, atomically and durably; the engine never puts a name twice
+    /// with other bytes.
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError>;
+    /// The whole object, or `NotFound`.
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError>;
     /// `length` bytes from `offset`; fewer only if the object is shorter.
     fn get_range(
@@ -110,6 +127,7 @@ pub trait Storage: Send + Sync {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, StorageError>;
+    /// Every object of `kind`, in no particular order.
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, StorageError>;
     /// Deleting a missing object is not an error.
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError>;

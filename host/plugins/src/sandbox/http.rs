@@ -11,6 +11,7 @@ use std::sync::Arc;
 /// denied by the host before a connection is made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpEndpoint {
+    /// Whether the origin is `https`; a plain `http` request to it is denied.
     pub https: bool,
     /// `host:port`, lowercase.
     pub authority: String,

@@ -18,11 +18,15 @@ use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 /// most protocols; FTP adds the passive data ports).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpGrant {
+    /// The one address a plugin may connect to: what the location's host resolved to, fixed
+    /// before the plugin runs.
     pub ip: IpAddr,
+    /// The ports it may connect to there.
     pub ports: RangeInclusive<u16>,
 }
 
 impl TcpGrant {
+    /// Whether a connect to `addr` is granted.
     pub fn allows(&self, addr: &SocketAddr) -> bool {
         addr.ip() == self.ip && self.ports.contains(&addr.port())
     }

@@ -9,12 +9,17 @@ pub enum Reach {
     /// host's `local-fs` (the `fs` scheme).
     LocalFiles,
     /// `wasi:http` requests to the location's own authority, no sockets.
-    Http { https: bool },
+    Http {
+        /// Whether the origin is `https` (the host does the TLS).
+        https: bool,
+    },
     /// TCP to the address the location's host resolves to, on its port
     /// (or this default); `data_ports` adds FTP's passive data ports on
     /// that same address.
     Tcp {
+        /// The protocol's port, when the location names none.
         default_port: Option<u16>,
+        /// Whether FTP's passive data ports on the same address are open too.
         data_ports: bool,
     },
     /// A scheme kast does not know: TCP to the location's host and port

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 /// Opens connectors for local paths (a directory, or a file for a source).
 pub trait Connectors {
+    /// A storage keeping its objects under `path`.
     fn storage(&self, path: &Path) -> Arc<dyn Storage>;
+    /// A source reading the tree (or file) at `path`.
     fn source(&self, path: &Path) -> Box<dyn Source>;
+    /// A destination writing below `path`.
     fn destination(&self, path: &Path) -> Box<dyn Destination>;
     /// Whether extended attributes survive a round trip (SFTP has none).
     fn keeps_xattrs(&self) -> bool {

@@ -15,6 +15,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The passphrase of every store the engine tests make.
 pub const PASS: &[u8] = b"correct horse battery staple";
 
 /// SplitMix64: fast, seeded, good enough to make incompressible test data
@@ -22,6 +23,7 @@ pub const PASS: &[u8] = b"correct horse battery staple";
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next number of the sequence.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
         let mut z = self.0;
@@ -30,6 +32,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// `len` bytes of the sequence.
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
@@ -47,6 +50,7 @@ impl Rng {
         }
     }
 
+    /// A number below `n`, for picking sizes and positions.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
@@ -68,7 +72,9 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
 
 /// A store in a temporary directory with fast (test-only) key derivation.
 pub struct TestStore {
+    /// Holds the store and its cache; removed on drop.
     pub dir: tempfile::TempDir,
+    /// The open store.
     pub store: Store,
 }
 
@@ -79,24 +85,29 @@ impl Default for TestStore {
 }
 
 impl TestStore {
+    /// A new store with test-speed key derivation.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = create_store(&dir.path().join("store"), Some(dir.path().join("cache")));
         TestStore { dir, store }
     }
 
+    /// Where the store's files are, for tests that damage them.
     pub fn store_path(&self) -> PathBuf {
         self.dir.path().join("store")
     }
 
+    /// Opens the store again, as a second process would.
     pub fn reopen(&self) -> Store {
         open_store(&self.store_path(), Some(self.dir.path().join("cache"))).unwrap()
     }
 
+    /// Backs up the directory `source` with default options.
     pub fn backup(&self, source: &Path) -> kast_engine::BackupOutcome {
         backup_dir(&self.store, source)
     }
 
+    /// Restores the whole of `snapshot` into `target`.
     pub fn restore_to(
         &self,
         snapshot: &kast_engine::crypto::Id,
@@ -125,6 +136,7 @@ impl TestStore {
     }
 }
 
+/// Create options with test-speed key derivation.
 pub fn create_options() -> CreateOptions {
     CreateOptions {
         kdf: KdfParams::insecure_for_tests(),
@@ -132,6 +144,7 @@ pub fn create_options() -> CreateOptions {
     }
 }
 
+/// Creates a store on the local disk at `path`.
 pub fn create_store(path: &Path, cache: Option<PathBuf>) -> Store {
     Store::create(
         Arc::new(LocalStorage::new(path)),
@@ -142,10 +155,12 @@ pub fn create_store(path: &Path, cache: Option<PathBuf>) -> Store {
     .unwrap()
 }
 
+/// Opens the store at `path` with [`PASS`].
 pub fn open_store(path: &Path, cache: Option<PathBuf>) -> kast_engine::Result<Store> {
     Store::open(Arc::new(LocalStorage::new(path)), PASS, cache)
 }
 
+/// Backs up the directory `source` into `store` with default options.
 pub fn backup_dir(store: &Store, source: &Path) -> kast_engine::BackupOutcome {
     let src = LocalSource::new(source).unwrap();
     kast_engine::backup(store, &src, &BackupOptions::default()).unwrap()
@@ -156,26 +171,41 @@ pub fn backup_dir(store: &Store, source: &Path) -> kast_engine::BackupOutcome {
 /// other paths are hard links to the same file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen {
+    /// A regular file.
     File {
+        /// Permission bits and type.
         mode: u32,
         /// Nanoseconds since the epoch.
         mtime_ns: i64,
+        /// Owner.
         uid: u32,
+        /// Group.
         gid: u32,
+        /// BLAKE3 of the content, so trees compare without holding bytes.
         hash: String,
+        /// Content length.
         len: u64,
+        /// Extended attributes, sorted.
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
         /// The other paths of this file's hard-link group, sorted.
         links: Vec<Vec<u8>>,
     },
+    /// A directory.
     Dir {
+        /// Permission bits and type.
         mode: u32,
+        /// Nanoseconds since the epoch.
         mtime_ns: i64,
+        /// Owner.
         uid: u32,
+        /// Extended attributes, sorted.
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// A symlink (the link itself, never followed).
     Symlink {
+        /// Where it points.
         target: Vec<u8>,
+        /// The link's own time.
         mtime_ns: i64,
     },
 }

@@ -83,6 +83,7 @@ fn spawn(command: &mut Command, log: &Path, name: &str) -> Child {
 pub struct Pyftpdlib(Running);
 
 impl Pyftpdlib {
+    /// Starts one on free ports; stopped on drop.
     pub fn start() -> Pyftpdlib {
         let dir = tempfile::tempdir().unwrap();
         let (port, data_ports) = ports();
@@ -137,6 +138,7 @@ impl FtpServer for Pyftpdlib {
 pub struct Proftpd(Running);
 
 impl Proftpd {
+    /// Starts one on free ports; stopped on drop.
     pub fn start() -> Proftpd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

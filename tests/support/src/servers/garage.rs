@@ -7,15 +7,20 @@ use super::{free_port, signal_tree, wait_for_banner};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// The bucket the cluster is made with.
 pub const BUCKET: &str = "kast";
 
+/// A running cluster; its processes are killed on drop.
 pub struct Garage {
+    /// Config and data of every node.
     pub dir: tempfile::TempDir,
     /// Each node's S3 port.
     pub s3_ports: Vec<u16>,
     rpc_ports: Vec<u16>,
     children: Vec<Option<Child>>,
+    /// The S3 access key id with rights on [`BUCKET`].
     pub key_id: String,
+    /// Its secret.
     pub secret: String,
 }
 
@@ -35,6 +40,7 @@ fn garage(config: &Path, args: &[&str]) -> String {
 }
 
 impl Garage {
+    /// Starts three nodes, joins them, and makes the bucket and key.
     pub fn start() -> Garage {
         let dir = tempfile::tempdir().unwrap();
         let secret = String::from_utf8(
@@ -120,6 +126,7 @@ impl Garage {
         (field("Key ID:"), field("Secret key:"))
     }
 
+    /// A path inside the cluster's temporary folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -188,6 +195,7 @@ impl Garage {
         }
     }
 
+    /// Kills node `node` and starts it again on the same ports and data.
     pub fn restart(&mut self, node: usize) {
         self.kill(node);
         self.launch(node);

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 /// The test user's password, inside the servers' namespaces only.
 pub const PASSWORD: &str = "kast test password";
 
+/// Runs `cmd` and panics with its stderr if it fails.
 pub fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -99,6 +100,7 @@ pub fn test_certificates(dir: &Path) {
     );
 }
 
+/// A loopback port free right now (the OS picks it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -107,6 +109,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The user the tests run as.
 pub fn current_user() -> String {
     String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
         .unwrap()

@@ -13,11 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 pub use super::PASSWORD;
+/// The passphrase of the encrypted RSA client key the server accepts.
 pub const RSA_PASSPHRASE: &str = "rsa key passphrase";
 
+/// A running OpenSSH `sshd` on loopback; stopped on drop.
 pub struct Sshd {
+    /// Its config, host keys and client keys.
     pub dir: tempfile::TempDir,
+    /// The port it listens on.
     pub port: u16,
+    /// The user to log in as.
     pub user: String,
     child: Option<Child>,
     extra: Vec<String>,
@@ -75,6 +80,7 @@ impl Sshd {
         sshd
     }
 
+    /// A path inside the server's temporary folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

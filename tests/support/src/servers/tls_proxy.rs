@@ -6,7 +6,9 @@ use super::{signal_tree, test_certificates, wait_for_banner};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+/// A running proxy; stopped on drop.
 pub struct TlsProxy {
+    /// Its config, certificates and the CA to trust.
     pub dir: tempfile::TempDir,
     /// The port that speaks TLS.
     pub port: u16,

@@ -14,9 +14,13 @@ use std::process::{Child, Command, Stdio};
 
 pub use super::PASSWORD;
 
+/// A running vsftpd on loopback; stopped on drop.
 pub struct Vsftpd {
+    /// Its config and password file.
     pub dir: tempfile::TempDir,
+    /// The control port.
     pub port: u16,
+    /// The user to log in as.
     pub user: String,
     /// The passive data ports the server uses.
     pub data_ports: (u16, u16),
@@ -25,6 +29,7 @@ pub struct Vsftpd {
 }
 
 impl Vsftpd {
+    /// Starts one with the default config.
     pub fn start() -> Vsftpd {
         Vsftpd::start_with(&[])
     }
@@ -51,6 +56,7 @@ impl Vsftpd {
         server
     }
 
+    /// A path inside the server's temporary folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -119,6 +125,7 @@ impl Vsftpd {
         )
     }
 
+    /// `scheme://user@127.0.0.1:port/path`, with no options.
     pub fn bare_url(&self, scheme: &str, path: &Path) -> String {
         format!(
             "{scheme}://{}@127.0.0.1:{}{}",

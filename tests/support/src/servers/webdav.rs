@@ -5,15 +5,20 @@ use super::{free_port, signal_tree, wait_for_banner};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// A running wsgidav; stopped on drop.
 pub struct WebDav {
+    /// Its config.
     pub dir: tempfile::TempDir,
+    /// The port it listens on.
     pub port: u16,
     /// The folder shared as `/`.
     pub root: PathBuf,
     child: Child,
 }
 
+/// The one user it knows.
 pub const USER: &str = "alice";
+/// That user's password.
 pub const PASSWORD: &str = "wonder-land";
 
 impl WebDav {
