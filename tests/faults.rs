@@ -119,6 +119,8 @@ impl Fixture {
                     length: 0,
                     raw_length: 0,
                     kind: kast_engine::blob::BlobKind::Tree,
+                    sealing: kast_engine::crypto::Sealing::Store,
+                    trusted: true,
                 },
                 file_blob: BlobLocation {
                     pack: Id([0; 32]),
@@ -126,6 +128,8 @@ impl Fixture {
                     length: 0,
                     raw_length: 0,
                     kind: kast_engine::blob::BlobKind::Data,
+                    sealing: kast_engine::crypto::Sealing::Store,
+                    trusted: true,
                 },
             });
         }

@@ -236,7 +236,7 @@ fn index(n: usize, dir: &Path) {
     let mut found = 0;
     for i in 0..lookups {
         let key = (i as u64).wrapping_mul(2654435761) % (2 * n as u64);
-        if idx.contains(&Id::of_object(&key.to_le_bytes())) {
+        if idx.reusable(&Id::of_object(&key.to_le_bytes())) {
             found += 1;
         }
     }

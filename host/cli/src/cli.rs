@@ -279,12 +279,18 @@ pub enum KeyCommand {
     Add {
         #[arg(long)]
         new_passphrase_file: Option<PathBuf>,
+        /// A key that can add backups and nothing else: it cannot read,
+        /// restore, list the contents of, or delete any backup, its own
+        /// included. For machines that may be stolen or taken over.
+        #[arg(long)]
+        put_only: bool,
     },
     /// List the store's keys.
     List,
-    /// Save the store's master key in a local file (readable by you only),
-    /// so commands on this machine skip the passphrase and its cost.
-    /// Anyone who can read that file can read the backups.
+    /// Save the key you opened the store with in a local file (readable by
+    /// you only), so commands on this machine skip the passphrase and its
+    /// cost. Anyone who can read that file holds the key: with a full key,
+    /// they can read the backups; with a put-only key, add to them.
     SaveLocal,
     /// Delete the local key file again.
     ForgetLocal,

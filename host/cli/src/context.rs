@@ -236,9 +236,9 @@ impl Context {
                 })?;
                 let key_file = self.local_key_path(&id);
                 if let Ok(text) = std::fs::read_to_string(&key_file) {
-                    let master = kast_engine::crypto::MasterKey::from_hex(&text)
+                    let key = kast_engine::keys::LocalKey::from_text(&text)
                         .ok_or_else(|| anyhow!("{} is not a kast key file", key_file.display()))?;
-                    return Store::open_with_master_key(storage, master, Some(self.cache_root())).map_err(|e| {
+                    return Store::open_with_local_key(storage, key, Some(self.cache_root())).map_err(|e| {
                         anyhow!(e).context(format!(
                             "the local key file {} does not open {location}; remove it with `kast key forget-local`",
                             key_file.display()

@@ -73,6 +73,14 @@ fn main() {
             130
         }
         Err(e) => {
+            // A put-only key refused: 2, so a script can tell "not allowed
+            // with this key" from a failure.
+            let put_only = e.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<kast_engine::Error>(),
+                    Some(kast_engine::Error::PutOnly(_))
+                )
+            });
             // Each cause once: many errors already quote their source.
             let mut shown = e.to_string();
             eprintln!("error: {}", views::shown(shown.as_bytes()));
@@ -83,7 +91,7 @@ fn main() {
                 }
                 shown = text;
             }
-            1
+            if put_only { 2 } else { 1 }
         }
     };
     std::process::exit(code);

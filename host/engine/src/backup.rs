@@ -111,7 +111,8 @@ pub fn backup(
         .unwrap_or_else(|| source.location());
     let mut lock = store.lock(false, "backup")?;
     let mut index = store.index()?;
-    let parent_root = if options.use_parent {
+    // A put-only key cannot read the parent's tree: it reads every file.
+    let parent_root = if options.use_parent && !store.is_put_only() {
         browse::latest_of(store, &source_name, &host)?.map(|(_, snap)| snap.root)
     } else {
         None
@@ -159,6 +160,9 @@ pub fn backup(
     store
         .storage()
         .put(ObjectKind::Snapshot, &id.to_hex(), &sealed)?;
+    if store.is_put_only() {
+        store.record_own_snapshot(&id, &snapshot)?;
+    }
     Ok(BackupOutcome {
         id,
         snapshot,

@@ -1,7 +1,7 @@
 //! One blob: compressed when that saves space, sealed, and bound to its id
 //! and kind so a blob moved or swapped inside a pack fails to open.
 
-use crate::crypto::{Domain, Id, Keys};
+use crate::crypto::{Domain, Id, Keys, Sealing};
 use crate::error::{Error, Result};
 
 /// What a blob holds.
@@ -80,9 +80,15 @@ pub fn seal_into(
 }
 
 /// Opens, decompresses and verifies that the content hashes to `id`.
-pub fn open(keys: &Keys, kind: BlobKind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
+pub fn open(
+    keys: &Keys,
+    sealing: Sealing,
+    kind: BlobKind,
+    id: &Id,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
     let what = format!("blob {}", id.short());
-    let body = keys.open(Domain::Blob, &context(kind, id), sealed, &what)?;
+    let body = keys.open(sealing, Domain::Blob, &context(kind, id), sealed, &what)?;
     let plaintext = match body.first() {
         Some(&RAW) => body[1..].to_vec(),
         Some(&LZ4) if body.len() >= 5 => {
@@ -116,8 +122,8 @@ mod tests {
             let plaintext = data.repeat(repeat);
             let id = keys.blob_id(&plaintext);
             let sealed = seal(&keys, BlobKind::Data, &id, &plaintext).unwrap();
-            prop_assert_eq!(open(&keys, BlobKind::Data, &id, &sealed).unwrap(), plaintext);
-            prop_assert!(open(&keys, BlobKind::Tree, &id, &sealed).is_err());
+            prop_assert_eq!(open(&keys, Sealing::Store, BlobKind::Data, &id, &sealed).unwrap(), plaintext);
+            prop_assert!(open(&keys, Sealing::Store, BlobKind::Tree, &id, &sealed).is_err());
         }
     }
 

@@ -23,6 +23,7 @@ pub struct SnapshotList {
 
 /// Reads every snapshot header.
 pub fn snapshots(store: &Store) -> Result<SnapshotList> {
+    store.require_full("read snapshot headers")?;
     let mut list = SnapshotList::default();
     for object in store.storage().list(ObjectKind::Snapshot)? {
         let read = Id::from_hex(&object.name)
@@ -357,6 +358,7 @@ impl Change {
 /// Differences from tree `a` to tree `b`. Subtrees with equal ids are equal
 /// (Merkle), so unchanged parts of a snapshot cost nothing.
 pub fn diff(store: &Store, index: &Index, a: &Id, b: &Id) -> Result<Vec<Change>> {
+    store.require_full("compare snapshots")?;
     let mut out = Vec::new();
     diff_trees(store, index, b"", Some(a), Some(b), &mut out)?;
     Ok(out)

@@ -6,7 +6,7 @@
 //! name each snapshot and path that reaches a damaged object.
 
 use crate::blob;
-use crate::crypto::Id;
+use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
 use crate::index::{BlobLocation, Index};
 use crate::pack;
@@ -115,6 +115,7 @@ impl Findings {
 
 /// Checks the store.
 pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
+    store.require_full("check the store (that reads it)")?;
     let mut report = CheckReport::default();
     let mut findings = Findings::default();
 
@@ -378,7 +379,17 @@ fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, BlobLocation)]) -> Pac
         }
     };
     let mut pack_problem = None;
-    match pack::read_footer(store.keys(), pack_id, &bytes) {
+    // Every state listing the pack says how it was sealed; a state that
+    // says wrong (a put-only key's made-up records) fails here and below.
+    let mut sealings: Vec<Sealing> = blobs.iter().map(|(_, l)| l.sealing).collect();
+    sealings.sort_unstable();
+    sealings.dedup();
+    let footer = sealings
+        .iter()
+        .map(|sealing| pack::read_footer(store.keys(), *sealing, pack_id, &bytes))
+        .reduce(|first, next| first.or(next))
+        .unwrap_or_else(|| Err(Error::corrupt("pack", "no blob listed")));
+    match footer {
         Ok(entries) => {
             let listed: HashSet<(Id, u32)> = entries.iter().map(|e| (e.id, e.offset)).collect();
             if blobs
@@ -398,7 +409,7 @@ fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, BlobLocation)]) -> Pac
         let start = l.offset as usize;
         let end = start + l.length as usize;
         let result = match bytes.get(start..end) {
-            Some(sealed) => blob::open(store.keys(), l.kind, id, sealed).map(|_| ()),
+            Some(sealed) => blob::open(store.keys(), l.sealing, l.kind, id, sealed).map(|_| ()),
             None => Err(Error::corrupt("blob", "beyond the end of the pack")),
         };
         if let Err(e) = result {

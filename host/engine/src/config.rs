@@ -84,7 +84,7 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Serialises `body` with its MAC, ready to put as the `config` object.
     pub(crate) fn seal(body: ConfigBody, keys: &Keys) -> Result<Vec<u8>> {
-        let mac = hex::encode(keys.config_mac(&canonical(&body)?));
+        let mac = hex::encode(keys.config_mac(&canonical(&body)?)?);
         serde_json::to_vec_pretty(&ConfigFile { body, mac })
             .map_err(|e| Error::corrupt("config", e.to_string()))
     }
@@ -109,7 +109,7 @@ impl ConfigFile {
 
     /// Checks the MAC once the master key is known.
     pub fn verify(&self, keys: &Keys) -> Result<()> {
-        let expected = hex::encode(keys.config_mac(&canonical(&self.body)?));
+        let expected = hex::encode(keys.config_mac(&canonical(&self.body)?)?);
         if expected == self.mac {
             self.body.chunker.validate()
         } else {

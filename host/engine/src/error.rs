@@ -103,6 +103,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The store was opened with a put-only key, which adds backups and
+    /// does nothing else (docs/store-format.md, "Put-only keys").
+    #[error(
+        "this key is put-only: it can add backups, not {0}; use a full key (one made by `kast create` or `kast key add`)"
+    )]
+    PutOnly(String),
     /// The user asked to stop (Ctrl-C); what was written is consistent.
     #[error("the operation was interrupted")]
     Interrupted,

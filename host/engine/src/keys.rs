@@ -2,7 +2,7 @@
 //! a passphrase. Each passphrase is its own `key` object, so adding or
 //! removing one never rewrites another object and any of them opens the store.
 
-use crate::crypto::{MasterKey, fill_random};
+use crate::crypto::{MasterKey, PutOnlyBundle, fill_random};
 use crate::error::{Error, Result};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -78,10 +78,28 @@ impl KdfParams {
     }
 }
 
+/// What a key can do (docs/store-format.md, "Put-only keys").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// Opens the master key: reads, writes, deletes.
+    #[default]
+    Full,
+    /// Adds backups and nothing else.
+    PutOnly,
+}
+
+impl Capability {
+    fn is_full(&self) -> bool {
+        *self == Capability::Full
+    }
+}
+
 /// A key object as stored (JSON, plaintext apart from the wrapped key).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyFile {
-    /// Key-file format version.
+    /// Key-file format version: 1 for a full key, 2 for a put-only key (so
+    /// a kast that predates them refuses it instead of misreading it).
     pub version: u32,
     /// The KDF's name (`argon2id`), so another can be added later.
     pub algorithm: String,
@@ -89,7 +107,8 @@ pub struct KeyFile {
     pub kdf: KdfParams,
     /// Hex of a 16-byte random salt.
     pub salt: String,
-    /// Hex of `nonce ‖ XChaCha20-Poly1305(master key) ‖ tag`.
+    /// Hex of `nonce ‖ XChaCha20-Poly1305(secret) ‖ tag`: the master key,
+    /// or a put-only key's bundle.
     pub wrapped: String,
     /// When the key was added (seconds since the epoch), shown by `key list`.
     pub created: i64,
@@ -97,6 +116,73 @@ pub struct KeyFile {
     pub host: String,
     /// The user who added it.
     pub user: String,
+    /// What the key can do; absent (full) in every key made before
+    /// put-only keys, which stay byte for byte as they were.
+    #[serde(default, skip_serializing_if = "Capability::is_full")]
+    pub capability: Capability,
+}
+
+/// Who a new key is for, as `key list` shows it.
+pub struct KeyOwner<'a> {
+    /// The machine adding it.
+    pub host: &'a str,
+    /// The user adding it.
+    pub user: &'a str,
+    /// When (seconds since the epoch).
+    pub created: i64,
+}
+
+/// What a passphrase opened.
+pub enum Unwrapped {
+    /// A full key's master key.
+    Full(MasterKey),
+    /// A put-only key's bundle.
+    PutOnly(PutOnlyBundle),
+}
+
+/// A key kept in a local file (`kast key save-local`): what opens the
+/// store without a passphrase. Anyone who can read the file holds the key.
+#[derive(Clone)]
+pub enum LocalKey {
+    /// A full key: the master key.
+    Full(MasterKey),
+    /// A put-only key: its name and bundle.
+    PutOnly {
+        /// The key object's name.
+        name: String,
+        /// What it unwrapped to.
+        bundle: PutOnlyBundle,
+    },
+}
+
+impl LocalKey {
+    /// The file's text: 64 hex digits for a full key (the format from
+    /// before put-only keys), `put-only NAME HEX` for a put-only key.
+    pub fn to_text(&self) -> String {
+        match self {
+            LocalKey::Full(master) => master.to_hex(),
+            LocalKey::PutOnly { name, bundle } => {
+                format!("put-only {name} {}", hex::encode(bundle.to_bytes()))
+            }
+        }
+    }
+
+    /// Reads [`LocalKey::to_text`]; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<LocalKey> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            [hex] => MasterKey::from_hex(hex).map(LocalKey::Full),
+            ["put-only", name, bundle] => {
+                let valid_name = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
+                let bundle = PutOnlyBundle::from_bytes(&hex::decode(bundle).ok()?)?;
+                valid_name.then(|| LocalKey::PutOnly {
+                    name: name.to_string(),
+                    bundle,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Wraps `master` under `passphrase` with fresh salt.
@@ -105,9 +191,50 @@ pub fn wrap(
     passphrase: &[u8],
     kdf: KdfParams,
     store_id: &str,
-    host: &str,
-    user: &str,
-    created: i64,
+    owner: &KeyOwner,
+) -> Result<KeyFile> {
+    seal(
+        &master.0,
+        passphrase,
+        kdf,
+        store_id.as_bytes(),
+        Capability::Full,
+        owner,
+    )
+}
+
+/// Wraps a put-only key's bundle under `passphrase`; the key's name is
+/// bound in, so the object cannot be moved to another name.
+pub fn wrap_put_only(
+    bundle: &PutOnlyBundle,
+    passphrase: &[u8],
+    kdf: KdfParams,
+    store_id: &str,
+    key_name: &str,
+    owner: &KeyOwner,
+) -> Result<KeyFile> {
+    let aad = put_only_aad(store_id, key_name);
+    seal(
+        &bundle.to_bytes(),
+        passphrase,
+        kdf,
+        &aad,
+        Capability::PutOnly,
+        owner,
+    )
+}
+
+fn put_only_aad(store_id: &str, key_name: &str) -> Vec<u8> {
+    format!("{store_id}:put-only:{key_name}").into_bytes()
+}
+
+fn seal(
+    secret: &[u8],
+    passphrase: &[u8],
+    kdf: KdfParams,
+    aad: &[u8],
+    capability: Capability,
+    owner: &KeyOwner,
 ) -> Result<KeyFile> {
     kdf.check().map_err(Error::InvalidArgument)?;
     let mut salt = [0u8; 16];
@@ -117,59 +244,66 @@ pub fn wrap(
     fill_random(&mut nonce)?;
     let cipher = XChaCha20Poly1305::new((&kek).into());
     let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: &master.0,
-                aad: store_id.as_bytes(),
-            },
-        )
-        .map_err(|_| Error::corrupt("key", "cannot wrap the master key"))?;
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret, aad })
+        .map_err(|_| Error::corrupt("key", "cannot wrap the key"))?;
     let mut wrapped = nonce.to_vec();
     wrapped.extend_from_slice(&sealed);
     Ok(KeyFile {
-        version: 1,
+        version: if capability.is_full() { 1 } else { 2 },
         algorithm: "argon2id".into(),
         kdf,
         salt: hex::encode(salt),
         wrapped: hex::encode(wrapped),
-        created,
-        host: host.into(),
-        user: user.into(),
+        created: owner.created,
+        host: owner.host.into(),
+        user: owner.user.into(),
+        capability,
     })
 }
 
-/// Unwraps the master key; `Ok(None)` when the passphrase is not this key's.
+/// Unwraps a key; `Ok(None)` when the passphrase is not this key's.
 pub fn unwrap(
     key: &KeyFile,
     passphrase: &[u8],
     store_id: &str,
     name: &str,
-) -> Result<Option<MasterKey>> {
+) -> Result<Option<Unwrapped>> {
     let what = format!("key {name}");
-    if key.version != 1 || key.algorithm != "argon2id" {
+    let (secret_len, aad) = match (key.version, key.capability) {
+        (1, Capability::Full) => (32, store_id.as_bytes().to_vec()),
+        (2, Capability::PutOnly) => (PutOnlyBundle::LEN, put_only_aad(store_id, name)),
+        _ => return Err(Error::corrupt(what, "unknown key format")),
+    };
+    if key.algorithm != "argon2id" {
         return Err(Error::corrupt(what, "unknown key format"));
     }
     let salt = hex::decode(&key.salt).map_err(|_| Error::corrupt(&what, "salt is not hex"))?;
     let wrapped =
         hex::decode(&key.wrapped).map_err(|_| Error::corrupt(&what, "wrapped key is not hex"))?;
-    if wrapped.len() != 24 + 32 + 16 {
+    if wrapped.len() != 24 + secret_len + 16 {
         return Err(Error::corrupt(what, "wrapped key has the wrong length"));
     }
     key.kdf.check().map_err(|why| Error::corrupt(&what, why))?;
     let kek = derive(passphrase, &salt, key.kdf)?;
     let cipher = XChaCha20Poly1305::new((&kek).into());
-    let opened = cipher.decrypt(
+    let Ok(secret) = cipher.decrypt(
         XNonce::from_slice(&wrapped[..24]),
         Payload {
             msg: &wrapped[24..],
-            aad: store_id.as_bytes(),
+            aad: &aad,
         },
-    );
-    Ok(opened.ok().map(|bytes| {
-        let mut master = [0u8; 32];
-        master.copy_from_slice(&bytes);
-        MasterKey(master)
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(match key.capability {
+        Capability::Full => {
+            let mut master = [0u8; 32];
+            master.copy_from_slice(&secret);
+            Unwrapped::Full(MasterKey(master))
+        }
+        Capability::PutOnly => {
+            Unwrapped::PutOnly(PutOnlyBundle::from_bytes(&secret).expect("length checked above"))
+        }
     }))
 }
 
@@ -188,6 +322,12 @@ fn derive(passphrase: &[u8], salt: &[u8], kdf: KdfParams) -> Result<[u8; 32]> {
 mod tests {
     use super::*;
 
+    const OWNER: KeyOwner = KeyOwner {
+        host: "h",
+        user: "u",
+        created: 0,
+    };
+
     #[test]
     fn right_passphrase_unwraps_wrong_does_not() {
         let master = MasterKey([9; 32]);
@@ -196,12 +336,12 @@ mod tests {
             b"secret",
             KdfParams::insecure_for_tests(),
             "s1",
-            "h",
-            "u",
-            0,
+            &OWNER,
         )
         .unwrap();
-        let back = unwrap(&key, b"secret", "s1", "k").unwrap().unwrap();
+        let Some(Unwrapped::Full(back)) = unwrap(&key, b"secret", "s1", "k").unwrap() else {
+            panic!("a full key unwraps to the master key")
+        };
         assert_eq!(back.0, master.0);
         assert!(unwrap(&key, b"wrong", "s1", "k").unwrap().is_none());
         // A key moved to another store does not open it.
@@ -211,16 +351,7 @@ mod tests {
     #[test]
     fn a_key_asking_for_too_much_work_is_refused_before_any_is_done() {
         let master = MasterKey([9; 32]);
-        let key = wrap(
-            &master,
-            b"pw",
-            KdfParams::insecure_for_tests(),
-            "s",
-            "h",
-            "u",
-            0,
-        )
-        .unwrap();
+        let key = wrap(&master, b"pw", KdfParams::insecure_for_tests(), "s", &OWNER).unwrap();
         for (memory_kib, iterations, lanes) in [
             (4 * 1024 * 1024, 1, 1),
             (64, 100_000, 1),
@@ -242,7 +373,7 @@ mod tests {
             let err = err.to_string();
             assert!(err.contains("key k0") && err.contains("Argon2id"), "{err}");
             assert!(started.elapsed() < std::time::Duration::from_secs(1));
-            assert!(wrap(&master, b"pw", hostile.kdf, "s", "h", "u", 0).is_err());
+            assert!(wrap(&master, b"pw", hostile.kdf, "s", &OWNER).is_err());
         }
         assert!(KdfParams::default().check().is_ok());
     }

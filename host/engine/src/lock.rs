@@ -3,7 +3,7 @@
 //! another. After writing its lock a client lists the others and backs off
 //! on a conflict, which is safe on any storage that lists what it stored.
 
-use crate::crypto::{Domain, Keys, random_name};
+use crate::crypto::{Keys, random_name};
 use crate::error::{Error, Result};
 use crate::storage::{ObjectKind, Storage};
 use serde::{Deserialize, Serialize};
@@ -73,9 +73,7 @@ pub fn list(storage: &dyn Storage, keys: &Keys) -> Result<Vec<(String, Result<Lo
         let info = storage
             .get(ObjectKind::Lock, &object.name)
             .map_err(Error::from)
-            .and_then(|sealed| {
-                keys.open(Domain::Lock, b"", &sealed, &format!("lock {}", object.name))
-            })
+            .and_then(|sealed| keys.open_lock(&sealed, &format!("lock {}", object.name)))
             .and_then(|plain| {
                 serde_json::from_slice::<LockInfo>(&plain)
                     .map_err(|e| Error::corrupt(format!("lock {}", object.name), e.to_string()))
@@ -127,7 +125,7 @@ impl LockGuard {
 
     fn write(&self) -> Result<()> {
         let plain = serde_json::to_vec(&self.info).expect("lock info serializes");
-        let sealed = self.keys.seal(Domain::Lock, b"", &plain)?;
+        let sealed = self.keys.seal_lock(&plain)?;
         self.storage.put(ObjectKind::Lock, &self.name, &sealed)?;
         Ok(())
     }

@@ -10,7 +10,7 @@
 
 use crate::blob::BlobKind;
 use crate::browse;
-use crate::crypto::Id;
+use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
 use crate::index::{BlobLocation, Index};
 use crate::pack::PackEntry;
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 /// Deletes snapshot headers. Unknown ids are an error before anything goes.
 pub fn remove_snapshots(store: &Store, ids: &[Id]) -> Result<()> {
+    store.require_full("remove snapshots")?;
     let present: HashSet<String> = store
         .storage()
         .list(ObjectKind::Snapshot)?
@@ -94,6 +95,7 @@ struct PackUse {
 
 /// Runs maintenance under the exclusive lock.
 pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<MaintenanceReport> {
+    store.require_full("run maintenance")?;
     let _lock = store.lock(true, "maintenance")?;
     let mut report = MaintenanceReport::default();
     let index = Index::load(&**store.storage(), store.keys(), None)?;
@@ -104,6 +106,15 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
                 "{}; maintenance would drop the blobs it lists, so it stops (run check)",
                 d.error
             ),
+        ));
+    }
+    let mut put_only_records = 0u64;
+    index.for_each(|_, l| put_only_records += u64::from(!l.trusted));
+    if put_only_records > 0 {
+        return Err(Error::InvalidArgument(
+            "this store holds backups made with put-only keys, which maintenance cannot yet \
+             verify and adopt (docs/store-format.md); nothing was changed"
+                .into(),
         ));
     }
     let list = browse::snapshots(store)?;
@@ -217,6 +228,10 @@ fn location(pack: Id, e: &PackEntry) -> BlobLocation {
         length: e.length,
         raw_length: e.raw_length,
         kind: e.kind,
+        // Maintenance runs only over full keys' states (see the check at
+        // its start).
+        sealing: Sealing::Store,
+        trusted: true,
     }
 }
 

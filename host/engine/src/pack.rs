@@ -7,7 +7,7 @@
 
 use crate::blob::BlobKind;
 use crate::codec::{Reader, Writer};
-use crate::crypto::{Domain, Id, Keys, fill_random};
+use crate::crypto::{Domain, Id, Keys, Sealing, fill_random};
 use crate::error::{Error, Result};
 
 const FOOTER_VERSION: u8 = 1;
@@ -149,13 +149,21 @@ pub fn decode_footer(bytes: &[u8], what: &str) -> Result<Vec<PackEntry>> {
 
 /// Parses a whole pack's bytes: checks its name and returns the footer.
 /// Every entry is checked to lie inside the blob area.
-pub fn read_footer(keys: &Keys, name: &Id, bytes: &[u8]) -> Result<Vec<PackEntry>> {
+pub fn read_footer(
+    keys: &Keys,
+    sealing: Sealing,
+    name: &Id,
+    bytes: &[u8],
+) -> Result<Vec<PackEntry>> {
     let what = format!("pack {}", name.short());
     if Id::of_object(bytes) != *name {
         return Err(Error::corrupt(&what, "content does not match its name"));
     }
     let (footer_start, sealed) = locate_footer(bytes, &what)?;
-    let entries = decode_footer(&keys.open(Domain::PackFooter, b"", sealed, &what)?, &what)?;
+    let entries = decode_footer(
+        &keys.open(sealing, Domain::PackFooter, b"", sealed, &what)?,
+        &what,
+    )?;
     for e in &entries {
         if e.offset as u64 + e.length as u64 > footer_start as u64 {
             return Err(Error::corrupt(&what, "footer points past the blobs"));
@@ -219,7 +227,7 @@ mod tests {
         b.add(Id([1; 32]), BlobKind::Data, 3, b"abcdef");
         b.add(Id([2; 32]), BlobKind::Tree, 1, b"xyz");
         let pack = b.finish(&keys).unwrap();
-        let entries = read_footer(&keys, &pack.name, &pack.bytes).unwrap();
+        let entries = read_footer(&keys, Sealing::Store, &pack.name, &pack.bytes).unwrap();
         assert_eq!(entries, pack.entries);
         let e = entries[1];
         assert_eq!(
@@ -229,7 +237,7 @@ mod tests {
         for i in [0, pack.bytes.len() / 2, pack.bytes.len() - 1] {
             let mut bad = pack.bytes.clone();
             bad[i] ^= 1;
-            assert!(read_footer(&keys, &pack.name, &bad).is_err());
+            assert!(read_footer(&keys, Sealing::Store, &pack.name, &bad).is_err());
         }
     }
 
@@ -250,7 +258,9 @@ mod tests {
         let pack = b.finish(&keys).unwrap();
         assert_eq!(pack.bytes.capacity(), capacity, "the pack buffer grew");
         assert_eq!(
-            read_footer(&keys, &pack.name, &pack.bytes).unwrap().len(),
+            read_footer(&keys, Sealing::Store, &pack.name, &pack.bytes)
+                .unwrap()
+                .len(),
             n as usize
         );
     }

@@ -93,13 +93,18 @@ pub(crate) fn put_states(
     packs: Vec<(Id, Vec<PackEntry>)>,
 ) -> Result<Vec<(Id, State)>> {
     let mut states = Vec::new();
-    let mut part = State::default();
+    // Every pack here was sealed the way these keys write.
+    let empty = || State {
+        packs: Vec::new(),
+        sealing: store_keys.sealing(),
+    };
+    let mut part = empty();
     let mut count = 0;
     for (pack, entries) in packs {
         count += entries.len();
         part.packs.push((pack, entries));
         if count >= STATE_PART {
-            let state = std::mem::take(&mut part);
+            let state = std::mem::replace(&mut part, empty());
             states.push((put_state(store_keys, storage, &state)?, state));
             count = 0;
         }
@@ -153,7 +158,7 @@ impl BlobSink<'_> {
 
     /// Whether the store has the blob, or this run queued it.
     pub fn known(&self, id: &Id) -> bool {
-        self.session.contains(id) || self.index.contains(id)
+        self.session.contains(id) || self.index.reusable(id)
     }
 
     /// An empty buffer for a chunk (recycled when possible).
@@ -334,7 +339,7 @@ pub fn write_blobs<R>(
             written.blobs += entries.len() as u64;
             written.bytes += entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
         }
-        index.add_state(*name, state)?;
+        index.add_state(*name, state, true)?;
     }
     if let Some(e) = errors.take() {
         return Err(e);
@@ -445,7 +450,10 @@ fn uploader(
             uploaded.due()
         };
         if let Some(packs) = due {
-            let state = State { packs };
+            let state = State {
+                packs,
+                sealing: keys.sealing(),
+            };
             match put_state(keys, storage, &state) {
                 Ok(name) => lock().checkpoints.push((name, state)),
                 Err(e) => {

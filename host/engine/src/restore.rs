@@ -180,6 +180,7 @@ pub fn restore(
     destination: &dyn Destination,
     options: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
+    store.require_full("restore")?;
     let header = store.read_snapshot(snapshot)?;
     let index = store.index()?;
     let target = browse::resolve_path(store, &index, (snapshot, &header), path)?;

@@ -2,7 +2,7 @@
 //! and says what, when, where from and how much.
 
 use crate::codec::{Reader, Writer};
-use crate::crypto::{Domain, Id, Keys};
+use crate::crypto::{Domain, Id, Keys, Sealing};
 use crate::error::{Error, Result};
 
 /// Version 1; version 2 adds the job's name at the end, written only for
@@ -62,7 +62,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(if self.job.is_empty() {
             HEADER_VERSION
@@ -101,7 +101,7 @@ impl Snapshot {
         w.into_bytes()
     }
 
-    fn decode(bytes: &[u8], what: &str) -> Result<Snapshot> {
+    pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<Snapshot> {
         let mut r = Reader::new(bytes, what);
         let version = r.u8()?;
         if version != HEADER_VERSION && version != HEADER_VERSION_WITH_JOB {
@@ -163,8 +163,15 @@ impl Snapshot {
     }
 
     /// Encrypts the header for storage; its object name is the hash of the result.
+    /// A put-only session's header starts with the session's public
+    /// value, which a full key needs to open it.
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
-        keys.seal(Domain::Snapshot, b"", &self.encode())
+        let mut out = match keys.sealing() {
+            Sealing::Store => Vec::new(),
+            Sealing::Session(session) => session.to_vec(),
+        };
+        keys.seal_into(Domain::Snapshot, b"", &self.encode(), &mut out)?;
+        Ok(out)
     }
 
     /// Verifies the name (hash of the bytes), then opens and decodes.
@@ -173,7 +180,25 @@ impl Snapshot {
         if Id::of_object(sealed) != *name {
             return Err(Error::corrupt(&what, "content does not match its name"));
         }
-        Snapshot::decode(&keys.open(Domain::Snapshot, b"", sealed, &what)?, &what)
+        // A full key's header first, as nearly every header is; then a
+        // put-only session's.
+        let plain = keys
+            .open(Sealing::Store, Domain::Snapshot, b"", sealed, &what)
+            .or_else(|store_error| match store_error {
+                Error::Corrupt { .. } if sealed.len() > 32 => {
+                    let session = sealed[..32].try_into().expect("32 bytes");
+                    keys.open(
+                        Sealing::Session(session),
+                        Domain::Snapshot,
+                        b"",
+                        &sealed[32..],
+                        &what,
+                    )
+                    .map_err(|_| store_error)
+                }
+                other => Err(other),
+            })?;
+        Snapshot::decode(&plain, &what)
     }
 }
 

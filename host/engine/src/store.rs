@@ -3,10 +3,10 @@
 
 use crate::blob::{self, BlobKind};
 use crate::config::{ChunkerParams, ConfigBody, ConfigFile, FORMAT_VERSION};
-use crate::crypto::{Id, Keys, MasterKey, random_name};
+use crate::crypto::{Id, Keys, MasterKey, PutOnlyBundle, random_name};
 use crate::error::{Error, Result};
 use crate::index::{BlobLocation, Index};
-use crate::keys::{self, KdfParams, KeyFile};
+use crate::keys::{self, Capability, KdfParams, KeyFile, KeyOwner, LocalKey, Unwrapped};
 use crate::lock::{self, LockGuard};
 use crate::snapshot::Snapshot;
 use crate::storage::{ObjectKind, Storage, StorageError};
@@ -43,10 +43,16 @@ impl Default for CreateOptions {
 /// A key as `key list` shows it.
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
+    /// The key object's name.
     pub name: String,
+    /// When it was added (seconds since the epoch).
     pub created: i64,
+    /// The machine that added it.
     pub host: String,
+    /// The user who added it.
     pub user: String,
+    /// What it can do.
+    pub capability: Capability,
     /// The key this session opened the store with.
     pub current: bool,
 }
@@ -55,7 +61,10 @@ pub struct KeyInfo {
 pub struct Store {
     storage: Arc<dyn Storage>,
     config: ConfigBody,
-    master: MasterKey,
+    /// `None` when opened with a put-only key.
+    master: Option<MasterKey>,
+    /// What a put-only key unwrapped to (for `key save-local`).
+    put_only_bundle: Option<PutOnlyBundle>,
     keys: Keys,
     key_name: String,
     cache_dir: Option<PathBuf>,
@@ -98,9 +107,11 @@ impl Store {
             passphrase,
             options.kdf,
             &body.store_id,
-            &crate::host_name(),
-            &crate::user_name(),
-            body.created,
+            &KeyOwner {
+                host: &crate::host_name(),
+                user: &crate::user_name(),
+                created: body.created,
+            },
         )?;
         storage.put(
             ObjectKind::Key,
@@ -116,82 +127,164 @@ impl Store {
             cache_dir: cache_root.map(|r| r.join(&body.store_id)),
             storage,
             config: body,
-            master,
+            master: Some(master),
+            put_only_bundle: None,
             keys,
             key_name,
         })
     }
 
-    /// Opens a store with any of its passphrases.
+    /// Opens a store with any of its passphrases: a full key's or a
+    /// put-only key's.
     pub fn open(
         storage: Arc<dyn Storage>,
         passphrase: &[u8],
         cache_root: Option<PathBuf>,
     ) -> Result<Store> {
-        let config = read_config(&*storage)?;
+        let config_bytes = read_config_bytes(&*storage)?;
+        let config = ConfigFile::parse(&config_bytes)?;
         let mut first_damage = None;
+        let mut put_only_keys = false;
+        let mut opened = None;
         for object in storage.list(ObjectKind::Key)? {
-            let parsed = storage
+            let key = storage
                 .get(ObjectKind::Key, &object.name)
                 .map_err(Error::from)
                 .and_then(|bytes| {
                     serde_json::from_slice::<KeyFile>(&bytes)
                         .map_err(|e| Error::corrupt(format!("key {}", object.name), e.to_string()))
-                })
-                .and_then(|key| {
-                    keys::unwrap(&key, passphrase, &config.body.store_id, &object.name)
                 });
-            match parsed {
-                Ok(Some(master)) => {
-                    let keys = Keys::derive(&master);
-                    config.verify(&keys)?;
-                    return Ok(Store {
-                        cache_dir: cache_root.map(|r| r.join(&config.body.store_id)),
-                        storage,
-                        config: config.body,
-                        master,
-                        keys,
-                        key_name: object.name,
-                    });
-                }
+            if let Ok(key) = &key {
+                put_only_keys |= key.capability == Capability::PutOnly;
+            }
+            if opened.is_some() {
+                continue;
+            }
+            let unwrapped = key.and_then(|key| {
+                keys::unwrap(&key, passphrase, &config.body.store_id, &object.name)
+            });
+            match unwrapped {
+                Ok(Some(secret)) => opened = Some((secret, object.name)),
                 Ok(None) => {}
                 Err(e) => first_damage = first_damage.or(Some(e)),
             }
         }
         // A damaged key may have been the one for this passphrase: say so.
-        Err(first_damage.unwrap_or(Error::WrongPassphrase))
+        let Some((secret, key_name)) = opened else {
+            return Err(first_damage.unwrap_or(Error::WrongPassphrase));
+        };
+        let key = match secret {
+            Unwrapped::Full(master) => LocalKey::Full(master),
+            Unwrapped::PutOnly(bundle) => LocalKey::PutOnly {
+                name: key_name.clone(),
+                bundle,
+            },
+        };
+        let mut store = Store::with_key(storage, &config_bytes, config, key, cache_root)?;
+        store.key_name = key_name;
+        if put_only_keys {
+            store.keys.seal_locks_for_put_only();
+        }
+        Ok(store)
     }
 
     /// The store id, read from the config without opening the store: it
     /// names the local caches and a local key file.
     pub fn peek_id(storage: &dyn Storage) -> Result<String> {
-        Ok(read_config(storage)?.body.store_id)
+        Ok(ConfigFile::parse(&read_config_bytes(storage)?)?
+            .body
+            .store_id)
     }
 
-    /// Opens the store with its master key directly (a local key file the
-    /// user opted into), skipping the passphrase and its Argon2id cost. A
-    /// key that is not this store's fails the config MAC.
-    pub fn open_with_master_key(
+    /// Opens the store with a key kept in a local file (the user opted
+    /// into it), skipping the passphrase and its Argon2id cost. A key that
+    /// is not this store's fails the config's MAC (or digest).
+    pub fn open_with_local_key(
         storage: Arc<dyn Storage>,
-        master: MasterKey,
+        key: LocalKey,
         cache_root: Option<PathBuf>,
     ) -> Result<Store> {
-        let config = read_config(&*storage)?;
-        let keys = Keys::derive(&master);
-        config.verify(&keys)?;
+        let config_bytes = read_config_bytes(&*storage)?;
+        let config = ConfigFile::parse(&config_bytes)?;
+        let mut store = Store::with_key(storage, &config_bytes, config, key, cache_root)?;
+        let put_only_keys = store
+            .list_keys()?
+            .iter()
+            .any(|k| k.capability == Capability::PutOnly);
+        if put_only_keys {
+            store.keys.seal_locks_for_put_only();
+        }
+        Ok(store)
+    }
+
+    fn with_key(
+        storage: Arc<dyn Storage>,
+        config_bytes: &[u8],
+        config: ConfigFile,
+        key: LocalKey,
+        cache_root: Option<PathBuf>,
+    ) -> Result<Store> {
+        let store_cache = cache_root.map(|r| r.join(&config.body.store_id));
+        let (master, put_only_bundle, keys, key_name, cache_dir) = match key {
+            LocalKey::Full(master) => {
+                let keys = Keys::derive(&master);
+                config.verify(&keys)?;
+                (Some(master), None, keys, String::new(), store_cache)
+            }
+            LocalKey::PutOnly { name, bundle } => {
+                let keys = Keys::put_only(&bundle, &name)?;
+                if keys.config_matches(config_bytes) != Some(true) {
+                    return Err(Error::corrupt(
+                        "config",
+                        "it is not the config this put-only key was made for",
+                    ));
+                }
+                config.body.chunker.validate()?;
+                // Its own index: what a put-only key trusts is not what a
+                // full key on the same machine trusts.
+                let cache = store_cache.map(|d| d.join(format!("put-only-{name}")));
+                (None, Some(bundle), keys, name, cache)
+            }
+        };
         Ok(Store {
-            cache_dir: cache_root.map(|r| r.join(&config.body.store_id)),
+            cache_dir,
             storage,
             config: config.body,
             master,
+            put_only_bundle,
             keys,
-            key_name: String::new(),
+            key_name,
         })
     }
 
-    /// The master key, to save in a local key file on the user's request.
-    pub fn master_key(&self) -> &MasterKey {
-        &self.master
+    /// The key this session holds, to save in a local key file on the
+    /// user's request.
+    pub fn local_key(&self) -> LocalKey {
+        match &self.master {
+            Some(master) => LocalKey::Full(master.clone()),
+            None => LocalKey::PutOnly {
+                name: self.key_name.clone(),
+                bundle: self
+                    .put_only_bundle
+                    .clone()
+                    .expect("a put-only store keeps its bundle"),
+            },
+        }
+    }
+
+    /// Whether this session can only add backups.
+    pub fn is_put_only(&self) -> bool {
+        self.master.is_none()
+    }
+
+    /// Fails with [`Error::PutOnly`] for a put-only session: what every
+    /// operation that reads or deletes calls first, so it refuses before
+    /// doing any work.
+    pub fn require_full(&self, what: &str) -> Result<()> {
+        if self.is_put_only() {
+            return Err(Error::PutOnly(what.to_string()));
+        }
+        Ok(())
     }
 
     /// The backend, for callers that list or copy objects.
@@ -237,18 +330,39 @@ impl Store {
         Index::load(&*self.storage, &self.keys, dir.as_deref())
     }
 
-    /// Adds a passphrase; returns the new key's name.
-    pub fn add_key(&self, passphrase: &[u8], kdf: KdfParams) -> Result<String> {
+    /// Adds a passphrase that opens the store as a full key, or (with
+    /// [`Capability::PutOnly`]) as a key that can only add backups;
+    /// returns the new key's name. Only a full key adds keys.
+    pub fn add_key(
+        &self,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        capability: Capability,
+    ) -> Result<String> {
+        let Some(master) = &self.master else {
+            return Err(Error::PutOnly("add keys".into()));
+        };
         let name = random_name(16)?;
-        let key = keys::wrap(
-            &self.master,
-            passphrase,
-            kdf,
-            &self.config.store_id,
-            &crate::host_name(),
-            &crate::user_name(),
-            now_secs_i64(),
-        )?;
+        let owner = KeyOwner {
+            host: &crate::host_name(),
+            user: &crate::user_name(),
+            created: now_secs_i64(),
+        };
+        let key = match capability {
+            Capability::Full => keys::wrap(master, passphrase, kdf, &self.config.store_id, &owner)?,
+            Capability::PutOnly => {
+                let config = read_config_bytes(&*self.storage)?;
+                let bundle = self.keys.put_only_bundle(&name, &config)?;
+                keys::wrap_put_only(
+                    &bundle,
+                    passphrase,
+                    kdf,
+                    &self.config.store_id,
+                    &name,
+                    &owner,
+                )?
+            }
+        };
         self.storage.put(
             ObjectKind::Key,
             &name,
@@ -270,6 +384,7 @@ impl Store {
                 created: key.created,
                 host: key.host,
                 user: key.user,
+                capability: key.capability,
             });
         }
         Ok(out)
@@ -278,6 +393,7 @@ impl Store {
     /// Removes a passphrase. The key in use cannot be removed (open the
     /// store with another passphrase first), so a store never loses its last.
     pub fn remove_key(&self, name: &str) -> Result<()> {
+        self.require_full("remove keys")?;
         if name == self.key_name {
             return Err(Error::InvalidArgument(
                 "cannot remove the key this session opened the store with; open with another passphrase".into(),
@@ -303,6 +419,7 @@ impl Store {
 
     /// Removes stale locks, or every lock with `all`.
     pub fn break_locks(&self, all: bool) -> Result<usize> {
+        self.require_full("remove locks")?;
         lock::break_locks(&*self.storage, &self.keys, all)
     }
 
@@ -320,7 +437,7 @@ impl Store {
                 "truncated",
             ));
         }
-        blob::open(&self.keys, location.kind, id, &sealed)
+        blob::open(&self.keys, location.sealing, location.kind, id, &sealed)
     }
 
     /// Reads blobs that lie close together in one pack (sorted by offset)
@@ -357,7 +474,7 @@ impl Store {
             .map(|(id, l)| {
                 let from = (u64::from(l.offset) - start) as usize;
                 match sealed.get(from..from + l.length as usize) {
-                    Some(bytes) => blob::open(&self.keys, l.kind, id, bytes),
+                    Some(bytes) => blob::open(&self.keys, l.sealing, l.kind, id, bytes),
                     None => Err(Error::corrupt(
                         format!("pack {}", l.pack.short()),
                         "truncated",
@@ -381,6 +498,74 @@ impl Store {
         Tree::decode(&bytes, &format!("tree {}", id.short()))
     }
 
+    /// Notes a snapshot a put-only key made in its local cache: the one
+    /// list of its own backups it can show, since it cannot read headers.
+    pub(crate) fn record_own_snapshot(&self, id: &Id, snapshot: &Snapshot) -> Result<()> {
+        use std::io::Write;
+        let Some(path) = self.own_snapshots_path() else {
+            return Ok(());
+        };
+        let cache_error = |source| Error::Cache {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(cache_error)?;
+        }
+        let line = format!("{} {}\n", id.to_hex(), hex::encode(snapshot.encode()));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .map_err(cache_error)
+    }
+
+    /// The snapshots this put-only key made from this machine, oldest
+    /// first, as it noted them (see `record_own_snapshot`); the ones no
+    /// longer in the store are left out.
+    pub fn own_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let Some(path) = self.own_snapshots_path() else {
+            return Ok(Vec::new());
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Cache {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let present: std::collections::HashSet<String> = self
+            .storage
+            .list(ObjectKind::Snapshot)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let parsed = line.split_once(' ').and_then(|(id, header)| {
+                let id = Id::from_hex(id)?;
+                let header = hex::decode(header).ok()?;
+                Some((id, Snapshot::decode(&header, "local snapshot record").ok()?))
+            });
+            // A torn last line (a crash while appending) is skipped.
+            if let Some((id, snapshot)) = parsed
+                && present.contains(&id.to_hex())
+            {
+                out.push((id, snapshot));
+            }
+        }
+        out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    fn own_snapshots_path(&self) -> Option<PathBuf> {
+        Some(self.cache_dir.as_ref()?.join("own-snapshots"))
+    }
+
     /// Reads one snapshot header.
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let sealed = self.storage.get(ObjectKind::Snapshot, &id.to_hex())?;
@@ -388,10 +573,10 @@ impl Store {
     }
 }
 
-/// The config object, parsed but not yet verified (that needs the key).
-fn read_config(storage: &dyn Storage) -> Result<ConfigFile> {
+/// The config object as stored: parsed and verified once a key is known.
+fn read_config_bytes(storage: &dyn Storage) -> Result<Vec<u8>> {
     match storage.get(ObjectKind::Config, "config") {
-        Ok(bytes) => ConfigFile::parse(&bytes),
+        Ok(bytes) => Ok(bytes),
         Err(StorageError::NotFound { .. }) => Err(Error::NoStore(storage.location())),
         Err(e) => Err(e.into()),
     }

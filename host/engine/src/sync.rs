@@ -41,6 +41,7 @@ pub fn sync(
     snapshots: &[Id],
     progress: Arc<dyn Progress>,
 ) -> Result<SyncOutcome> {
+    from.require_full("copy snapshots out of this store")?;
     let _source_lock = from.lock(false, "sync (reading)")?;
     let _target_lock = to.lock(false, "sync (writing)")?;
     let source_index = from.index()?;

@@ -95,6 +95,7 @@ fn a_second_passphrase_opens_and_can_be_removed() {
         .add_key(
             b"second",
             kast_engine::keys::KdfParams::insecure_for_tests(),
+            kast_engine::keys::Capability::Full,
         )
         .unwrap();
     let storage = Arc::new(LocalStorage::new(t.store_path()));
@@ -110,7 +111,7 @@ fn a_second_passphrase_opens_and_can_be_removed() {
     ));
     // Opened with the master key itself, a session still cannot remove the
     // last passphrase.
-    let by_key = Store::open_with_master_key(storage, t.store.master_key().clone(), None).unwrap();
+    let by_key = Store::open_with_local_key(storage, t.store.local_key(), None).unwrap();
     let last = by_key.list_keys().unwrap().remove(0).name;
     let err = by_key.remove_key(&last).unwrap_err();
     assert!(err.to_string().contains("last passphrase"), "{err}");

@@ -15,13 +15,18 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
     let store = ctx.open_store()?;
     let Some(spec_text) = spec_text else {
         let f = spec::filter(ctx, filter)?;
-        let list = browse::snapshots(&store)?;
-        crate::seen::check(ctx, &store, &list.snapshots);
-        let snaps: Vec<_> = list
-            .snapshots
-            .iter()
-            .filter(|(_, s)| f.matches(s))
-            .collect();
+        let (snapshots, damaged) = if store.is_put_only() {
+            // Headers are sealed to full keys: what it made is what it knows.
+            ctx.note(
+                "this key is put-only: these are the snapshots it made from this machine; a full key lists them all",
+            );
+            (store.own_snapshots()?, Vec::new())
+        } else {
+            let list = browse::snapshots(&store)?;
+            crate::seen::check(ctx, &store, &list.snapshots);
+            (list.snapshots, list.damaged)
+        };
+        let snaps: Vec<_> = snapshots.iter().filter(|(_, s)| f.matches(s)).collect();
         if ctx.json {
             return ctx.print_json(&json!(
                 snaps
@@ -59,11 +64,12 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
             }
             table.write(&mut std::io::stdout().lock())?;
         }
-        for (name, e) in &list.damaged {
+        for (name, e) in &damaged {
             ctx.warn(&format!("snapshot {name} cannot be read: {e}"));
         }
         return Ok(());
     };
+    store.require_full("list a snapshot's contents")?;
     let (snapshot, path) = spec::split(spec_text);
     let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
     let index = store.index()?;
@@ -108,6 +114,7 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
 
 pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("read files out of snapshots")?;
     let (snapshot, path) = spec::split(spec_text);
     if path.is_empty() {
         bail!("name a file: SNAPSHOT:PATH");
@@ -126,6 +133,7 @@ pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
 
 pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("compare snapshots")?;
     let index = store.index()?;
     let tree_of = |text: &str| -> Result<kast_engine::crypto::Id> {
         let (snapshot, path) = spec::split(text);

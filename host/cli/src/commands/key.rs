@@ -4,7 +4,7 @@ use crate::cli::KeyCommand;
 use crate::context::{Context, read_secret};
 use crate::spec::format_time;
 use anyhow::{Context as _, Result};
-use kast_engine::keys::KdfParams;
+use kast_engine::keys::{Capability, KdfParams};
 use serde_json::json;
 
 pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
@@ -12,18 +12,27 @@ pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
     match command {
         KeyCommand::Add {
             new_passphrase_file,
+            put_only,
         } => {
+            store.require_full("add keys")?;
             let passphrase = read_secret(
                 new_passphrase_file.as_deref(),
                 "KAST_NEW_PASSPHRASE",
                 "new passphrase",
                 true,
             )?;
-            let name = store.add_key(&passphrase, KdfParams::default())?;
+            let capability = if *put_only {
+                Capability::PutOnly
+            } else {
+                Capability::Full
+            };
+            let name = store.add_key(&passphrase, KdfParams::default(), capability)?;
             if ctx.json {
-                ctx.print_json(&json!({ "added": name }))?;
+                ctx.print_json(
+                    &json!({ "added": name, "capability": capability_name(capability) }),
+                )?;
             } else if !ctx.quiet {
-                println!("added key {name}");
+                println!("added {} key {name}", capability_name(capability));
             }
         }
         KeyCommand::List => {
@@ -31,14 +40,15 @@ pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
             if ctx.json {
                 return ctx.print_json(&json!(keys.iter().map(|k| json!({
                     "name": k.name, "created": format_time(k.created * 1_000_000_000), "host": k.host,
-                    "user": k.user, "current": k.current,
+                    "user": k.user, "current": k.current, "capability": capability_name(k.capability),
                 })).collect::<Vec<_>>()));
             }
             for k in keys {
                 println!(
-                    "{}{} created {} by {} on {}",
+                    "{}{} {:8} created {} by {} on {}",
                     if k.current { "* " } else { "  " },
                     k.name,
+                    capability_name(k.capability),
                     format_time(k.created * 1_000_000_000),
                     k.user,
                     k.host
@@ -47,14 +57,20 @@ pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
         }
         KeyCommand::SaveLocal => {
             let path = ctx.local_key_path(&store.config().store_id);
-            write_private(&path, store.master_key().to_hex().as_bytes())?;
+            write_private(&path, store.local_key().to_text().as_bytes())?;
             if ctx.json {
                 ctx.print_json(&json!({ "saved": path }))?;
             } else if !ctx.quiet {
                 println!("saved the store's key to {}", path.display());
-                println!(
-                    "commands on this machine no longer ask for the passphrase; anyone who can read that file can read the backups"
-                );
+                if store.is_put_only() {
+                    println!(
+                        "commands on this machine no longer ask for the passphrase; the key is put-only: whoever reads that file can add backups, not read them"
+                    );
+                } else {
+                    println!(
+                        "commands on this machine no longer ask for the passphrase; anyone who can read that file can read the backups"
+                    );
+                }
             }
         }
         KeyCommand::ForgetLocal => {
@@ -77,6 +93,14 @@ pub fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The capability as `key list` and `--json` name it.
+fn capability_name(capability: Capability) -> &'static str {
+    match capability {
+        Capability::Full => "full",
+        Capability::PutOnly => "put-only",
+    }
 }
 
 /// Writes a file only its owner can read, creating its folder.

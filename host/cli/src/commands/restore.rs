@@ -33,6 +33,7 @@ pub fn run(
     filter: &FilterArgs,
 ) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("restore")?;
     let (snapshot, path) = spec::split(spec_text);
     let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
     // Always said: which snapshot `latest` (or a prefix) turned out to be.

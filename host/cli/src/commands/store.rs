@@ -39,6 +39,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
 
 pub fn info(ctx: &Context, spec: Option<&str>, filter: &FilterArgs) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("show what the store holds")?;
     if let Some(spec) = spec {
         let (id, snap) = spec::resolve(ctx, &store, spec::split(spec).0, filter)?;
         let s = &snap.summary;
@@ -120,6 +121,7 @@ pub fn check_cmd(ctx: &Context, fast: bool, sample: Option<&str>, specs: &[Strin
             None => return Err(e),
         },
     };
+    store.require_full("check the store (that reads it)")?;
     let mut ids = Vec::new();
     for s in specs {
         ids.push(spec::resolve(ctx, &store, spec::split(s).0, &FilterArgs::default())?.0);
@@ -218,6 +220,7 @@ fn print_check_report(ctx: &Context, report: &CheckReport, fast: bool) -> Result
 
 pub fn rm(ctx: &Context, args: &RmArgs) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("remove snapshots")?;
     let policy = Policy {
         last: args.keep_last.unwrap_or(0),
         hourly: args.keep_hourly.unwrap_or(0),
@@ -317,6 +320,7 @@ pub fn rm(ctx: &Context, args: &RmArgs) -> Result<()> {
 
 pub fn maintenance_cmd(ctx: &Context, grace_seconds: u64) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("run maintenance")?;
     let options = MaintenanceOptions {
         grace: std::time::Duration::from_secs(grace_seconds),
         ..Default::default()
@@ -352,6 +356,7 @@ pub fn maintenance_cmd(ctx: &Context, grace_seconds: u64) -> Result<()> {
 
 pub fn unlock(ctx: &Context, all: bool) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("remove locks")?;
     let removed = store.break_locks(all)?;
     if ctx.json {
         return ctx.print_json(&json!({ "removed": removed }));

@@ -14,6 +14,7 @@ pub fn run(
     specs: &[String],
 ) -> Result<()> {
     let from = ctx.open_store()?;
+    from.require_full("copy snapshots out of this store")?;
     let mut ids = Vec::new();
     for s in specs {
         ids.push(spec::resolve(ctx, &from, spec::split(s).0, &FilterArgs::default())?.0);

@@ -146,7 +146,11 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
     };
     activity.duration_ms = clock.elapsed().as_millis() as u64;
     match result {
-        Ok(()) if activity.errors > 0 => activity.outcome = Outcome::Partial,
+        // Steps skipped (a put-only key) leave a reason on a run that
+        // otherwise went well.
+        Ok(()) if activity.errors > 0 || activity.reason.is_some() => {
+            activity.outcome = Outcome::Partial
+        }
         Ok(()) => {}
         Err(e) => {
             activity.outcome = Outcome::Failure;
@@ -239,6 +243,26 @@ fn steps(
             .error_samples
             .extend(outcome.warnings.iter().take(room).cloned());
         made.push(outcome.id);
+    }
+    if store.is_put_only() {
+        // Retention, check and sync read the store; a put-only key backs
+        // up and leaves them to a machine with a full key. Said, not hidden:
+        // the run is partial and its reason names what was skipped.
+        let skipped: Vec<&str> = [
+            job.keep.as_ref().map(|_| "retention"),
+            job.check.as_ref().map(|_| "check"),
+            job.sync.as_ref().map(|_| "sync"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !skipped.is_empty() {
+            activity.reason = Some(format!(
+                "{} skipped: the store was opened with a put-only key, which can only add backups; run them where a full key is",
+                skipped.join(", ")
+            ));
+        }
+        return Ok(());
     }
     if let Some(keep) = &job.keep {
         let scope = (job.keep_scope == KeepScope::Job).then_some(name);

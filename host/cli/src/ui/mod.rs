@@ -98,6 +98,7 @@ fn routes(app: Arc<App>) -> Router {
 /// Serves until Ctrl-C (which sets `cancel`).
 pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<()> {
     let store = ctx.open_store()?;
+    store.require_full("serve the web UI, which reads the store")?;
     let app = Arc::new(App {
         store,
         host: ctx.new_host()?,

@@ -9,7 +9,7 @@ mod state;
 pub use crate::pack::PackEntry;
 pub use run::BlobLocation;
 pub(crate) use run::{MAX_BLOB, Record};
-pub use state::State;
+pub use state::{OpenedState, State};
 
 use crate::crypto::{Id, Keys};
 use crate::error::{Error, Result};
@@ -86,12 +86,12 @@ impl Index {
             damaged: Vec::new(),
         };
         for name in current.iter().filter(|s| !covered.contains(*s)) {
-            let loaded = storage
-                .get(ObjectKind::State, &name.to_hex())
-                .map_err(Error::from)
-                .and_then(|sealed| State::open(keys, name, &sealed));
+            let loaded = read_state(storage, keys, name);
             match loaded {
-                Ok(state) => index.add_state(*name, &state)?,
+                Ok(Some(opened)) => index.add_state(*name, &opened.state, opened.trusted)?,
+                // Another put-only key's: covered by an empty run, so it is
+                // not fetched again.
+                Ok(None) => index.add_state(*name, &State::default(), false)?,
                 Err(error) => index.damaged.push(DamagedState {
                     name: name.to_hex(),
                     error,
@@ -102,9 +102,10 @@ impl Index {
         Ok(index)
     }
 
-    /// Adds a state just written (or just read) as a run of its own.
-    pub fn add_state(&mut self, name: Id, state: &State) -> Result<()> {
-        let records = state_records(state);
+    /// Adds a state just written (or just read) as a run of its own;
+    /// `trusted` says whether backups may reuse its blobs.
+    pub fn add_state(&mut self, name: Id, state: &State, trusted: bool) -> Result<()> {
+        let records = state_records(state, trusted);
         let run = match &self.dir {
             Some(dir) => Run::create(dir, &[name], records)?,
             None => Run::in_memory(&[name], records)?,
@@ -129,17 +130,28 @@ impl Index {
         Ok(())
     }
 
-    /// Where blob `id` is, if any state knows it.
+    /// Where blob `id` is, if any state knows it: a trusted record when
+    /// there is one (another state may list it wrongly; reading checks).
     pub fn lookup(&self, id: &Id) -> Option<BlobLocation> {
-        self.runs
-            .iter()
-            .rev()
-            .find_map(|run| run.find(id).map(|i| run.location(i)))
+        let mut untrusted = None;
+        for run in self.runs.iter().rev() {
+            for i in run.find_all(id) {
+                let location = run.location(i);
+                if location.trusted {
+                    return Some(location);
+                }
+                untrusted.get_or_insert(location);
+            }
+        }
+        untrusted
     }
 
-    /// Whether the blob is stored: what dedup asks of every chunk.
-    pub fn contains(&self, id: &Id) -> bool {
-        self.lookup(id).is_some()
+    /// Whether a backup may reuse the stored blob instead of storing it:
+    /// only through a record this client trusts.
+    pub fn reusable(&self, id: &Id) -> bool {
+        self.runs
+            .iter()
+            .any(|run| run.find_all(id).any(|i| run.location(i).trusted))
     }
 
     /// Every record, run by run (a blob stored twice appears twice).
@@ -167,7 +179,20 @@ impl Index {
     }
 }
 
-fn state_records(state: &State) -> Vec<Record> {
+/// Reads and opens one state; a put-only key first reads the 16 bytes that
+/// say whose it is, so it never downloads another key's states.
+fn read_state(storage: &dyn Storage, keys: &Keys, name: &Id) -> Result<Option<OpenedState>> {
+    if keys.is_put_only() {
+        let prefix = storage.get_range(ObjectKind::State, &name.to_hex(), 0, 16)?;
+        if !keys.may_read_state(&prefix) {
+            return Ok(None);
+        }
+    }
+    let sealed = storage.get(ObjectKind::State, &name.to_hex())?;
+    State::open(keys, name, &sealed)
+}
+
+fn state_records(state: &State, trusted: bool) -> Vec<Record> {
     state
         .packs
         .iter()
@@ -180,6 +205,8 @@ fn state_records(state: &State) -> Vec<Record> {
                     length: e.length,
                     raw_length: e.raw_length,
                     kind: e.kind,
+                    sealing: state.sealing,
+                    trusted,
                 },
             })
         })
@@ -220,6 +247,7 @@ mod tests {
             .collect();
         State {
             packs: vec![(Id([seed; 32]), entries)],
+            sealing: crate::crypto::Sealing::Store,
         }
     }
 
@@ -236,6 +264,8 @@ mod tests {
                     length: offset.wrapping_mul(3),
                     raw_length: *raw_length,
                     kind: BlobKind::from_u8(*kind).unwrap(),
+                    sealing: if *pack % 2 == 0 { crate::crypto::Sealing::Store } else { crate::crypto::Sealing::Session([*pack; 32]) },
+                    trusted: *pack < 2,
                 },
             }).collect();
             let run = Run::in_memory(&[Id([9; 32])], records.clone()).unwrap();
@@ -261,7 +291,7 @@ mod tests {
                             damaged: vec![],
                         };
                         for (i, s) in states.iter().enumerate() {
-                            index.add_state(Id([i as u8 + 100; 32]), s).unwrap();
+                            index.add_state(Id([i as u8 + 100; 32]), s, true).unwrap();
                         }
                         index.compact().unwrap();
                         assert_eq!(index.len(), 12 * 50);
@@ -282,7 +312,7 @@ mod tests {
             };
             let states: Vec<State> = (0..12).map(|s| state(s, 300)).collect();
             for (i, s) in states.iter().enumerate() {
-                index.add_state(Id([i as u8 + 100; 32]), s).unwrap();
+                index.add_state(Id([i as u8 + 100; 32]), s, true).unwrap();
             }
             index.compact().unwrap();
             assert_eq!(index.run_count(), 1);

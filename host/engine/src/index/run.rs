@@ -1,16 +1,20 @@
 //! A run: one sorted, fixed-width file of index records, memory-mapped so a
 //! lookup touches a page or two and the process never loads the index whole.
 //!
-//! Layout (little-endian): `KASTRUN2`, state count u32, pack count u32,
-//! record count u64, the 32-byte names of the states it covers, the 32-byte
-//! names of the packs its records point into, then the records sorted by blob
-//! id: id (32), pack number u32, offset u32, sealed length u32, and the
+//! Layout (little-endian): `KASTRUN3`, state count u32, pack count u32,
+//! record count u64, the 32-byte names of the states it covers, the pack
+//! table (72 bytes a pack: its name, the put-only session that sealed it or
+//! zeros, a flags byte (bit 0: trusted for deduplication, bit 1: sealed by
+//! a session), 7 bytes of zeros), then the records sorted by blob id: id
+//! (32), pack-table number u32, offset u32, sealed length u32, and the
 //! plaintext length u32 with the blob kind in its top two bits (a blob is
-//! far below 1 GiB). Runs are a local cache: one in an older layout fails
-//! to open and is rebuilt from the store's states.
+//! far below 1 GiB). A pack listed by a trusted and an untrusted state has
+//! two table entries, so trust stays with the records of the state that
+//! gave it. Runs are a local cache: one in an older layout fails to open
+//! and is rebuilt from the store's states.
 
 use crate::blob::BlobKind;
-use crate::crypto::Id;
+use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
 use memmap2::Mmap;
 use std::fs::{self, File};
@@ -18,7 +22,9 @@ use std::io::{BufWriter, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"KASTRUN2";
+const MAGIC: &[u8; 8] = b"KASTRUN3";
+/// Bytes of one pack-table entry.
+const PACK_SLOT: usize = 72;
 const HEADER: usize = 24;
 const RECORD: usize = 48;
 const KIND_SHIFT: u32 = 30;
@@ -39,6 +45,11 @@ pub struct BlobLocation {
     pub raw_length: u32,
     /// Data, tree or activity: checked on read, so one cannot pass for another.
     pub kind: BlobKind,
+    /// How its pack was sealed: which key opens it.
+    pub sealing: Sealing,
+    /// Whether a backup may reuse it (docs/store-format.md, "Deduplication,
+    /// and why it trusts only its own"); reads take any.
+    pub trusted: bool,
 }
 
 /// One record to write into a run.
@@ -81,17 +92,18 @@ impl Run {
         records: &mut [Record],
     ) -> std::io::Result<()> {
         records.sort_unstable_by_key(|r| r.id);
-        let mut numbers: std::collections::HashMap<Id, u32> = std::collections::HashMap::new();
+        let mut numbers: std::collections::HashMap<PackSlot, u32> =
+            std::collections::HashMap::new();
         let mut packs = Vec::new();
         for r in records.iter() {
-            numbers.entry(r.location.pack).or_insert_with(|| {
-                packs.push(r.location.pack);
+            numbers.entry(PackSlot::of(&r.location)).or_insert_with(|| {
+                packs.push(PackSlot::of(&r.location));
                 packs.len() as u32 - 1
             });
         }
         Self::write_header(out, states, &packs, records.len() as u64)?;
         for r in records.iter() {
-            write_record(out, &r.id, numbers[&r.location.pack], &r.location)?;
+            write_record(out, &r.id, numbers[&PackSlot::of(&r.location)], &r.location)?;
         }
         Ok(())
     }
@@ -99,7 +111,7 @@ impl Run {
     fn write_header<W: Write + ?Sized>(
         out: &mut W,
         states: &[Id],
-        packs: &[Id],
+        packs: &[PackSlot],
         count: u64,
     ) -> std::io::Result<()> {
         out.write_all(MAGIC)?;
@@ -110,7 +122,7 @@ impl Run {
             out.write_all(&s.0)?;
         }
         for p in packs {
-            out.write_all(&p.0)?;
+            out.write_all(&p.encode())?;
         }
         Ok(())
     }
@@ -132,7 +144,7 @@ impl Run {
     pub fn merge(dir: Option<&Path>, runs: &[Run]) -> Result<Run> {
         let mut states: Vec<Id> = runs.iter().flat_map(|r| r.states()).collect();
         states.sort_unstable();
-        let mut packs: Vec<Id> = runs
+        let mut packs: Vec<PackSlot> = runs
             .iter()
             .flat_map(|r| (0..r.packs).map(|i| r.pack(i)))
             .collect();
@@ -204,8 +216,9 @@ impl Run {
         let states = u32::from_le_bytes(bytes[8..12].try_into().expect("4")) as usize;
         let packs = u32::from_le_bytes(bytes[12..16].try_into().expect("4")) as usize;
         let records = u64::from_le_bytes(bytes[16..24].try_into().expect("8")) as usize;
-        let expected = (states + packs)
+        let expected = states
             .checked_mul(32)
+            .and_then(|t| packs.checked_mul(PACK_SLOT).and_then(|p| p.checked_add(t)))
             .and_then(|t| records.checked_mul(RECORD).and_then(|r| r.checked_add(t)))
             .and_then(|t| t.checked_add(HEADER));
         if expected != Some(bytes.len()) {
@@ -238,16 +251,21 @@ impl Run {
 
     /// A pack number out of range (a damaged cache file) maps to the all-zero
     /// id, which names no pack, so reading it fails instead of misreading.
-    fn pack(&self, n: usize) -> Id {
+    fn pack(&self, n: usize) -> PackSlot {
         if n < self.packs {
-            self.id_at(HEADER + 32 * (self.states + n))
+            let at = HEADER + 32 * self.states + PACK_SLOT * n;
+            PackSlot::decode(&self.bytes[at..at + PACK_SLOT])
         } else {
-            Id::default()
+            PackSlot {
+                id: Id::default(),
+                sealing: Sealing::Store,
+                trusted: false,
+            }
         }
     }
 
     fn record_offset(&self, i: usize) -> usize {
-        HEADER + 32 * (self.states + self.packs) + RECORD * i
+        HEADER + 32 * self.states + PACK_SLOT * self.packs + RECORD * i
     }
 
     pub fn id(&self, i: usize) -> Id {
@@ -261,8 +279,11 @@ impl Run {
     pub fn location(&self, i: usize) -> BlobLocation {
         let o = self.record_offset(i) + 32;
         let raw = self.u32_at(o + 12);
+        let pack = self.pack(self.u32_at(o) as usize);
         BlobLocation {
-            pack: self.pack(self.u32_at(o) as usize),
+            pack: pack.id,
+            sealing: pack.sealing,
+            trusted: pack.trusted,
             offset: self.u32_at(o + 4),
             length: self.u32_at(o + 8),
             raw_length: raw & LENGTH_MASK,
@@ -276,6 +297,23 @@ impl Run {
     fn key(&self, i: usize) -> u64 {
         let o = self.record_offset(i);
         u64::from_be_bytes(self.bytes[o..o + 8].try_into().expect("8"))
+    }
+
+    /// Every record of `id` (a blob stored twice, or listed by two states,
+    /// has adjacent records).
+    pub fn find_all(&self, id: &Id) -> std::ops::Range<usize> {
+        let Some(at) = self.find(id) else {
+            return 0..0;
+        };
+        let mut start = at;
+        while start > 0 && self.id(start - 1) == *id {
+            start -= 1;
+        }
+        let mut end = at + 1;
+        while end < self.records && self.id(end) == *id {
+            end += 1;
+        }
+        start..end
     }
 
     /// Finds a record. Ids are keyed hashes, uniformly spread, so
@@ -317,6 +355,49 @@ impl Run {
             }
         }
         None
+    }
+}
+
+/// One entry of a run's pack table: a pack as one state listed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PackSlot {
+    id: Id,
+    sealing: Sealing,
+    trusted: bool,
+}
+
+impl PackSlot {
+    fn of(location: &BlobLocation) -> Self {
+        PackSlot {
+            id: location.pack,
+            sealing: location.sealing,
+            trusted: location.trusted,
+        }
+    }
+
+    fn encode(&self) -> [u8; PACK_SLOT] {
+        let mut out = [0u8; PACK_SLOT];
+        out[..32].copy_from_slice(&self.id.0);
+        let mut flags = u8::from(self.trusted);
+        if let Sealing::Session(session) = self.sealing {
+            out[32..64].copy_from_slice(&session);
+            flags |= 2;
+        }
+        out[64] = flags;
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        let session: [u8; 32] = bytes[32..64].try_into().expect("32 bytes");
+        PackSlot {
+            id: Id(bytes[..32].try_into().expect("32 bytes")),
+            sealing: if bytes[64] & 2 != 0 {
+                Sealing::Session(session)
+            } else {
+                Sealing::Store
+            },
+            trusted: bytes[64] & 1 != 0,
+        }
     }
 }
 

@@ -1,0 +1,276 @@
+//! Put-only keys (docs/store-format.md, "Put-only keys"): a put-only key
+//! adds backups that a full key restores exactly, reads nothing, and can
+//! spoil no other key's backups.
+
+use kast_test_support::common;
+
+use common::*;
+use kast_engine::check::{CheckOptions, check};
+use kast_engine::crypto::Sealing;
+use kast_engine::index::State;
+use kast_engine::keys::{Capability, KdfParams};
+use kast_engine::native::local::LocalDestination;
+use kast_engine::storage::{LocalStorage, ObjectKind};
+use kast_engine::{BackupOptions, Error, RestoreOptions, Store};
+use std::sync::Arc;
+
+const PUT_ONLY: &[u8] = b"only adds";
+
+fn put_only_store(t: &TestStore) -> Store {
+    t.store
+        .add_key(
+            PUT_ONLY,
+            KdfParams::insecure_for_tests(),
+            Capability::PutOnly,
+        )
+        .unwrap();
+    let storage = Arc::new(LocalStorage::new(t.store_path()));
+    Store::open(storage, PUT_ONLY, Some(t.dir.path().join("put-only-cache"))).unwrap()
+}
+
+fn is_put_only_error<T: std::fmt::Debug>(result: kast_engine::Result<T>) -> bool {
+    matches!(result, Err(Error::PutOnly(_)))
+}
+
+#[test]
+fn a_full_key_restores_exactly_what_a_put_only_key_backed_up() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 5, 3 << 20);
+    let put_only = put_only_store(&t);
+    assert!(put_only.is_put_only());
+    let made = backup_dir(&put_only, &src);
+
+    let full = t.reopen();
+    let header = full.read_snapshot(&made.id).unwrap();
+    assert_eq!(header.root, made.snapshot.root);
+    let out = t.dir.path().join("out");
+    let dest = LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&full, &made.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &out);
+    let report = check(&full, &CheckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    assert!(report.packs > 0);
+}
+
+#[test]
+fn a_put_only_key_is_refused_every_read_and_delete() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 6, 1 << 20);
+    let by_full = t.backup(&src);
+    let put_only = put_only_store(&t);
+    let own = backup_dir(&put_only, &src);
+    let out = t.dir.path().join("out");
+    let dest = LocalDestination::new(&out).unwrap();
+    for snapshot in [by_full.id, own.id] {
+        assert!(is_put_only_error(put_only.read_snapshot(&snapshot)));
+        assert!(is_put_only_error(kast_engine::restore(
+            &put_only,
+            &snapshot,
+            b"",
+            &dest,
+            &RestoreOptions::default()
+        )));
+        assert!(is_put_only_error(
+            kast_engine::maintenance::remove_snapshots(&put_only, &[snapshot])
+        ));
+    }
+    assert!(is_put_only_error(kast_engine::browse::snapshots(&put_only)));
+    let index = put_only.index().unwrap();
+    assert!(is_put_only_error(kast_engine::browse::diff(
+        &put_only,
+        &index,
+        &by_full.id,
+        &own.id
+    )));
+    assert!(is_put_only_error(check(
+        &put_only,
+        &CheckOptions::default()
+    )));
+    assert!(is_put_only_error(kast_engine::maintenance::maintenance(
+        &put_only,
+        &Default::default()
+    )));
+    assert!(is_put_only_error(put_only.add_key(
+        b"another",
+        KdfParams::insecure_for_tests(),
+        Capability::Full
+    )));
+    let name = t.store.list_keys().unwrap()[0].name.clone();
+    assert!(is_put_only_error(put_only.remove_key(&name)));
+    // Nothing was removed, nothing written out.
+    assert_eq!(t.reopen().list_keys().unwrap().len(), 2);
+    assert!(!out.join("a").exists() && std::fs::read_dir(&out).unwrap().next().is_none());
+    let full = t.reopen();
+    assert_eq!(
+        kast_engine::browse::snapshots(&full)
+            .unwrap()
+            .snapshots
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn keys_list_their_capability_and_a_local_put_only_key_opens_as_put_only() {
+    let t = TestStore::new();
+    let put_only = put_only_store(&t);
+    let keys = t.store.list_keys().unwrap();
+    let capabilities: Vec<Capability> = keys.iter().map(|k| k.capability).collect();
+    assert!(capabilities.contains(&Capability::Full));
+    assert!(capabilities.contains(&Capability::PutOnly));
+    let text = put_only.local_key().to_text();
+    assert!(text.starts_with("put-only "), "{text}");
+    let key = kast_engine::keys::LocalKey::from_text(&text).unwrap();
+    let storage = Arc::new(LocalStorage::new(t.store_path()));
+    let again = Store::open_with_local_key(storage, key, None).unwrap();
+    assert!(again.is_put_only());
+}
+
+#[test]
+fn a_put_only_key_dedups_against_its_own_backups_only() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 7, 4 << 20);
+    let by_full = t.backup(&src);
+    assert!(by_full.snapshot.summary.blobs_added > 0);
+    let put_only = put_only_store(&t);
+    // The full key's blobs are not trusted: stored again, by this key.
+    let first = backup_dir(&put_only, &src);
+    assert_eq!(
+        first.snapshot.summary.blobs_added,
+        by_full.snapshot.summary.blobs_added
+    );
+    // Its own are.
+    let second = backup_dir(&put_only, &src);
+    assert_eq!(second.snapshot.summary.blobs_added, 0);
+    // And a full key does not trust the put-only key's blobs either, but
+    // still has its own.
+    let full = t.reopen();
+    let again = kast_engine::backup(
+        &full,
+        &kast_engine::native::local::LocalSource::new(&src).unwrap(),
+        &BackupOptions {
+            use_parent: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(again.snapshot.summary.blobs_added, 0);
+}
+
+#[test]
+fn a_put_only_key_cannot_make_a_full_key_reuse_its_data() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 8, 2 << 20);
+    let put_only = put_only_store(&t);
+    // The attacker's move: a state of its own that claims, as plainly as
+    // a full key's would, that garbage holds every blob of the tree.
+    let own = backup_dir(&put_only, &src);
+    let index = put_only.index().unwrap();
+    let mut forged = State {
+        packs: Vec::new(),
+        sealing: Sealing::Store,
+    };
+    let mut entries = Vec::new();
+    index.for_each(|id, l| {
+        entries.push(kast_engine::index::PackEntry {
+            id,
+            kind: l.kind,
+            offset: l.offset,
+            length: l.length,
+            raw_length: l.raw_length,
+        })
+    });
+    let garbage = kast_engine::crypto::Id::of_object(b"garbage");
+    forged.packs.push((garbage, entries));
+    let sealed = forged.seal(put_only.keys()).unwrap();
+    put_only
+        .storage()
+        .put(
+            ObjectKind::State,
+            &kast_engine::crypto::Id::of_object(&sealed).to_hex(),
+            &sealed,
+        )
+        .unwrap();
+
+    // A full key's backup stores everything itself and restores exactly.
+    let full = t.reopen();
+    let made = backup_dir(&full, &src);
+    assert_eq!(
+        made.snapshot.summary.blobs_added,
+        own.snapshot.summary.blobs_added
+    );
+    let out = t.dir.path().join("out");
+    let dest = LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&full, &made.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &out);
+    // Check names the lie.
+    let report = check(&full, &CheckOptions::default()).unwrap();
+    assert!(!report.is_clean());
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.object.contains(&garbage.short())),
+        "{:?}",
+        report.damage
+    );
+}
+
+#[test]
+fn a_put_only_key_reads_only_its_own_states() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 9, 1 << 20);
+    t.backup(&src);
+    let put_only = put_only_store(&t);
+    // Before its first backup its index is empty: the full key's states
+    // are not its own.
+    assert!(put_only.index().unwrap().is_empty());
+    backup_dir(&put_only, &src);
+    // A second put-only key does not see the first one's blobs.
+    t.store
+        .add_key(
+            b"second",
+            KdfParams::insecure_for_tests(),
+            Capability::PutOnly,
+        )
+        .unwrap();
+    let storage = Arc::new(LocalStorage::new(t.store_path()));
+    let second = Store::open(storage, b"second", None).unwrap();
+    assert!(second.index().unwrap().is_empty());
+    assert!(!put_only.index().unwrap().is_empty());
+}
+
+#[test]
+fn full_and_put_only_keys_see_each_others_locks() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 10, 1 << 20);
+    let put_only = put_only_store(&t);
+    // Opened once the store has a put-only key, a full key seals its
+    // locks so the put-only key sees them.
+    let full = t.reopen();
+    let exclusive = full.lock(true, "maintenance").unwrap();
+    let refused = kast_engine::backup(
+        &put_only,
+        &kast_engine::native::local::LocalSource::new(&src).unwrap(),
+        &BackupOptions::default(),
+    );
+    assert!(
+        matches!(refused, Err(Error::Locked(_))),
+        "{:?}",
+        refused.err()
+    );
+    drop(exclusive);
+    let shared = put_only.lock(false, "backup").unwrap();
+    assert!(matches!(
+        full.lock(true, "maintenance"),
+        Err(Error::Locked(_))
+    ));
+    drop(shared);
+    backup_dir(&put_only, &src);
+}
