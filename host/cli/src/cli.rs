@@ -127,6 +127,20 @@ pub enum Command {
         #[arg(long, default_value = "")]
         base_path: String,
     },
+    /// Serve the store over HTTP to other machines' kast (`-s http://HOST:PORT/?token_file=F`),
+    /// append-only unless --allow-delete: they can add backups, not delete any.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The file whose first line is the token clients must present.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Let clients delete and replace objects (rm and maintenance
+        /// through the server).
+        #[arg(long)]
+        allow_delete: bool,
+    },
     /// Details of the store, or of one snapshot.
     Info {
         /// SNAPSHOT

@@ -48,7 +48,10 @@ fn main() {
     });
     // Services stop on a signal as their normal end; for every other
     // command a signal that came is said, and what became of it.
-    let service = matches!(cli.command, Command::Ui { .. } | Command::Agent);
+    let service = matches!(
+        cli.command,
+        Command::Ui { .. } | Command::Agent | Command::Serve { .. }
+    );
     let interrupted = {
         let cancel = cancel.clone();
         move || !service && cancel.load(Ordering::SeqCst)
@@ -156,6 +159,18 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
                 base_path: base_path.clone(),
             };
             ui::run(&ctx, &options, cancel)?
+        }
+        Command::Serve {
+            listen,
+            token_file,
+            allow_delete,
+        } => {
+            let options = serve::Options {
+                listen: *listen,
+                token_file: token_file.clone(),
+                allow_delete: *allow_delete,
+            };
+            serve::run(&ctx, &options, cancel)?
         }
     }
     Ok(0)

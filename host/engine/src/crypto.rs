@@ -394,11 +394,24 @@ impl Keys {
         }
     }
 
-    /// Opens an index state: its plaintext and whether this client trusts
-    /// its records for deduplication (it wrote them, or a key of its kind
-    /// above it did), or `None` for a state this key cannot read and need
-    /// not (another put-only key's, for a put-only key).
-    pub fn open_state(&self, sealed: &[u8], what: &str) -> Result<Option<(Vec<u8>, bool)>> {
+    /// Seals a state as the put-only key named `author` would: what
+    /// maintenance (a full key) does when it rewrites that key's state
+    /// without the packs it dropped.
+    pub fn seal_state_as(&self, author: &[u8; 16], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let full = self.full("write a put-only key's state")?;
+        let mut out = author.to_vec();
+        Cipher::new(&writer_key(&full.master, author)).seal_into(
+            Domain::State,
+            b"",
+            plaintext,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// Opens an index state, or `None` for a state this key cannot read
+    /// and need not (another put-only key's, for a put-only key).
+    pub fn open_state(&self, sealed: &[u8], what: &str) -> Result<Option<OpenedBytes>> {
         if let Some(put_only) = &self.put_only {
             if sealed.len() < 16 || sealed[..16] != put_only.name {
                 return Ok(None);
@@ -406,19 +419,35 @@ impl Keys {
             return put_only
                 .states
                 .open(Domain::State, b"", &sealed[16..], what)
-                .map(|plain| Some((plain, true)));
+                .map(|plain| {
+                    Some(OpenedBytes {
+                        plain,
+                        trusted: true,
+                        author: Some(put_only.name),
+                    })
+                });
         }
         let full = self.full("read states")?;
         match full.seal.open(Domain::State, b"", sealed, what) {
-            Ok(plain) => Ok(Some((plain, true))),
+            Ok(plain) => Ok(Some(OpenedBytes {
+                plain,
+                trusted: true,
+                author: None,
+            })),
             Err(store_error) => {
                 let Some(name) = sealed.get(..16) else {
                     return Err(store_error);
                 };
-                let key = writer_key(&full.master, name.try_into().expect("16 bytes"));
-                Cipher::new(&key)
+                let name: [u8; 16] = name.try_into().expect("16 bytes");
+                Cipher::new(&writer_key(&full.master, &name))
                     .open(Domain::State, b"", &sealed[16..], what)
-                    .map(|plain| Some((plain, false)))
+                    .map(|plain| {
+                        Some(OpenedBytes {
+                            plain,
+                            trusted: false,
+                            author: Some(name),
+                        })
+                    })
                     .map_err(|_| store_error)
             }
         }
@@ -453,6 +482,19 @@ impl Keys {
         }
         self.lock.open(Domain::Lock, b"", sealed, what)
     }
+}
+
+/// A state's plaintext and what this client makes of it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenedBytes {
+    /// The decrypted state.
+    pub plain: Vec<u8>,
+    /// Whether this client reuses its blobs in backups: a full key trusts
+    /// full keys' states, a put-only key its own.
+    pub trusted: bool,
+    /// The put-only key that wrote it (its name's 16 bytes); `None` for a
+    /// full key's.
+    pub author: Option<[u8; 16]>,
 }
 
 /// What a put-only key object wraps (docs/store-format.md, "What each key
@@ -642,19 +684,33 @@ mod tests {
         let a = put_only_of(&full, &"aa".repeat(16));
         let b = put_only_of(&full, &"bb".repeat(16));
         let by_a = a.seal_state(b"state of a").unwrap();
+        let opened = |plain: &[u8], trusted, author| {
+            Some(OpenedBytes {
+                plain: plain.to_vec(),
+                trusted,
+                author,
+            })
+        };
+        let a_name = Some([0xaa; 16]);
         assert_eq!(
             a.open_state(&by_a, "s").unwrap(),
-            Some((b"state of a".to_vec(), true))
+            opened(b"state of a", true, a_name)
         );
         assert_eq!(b.open_state(&by_a, "s").unwrap(), None);
         assert_eq!(
             full.open_state(&by_a, "s").unwrap(),
-            Some((b"state of a".to_vec(), false))
+            opened(b"state of a", false, a_name)
+        );
+        // Rewritten by a full key as a's, a's still trusts it.
+        let again = full.seal_state_as(&[0xaa; 16], b"rewritten").unwrap();
+        assert_eq!(
+            a.open_state(&again, "s").unwrap(),
+            opened(b"rewritten", true, a_name)
         );
         let by_full = full.seal_state(b"full").unwrap();
         assert_eq!(
             full.open_state(&by_full, "s").unwrap(),
-            Some((b"full".to_vec(), true))
+            opened(b"full", true, None)
         );
         assert_eq!(a.open_state(&by_full, "s").unwrap(), None);
         // A put-only key cannot pass its state off as a full key's, nor as

@@ -7,12 +7,19 @@
 //! lists (left by interrupted backups) are deleted only once they have been
 //! seen unlisted for a grace period, so nothing a running backup just wrote
 //! can go.
+//!
+//! Data that put-only keys wrote is adopted: each of their packs no full
+//! key's state lists yet is read whole, every blob checked against its id,
+//! and then listed in maintenance's own states, so full keys reuse it. The
+//! put-only key's own state stays (its writer keeps deduplicating against
+//! it), rewritten without the packs maintenance drops. A put-only state
+//! whose packs fail the check is left as it is and reported.
 
 use crate::blob::BlobKind;
 use crate::browse;
 use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
-use crate::index::{BlobLocation, Index};
+use crate::index::{BlobLocation, Index, OpenedState, State};
 use crate::pack::PackEntry;
 use crate::pipeline::{self, Written};
 use crate::storage::ObjectKind;
@@ -81,10 +88,18 @@ pub struct MaintenanceReport {
     pub orphans_marked: u64,
     /// Unlisted packs deleted, their grace period over.
     pub orphans_deleted: u64,
+    /// Packs put-only keys wrote, checked and now listed in full keys'
+    /// states.
+    pub packs_adopted: u64,
+    /// Put-only keys' states left out because what they list did not
+    /// check out, each with why (`check` says the same).
+    pub rejected: Vec<String>,
 }
 
 #[derive(Default)]
 struct PackUse {
+    /// How the pack was sealed.
+    sealing: Option<Sealing>,
     /// Every blob the pack holds, once each.
     all: Vec<PackEntry>,
     live: Vec<(Id, BlobLocation)>,
@@ -108,15 +123,10 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
             ),
         ));
     }
-    let mut put_only_records = 0u64;
-    index.for_each(|_, l| put_only_records += u64::from(!l.trusted));
-    if put_only_records > 0 {
-        return Err(Error::InvalidArgument(
-            "this store holds backups made with put-only keys, which maintenance cannot yet \
-             verify and adopt (docs/store-format.md); nothing was changed"
-                .into(),
-        ));
-    }
+    let states = read_states(store)?;
+    let (full_states, put_only_states): (Vec<_>, Vec<_>) =
+        states.into_iter().partition(|(_, s)| s.trusted);
+    let adopted = adopt(store, &full_states, &put_only_states, &mut report);
     let list = browse::snapshots(store)?;
     if let Some((name, e)) = list.damaged.first() {
         return Err(Error::corrupt(
@@ -135,14 +145,31 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     // Every pack's blobs, once each (after a crash two states may list the
     // same pack), then which are live: the first copy of each reachable blob.
     let mut packs: HashMap<Id, PackUse> = HashMap::new();
-    index.for_each(|id, l| packs.entry(l.pack).or_default().all.push(entry(id, &l)));
+    let mut listed = |pack: Id, sealing: Sealing, e: PackEntry| {
+        let u = packs.entry(pack).or_default();
+        u.sealing = Some(sealing);
+        u.all.push(e);
+    };
+    for (_, opened) in &full_states {
+        for (pack, entries) in &opened.state.packs {
+            for e in entries {
+                listed(*pack, opened.state.sealing, *e);
+            }
+        }
+    }
+    for (sealing, pack, entries) in &adopted {
+        for e in entries {
+            listed(*pack, *sealing, *e);
+        }
+    }
     let mut placed: HashSet<Id> = HashSet::new();
     for (pack, u) in packs.iter_mut() {
         u.all.sort_by_key(|e| e.offset);
         u.all.dedup_by_key(|e| e.offset);
         for e in &u.all {
             if reachable.contains(&e.id) && placed.insert(e.id) {
-                u.live.push((e.id, location(*pack, e)));
+                let sealing = u.sealing.unwrap_or(Sealing::Store);
+                u.live.push((e.id, location(*pack, sealing, e)));
                 u.live_bytes += u64::from(e.length);
             } else {
                 u.dead_bytes += u64::from(e.length);
@@ -156,15 +183,10 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
         .into_iter()
         .map(|o| (o.name, o.size))
         .collect();
-    let old_states: Vec<String> = store
-        .storage()
-        .list(ObjectKind::State)?
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
-    report.states_before = old_states.len() as u64;
+    report.states_before = (full_states.len() + put_only_states.len()) as u64;
+    let old_states: Vec<String> = full_states.iter().map(|(name, _)| name.to_hex()).collect();
 
-    let mut keep: Packs = Vec::new();
+    let mut keep: Vec<(Sealing, Id, Vec<PackEntry>)> = Vec::new();
     let mut repack: Vec<(Id, Vec<(Id, BlobLocation)>)> = Vec::new();
     let mut delete: Vec<Id> = Vec::new();
     for (pack, u) in packs {
@@ -178,10 +200,13 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
             // Kept as it is; its dead blobs stay listed until it falls below
             // the threshold and is repacked.
             report.blobs_dropped -= u.dead_blobs;
-            keep.push((pack, u.all));
+            keep.push((u.sealing.unwrap_or(Sealing::Store), pack, u.all));
         }
     }
-    let nothing_to_do = delete.is_empty() && repack.is_empty() && old_states.len() <= 1;
+    let nothing_to_do = delete.is_empty()
+        && repack.is_empty()
+        && old_states.len() <= 1
+        && report.packs_adopted == 0;
 
     if !nothing_to_do {
         // The repacked packs come with states of their own, which the
@@ -189,20 +214,41 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
         let written = write_repacked(store, &repack)?;
         report.packs_repacked = repack.len() as u64;
         let mut superseded = old_states.clone();
+        let repacked: Packs = written
+            .states
+            .iter()
+            .flat_map(|(_, state)| state.packs.iter().cloned())
+            .collect();
         for (name, state) in written.states {
             superseded.push(name.to_hex());
             report.packs_written += state.packs.len() as u64;
-            keep.extend(state.packs);
+            keep.extend(state.packs.into_iter().map(|(p, e)| (state.sealing, p, e)));
         }
 
         // New states first, then old states, then packs: a crash at any
-        // point leaves every live blob listed by some state.
-        let new_states: HashSet<String> =
-            pipeline::put_states(store.keys(), &**store.storage(), keep)?
-                .into_iter()
-                .map(|(name, _)| name.to_hex())
-                .collect();
-        report.states_after = new_states.len() as u64;
+        // point leaves every live blob listed by some state. One set of
+        // states per sealing: a state says how all its packs were sealed.
+        let mut by_sealing: BTreeMap<Sealing, Packs> = BTreeMap::new();
+        for (sealing, pack, entries) in keep {
+            by_sealing.entry(sealing).or_default().push((pack, entries));
+        }
+        let mut new_states: HashSet<String> = HashSet::new();
+        for (sealing, packs) in by_sealing {
+            for (name, _) in pipeline::put_states(store.keys(), &**store.storage(), sealing, packs)?
+            {
+                new_states.insert(name.to_hex());
+            }
+        }
+        let dropped: HashSet<Id> = delete
+            .iter()
+            .chain(repack.iter().map(|(p, _)| p))
+            .copied()
+            .collect();
+        let (rewritten, gone) =
+            rewrite_put_only_states(store, &put_only_states, &dropped, &repacked)?;
+        report.states_after =
+            (new_states.len() + put_only_states.len() + rewritten - gone.len()) as u64;
+        superseded.extend(gone);
         for name in superseded.iter().filter(|n| !new_states.contains(*n)) {
             store.storage().delete(ObjectKind::State, name)?;
         }
@@ -221,28 +267,156 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     Ok(report)
 }
 
-fn location(pack: Id, e: &PackEntry) -> BlobLocation {
+fn location(pack: Id, sealing: Sealing, e: &PackEntry) -> BlobLocation {
     BlobLocation {
         pack,
         offset: e.offset,
         length: e.length,
         raw_length: e.raw_length,
         kind: e.kind,
-        // Maintenance runs only over full keys' states (see the check at
-        // its start).
-        sealing: Sealing::Store,
+        sealing,
         trusted: true,
     }
 }
 
-fn entry(id: Id, l: &BlobLocation) -> PackEntry {
-    PackEntry {
-        id,
-        kind: l.kind,
-        offset: l.offset,
-        length: l.length,
-        raw_length: l.raw_length,
+/// Every state, opened, with its name. Maintenance reads them itself (the
+/// index merges them) because it must know which state wrote what.
+fn read_states(store: &Store) -> Result<Vec<(Id, OpenedState)>> {
+    let mut out = Vec::new();
+    for object in store.storage().list(ObjectKind::State)? {
+        let what = format!("state {}", object.name);
+        let name = Id::from_hex(&object.name).ok_or_else(|| Error::corrupt(&what, "bad name"))?;
+        let sealed = store.storage().get(ObjectKind::State, &object.name)?;
+        let opened = State::open(store.keys(), &name, &sealed)?
+            .ok_or_else(|| Error::corrupt(&what, "unreadable with a full key"))?;
+        out.push((name, opened));
     }
+    Ok(out)
+}
+
+/// The packs of put-only states that no full key's state lists yet,
+/// checked; those that pass, to be listed by maintenance's own states.
+/// A state with any pack that fails is left out whole (and reported).
+fn adopt(
+    store: &Store,
+    full_states: &[(Id, OpenedState)],
+    put_only_states: &[(Id, OpenedState)],
+    report: &mut MaintenanceReport,
+) -> Vec<(Sealing, Id, Vec<PackEntry>)> {
+    let known: HashSet<(Id, Sealing)> = full_states
+        .iter()
+        .flat_map(|(_, o)| o.state.packs.iter().map(|(p, _)| (*p, o.state.sealing)))
+        .collect();
+    let mut adopted = Vec::new();
+    for (name, opened) in put_only_states {
+        let sealing = opened.state.sealing;
+        let fresh: Vec<&(Id, Vec<PackEntry>)> = opened
+            .state
+            .packs
+            .iter()
+            .filter(|(pack, _)| !known.contains(&(*pack, sealing)))
+            .collect();
+        let checked = fresh
+            .iter()
+            .try_for_each(|(pack, entries)| check_put_only_pack(store, sealing, pack, entries));
+        match checked {
+            Ok(()) => {
+                report.packs_adopted += fresh.len() as u64;
+                adopted.extend(fresh.into_iter().map(|(p, e)| (sealing, *p, e.clone())));
+            }
+            Err(e) => report.rejected.push(format!("state {}: {e}", name.short())),
+        }
+    }
+    adopted
+}
+
+/// Reads a pack a put-only key wrote and checks all the state says of it:
+/// the pack's name, its footer (which must list what the state lists), and
+/// every blob against its id.
+fn check_put_only_pack(
+    store: &Store,
+    sealing: Sealing,
+    pack: &Id,
+    entries: &[PackEntry],
+) -> Result<()> {
+    let bytes = store.storage().get(ObjectKind::Pack, &pack.to_hex())?;
+    let mut footer = crate::pack::read_footer(store.keys(), sealing, pack, &bytes)?;
+    let mut listed = entries.to_vec();
+    footer.sort_by_key(|e| e.offset);
+    listed.sort_by_key(|e| e.offset);
+    if footer != listed {
+        return Err(Error::corrupt(
+            format!("pack {}", pack.short()),
+            "the state lists other blobs than the pack holds",
+        ));
+    }
+    for e in entries {
+        let sealed = &bytes[e.offset as usize..e.offset as usize + e.length as usize];
+        crate::blob::open(store.keys(), sealing, e.kind, &e.id, sealed)?;
+    }
+    Ok(())
+}
+
+/// Writes again, as their key did, the put-only states that list packs
+/// maintenance drops: without them, plus a state (sealing: the store's)
+/// listing where their live blobs were repacked, so the key keeps
+/// deduplicating against its own data. Returns how many states were
+/// written and the names of those they replace.
+fn rewrite_put_only_states(
+    store: &Store,
+    put_only_states: &[(Id, OpenedState)],
+    dropped: &HashSet<Id>,
+    repacked: &Packs,
+) -> Result<(usize, Vec<String>)> {
+    let mut written = 0;
+    let mut gone = Vec::new();
+    for (name, opened) in put_only_states {
+        let Some(author) = opened.author else {
+            continue;
+        };
+        let (lost, kept): (Packs, Packs) = opened
+            .state
+            .packs
+            .iter()
+            .cloned()
+            .partition(|(p, _)| dropped.contains(p));
+        if lost.is_empty() {
+            continue;
+        }
+        let lost_ids: HashSet<Id> = lost
+            .iter()
+            .flat_map(|(_, es)| es.iter().map(|e| e.id))
+            .collect();
+        let moved: Packs = repacked
+            .iter()
+            .map(|(pack, entries)| {
+                let mine = entries.iter().filter(|e| lost_ids.contains(&e.id)).copied();
+                (*pack, mine.collect::<Vec<_>>())
+            })
+            .filter(|(_, entries)| !entries.is_empty())
+            .collect();
+        for state in [
+            State {
+                packs: kept,
+                sealing: opened.state.sealing,
+            },
+            State {
+                packs: moved,
+                sealing: Sealing::Store,
+            },
+        ] {
+            if state.packs.is_empty() {
+                continue;
+            }
+            let sealed = state.seal_as(store.keys(), &author)?;
+            store
+                .storage()
+                .put(ObjectKind::State, &Id::of_object(&sealed).to_hex(), &sealed)?;
+            written += 1;
+        }
+        gone.push(name.to_hex());
+    }
+    Ok((written, gone))
 }
 
 /// Every blob any snapshot reaches. A tree that cannot be read stops
@@ -295,7 +469,18 @@ fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, BlobLocation)>)]) -> Re
                             "shorter than its index says",
                         )
                     })?;
-                sink.store_sealed(*id, l.kind, l.raw_length, sealed.to_vec())?;
+                match l.sealing {
+                    // Copied as it is.
+                    Sealing::Store => {
+                        sink.store_sealed(*id, l.kind, l.raw_length, sealed.to_vec())?
+                    }
+                    // Opened (and so checked) and sealed again with the
+                    // seal subkey: the new pack is a full key's.
+                    Sealing::Session(_) => {
+                        let plain = crate::blob::open(store.keys(), l.sealing, l.kind, id, sealed)?;
+                        sink.store(*id, l.kind, plain)?
+                    }
+                }
             }
         }
         Ok(())

@@ -10,7 +10,7 @@
 //! recycled, so memory stays flat however much is written.
 
 use crate::blob::{self, BlobKind};
-use crate::crypto::{Id, Keys};
+use crate::crypto::{Id, Keys, Sealing};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::index::State;
@@ -90,13 +90,14 @@ const STATE_PART: usize = 500_000;
 pub(crate) fn put_states(
     store_keys: &Keys,
     storage: &dyn Storage,
+    sealing: Sealing,
     packs: Vec<(Id, Vec<PackEntry>)>,
 ) -> Result<Vec<(Id, State)>> {
     let mut states = Vec::new();
-    // Every pack here was sealed the way these keys write.
+    // Every pack here was sealed as `sealing` says.
     let empty = || State {
         packs: Vec::new(),
-        sealing: store_keys.sealing(),
+        sealing,
     };
     let mut part = empty();
     let mut count = 0;
@@ -332,6 +333,7 @@ pub fn write_blobs<R>(
     written.states.extend(put_states(
         store.keys(),
         &**store.storage(),
+        store.keys().sealing(),
         uploaded.pending,
     )?);
     for (name, state) in &written.states {

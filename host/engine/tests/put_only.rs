@@ -274,3 +274,98 @@ fn full_and_put_only_keys_see_each_others_locks() {
     drop(shared);
     backup_dir(&put_only, &src);
 }
+
+#[test]
+fn maintenance_adopts_what_put_only_keys_wrote_and_keeps_their_dedup() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 12, 3 << 20);
+    let put_only = put_only_store(&t);
+    let first = backup_dir(&put_only, &src);
+    std::fs::write(src.join("changed"), vec![7u8; 300_000]).unwrap();
+    let second = backup_dir(&put_only, &src);
+    assert!(second.snapshot.summary.blobs_added > 0);
+
+    let full = t.reopen();
+    kast_engine::maintenance::remove_snapshots(&full, &[first.id]).unwrap();
+    let options = kast_engine::maintenance::MaintenanceOptions {
+        repack_below: 1.0,
+        ..Default::default()
+    };
+    let report = kast_engine::maintenance::maintenance(&full, &options).unwrap();
+    assert!(report.packs_adopted > 0, "{report:?}");
+    assert!(report.rejected.is_empty(), "{report:?}");
+    let checked = check(&full, &CheckOptions::default()).unwrap();
+    assert!(checked.is_clean(), "{:?}", checked.damage);
+
+    // The full key restores the put-only backup exactly and now reuses its
+    // data instead of storing it again.
+    let out = t.dir.path().join("out");
+    let dest = LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&full, &second.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &out);
+    let by_full = backup_dir(&t.reopen(), &src);
+    assert_eq!(by_full.snapshot.summary.blobs_added, 0);
+    // The put-only key still trusts its own data (its states were kept, or
+    // written again without what maintenance dropped).
+    let storage = Arc::new(LocalStorage::new(t.store_path()));
+    let put_only =
+        Store::open(storage, PUT_ONLY, Some(t.dir.path().join("put-only-cache"))).unwrap();
+    let again = backup_dir(&put_only, &src);
+    assert_eq!(again.snapshot.summary.blobs_added, 0);
+    // A second run has nothing left to adopt.
+    let report = kast_engine::maintenance::maintenance(&t.reopen(), &options).unwrap();
+    assert_eq!(report.packs_adopted, 0, "{report:?}");
+    assert!(
+        check(&t.reopen(), &CheckOptions::default())
+            .unwrap()
+            .is_clean()
+    );
+}
+
+#[test]
+fn maintenance_does_not_adopt_what_does_not_check_out() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 13, 1 << 20);
+    let put_only = put_only_store(&t);
+    let made = backup_dir(&put_only, &src);
+    // A put-only state that lists the real packs with made-up blobs.
+    let index = put_only.index().unwrap();
+    let mut packs: std::collections::BTreeMap<kast_engine::crypto::Id, Vec<_>> = Default::default();
+    index.for_each(|_, l| {
+        packs
+            .entry(l.pack)
+            .or_default()
+            .push(kast_engine::index::PackEntry {
+                id: kast_engine::crypto::Id([0x5a; 32]),
+                kind: l.kind,
+                offset: l.offset,
+                length: l.length,
+                raw_length: l.raw_length,
+            })
+    });
+    let forged = State {
+        packs: packs.into_iter().collect(),
+        sealing: put_only.keys().sealing(),
+    };
+    let sealed = forged.seal(put_only.keys()).unwrap();
+    let name = kast_engine::crypto::Id::of_object(&sealed).to_hex();
+    put_only
+        .storage()
+        .put(ObjectKind::State, &name, &sealed)
+        .unwrap();
+
+    let full = t.reopen();
+    let report = kast_engine::maintenance::maintenance(&full, &Default::default()).unwrap();
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    // The real backup was adopted, and still restores exactly.
+    assert!(report.packs_adopted > 0);
+    let out = t.dir.path().join("out");
+    let dest = LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&full, &made.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &out);
+    // The forged state is still there for check to name.
+    assert!(full.storage().get(ObjectKind::State, &name).is_ok());
+    assert!(!check(&full, &CheckOptions::default()).unwrap().is_clean());
+}

@@ -10,5 +10,6 @@ pub mod plugin;
 pub mod report;
 pub mod restore;
 pub mod schedule;
+pub mod serve;
 pub mod store;
 pub mod sync;

@@ -326,11 +326,17 @@ pub fn maintenance_cmd(ctx: &Context, grace_seconds: u64) -> Result<()> {
         ..Default::default()
     };
     let r = maintenance::maintenance(&store, &options)?;
+    for rejected in &r.rejected {
+        ctx.warn(&format!(
+            "not adopted, written by a put-only key: {rejected} (run check)"
+        ));
+    }
     if ctx.json {
         return ctx.print_json(&json!({
             "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked, "packs_written": r.packs_written,
             "blobs_dropped": r.blobs_dropped, "bytes_freed": r.bytes_freed, "states_before": r.states_before,
             "states_after": r.states_after, "orphans_marked": r.orphans_marked, "orphans_deleted": r.orphans_deleted,
+            "packs_adopted": r.packs_adopted, "rejected": r.rejected,
         }));
     }
     if !ctx.quiet {
@@ -344,6 +350,12 @@ pub fn maintenance_cmd(ctx: &Context, grace_seconds: u64) -> Result<()> {
             r.states_before,
             r.states_after
         );
+        if r.packs_adopted > 0 {
+            println!(
+                "{} written by put-only keys checked and adopted: full keys now reuse their data",
+                count(r.packs_adopted, "pack", "packs")
+            );
+        }
         if r.orphans_marked > 0 {
             println!(
                 "{} unindexed packs seen for the first time: deleted by a maintenance run after the grace period",

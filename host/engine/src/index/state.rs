@@ -40,6 +40,8 @@ pub struct OpenedState {
     /// Whether this client reuses its blobs in backups (it or a key of
     /// its kind wrote it; see [`Keys::open_state`]).
     pub trusted: bool,
+    /// The put-only key that wrote it; `None` for a full key's.
+    pub author: Option<[u8; 16]>,
 }
 
 impl State {
@@ -82,6 +84,12 @@ impl State {
         keys.seal_state(&self.encode())
     }
 
+    /// Encrypts the state as the put-only key `author` wrote it (a full key
+    /// rewriting that key's state).
+    pub fn seal_as(&self, keys: &Keys, author: &[u8; 16]) -> Result<Vec<u8>> {
+        keys.seal_state_as(author, &self.encode())
+    }
+
     /// Verifies a state's bytes against its name, then decrypts and
     /// decodes them; `None` for a state this key need not read (another
     /// put-only key's, for a put-only key).
@@ -90,11 +98,15 @@ impl State {
         if Id::of_object(sealed) != *name {
             return Err(Error::corrupt(&what, "content does not match its name"));
         }
-        let Some((plain, trusted)) = keys.open_state(sealed, &what)? else {
+        let Some(opened) = keys.open_state(sealed, &what)? else {
             return Ok(None);
         };
-        let state = State::decode(&plain, &what)?;
-        Ok(Some(OpenedState { state, trusted }))
+        let state = State::decode(&opened.plain, &what)?;
+        Ok(Some(OpenedState {
+            state,
+            trusted: opened.trusted,
+            author: opened.author,
+        }))
     }
 }
 
