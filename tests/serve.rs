@@ -3,6 +3,7 @@
 //! overwrite of anything already stored (docs/serve.md).
 
 use kast_test_support::common;
+use kast_test_support::servers;
 use kast_test_support::user;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -49,8 +50,8 @@ fn serve(extra: &[&str]) -> Served {
         .unwrap();
     let address = first
         .trim()
-        .strip_prefix("http://")
-        .and_then(|a| a.strip_suffix('/'))
+        .split_once("://")
+        .and_then(|(_, a)| a.strip_suffix('/'))
         .unwrap_or_else(|| panic!("kast serve printed {first:?}"))
         .to_string();
     Served {
@@ -266,4 +267,187 @@ fn a_short_token_is_refused_before_serving() {
         "{}",
         user::stderr(&out)
     );
+}
+
+/// A user on another machine whose store is the served one.
+fn client_of(served: &Served) -> User {
+    let mut client = User::new();
+    let token = client.path("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    client.location = format!("http://{}/?token_file={}", served.address, token.display());
+    client
+}
+
+#[test]
+fn clients_back_up_and_restore_through_the_server_and_cannot_delete() {
+    let served = serve(&[]);
+    let a = client_of(&served);
+    let b = client_of(&served);
+    let src_a = a.path("src");
+    let src_b = b.path("src");
+    common::generate_tree(&src_a, 41, 3 << 20);
+    common::generate_tree(&src_b, 42, 3 << 20);
+    // Two clients at once.
+    let mut running = a.spawn(&["backup", src_a.to_str().unwrap()]);
+    b.ok(&["backup", src_b.to_str().unwrap()]);
+    assert!(running.wait().unwrap().success());
+    let ids = a.snapshot_ids();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    for (client, src) in [(&a, &src_a), (&b, &src_b)] {
+        let out = client.path("out");
+        let made = client.json(&["ls"]);
+        let mine = made
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["source"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(src.to_str().unwrap())
+            })
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        client.ok(&["restore", &mine[..8], "--to", out.to_str().unwrap()]);
+        common::assert_same_tree(src, &out);
+    }
+    // No client can remove a snapshot or run maintenance through it.
+    let out = a.kast(&["rm", &ids[0][..8]]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        user::stderr(&out).contains("append-only"),
+        "{}",
+        user::stderr(&out)
+    );
+    let out = a.kast(&["maintenance"]);
+    assert!(!out.status.success());
+    assert_eq!(a.snapshot_ids(), ids);
+    // Every lock the backups took was removed by the client that took it.
+    assert!(
+        names(&served, "locks").is_empty(),
+        "{:?}",
+        names(&served, "locks")
+    );
+    let checked = a.json(&["check"]);
+    assert_eq!(checked["clean"], true, "{checked}");
+}
+
+#[test]
+fn a_put_only_key_backs_up_through_the_server() {
+    let served = serve(&[]);
+    let secret = served.user.path("put-only");
+    std::fs::write(&secret, "put only please").unwrap();
+    served.user.ok(&[
+        "key",
+        "add",
+        "--put-only",
+        "--new-passphrase-file",
+        secret.to_str().unwrap(),
+    ]);
+    let laptop = client_of(&served);
+    let src = laptop.path("src");
+    common::generate_tree(&src, 43, 1 << 20);
+    let out = laptop.kast_with(&["backup", src.to_str().unwrap()], "put only please");
+    assert!(out.status.success(), "{}", user::stderr(&out));
+    let refused = laptop.kast_with(&["rm", "--keep-last", "0"], "put only please");
+    assert_eq!(refused.status.code(), Some(2));
+    // The machine with the store restores it.
+    let restored = served.user.path("restored");
+    served.user.ok(&[
+        "restore",
+        "latest",
+        "--source",
+        src.to_str().unwrap(),
+        "--to",
+        restored.to_str().unwrap(),
+    ]);
+    common::assert_same_tree(&src, &restored);
+}
+
+#[test]
+fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_and_check_handle() {
+    let mut served = serve(&[]);
+    let client = client_of(&served);
+    let src = client.path("src");
+    common::generate_tree(&src, 44, 40 << 20);
+    let mut running = client.spawn(&["backup", src.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let status = running.wait().unwrap();
+    assert!(!status.success());
+    // Served again, on the same port.
+    let token = served.user.path("token");
+    let mut child = served.user.spawn_piped(&[
+        "serve",
+        "--listen",
+        &served.address,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    served.child = child;
+    client.ok(&["backup", src.to_str().unwrap()]);
+    let checked = client.json(&["check"]);
+    assert_eq!(checked["clean"], true, "{checked}");
+    let out = client.path("out");
+    client.ok(&[
+        "restore",
+        "latest",
+        "--source",
+        src.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+    ]);
+    common::assert_same_tree(&src, &out);
+}
+
+#[test]
+fn over_https_a_client_trusting_the_ca_backs_up_and_one_not_trusting_it_is_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    servers::test_certificates(certs.path());
+    let cert = certs.path().join("server.pem");
+    let key = certs.path().join("server.key");
+    let served = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut client = client_of(&served);
+    let token = client.path("token");
+    let https = |ca: Option<&std::path::Path>| {
+        let mut url = format!("https://{}/?token_file={}", served.address, token.display());
+        if let Some(ca) = ca {
+            url.push_str(&format!("&ca={}", ca.display()));
+        }
+        url
+    };
+    // The test CA is not among the Mozilla roots: refused, nothing sent.
+    client.location = https(None);
+    let out = client.kast(&["ls"]);
+    assert!(!out.status.success());
+    assert!(user::stderr(&out).contains("TLS"), "{}", user::stderr(&out));
+    client.location = https(Some(&certs.path().join("ca.pem")));
+    let src = client.path("src");
+    common::generate_tree(&src, 45, 1 << 20);
+    client.ok(&["backup", src.to_str().unwrap()]);
+    let out = client.path("out");
+    client.ok(&[
+        "restore",
+        "latest",
+        "--source",
+        src.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+    ]);
+    common::assert_same_tree(&src, &out);
+    // Plain HTTP to the HTTPS port gets nowhere.
+    client.location = format!("http://{}/?token_file={}", served.address, token.display());
+    assert!(!client.kast(&["ls"]).status.success());
 }

@@ -18,6 +18,8 @@ fn main() {
         "plugins/Cargo.lock",
         "plugins/fs",
         "plugins/ftp",
+        "plugins/http",
+        "plugins/http-client",
         "plugins/s3",
         "plugins/sftp",
         "plugins/testing",

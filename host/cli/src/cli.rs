@@ -140,6 +140,12 @@ pub enum Command {
         /// through the server).
         #[arg(long)]
         allow_delete: bool,
+        /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM; with --tls-cert).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Details of the store, or of one snapshot.
     Info {

@@ -164,11 +164,14 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
             listen,
             token_file,
             allow_delete,
+            tls_cert,
+            tls_key,
         } => {
             let options = serve::Options {
                 listen: *listen,
                 token_file: token_file.clone(),
                 allow_delete: *allow_delete,
+                tls: tls_cert.clone().zip(tls_key.clone()),
             };
             serve::run(&ctx, &options, cancel)?
         }

@@ -13,6 +13,9 @@
 //!   `id_ecdsa` and `id_rsa` (as `default_identity`, which the plugin skips
 //!   when it cannot use one, where a named identity that fails is an error).
 //! - For `ftps://` with neither `ca` nor `pin`: the system's CA bundle.
+//! - For `http://` and `https://` (a store `kast serve` serves): `client=`,
+//!   a random id the same for every instance in this process, with which
+//!   the server ties each lock to the client that made it.
 //! - For `s3://` and `s3+http://` with no key options: kast's own
 //!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_DEFAULT_REGION`
 //!   (the plugin itself never sees the environment).
@@ -26,6 +29,23 @@ const FILE_OPTIONS: &[&str] = &["identity", "known_hosts", "ca"];
 
 /// Where Debian, Ubuntu, Arch and Alpine keep the trusted CA certificates.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A random id for this process, made once: every instance of a location
+/// gets the same, so any of them may remove a lock another made.
+fn process_client_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // Two independently seeded std hashers: 128 bits from the system's
+        // random source, no extra crate.
+        let word = || {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish()
+        };
+        format!("{:016x}{:016x}", word(), word())
+    })
+}
 
 /// The options to hand the plugin for `location`.
 pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, PluginError> {
@@ -50,6 +70,9 @@ pub fn plugin_options(location: &Location) -> Result<Vec<(String, String)>, Plug
     }
     if location.scheme == "sftp" {
         add_ssh_defaults(&mut out, home_ssh_dir());
+    }
+    if matches!(location.scheme.as_str(), "http" | "https") {
+        out.push(("client".into(), process_client_id().to_string()));
     }
     if matches!(location.scheme.as_str(), "s3" | "s3+http")
         && !out.iter().any(|(k, _)| k == "access_key_id")

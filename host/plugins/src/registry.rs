@@ -89,6 +89,13 @@ const BUILTIN: &[(&str, &[u8])] = &[
         )),
     ),
     (
+        "http",
+        include_bytes!(concat!(
+            env!("KAST_PLUGIN_WASM_DIR"),
+            "/kast_plugin_http.wasm"
+        )),
+    ),
+    (
         "s3",
         include_bytes!(concat!(
             env!("KAST_PLUGIN_WASM_DIR"),

@@ -62,7 +62,7 @@ fn install_validates_components() {
         .into_iter()
         .map(|l| l.info.name)
         .collect();
-    assert_eq!(names, ["fs", "ftp", "s3", "sftp", "hostile"]);
+    assert_eq!(names, ["fs", "ftp", "http", "s3", "sftp", "hostile"]);
 
     let bad = |bytes: &[u8], expected: &str| {
         let path = dir.path().join("bad.wasm");

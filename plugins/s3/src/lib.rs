@@ -16,9 +16,11 @@
 
 mod client;
 mod destination;
-mod http;
 mod source;
 mod storage;
+
+/// Requests go out through the shared HTTP client.
+use kast_plugin_http_client as http;
 
 use kast_sdk::{Connector, Destination, Error, Location, PluginInfo, Role, Source, Storage};
 use std::rc::Rc;

@@ -27,6 +27,8 @@ pub struct Options {
     /// Let clients delete and replace objects (for `rm` and `maintenance`
     /// through the server).
     pub allow_delete: bool,
+    /// A certificate chain and its key (PEM files): serve HTTPS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The largest object a client may put: a pack of the largest target the
@@ -58,6 +60,11 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
         .with_context(|| format!("cannot open {shown}"))?;
     // Served only once it is a store; `create` is made where it lives.
     Store::peek_id(&*storage).with_context(|| format!("no store to serve at {shown}"))?;
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|(cert, key)| tls_acceptor(cert, key))
+        .transpose()?;
     let server = Arc::new(Server {
         storage,
         token,
@@ -74,7 +81,10 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
             .with_context(|| format!("cannot listen on {}", options.listen))?;
         let address = listener.local_addr()?;
         // The first line of standard output, as scripts and tests expect.
-        println!("http://{address}/");
+        println!(
+            "{}://{address}/",
+            if tls.is_some() { "https" } else { "http" }
+        );
         std::io::stdout().flush()?;
         ctx.note(&format!(
             "serving {shown} {}",
@@ -89,11 +99,100 @@ pub fn run(ctx: &Context, options: &Options, cancel: Arc<AtomicBool>) -> Result<
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         };
-        axum::serve(listener, routes(server))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving the store")
+        let app = routes(server);
+        match tls {
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serving the store"),
+            Some(acceptor) => axum::serve(TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serving the store"),
+        }
     })
+}
+
+/// The server's TLS setup from PEM files; errors name the file.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "cannot read a PEM certificate chain from {}",
+                cert.display()
+            )
+        })?;
+    if chain.is_empty() {
+        bail!("{} holds no PEM certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not go together")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Connections that finished their TLS handshake. Handshakes run apart
+/// (each within a time limit), so a slow client holds up no other.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    address: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (send, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, peer)) = listener.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let send = send.clone();
+                tokio::spawn(async move {
+                    let limit = std::time::Duration::from_secs(10);
+                    if let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                        let _ = send.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        TlsListener { ready, address }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accepting task never ends while this lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.address)
+    }
 }
 
 fn read_token(path: &std::path::Path) -> Result<Vec<u8>> {

@@ -1,5 +1,7 @@
 //! One HTTP exchange over `wasi:http`, blocking, and the retry policy: the
 //! host makes the connection (to the one endpoint it allows) and does TLS.
+//! Shared by the connectors that speak HTTP (s3, http), so they retry and
+//! report transport failures alike.
 
 use kast_sdk::{Error, ErrorKind};
 use std::time::{Duration, Instant};
@@ -20,9 +22,11 @@ const IN_FLIGHT: usize = 16;
 
 /// A status, the headers and the whole body.
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
     /// Names lowercase.
     pub headers: Vec<(String, String)>,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 
@@ -38,7 +42,9 @@ impl Reply {
 
 /// Whether a failed exchange may succeed if tried again.
 pub enum Failure {
+    /// Worth another attempt (a dropped connection, a 5xx).
     Retry(Error),
+    /// Not worth one (the sandbox refused, TLS failed).
     Fatal(Error),
 }
 
