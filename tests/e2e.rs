@@ -321,8 +321,9 @@ fn keys_locations_and_plugins() {
     assert_eq!(plugins[0]["name"], "fs");
     assert_eq!(plugins[0]["builtin"], true);
     assert_eq!(plugins[1]["name"], "ftp");
-    assert_eq!(plugins[2]["name"], "s3");
-    assert_eq!(plugins[3]["name"], "sftp");
+    assert_eq!(plugins[2]["name"], "http");
+    assert_eq!(plugins[3]["name"], "s3");
+    assert_eq!(plugins[4]["name"], "sftp");
     let bogus = u.path("bogus.wasm");
     std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap();
     let out = u.kast(&["plugin", "install", bogus.to_str().unwrap()]);

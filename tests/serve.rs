@@ -240,12 +240,33 @@ fn an_append_only_server_refuses_every_delete_and_overwrite() {
 }
 
 #[test]
-fn with_allow_delete_clients_may_delete() {
+fn with_allow_delete_clients_may_delete_and_run_maintenance() {
     let served = serve(&["--allow-delete"]);
+    let client = client_of(&served);
+    let src = client.path("src");
+    common::generate_tree(&src, 46, 2 << 20);
+    let mine: Vec<String> = (0..2)
+        .map(|_| {
+            let made = client.json(&["backup", src.to_str().unwrap()]);
+            made["snapshots"][0]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // The other machine's backup goes in raw HTTP, one of this client's
+    // by retention.
     let snapshots = names(&served, "snapshots");
-    let path = format!("/v1/snapshots/{}", snapshots[0]);
+    assert_eq!(snapshots.len(), 3);
+    let theirs = snapshots.iter().find(|s| !mine.contains(s)).unwrap();
+    let path = format!("/v1/snapshots/{theirs}");
     assert_eq!(request(&served, "DELETE", &path, &[AUTH], b"").0, 200);
-    assert!(names(&served, "snapshots").is_empty());
+    client.ok(&["rm", "--keep-last", "1"]);
+    assert_eq!(names(&served, "snapshots"), [mine[1].clone()]);
+    let packs_before = names(&served, "packs");
+    let done = client.json(&["maintenance"]);
+    assert!(done["bytes_freed"].as_u64().unwrap() > 0, "{done}");
+    assert_ne!(names(&served, "packs"), packs_before);
+    let checked = client.json(&["check"]);
+    assert_eq!(checked["clean"], true, "{checked}");
+    restores_exactly(&client, &src, "out");
 }
 
 #[test]
@@ -267,6 +288,20 @@ fn a_short_token_is_refused_before_serving() {
         "{}",
         user::stderr(&out)
     );
+}
+
+/// Restores the latest snapshot of `src` into a fresh folder and compares.
+fn restores_exactly(user: &User, src: &std::path::Path, into: &str) {
+    let out = user.path(into);
+    user.ok(&[
+        "restore",
+        "latest",
+        "--source",
+        src.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+    ]);
+    common::assert_same_tree(src, &out);
 }
 
 /// A user on another machine whose store is the served one.
@@ -354,16 +389,7 @@ fn a_put_only_key_backs_up_through_the_server() {
     let refused = laptop.kast_with(&["rm", "--keep-last", "0"], "put only please");
     assert_eq!(refused.status.code(), Some(2));
     // The machine with the store restores it.
-    let restored = served.user.path("restored");
-    served.user.ok(&[
-        "restore",
-        "latest",
-        "--source",
-        src.to_str().unwrap(),
-        "--to",
-        restored.to_str().unwrap(),
-    ]);
-    common::assert_same_tree(&src, &restored);
+    restores_exactly(&served.user, &src, "restored");
 }
 
 #[test]
@@ -395,16 +421,7 @@ fn a_server_killed_mid_backup_leaves_a_store_the_next_backup_and_check_handle() 
     client.ok(&["backup", src.to_str().unwrap()]);
     let checked = client.json(&["check"]);
     assert_eq!(checked["clean"], true, "{checked}");
-    let out = client.path("out");
-    client.ok(&[
-        "restore",
-        "latest",
-        "--source",
-        src.to_str().unwrap(),
-        "--to",
-        out.to_str().unwrap(),
-    ]);
-    common::assert_same_tree(&src, &out);
+    restores_exactly(&client, &src, "out");
 }
 
 #[test]
@@ -437,16 +454,7 @@ fn over_https_a_client_trusting_the_ca_backs_up_and_one_not_trusting_it_is_refus
     let src = client.path("src");
     common::generate_tree(&src, 45, 1 << 20);
     client.ok(&["backup", src.to_str().unwrap()]);
-    let out = client.path("out");
-    client.ok(&[
-        "restore",
-        "latest",
-        "--source",
-        src.to_str().unwrap(),
-        "--to",
-        out.to_str().unwrap(),
-    ]);
-    common::assert_same_tree(&src, &out);
+    restores_exactly(&client, &src, "out");
     // Plain HTTP to the HTTPS port gets nowhere.
     client.location = format!("http://{}/?token_file={}", served.address, token.display());
     assert!(!client.kast(&["ls"]).status.success());

@@ -111,11 +111,16 @@ pub fn backup(
         .unwrap_or_else(|| source.location());
     let mut lock = store.lock(false, "backup")?;
     let mut index = store.index()?;
-    // A put-only key cannot read the parent's tree: it reads every file.
-    let parent_root = if options.use_parent && !store.is_put_only() {
-        browse::latest_of(store, &source_name, &host)?.map(|(_, snap)| snap.root)
-    } else {
-        None
+    // A put-only key reads the parent's trees from its own local copy.
+    let parent_root = match (options.use_parent, store.is_put_only()) {
+        (false, _) => None,
+        (true, false) => browse::latest_of(store, &source_name, &host)?.map(|(_, snap)| snap.root),
+        (true, true) => store
+            .own_snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.source == source_name && s.host == host)
+            .map(|(_, snap)| snap.root),
     };
     let chunker = Chunker::new(store.config().chunker, store.keys().chunker_seed());
     let (walked, written) = pipeline::write_blobs(store, &mut index, options.threads, |sink| {
@@ -162,6 +167,7 @@ pub fn backup(
         .put(ObjectKind::Snapshot, &id.to_hex(), &sealed)?;
     if store.is_put_only() {
         store.record_own_snapshot(&id, &snapshot)?;
+        store.forget_older_own_trees()?;
     }
     Ok(BackupOutcome {
         id,
@@ -406,6 +412,9 @@ impl Walker<'_, '_> {
         }
         let encoded = Tree { nodes }.encode();
         let id = self.store.keys().blob_id(&encoded);
+        if self.store.is_put_only() {
+            self.store.remember_own_tree(&id, &encoded)?;
+        }
         self.sink.store(id, BlobKind::Tree, encoded)?;
         Ok(id)
     }

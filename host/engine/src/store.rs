@@ -493,9 +493,93 @@ impl Store {
     }
 
     /// Reads and decodes the directory tree `id`, through the local cache.
+    /// A put-only key reads only the trees of its own latest backups, from
+    /// the copy it keeps on this machine (see [`Store::remember_own_tree`]).
     pub fn read_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
+        let what = format!("tree {}", id.short());
+        if self.is_put_only() {
+            let path = self
+                .own_trees_dir()
+                .map(|dir| dir.join(id.to_hex()))
+                .ok_or_else(|| Error::PutOnly("read trees".into()))?;
+            let bytes = std::fs::read(&path).map_err(|_| Error::PutOnly("read trees".into()))?;
+            if self.keys.blob_id(&bytes) != *id {
+                return Err(Error::corrupt(
+                    &what,
+                    "the local copy does not match its id",
+                ));
+            }
+            return Tree::decode(&bytes, &what);
+        }
         let bytes = self.read_indexed(index, id, BlobKind::Tree)?;
-        Tree::decode(&bytes, &format!("tree {}", id.short()))
+        Tree::decode(&bytes, &what)
+    }
+
+    /// Keeps a tree a put-only key wrote on this machine, so its next
+    /// backup of the same source can skip unchanged files as a full key's
+    /// does. It holds what this machine's own disk says (names, sizes,
+    /// times, chunk ids), and only for its latest backup of each source
+    /// ([`Store::forget_older_own_trees`]).
+    pub(crate) fn remember_own_tree(&self, id: &Id, encoded: &[u8]) -> Result<()> {
+        let Some(dir) = self.own_trees_dir() else {
+            return Ok(());
+        };
+        let path = dir.join(id.to_hex());
+        if path.exists() {
+            return Ok(());
+        }
+        let cache_error = |source| Error::Cache {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(cache_error)?;
+        let temporary = dir.join(format!(".{}-{}", id.to_hex(), std::process::id()));
+        std::fs::write(&temporary, encoded)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(cache_error)
+    }
+
+    /// Removes the kept trees no latest own backup of a source reaches.
+    pub(crate) fn forget_older_own_trees(&self) -> Result<()> {
+        let Some(dir) = self.own_trees_dir() else {
+            return Ok(());
+        };
+        let mut latest: std::collections::HashMap<(String, String), Id> = Default::default();
+        for (_, snapshot) in self.own_snapshots()? {
+            latest.insert((snapshot.source, snapshot.host), snapshot.root);
+        }
+        let mut keep = std::collections::HashSet::new();
+        let mut pending: Vec<Id> = latest.into_values().collect();
+        while let Some(id) = pending.pop() {
+            if !keep.insert(id.to_hex()) {
+                continue;
+            }
+            // A tree missing here is not fatal: the next backup reads more.
+            let Ok(tree) = self.read_tree(&Index::empty(), &id) else {
+                continue;
+            };
+            for node in tree.nodes {
+                if let crate::tree::Content::Dir { tree } = node.content {
+                    pending.push(tree);
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if !keep.contains(entry.file_name().to_string_lossy().as_ref()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn own_trees_dir(&self) -> Option<PathBuf> {
+        if !self.is_put_only() {
+            return None;
+        }
+        Some(self.cache_dir.as_ref()?.join("own-trees"))
     }
 
     /// Notes a snapshot a put-only key made in its local cache: the one

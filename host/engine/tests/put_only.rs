@@ -369,3 +369,59 @@ fn maintenance_does_not_adopt_what_does_not_check_out() {
     assert!(full.storage().get(ObjectKind::State, &name).is_ok());
     assert!(!check(&full, &CheckOptions::default()).unwrap().is_clean());
 }
+
+#[test]
+fn a_put_only_key_skips_unchanged_files_with_its_own_copy_of_its_last_tree() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 14, 2 << 20);
+    let put_only = put_only_store(&t);
+    let first = backup_dir(&put_only, &src);
+    assert!(first.snapshot.summary.bytes_read > 0);
+    // Nothing changed: nothing read.
+    let second = backup_dir(&put_only, &src);
+    assert_eq!(second.snapshot.summary.bytes_read, 0);
+    assert_eq!(
+        second.snapshot.summary.files_unchanged,
+        first.snapshot.summary.files
+    );
+    assert_eq!(second.snapshot.root, first.snapshot.root);
+    // One file changed: only it is read, and the result restores exactly.
+    let changed = src.join("grown");
+    std::fs::write(&changed, vec![9u8; 70_000]).unwrap();
+    let third = backup_dir(&put_only, &src);
+    assert_eq!(third.snapshot.summary.bytes_read, 70_000);
+    let full = t.reopen();
+    let out = t.dir.path().join("out");
+    let dest = LocalDestination::new(&out).unwrap();
+    kast_engine::restore(&full, &third.id, b"", &dest, &RestoreOptions::default()).unwrap();
+    assert_same_tree(&src, &out);
+    // Only the latest backup's trees are kept on this machine.
+    let kept = t.dir.path().join("put-only-cache");
+    let trees: Vec<_> = walk_files(&kept)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("own-trees"))
+        .collect();
+    let dirs = third.snapshot.summary.dirs as usize;
+    assert!(
+        !trees.is_empty() && trees.len() <= dirs + 1,
+        "{} trees for {dirs} dirs",
+        trees.len()
+    );
+}
+
+fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
