@@ -74,8 +74,20 @@ fn a_put_only_key_backs_up_and_a_full_key_restores_it_exactly() {
     let mine: serde_json::Value = serde_json::from_slice(&mine.stdout).unwrap();
     let mine = snapshot_ids(&mine);
     assert_eq!(mine.len(), 1);
-    let all = snapshot_ids(&u.json(&["ls"]));
+    let listing = u.json(&["ls"]);
+    let all = snapshot_ids(&listing);
     assert_eq!(all.len(), 2);
+    // The full key sees which snapshot the put-only key wrote.
+    let writers: Vec<bool> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["id"] == mine[0].as_str() && s["writer"].is_string()
+                || s["id"] != mine[0].as_str() && s["writer"].is_null()
+        })
+        .collect();
+    assert_eq!(writers, [true, true], "{listing}");
     assert!(all.contains(&mine[0]));
     let full_id = by_full["snapshots"][0]["id"].as_str().unwrap().to_string();
     assert!(all.contains(&full_id) && !mine.contains(&full_id));

@@ -116,6 +116,7 @@ fn snapshot_specs_never_panic() {
         job: String::new(),
         root: Id([0; 32]),
         summary: Default::default(),
+        writer: None,
     };
     let list = [(Id([0xab; 32]), snapshot(1)), (Id([0xac; 32]), snapshot(2))];
     run(6, &["latest", "ab", "AB", "ac", "f", ":"], 6, |t| {
@@ -162,6 +163,7 @@ fn retention_policies_never_panic() {
                 job: String::new(),
                 root: Id([0; 32]),
                 summary: Default::default(),
+                writer: (i % 5 == 0).then(|| "ab".repeat(16)),
             };
             s.host = if i % 3 == 0 { "a".into() } else { "b".into() };
             (Id([i; 32]), s)

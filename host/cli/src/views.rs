@@ -24,7 +24,7 @@ pub fn snapshot(id: &Id, s: &Snapshot) -> Value {
     json!({
         "id": id.to_hex(), "time": format_time(s.time_ns), "time_ns": s.time_ns, "host": s.host,
         "user": s.user, "source": s.source, "tags": s.tags, "job": s.job, "files": s.summary.files,
-        "logical_bytes": s.summary.logical_bytes, "errors": s.summary.errors,
+        "logical_bytes": s.summary.logical_bytes, "errors": s.summary.errors, "writer": s.writer,
     })
 }
 
@@ -34,6 +34,7 @@ pub fn snapshot_detail(id: &Id, snap: &Snapshot) -> Value {
     json!({
         "id": id.to_hex(), "time": format_time(snap.time_ns), "host": snap.host, "user": snap.user,
         "source": snap.source, "tags": snap.tags, "job": snap.job, "root": snap.root.to_hex(),
+        "writer": snap.writer,
         "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks, "errors": s.errors,
         "logical_bytes": s.logical_bytes, "files_read": s.files_read, "files_unchanged": s.files_unchanged,
         "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "duration_ms": s.duration_ms,

@@ -159,6 +159,7 @@ pub fn backup(
         job: options.job.clone(),
         root,
         summary,
+        writer: store.put_only_writer(),
     };
     let sealed = snapshot.seal(store.keys())?;
     let id = Id::of_object(&sealed);

@@ -66,6 +66,8 @@ impl SnapshotFilter {
 }
 
 /// The newest snapshot of `source` taken on `host`: a backup's parent.
+/// Only a full key's snapshots count: this is the parent a full key's
+/// backup trusts, and a put-only key's header only claims its source.
 pub fn latest_of(store: &Store, source: &str, host: &str) -> Result<Option<(Id, Snapshot)>> {
     let filter = SnapshotFilter {
         source: Some(source.to_string()),
@@ -76,7 +78,7 @@ pub fn latest_of(store: &Store, source: &str, host: &str) -> Result<Option<(Id, 
         .snapshots
         .into_iter()
         .rev()
-        .find(|(_, s)| filter.matches(s)))
+        .find(|(_, s)| filter.matches(s) && s.writer.is_none()))
 }
 
 /// Finds one snapshot by `latest`, `latest~N` (N before it) or a unique
@@ -103,9 +105,11 @@ pub fn find_in(
         let matching: Vec<_> = matching.collect();
         // The newest of several sources would be whichever ran last: a
         // different folder from one day to the next. Refused, and named.
-        let mut sources: Vec<(&str, &str)> = matching
+        // So is the newest of several writers of one source: a put-only
+        // key's header only claims its source and host.
+        let mut sources: Vec<(&str, &str, Option<&str>)> = matching
             .iter()
-            .map(|(_, s)| (s.source.as_str(), s.host.as_str()))
+            .map(|(_, s)| (s.source.as_str(), s.host.as_str(), s.writer.as_deref()))
             .collect();
         sources.sort_unstable();
         sources.dedup();
@@ -113,7 +117,10 @@ pub fn find_in(
             return Err(Error::AmbiguousLatest(
                 sources
                     .iter()
-                    .map(|(source, host)| format!("{source} on {host}"))
+                    .map(|(source, host, writer)| match writer {
+                        None => format!("{source} on {host}"),
+                        Some(key) => format!("{source} on {host} by put-only key {key}"),
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
             ));

@@ -178,6 +178,8 @@ struct FullKeys {
 struct PutOnlyKeys {
     /// Its key object's name (16 bytes): the prefix of the states it writes.
     name: [u8; 16],
+    /// Authenticates its snapshot headers as its own.
+    writer_key: [u8; 32],
     /// Seals and opens its own states.
     states: Cipher,
     config_digest: [u8; 32],
@@ -252,6 +254,7 @@ impl Keys {
             full: None,
             put_only: Some(Arc::new(PutOnlyKeys {
                 name,
+                writer_key: bundle.writer_key,
                 states: Cipher::new(&bundle.writer_key),
                 config_digest: bundle.config_digest,
             })),
@@ -392,6 +395,55 @@ impl Keys {
             }
             (None, None) => unreachable!("keys are full or put-only"),
         }
+    }
+
+    /// Seals a snapshot header: as every object for a full key; for a
+    /// put-only key as `name ‖ session ‖ sealed ‖ MAC`, the MAC (keyed
+    /// with its writer key, which only it and full keys hold) proving
+    /// which key wrote it, so a header cannot pass for another key's.
+    pub fn seal_snapshot(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let Some(put_only) = &self.put_only else {
+            return self.seal(Domain::Snapshot, b"", plaintext);
+        };
+        let Sealing::Session(session) = self.writing else {
+            unreachable!("a put-only key writes in a session")
+        };
+        let mut out = put_only.name.to_vec();
+        out.extend_from_slice(&session);
+        self.writer
+            .seal_into(Domain::Snapshot, b"", plaintext, &mut out)?;
+        let mac = blake3::keyed_hash(&put_only.writer_key, &out);
+        out.extend_from_slice(mac.as_bytes());
+        Ok(out)
+    }
+
+    /// Opens a snapshot header, and says which put-only key wrote it
+    /// (`None`: a full key). Only a full key reads.
+    pub fn open_snapshot(&self, sealed: &[u8], what: &str) -> Result<(Vec<u8>, Option<[u8; 16]>)> {
+        let full = self.full("read snapshot headers")?;
+        let store_error = match full.seal.open(Domain::Snapshot, b"", sealed, what) {
+            Ok(plain) => return Ok((plain, None)),
+            Err(e) => e,
+        };
+        if sealed.len() < 16 + 32 + 32 + SEAL_OVERHEAD {
+            return Err(store_error);
+        }
+        let name: [u8; 16] = sealed[..16].try_into().expect("16 bytes");
+        let (body, mac) = sealed.split_at(sealed.len() - 32);
+        let expected = blake3::keyed_hash(&writer_key(&full.master, &name), body);
+        // blake3's Hash compares in constant time.
+        if expected != blake3::Hash::from_bytes(mac.try_into().expect("32 bytes")) {
+            return Err(store_error);
+        }
+        let session: [u8; 32] = body[16..48].try_into().expect("32 bytes");
+        let plain = self.open(
+            Sealing::Session(session),
+            Domain::Snapshot,
+            b"",
+            &body[48..],
+            what,
+        )?;
+        Ok((plain, Some(name)))
     }
 
     /// Seals a state as the put-only key named `author` would: what

@@ -1,7 +1,9 @@
 //! Retention: which snapshots a policy keeps. Pure logic over snapshot
 //! headers, so `rm --dry-run` and the real run decide identically.
 //!
-//! Snapshots are grouped by host and source; within a group, newest first,
+//! Snapshots are grouped by host, source and writer (a put-only key's
+//! snapshots only claim their host and source, so they never push a full
+//! key's out, nor another put-only key's); within a group, newest first,
 //! a snapshot is kept if it is one of the `last` newest, or the newest of
 //! its hour, day, ISO week, month or year while fewer than that many such
 //! periods have been kept (restic's rule). Periods are in UTC.
@@ -54,7 +56,7 @@ pub struct Plan {
     pub remove: Vec<Id>,
 }
 
-/// The plan for `snapshots`, each group (host and source) on its own.
+/// The plan for `snapshots`, each group (host, source, writer) on its own.
 pub fn plan(policy: &Policy, snapshots: &[(Id, Snapshot)]) -> Plan {
     let mut plan = Plan::default();
     for decision in apply(policy, snapshots) {
@@ -67,19 +69,26 @@ pub fn plan(policy: &Policy, snapshots: &[(Id, Snapshot)]) -> Plan {
     plan
 }
 
-/// The snapshots in the same groups (host and source) as any of `ids`: a
-/// job applies its policy to what it backs up, and to nothing else.
+/// The snapshots in the same groups (host, source, writer) as any of
+/// `ids`: a job applies its policy to what it backs up, and to nothing else.
 pub fn groups_of(ids: &[Id], snapshots: &[(Id, Snapshot)]) -> Vec<(Id, Snapshot)> {
-    let groups: HashSet<(&str, &str)> = snapshots
+    let groups: HashSet<Group> = snapshots
         .iter()
         .filter(|(id, _)| ids.contains(id))
-        .map(|(_, s)| (s.host.as_str(), s.source.as_str()))
+        .map(|(_, s)| group(s))
         .collect();
     snapshots
         .iter()
-        .filter(|(_, s)| groups.contains(&(s.host.as_str(), s.source.as_str())))
+        .filter(|(_, s)| groups.contains(&group(s)))
         .cloned()
         .collect()
+}
+
+/// What a snapshot competes with: host, source and writer.
+type Group<'a> = (&'a str, &'a str, Option<&'a str>);
+
+fn group(s: &Snapshot) -> Group<'_> {
+    (s.host.as_str(), s.source.as_str(), s.writer.as_deref())
 }
 
 /// Civil date (year, month, day, hour) and ISO week of a time in UTC.
@@ -101,9 +110,9 @@ fn periods(time_ns: i64) -> [(u8, i64); 5] {
 
 /// Decides, for every snapshot, whether the policy keeps it.
 fn apply(policy: &Policy, snapshots: &[(Id, Snapshot)]) -> Vec<Decision> {
-    let mut groups: BTreeMap<(&str, &str), Vec<&(Id, Snapshot)>> = BTreeMap::new();
+    let mut groups: BTreeMap<Group, Vec<&(Id, Snapshot)>> = BTreeMap::new();
     for s in snapshots {
-        groups.entry((&s.1.host, &s.1.source)).or_default().push(s);
+        groups.entry(group(&s.1)).or_default().push(s);
     }
     let mut out = Vec::new();
     for (_, mut group) in groups {
@@ -155,6 +164,7 @@ mod tests {
                 job: String::new(),
                 root: Id::default(),
                 summary: Summary::default(),
+                writer: None,
             },
         )
     }

@@ -2,7 +2,7 @@
 //! and says what, when, where from and how much.
 
 use crate::codec::{Reader, Writer};
-use crate::crypto::{Domain, Id, Keys, Sealing};
+use crate::crypto::{Id, Keys};
 use crate::error::{Error, Result};
 
 /// Version 1; version 2 adds the job's name at the end, written only for
@@ -59,6 +59,11 @@ pub struct Snapshot {
     pub root: Id,
     /// Counts and sizes, readable without walking the tree.
     pub summary: Summary,
+    /// The put-only key that wrote it (its name), or `None` for a full
+    /// key. Proven by the header's MAC, not written inside it: host,
+    /// source and tags are what the writer claims, so retention and
+    /// `latest` keep each writer's snapshots apart.
+    pub writer: Option<String>,
 }
 
 impl Snapshot {
@@ -159,46 +164,28 @@ impl Snapshot {
                 bytes_added,
                 duration_ms,
             },
+            writer: None,
         })
     }
 
-    /// Encrypts the header for storage; its object name is the hash of the result.
-    /// A put-only session's header starts with the session's public
-    /// value, which a full key needs to open it.
+    /// Encrypts the header for storage; its object name is the hash of the
+    /// result. A put-only key's says which key wrote it, provably
+    /// ([`Keys::seal_snapshot`]).
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
-        let mut out = match keys.sealing() {
-            Sealing::Store => Vec::new(),
-            Sealing::Session(session) => session.to_vec(),
-        };
-        keys.seal_into(Domain::Snapshot, b"", &self.encode(), &mut out)?;
-        Ok(out)
+        keys.seal_snapshot(&self.encode())
     }
 
-    /// Verifies the name (hash of the bytes), then opens and decodes.
+    /// Verifies the name (hash of the bytes), then opens and decodes; a
+    /// put-only key's header comes back with its writer set.
     pub fn open(keys: &Keys, name: &Id, sealed: &[u8]) -> Result<Snapshot> {
         let what = format!("snapshot {}", name.short());
         if Id::of_object(sealed) != *name {
             return Err(Error::corrupt(&what, "content does not match its name"));
         }
-        // A full key's header first, as nearly every header is; then a
-        // put-only session's.
-        let plain = keys
-            .open(Sealing::Store, Domain::Snapshot, b"", sealed, &what)
-            .or_else(|store_error| match store_error {
-                Error::Corrupt { .. } if sealed.len() > 32 => {
-                    let session = sealed[..32].try_into().expect("32 bytes");
-                    keys.open(
-                        Sealing::Session(session),
-                        Domain::Snapshot,
-                        b"",
-                        &sealed[32..],
-                        &what,
-                    )
-                    .map_err(|_| store_error)
-                }
-                other => Err(other),
-            })?;
-        Snapshot::decode(&plain, &what)
+        let (plain, writer) = keys.open_snapshot(sealed, &what)?;
+        let mut snapshot = Snapshot::decode(&plain, &what)?;
+        snapshot.writer = writer.map(hex::encode);
+        Ok(snapshot)
     }
 }
 
@@ -213,7 +200,7 @@ mod tests {
                       tags in proptest::collection::vec(".*", 0..4), job in ".*", root: [u8; 32], counts: [u64; 12]) {
             let [files, dirs, symlinks, specials, errors, logical_bytes, files_read, files_unchanged, bytes_read, blobs_added, bytes_added, duration_ms] = counts;
             let snap = Snapshot { time_ns, host, user, source, tags, job, root: Id(root), summary: Summary {
-                files, dirs, symlinks, specials, errors, logical_bytes, files_read, files_unchanged, bytes_read, blobs_added, bytes_added, duration_ms } };
+                files, dirs, symlinks, specials, errors, logical_bytes, files_read, files_unchanged, bytes_read, blobs_added, bytes_added, duration_ms }, writer: None };
             prop_assert_eq!(Snapshot::decode(&snap.encode(), "s").unwrap(), snap);
         }
 

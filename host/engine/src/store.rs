@@ -272,6 +272,12 @@ impl Store {
         }
     }
 
+    /// The name of the put-only key this session writes as, `None` for a
+    /// full key: what a snapshot header says of its writer.
+    pub fn put_only_writer(&self) -> Option<String> {
+        self.is_put_only().then(|| self.key_name.clone())
+    }
+
     /// Whether this session can only add backups.
     pub fn is_put_only(&self) -> bool {
         self.master.is_none()
@@ -633,7 +639,9 @@ impl Store {
             let parsed = line.split_once(' ').and_then(|(id, header)| {
                 let id = Id::from_hex(id)?;
                 let header = hex::decode(header).ok()?;
-                Some((id, Snapshot::decode(&header, "local snapshot record").ok()?))
+                let mut snapshot = Snapshot::decode(&header, "local snapshot record").ok()?;
+                snapshot.writer = self.put_only_writer();
+                Some((id, snapshot))
             });
             // A torn last line (a crash while appending) is skipped.
             if let Some((id, snapshot)) = parsed

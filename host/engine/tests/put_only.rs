@@ -425,3 +425,78 @@ fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_put_only_key_cannot_pass_its_snapshot_off_as_a_full_keys() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 15, 1 << 20);
+    let real = t.backup(&src);
+    let put_only = put_only_store(&t);
+    // The attacker's header claims the same host and source, later, over
+    // a tree of its own.
+    let evil = t.dir.path().join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(evil.join("passwd"), "root::0:0::/:/bin/sh\n").unwrap();
+    let fake = kast_engine::backup(
+        &put_only,
+        &kast_engine::native::local::LocalSource::new(&evil).unwrap(),
+        &BackupOptions {
+            source_name: Some(real.snapshot.source.clone()),
+            host: Some(real.snapshot.host.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let full = t.reopen();
+    let listed = kast_engine::browse::snapshots(&full).unwrap().snapshots;
+    let writer_of = |id| {
+        listed
+            .iter()
+            .find(|(i, _)| *i == id)
+            .unwrap()
+            .1
+            .writer
+            .clone()
+    };
+    assert_eq!(writer_of(real.id), None);
+    assert_eq!(writer_of(fake.id), put_only.put_only_writer());
+    // `latest` of that source is refused as ambiguous, naming the key.
+    let filter = kast_engine::browse::SnapshotFilter {
+        source: Some(real.snapshot.source.clone()),
+        host: Some(real.snapshot.host.clone()),
+        ..Default::default()
+    };
+    match kast_engine::browse::find(&full, "latest", &filter) {
+        Err(Error::AmbiguousLatest(said)) => assert!(said.contains("put-only key"), "{said}"),
+        other => panic!("latest was {other:?}"),
+    }
+    // Retention never weighs the two against each other.
+    let policy = kast_engine::retention::Policy {
+        last: 1,
+        ..Default::default()
+    };
+    assert!(
+        kast_engine::retention::plan(&policy, &listed)
+            .remove
+            .is_empty()
+    );
+    // A full key's next backup takes its own snapshot as the parent.
+    let again = backup_dir(&full, &src);
+    assert_eq!(again.snapshot.summary.bytes_read, 0);
+    // A header whose writer is swapped for another's no longer opens.
+    let sealed = full
+        .storage()
+        .get(ObjectKind::Snapshot, &fake.id.to_hex())
+        .unwrap();
+    let mut swapped = sealed.clone();
+    swapped[..16].copy_from_slice(&[0x11; 16]);
+    let name = kast_engine::crypto::Id::of_object(&swapped);
+    full.storage()
+        .put(ObjectKind::Snapshot, &name.to_hex(), &swapped)
+        .unwrap();
+    assert!(matches!(
+        full.read_snapshot(&name),
+        Err(Error::Corrupt { .. })
+    ));
+}

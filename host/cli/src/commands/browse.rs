@@ -53,6 +53,14 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
                         s.job
                     );
                 }
+                // Host and source are only what a put-only key claims.
+                if let Some(writer) = &s.writer {
+                    tags = format!(
+                        "{tags}{}put-only:{}",
+                        if tags.is_empty() { "" } else { " " },
+                        &writer[..8.min(writer.len())]
+                    );
+                }
                 table.row(vec![
                     id.short(),
                     format_time(s.time_ns),
