@@ -191,5 +191,12 @@ fn a_put_only_key_saved_locally_opens_as_put_only() {
     assert_eq!(saved.len(), 1);
     let text = std::fs::read_to_string(saved[0].as_ref().unwrap().path()).unwrap();
     assert!(text.starts_with("put-only "), "{text}");
-    assert_eq!(u.snapshot_ids().len(), 1);
+    // Forgotten again, the machine opens the store with the full key,
+    // which sees the snapshot the saved put-only key made, marked as its.
+    u.ok(&["key", "forget-local"]);
+    let listed = u.json(&["ls"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0]["writer"].is_string(), "{listed:?}");
+    assert!(u.json(&["check"])["clean"].as_bool().unwrap());
 }
