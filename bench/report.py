@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns bench/compare.sh's CSV into the Markdown tables of LATEST.md:
-medians per tool and step, and kast's ratio to each peer (below 1: kast
-is ahead)."""
+medians per tool and step, and kast's ratio to each peer and to the best
+of them (below 1: kast is ahead). Tools named kast-* (kast in another
+mode) get a column, not a ratio."""
 
 import csv
 import statistics
@@ -29,7 +30,7 @@ def main(path):
         for metric, _, _ in METRICS:
             values[(row["tool"], row["step"], metric)].append(float(row[metric]))
     steps.sort()
-    peers = [t for t in tools if t != "kast"]
+    peers = [t for t in tools if not t.startswith("kast")]
     reps = max(len(v) for v in values.values())
     median = {k: statistics.median(v) * SCALE.get(k[2], 1) for k, v in values.items()}
 
@@ -39,13 +40,16 @@ def main(path):
           "Raw numbers: `LATEST.csv`.\n")
     for metric, title, fmt in METRICS:
         print(f"## {title}\n")
-        print("| step | " + " | ".join(tools) + " | " +
+        print("| step | " + " | ".join(tools) + " | kast / best peer | " +
               " | ".join(f"kast / {p}" for p in peers) + " |")
-        print("|---" * (1 + len(tools) + len(peers)) + "|")
+        print("|---" * (2 + len(tools) + len(peers)) + "|")
         for step in steps:
             cells = [fmt.format(median[(t, step, metric)]) if (t, step, metric) in median
                      else "–" for t in tools]
-            ratios = []
+            kast = median.get(("kast", step, metric))
+            best = min((median[(p, step, metric)] for p in peers
+                        if (p, step, metric) in median), default=None)
+            ratios = [f"{kast / best:.2f}" if kast is not None and best else "–"]
             for p in peers:
                 k, q = median.get(("kast", step, metric)), median.get((p, step, metric))
                 ratios.append(f"{k / q:.2f}" if k is not None and q else "–")

@@ -860,6 +860,68 @@ fn packs_a_plugin_cannot_be_handed_are_refused_up_front() {
     );
 }
 
+/// The codec is chosen at `create`, shown by `info`, and every one
+/// restores exactly; on text, zstd (the default) makes the smallest store,
+/// small files compressed together.
+#[test]
+fn compression_is_chosen_at_create_and_every_codec_restores_exactly() {
+    let root = User::new();
+    let src = root.path("src");
+    generate_tree(&src, 7, 2 << 20);
+    // Small text files alike in vocabulary, unlike in content: what
+    // compressing files together gains on.
+    std::fs::create_dir_all(src.join("notes")).unwrap();
+    for i in 0..400 {
+        let words = [
+            "backup", "store", "restore", "snapshot", "chunk", "pack", "key",
+        ];
+        let text: String = (0..300)
+            .map(|j| {
+                words[(i * 7 + j * j) % words.len()].to_string()
+                    + if j % 9 == 0 { "\n" } else { " " }
+            })
+            .collect();
+        std::fs::write(src.join(format!("notes/{i:03}.txt")), text).unwrap();
+    }
+    let fast_kdf = ["--kdf-memory-mib", "8", "--kdf-iterations", "1"];
+    let mut sizes = Vec::new();
+    for codec in ["none", "lz4", "zstd:1", "zstd"] {
+        let u = User::with_store(root.path(&format!("store-{codec}")));
+        let mut create = vec!["create"];
+        if codec != "zstd" {
+            create.extend(["--compression", codec]);
+        }
+        u.ok(&[&create[..], &fast_kdf].concat());
+        let info = u.json(&["info"]);
+        let shown = if codec == "zstd" { "zstd:3" } else { codec };
+        assert_eq!(info["compression"], shown, "{info}");
+        assert_eq!(info["format"], 2);
+        u.ok(&["backup", src.to_str().unwrap()]);
+        let out = root.path(&format!("out-{codec}"));
+        u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+        assert_same_tree(&src, &out);
+        let notes = u.kast(&["cat", "latest:notes/123.txt"]);
+        assert_eq!(
+            notes.stdout,
+            std::fs::read(src.join("notes/123.txt")).unwrap()
+        );
+        assert_eq!(u.json(&["check"])["clean"], true, "{codec}");
+        sizes.push(u.json(&["info"])["stored_bytes"].as_u64().unwrap());
+    }
+    assert!(
+        sizes[0] > sizes[1] && sizes[1] > sizes[2] && sizes[1] > sizes[3],
+        "store sizes none, lz4, zstd:1, zstd:3: {sizes:?}"
+    );
+    let out = root.kast(&[&["create", "--compression", "gzip"][..], &fast_kdf].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("zstd:LEVEL (1 to 19), lz4 or none"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!root.store.exists(), "nothing was created");
+}
+
 /// Heavy cases run with `KAST_HEAVY_TESTS=1`.
 fn heavy() -> bool {
     std::env::var_os("KAST_HEAVY_TESTS").is_some()

@@ -8,14 +8,14 @@
 
 use criterion::{BatchSize, Criterion, Throughput};
 use kast_bench::{benchmark_tree, data_dir, random_bytes, text_bytes};
-use kast_engine::blob::{self, BlobKind};
+use kast_engine::blob::{BlobKind, Sealer};
 use kast_engine::chunker::Chunker;
 use kast_engine::config::ChunkerParams;
 use kast_engine::crypto::{Domain, Keys, MasterKey};
 use kast_engine::keys::KdfParams;
 use kast_engine::native::local::{LocalDestination, LocalSource};
 use kast_engine::storage::LocalStorage;
-use kast_engine::{BackupOptions, CreateOptions, RestoreOptions, Store};
+use kast_engine::{BackupOptions, Compression, CreateOptions, RestoreOptions, Store};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,16 @@ fn stages(c: &mut Criterion) {
                     .sum::<usize>()
             })
         });
+        for level in [1, 3] {
+            g.bench_function(format!("zstd:{level} compress {name}"), |b| {
+                let mut zstd = zstd::bulk::Compressor::new(level).unwrap();
+                b.iter(|| {
+                    data.chunks(MIB)
+                        .map(|c| zstd.compress(c).unwrap().len())
+                        .sum::<usize>()
+                })
+            });
+        }
     }
     g.bench_function("xchacha20-poly1305 seal 1 MiB", |b| {
         b.iter(|| {
@@ -66,15 +76,25 @@ fn stages(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
-    g.bench_function("blob seal (compress+seal) random", |b| {
-        let id = keys.blob_id(&random[..MIB]);
-        b.iter(|| {
-            random
-                .chunks(MIB)
-                .map(|c| blob::seal(&keys, BlobKind::Data, &id, c).unwrap().len())
-                .sum::<usize>()
-        })
-    });
+    for codec in [Compression::Lz4, Compression::default()] {
+        g.bench_function(format!("blob seal ({codec} + seal) random"), |b| {
+            let id = keys.blob_id(&random[..MIB]);
+            let mut sealer = Sealer::new(codec);
+            let mut out = Vec::new();
+            b.iter(|| {
+                random
+                    .chunks(MIB)
+                    .map(|c| {
+                        out.clear();
+                        sealer
+                            .seal_into(&keys, BlobKind::Data, &id, c, &mut out)
+                            .unwrap();
+                        out.len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -137,6 +137,84 @@ pub fn small_files_tree(root: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Files in the text dataset, in folders of 400.
+pub const TEXT_FILES: u64 = 200_000;
+
+/// Prose-like bytes: words of a 4,096-word vocabulary, drawn by Zipf's
+/// law as in natural language and code, in lines of 4 to 15 words. A file
+/// of a few KiB repeats little of itself, while files share their
+/// vocabulary: what per-file compression misses and compressing files
+/// together finds (the case of mail folders, source trees, notes).
+pub fn prose_bytes(len: usize, seed: u64) -> Vec<u8> {
+    static VOCABULARY: std::sync::OnceLock<(Vec<String>, Vec<f64>)> = std::sync::OnceLock::new();
+    let (words, cumulative) = VOCABULARY.get_or_init(|| {
+        const SYLLABLES: [&str; 24] = [
+            "ka", "st", "ro", "me", "li", "on", "da", "ta", "ver", "sync", "pre", "ex", "in", "al",
+            "ur", "em", "back", "up", "is", "at", "or", "ne", "co", "de",
+        ];
+        let mut rng = Rng(77);
+        let words = (0..4096)
+            .map(|rank: usize| {
+                let syllables = 1 + rank.min(2000) / 700 + (rng.next_u64() % 2) as usize;
+                (0..syllables)
+                    .map(|_| SYLLABLES[(rng.next_u64() % 24) as usize])
+                    .collect::<String>()
+            })
+            .collect();
+        let mut total = 0.0;
+        let cumulative = (1..=4096)
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
+        (words, cumulative)
+    });
+    let total = cumulative[cumulative.len() - 1];
+    let mut rng = Rng(seed);
+    let mut out = Vec::with_capacity(len + 64);
+    while out.len() < len {
+        let line = 4 + rng.next_u64() % 12;
+        for i in 0..line {
+            let at = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let rank = cumulative.partition_point(|&c| c < at).min(words.len() - 1);
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(words[rank].as_bytes());
+        }
+        out.extend_from_slice(if rng.next_u64().is_multiple_of(8) {
+            b".\n\n"
+        } else {
+            b"\n"
+        });
+    }
+    out.truncate(len);
+    out
+}
+
+/// Dataset (c): 200,000 prose-like text files of 0.5 to 5 KiB (about
+/// 550 MB) in 500 folders: many small text files, where compressing
+/// files together decides the store's size. Made once under `root`.
+pub fn text_files_tree(root: &Path) -> std::io::Result<PathBuf> {
+    let dir = root.join("text-200k");
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    for i in 0..TEXT_FILES {
+        let path = dir
+            .join(format!("d{:03}", i / 400))
+            .join(format!("note-{i:06}.txt"));
+        if i % 400 == 0 {
+            std::fs::create_dir_all(path.parent().expect("in a folder"))?;
+        }
+        let len = 512 + (Rng(i + 500_000).next_u64() % 4608) as usize;
+        std::fs::write(path, prose_bytes(len, i + 900_000))?;
+    }
+    std::fs::write(dir.join(".complete"), b"")?;
+    Ok(dir)
+}
+
 /// Rewrites 1 % of the small-files dataset (every 100th file) with new
 /// content, or (with `back`) puts the original content back.
 pub fn change_one_percent(dir: &Path, back: bool) -> std::io::Result<()> {
@@ -168,4 +246,85 @@ pub fn memory_kib() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("RssAnon:"))
+}
+
+/// A source that exists only in memory, for the scale benchmark
+/// (`bench/scale.sh`): `files` small files in folders of 1,000. Each
+/// file's content names its generation and number, so every generation
+/// adds `files` new blobs, and its metadata is fixed per generation, so a
+/// second backup of one generation reads nothing: millions of files
+/// without a disk.
+pub struct SyntheticSource {
+    /// How many files.
+    pub files: u64,
+    /// Which version of their contents.
+    pub generation: u64,
+}
+
+/// Files per folder of a [`SyntheticSource`].
+const SYNTHETIC_FOLDER: u64 = 1000;
+
+impl SyntheticSource {
+    fn content(&self, i: u64) -> Vec<u8> {
+        format!("synthetic file {i} of generation {}\n", self.generation).into_bytes()
+    }
+
+    fn meta(&self, mode: u32, size: u64) -> kast_engine::tree::Metadata {
+        kast_engine::tree::Metadata {
+            mode,
+            mtime_ns: self.generation as i64 * 1_000_000_000,
+            ctime_ns: self.generation as i64 * 1_000_000_000,
+            size,
+            ..Default::default()
+        }
+    }
+}
+
+impl kast_engine::Source for SyntheticSource {
+    fn location(&self) -> String {
+        format!("synthetic:{}", self.files)
+    }
+
+    fn list(&self, path: &[u8]) -> std::io::Result<Vec<kast_engine::source::SourceEntry>> {
+        use kast_engine::source::SourceEntry;
+        use kast_engine::tree::EntryKind;
+        let entry = |name: String, kind, meta| SourceEntry {
+            name: name.into_bytes(),
+            kind,
+            meta,
+            symlink_target: None,
+            mount: None,
+        };
+        if path.is_empty() {
+            let folders = self.files.div_ceil(SYNTHETIC_FOLDER);
+            return Ok((0..folders)
+                .map(|k| entry(format!("d{k:05}"), EntryKind::Dir, self.meta(0o40755, 0)))
+                .collect());
+        }
+        let folder: u64 = std::str::from_utf8(path)
+            .ok()
+            .and_then(|p| p.strip_prefix('d'))
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"))?;
+        let first = folder * SYNTHETIC_FOLDER;
+        Ok((first..(first + SYNTHETIC_FOLDER).min(self.files))
+            .map(|i| {
+                let size = self.content(i).len() as u64;
+                entry(
+                    format!("f{i:08}"),
+                    EntryKind::File,
+                    self.meta(0o100644, size),
+                )
+            })
+            .collect())
+    }
+
+    fn open(&self, path: &[u8]) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let i: u64 = std::str::from_utf8(path)
+            .ok()
+            .and_then(|p| p.rsplit_once("/f"))
+            .and_then(|(_, i)| i.parse().ok())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))?;
+        Ok(Box::new(std::io::Cursor::new(self.content(i))))
+    }
 }

@@ -3,16 +3,20 @@
 //!
 //! ```text
 //! kast-bench tree                      # make the 1 GiB tree, print its path
-//! kast-bench large | small             # make a comparison dataset, print its path
+//! kast-bench large | small | text      # make a comparison dataset, print its path
 //! kast-bench change DIR | unchange DIR # rewrite 1 % of the small files, or undo it
 //! kast-bench backup SRC STORE          # fresh store, backup, print figures
 //! kast-bench restore STORE DEST        # restore the latest snapshot
 //! kast-bench index N DIR               # synthetic index of N blobs
 //! kast-bench ui-store N STORE          # N snapshots, one with a 100k-entry folder (bench/ui.sh)
+//! kast-bench scale-store STORE FILES GENERATIONS SNAPSHOTS   # the store of bench/scale.sh
+//! kast-bench scale-backup STORE FILES GENERATION             # one backup of the synthetic source
+//! kast-bench scale-forget STORE        # remove half the snapshots (bench/scale.sh)
 //! ```
 
 use kast_bench::{
-    benchmark_tree, change_one_percent, data_dir, large_files_tree, memory_kib, small_files_tree,
+    SyntheticSource, benchmark_tree, change_one_percent, data_dir, large_files_tree, memory_kib,
+    small_files_tree, text_files_tree,
 };
 
 use kast_engine::blob::BlobKind;
@@ -39,6 +43,7 @@ fn main() {
             "{}",
             small_files_tree(&data_dir()).expect("small").display()
         ),
+        Some("text") => println!("{}", text_files_tree(&data_dir()).expect("text").display()),
         Some("change") => change_one_percent(&arg(1), false).expect("change"),
         Some("unchange") => change_one_percent(&arg(1), true).expect("unchange"),
         Some("backup") => backup(&arg(1), &arg(2)),
@@ -55,13 +60,132 @@ fn main() {
                 .unwrap_or_else(|| usage()),
             &arg(2),
         ),
+        Some("scale-store") => scale_store(
+            &arg(1),
+            number(&args, 2),
+            number(&args, 3),
+            number(&args, 4),
+        ),
+        Some("scale-backup") => scale_backup(&arg(1), number(&args, 2), number(&args, 3)),
+        Some("scale-forget") => scale_forget(&arg(1)),
         _ => usage(),
     }
 }
 
+fn number(args: &[String], i: usize) -> u64 {
+    args.get(i)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+/// The scale benchmark's store: `generations` backups of a synthetic
+/// source of `files` files (each generation all new blobs), then one-file
+/// backups until the store holds `snapshots` snapshots, as years of
+/// frequent small backups leave it. Every object goes through the engine.
+fn scale_store(store_dir: &Path, files: u64, generations: u64, snapshots: u64) {
+    let store = open(store_dir);
+    let started = Instant::now();
+    for generation in 0..generations {
+        let t = Instant::now();
+        let source = SyntheticSource { files, generation };
+        let options = BackupOptions {
+            tags: vec![format!("gen{generation}")],
+            ..Default::default()
+        };
+        let out = kast_engine::backup(&store, &source, &options).expect("backup");
+        println!(
+            "generation {generation}: {} files, {} blobs added in {:.1} s; peak RSS {} MiB",
+            out.snapshot.summary.files,
+            out.snapshot.summary.blobs_added,
+            t.elapsed().as_secs_f64(),
+            memory_kib().0 / 1024
+        );
+    }
+    let t = Instant::now();
+    for small in 0..snapshots.saturating_sub(generations) {
+        let source = SyntheticSource {
+            files: 1,
+            generation: 1_000_000 + small,
+        };
+        let options = BackupOptions {
+            tags: vec!["small".into()],
+            ..Default::default()
+        };
+        kast_engine::backup(&store, &source, &options).expect("backup");
+        if (small + 1) % 1000 == 0 {
+            println!(
+                "{} one-file backups: {:.1} s; peak RSS {} MiB",
+                small + 1,
+                t.elapsed().as_secs_f64(),
+                memory_kib().0 / 1024
+            );
+        }
+    }
+    println!(
+        "store of {} blobs and {snapshots} snapshots made in {:.0} s",
+        store.index().expect("index").len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// One backup of generation `generation` (unchanged when it is the
+/// latest), timed, with its peak memory.
+fn scale_backup(store_dir: &Path, files: u64, generation: u64) {
+    let store = open(store_dir);
+    let started = Instant::now();
+    let source = SyntheticSource { files, generation };
+    let out = kast_engine::backup(&store, &source, &BackupOptions::default()).expect("backup");
+    let s = &out.snapshot.summary;
+    println!(
+        "backup of {} files ({} read, {} unchanged): {:.2} s, peak RSS {} MiB",
+        s.files,
+        s.files_read,
+        s.files_unchanged,
+        started.elapsed().as_secs_f64(),
+        memory_kib().0 / 1024
+    );
+}
+
+/// Removes half the snapshots: the older half of the large generations
+/// and every other one-file snapshot.
+fn scale_forget(store_dir: &Path) {
+    let store = open(store_dir);
+    let list = kast_engine::browse::snapshots(&store).expect("snapshots");
+    let generations = list
+        .snapshots
+        .iter()
+        .filter(|(_, s)| s.tags.iter().any(|t| t.starts_with("gen")))
+        .count();
+    let mut small = 0;
+    let doomed: Vec<Id> = list
+        .snapshots
+        .iter()
+        .filter(|(_, s)| {
+            s.tags.iter().any(|t| {
+                t.strip_prefix("gen")
+                    .and_then(|g| g.parse::<usize>().ok())
+                    .is_some_and(|g| g < generations / 2)
+                    || t == "small" && {
+                        small += 1;
+                        small % 2 == 0
+                    }
+            })
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    let started = Instant::now();
+    kast_engine::maintenance::remove_snapshots(&store, &doomed).expect("rm");
+    println!(
+        "removed {} of {} snapshots in {:.1} s",
+        doomed.len(),
+        list.snapshots.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: kast-bench tree | large | small | change DIR | unchange DIR | backup SRC STORE | restore STORE DEST | index N DIR | ui-store N STORE"
+        "usage: kast-bench tree | large | small | text | change DIR | unchange DIR | backup SRC STORE | restore STORE DEST | index N DIR | ui-store N STORE | scale-store STORE FILES GENERATIONS SNAPSHOTS | scale-backup STORE FILES GENERATION | scale-forget STORE"
     );
     std::process::exit(2)
 }

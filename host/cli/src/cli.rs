@@ -226,6 +226,15 @@ pub struct CreateArgs {
     /// re-send when a backup is interrupted.
     #[arg(long, default_value_t = 16)]
     pub pack_size_mib: u32,
+    /// What every backup into the store compresses with: zstd[:LEVEL]
+    /// (1 to 19; level 3 when left out), lz4 (fastest, larger) or none.
+    /// Fixed for the store's life; each frame records its own codec.
+    #[arg(long, default_value = "zstd:3", value_parser = parse_compression)]
+    pub compression: kast_engine::Compression,
+}
+
+fn parse_compression(text: &str) -> Result<kast_engine::Compression, String> {
+    text.parse().map_err(|e: kast_engine::Error| e.to_string())
 }
 
 #[derive(Args, Debug)]

@@ -165,6 +165,8 @@ pub fn store(
         "packs": packs.len(), "stored_bytes": stored, "logical_bytes": logical,
         "blobs": index.len(), "dedup_ratio": ratio,
         "chunker": store.config().chunker, "pack_target": store.config().pack_target,
+        "format": store.config().version,
+        "compression": store.config().compression().to_string(),
     }))
 }
 

@@ -405,11 +405,20 @@ fn verify_pack(store: &Store, pack_id: &Id, blobs: &[(Id, BlobLocation)]) -> Pac
     // Blob by blob: a flipped byte in one blob spoils that blob, not its
     // neighbours, so only the paths that reach it are reported.
     let mut bad = Vec::new();
+    let mut frames = blob::FrameCache::default();
     for (id, l) in blobs {
         let start = l.offset as usize;
         let end = start + l.length as usize;
         let result = match bytes.get(start..end) {
-            Some(sealed) => blob::open(store.keys(), l.sealing, l.kind, id, sealed).map(|_| ()),
+            Some(sealed) => frames
+                .open(
+                    store.keys(),
+                    (pack_id, l.offset),
+                    (l.sealing, l.kind, l.raw_length),
+                    id,
+                    sealed,
+                )
+                .map(|_| ()),
             None => Err(Error::corrupt("blob", "beyond the end of the pack")),
         };
         if let Err(e) = result {

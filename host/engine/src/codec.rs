@@ -89,6 +89,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Everything not read yet: a payload that runs to the end.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
     pub fn fixed(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.buf.len() < n {
             return Err(self.corrupt("truncated"));

@@ -2,12 +2,18 @@
 //! how every client must cut and pack data, and carries a MAC under the
 //! master key so a tampered config is detected as soon as a key opens.
 
+use crate::compression::Compression;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// The store format this engine writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this engine writes: 2 added the config's compression
+/// and frames of several small chunks. It reads 1 too, and writes a store
+/// of version 1 as version 1 (LZ4, one blob a frame), so a store made by
+/// an older kast stays readable by it.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest store format this engine reads and writes.
+const OLDEST_FORMAT: u32 = 1;
 
 /// FastCDC parameters, the same for every client of a store so they cut alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +75,23 @@ pub struct ConfigBody {
     pub pack_target: u32,
     /// When the store was made (seconds since the epoch).
     pub created: i64,
+    /// What writers compress with (format 2 on; absent in format 1,
+    /// which is LZ4 alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+impl ConfigBody {
+    /// What this store's writers compress with.
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or(Compression::Lz4)
+    }
+
+    /// Whether writers may put small chunks together in one frame (format
+    /// 2 on: an older kast could not read them).
+    pub fn groups(&self) -> bool {
+        self.version >= 2 && self.compression().groups()
+    }
 }
 
 /// The config object: body plus MAC.
@@ -93,7 +116,7 @@ impl ConfigFile {
     pub fn parse(bytes: &[u8]) -> Result<ConfigFile> {
         let file: ConfigFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("config", format!("not a kast config: {e}")))?;
-        if file.body.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&file.body.version) {
             return Err(Error::UnsupportedVersion(file.body.version));
         }
         // The id names local files (caches, key files) before any MAC is
@@ -150,6 +173,7 @@ mod tests {
                 },
                 pack_target,
                 created,
+                compression: [None, Some(Compression::Lz4), Some(Compression::Zstd(7))][shift as usize],
             };
             let bytes = ConfigFile::seal(body.clone(), &keys).unwrap();
             let parsed = ConfigFile::parse(&bytes).unwrap();
@@ -167,6 +191,7 @@ mod tests {
                 chunker: ChunkerParams::default(),
                 pack_target: 1 << 20,
                 created: 0,
+                compression: None,
             };
             let bytes = ConfigFile::seal(body, &keys).unwrap();
             prop_assert!(ConfigFile::parse(&bytes).is_err());

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! backup:  Source → chunk (FastCDC) → id (keyed BLAKE3) → dedup (Index)
-//!          → compress (LZ4) → seal (XChaCha20-Poly1305) → Pack → Storage
+//!          → compress (zstd or LZ4; small chunks together) → seal (XChaCha20-Poly1305) → Pack → Storage
 //! restore: Storage → Pack → open → decompress → verify → Destination
 //! ```
 //!
@@ -21,6 +21,7 @@ pub mod browse;
 pub mod check;
 pub mod chunker;
 mod codec;
+pub mod compression;
 pub mod config;
 mod conflicts;
 pub mod crypto;
@@ -49,6 +50,7 @@ mod backup;
 mod restore;
 
 pub use backup::{BackupOptions, BackupOutcome, Exclude, backup};
+pub use compression::Compression;
 pub use conflicts::Overwrite;
 pub use destination::Destination;
 pub use error::{Error, Result};

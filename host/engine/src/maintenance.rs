@@ -15,7 +15,7 @@
 //! it), rewritten without the packs maintenance drops. A put-only state
 //! whose packs fail the check is left as it is and reported.
 
-use crate::blob::BlobKind;
+use crate::blob::{BlobKind, FrameCache, GROUP_MEMBER_MAX};
 use crate::browse;
 use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
@@ -164,15 +164,17 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     }
     let mut placed: HashSet<Id> = HashSet::new();
     for (pack, u) in packs.iter_mut() {
-        u.all.sort_by_key(|e| e.offset);
-        u.all.dedup_by_key(|e| e.offset);
-        for e in &u.all {
+        // Members of a group share its offset; each is told apart by id.
+        u.all.sort_by_key(|e| (e.offset, e.id));
+        u.all.dedup_by_key(|e| (e.offset, e.id));
+        let shares = frame_shares(&u.all);
+        for (e, share) in u.all.iter().zip(shares) {
             if reachable.contains(&e.id) && placed.insert(e.id) {
                 let sealing = u.sealing.unwrap_or(Sealing::Store);
                 u.live.push((e.id, location(*pack, sealing, e)));
-                u.live_bytes += u64::from(e.length);
+                u.live_bytes += share;
             } else {
-                u.dead_bytes += u64::from(e.length);
+                u.dead_bytes += share;
                 u.dead_blobs += 1;
             }
         }
@@ -330,6 +332,24 @@ fn adopt(
     adopted
 }
 
+/// Each blob's share of the pack's bytes: its frame's length, split among
+/// a group's members by their plaintext lengths. `entries` is in offset
+/// order, so a group's members are side by side.
+fn frame_shares(entries: &[PackEntry]) -> Vec<u64> {
+    let mut shares = Vec::with_capacity(entries.len());
+    for frame in entries.chunk_by(|a, b| a.offset == b.offset) {
+        let length = u64::from(frame[0].length);
+        let raw: u64 = frame.iter().map(|e| u64::from(e.raw_length)).sum();
+        for e in frame {
+            shares.push(match raw {
+                0 => length / frame.len() as u64,
+                raw => length * u64::from(e.raw_length) / raw,
+            });
+        }
+    }
+    shares
+}
+
 /// Reads a pack a put-only key wrote and checks all the state says of it:
 /// the pack's name, its footer (which must list what the state lists), and
 /// every blob against its id.
@@ -342,17 +362,24 @@ fn check_put_only_pack(
     let bytes = store.storage().get(ObjectKind::Pack, &pack.to_hex())?;
     let mut footer = crate::pack::read_footer(store.keys(), sealing, pack, &bytes)?;
     let mut listed = entries.to_vec();
-    footer.sort_by_key(|e| e.offset);
-    listed.sort_by_key(|e| e.offset);
+    footer.sort_by_key(|e| (e.offset, e.id));
+    listed.sort_by_key(|e| (e.offset, e.id));
     if footer != listed {
         return Err(Error::corrupt(
             format!("pack {}", pack.short()),
             "the state lists other blobs than the pack holds",
         ));
     }
-    for e in entries {
+    let mut frames = FrameCache::default();
+    for e in &listed {
         let sealed = &bytes[e.offset as usize..e.offset as usize + e.length as usize];
-        crate::blob::open(store.keys(), sealing, e.kind, &e.id, sealed)?;
+        frames.open(
+            store.keys(),
+            (pack, e.offset),
+            (sealing, e.kind, e.raw_length),
+            &e.id,
+            sealed,
+        )?;
     }
     Ok(())
 }
@@ -460,6 +487,7 @@ fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, BlobLocation)>)]) -> Re
     let ((), written) = pipeline::write_blobs(store, &mut Index::empty(), 1, |sink| {
         for (pack, live) in repack {
             let bytes = store.storage().get(ObjectKind::Pack, &pack.to_hex())?;
+            let mut frames = FrameCache::default();
             for (id, l) in live {
                 let sealed = bytes
                     .get(l.offset as usize..l.offset as usize + l.length as usize)
@@ -469,17 +497,24 @@ fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, BlobLocation)>)]) -> Re
                             "shorter than its index says",
                         )
                     })?;
-                match l.sealing {
+                let may_be_grouped =
+                    l.kind == BlobKind::Data && (l.raw_length as usize) < GROUP_MEMBER_MAX;
+                if l.sealing == Sealing::Store && !may_be_grouped {
                     // Copied as it is.
-                    Sealing::Store => {
-                        sink.store_sealed(*id, l.kind, l.raw_length, sealed.to_vec())?
-                    }
-                    // Opened (and so checked) and sealed again with the
-                    // seal subkey: the new pack is a full key's.
-                    Sealing::Session(_) => {
-                        let plain = crate::blob::open(store.keys(), l.sealing, l.kind, id, sealed)?;
-                        sink.store(*id, l.kind, plain)?
-                    }
+                    sink.store_sealed(*id, l.kind, l.raw_length, sealed.to_vec())?
+                } else {
+                    // Opened (and so checked) and sealed again: a put-only
+                    // session's with the seal subkey, so the new pack is a
+                    // full key's; a group's members one by one, so its dead
+                    // members are left behind and its live ones grouped anew.
+                    let plain = frames.open(
+                        store.keys(),
+                        (pack, l.offset),
+                        (l.sealing, l.kind, l.raw_length),
+                        id,
+                        sealed,
+                    )?;
+                    sink.store(*id, l.kind, plain)?
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! Packfiles: many sealed blobs in one storage object, so a backend sees a
 //! few large opaque files instead of one file per chunk.
 //!
-//! Layout: random padding, the sealed blobs back to back, the sealed footer
-//! (which lists every blob), then the footer's length as 4 plaintext bytes.
+//! Layout: random padding, the sealed frames (see [`crate::blob`]) back to
+//! back, the sealed footer (which lists every blob, and the frame it is
+//! in), then the footer's length as 4 plaintext bytes.
 //! The pack is named by the BLAKE3 hash of all its bytes.
 
 use crate::blob::BlobKind;
@@ -22,16 +23,17 @@ const FOOTER_ENTRY_MAX: usize = 32 + 1 + 3 * 5;
 /// …and in all besides (version, count, sealing, its length).
 const FOOTER_FIXED_MAX: usize = 256;
 
-/// Where one blob sits inside a pack, as the footer records it.
+/// Where one blob sits inside a pack, as the footer records it: the frame
+/// that holds it (the members of a group share one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackEntry {
     /// The blob's id.
     pub id: Id,
     /// What the blob holds.
     pub kind: BlobKind,
-    /// Where its sealed bytes start in the pack.
+    /// Where its frame starts in the pack.
     pub offset: u32,
-    /// Sealed length.
+    /// The frame's sealed length.
     pub length: u32,
     /// Plaintext length.
     pub raw_length: u32,
@@ -73,21 +75,27 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Whether a sealed blob of `len` bytes still fits in `target`; an empty
-    /// pack takes any blob, so a blob larger than the target gets a pack.
-    pub fn has_room(&self, len: usize, target: usize) -> bool {
-        let footer = FOOTER_FIXED_MAX + (self.entries.len() + 1) * FOOTER_ENTRY_MAX;
+    /// Whether a sealed frame of `len` bytes holding `members` blobs still
+    /// fits in `target`; an empty pack takes any frame, so one larger than
+    /// the target gets a pack.
+    pub fn has_room(&self, len: usize, members: usize, target: usize) -> bool {
+        let footer = FOOTER_FIXED_MAX + (self.entries.len() + members) * FOOTER_ENTRY_MAX;
         self.entries.is_empty() || (self.buf.len() + len <= target && footer <= FOOTER_RESERVE)
     }
 
-    pub fn add(&mut self, id: Id, kind: BlobKind, raw_length: u32, sealed: &[u8]) {
-        self.entries.push(PackEntry {
-            id,
-            kind,
-            offset: self.buf.len() as u32,
-            length: sealed.len() as u32,
-            raw_length,
-        });
+    /// Appends one sealed frame and lists each blob in it (id, kind,
+    /// plaintext length) at the frame's offset and length.
+    pub fn add(&mut self, members: &[(Id, BlobKind, u32)], sealed: &[u8]) {
+        let offset = self.buf.len() as u32;
+        for &(id, kind, raw_length) in members {
+            self.entries.push(PackEntry {
+                id,
+                kind,
+                offset,
+                length: sealed.len() as u32,
+                raw_length,
+            });
+        }
         self.buf.extend_from_slice(sealed);
     }
 
@@ -224,8 +232,8 @@ mod tests {
     fn finished_pack_reads_back_and_detects_flips() {
         let keys = Keys::derive(&MasterKey([5; 32]));
         let mut b = PackBuilder::with_buffer(1024, Vec::new()).unwrap();
-        b.add(Id([1; 32]), BlobKind::Data, 3, b"abcdef");
-        b.add(Id([2; 32]), BlobKind::Tree, 1, b"xyz");
+        b.add(&[(Id([1; 32]), BlobKind::Data, 3)], b"abcdef");
+        b.add(&[(Id([2; 32]), BlobKind::Tree, 1)], b"xyz");
         let pack = b.finish(&keys).unwrap();
         let entries = read_footer(&keys, Sealing::Store, &pack.name, &pack.bytes).unwrap();
         assert_eq!(entries, pack.entries);
@@ -248,10 +256,10 @@ mod tests {
         let mut b = PackBuilder::with_buffer(target, Vec::new()).unwrap();
         let capacity = b.buf.capacity();
         let mut n = 0u32;
-        while b.has_room(100, target) {
+        while b.has_room(100, 1, target) {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_le_bytes());
-            b.add(Id(id), BlobKind::Data, u32::MAX, &[7u8; 100]);
+            b.add(&[(Id(id), BlobKind::Data, u32::MAX)], &[7u8; 100]);
             n += 1;
         }
         assert!(n > 10_000, "closed after {n} blobs");

@@ -9,7 +9,7 @@
 //! states however long the run. Every queue is bounded and buffers are
 //! recycled, so memory stays flat however much is written.
 
-use crate::blob::{self, BlobKind};
+use crate::blob::{BlobKind, GROUP_MAX, GROUP_MEMBER_MAX, Sealer};
 use crate::crypto::{Id, Keys, Sealing};
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -31,10 +31,9 @@ struct Job {
     sealed: Option<u32>,
 }
 
+/// One sealed frame and the blobs in it (id, kind, plaintext length).
 struct Sealed {
-    id: Id,
-    kind: BlobKind,
-    raw_length: u32,
+    members: Vec<(Id, BlobKind, u32)>,
     bytes: Vec<u8>,
 }
 
@@ -148,8 +147,10 @@ pub struct BlobSink<'a> {
 /// bytes or blobs: one hand-over per small file would cost more in thread
 /// wake-ups than sealing it (a 100k-file backup spent most of its system
 /// time in futex and sched_yield).
+/// A batch's small data chunks are sealed as one group, so these also
+/// bound a group (see [`crate::blob::GROUP_MAX`]).
 const BATCH_BYTES: usize = 1 << 20;
-const BATCH_BLOBS: usize = 64;
+const BATCH_BLOBS: usize = 512;
 
 impl BlobSink<'_> {
     /// The store's index as it was when the run started.
@@ -281,6 +282,8 @@ pub fn write_blobs<R>(
         // A rendezvous: a finished pack waits for a free uploader, so at most
         // one pack fills while the uploaders each hold one.
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
+        let config = store.config();
+        let (codec, groups) = (config.compression(), config.groups());
         for _ in 0..threads {
             let (rx, tx, keys, errors, pools) = (
                 job_rx.clone(),
@@ -289,7 +292,8 @@ pub fn write_blobs<R>(
                 &errors,
                 &pools,
             );
-            s.spawn(move || seal_worker(keys, rx, tx, errors, pools));
+            let sealer = Sealer::new(codec);
+            s.spawn(move || seal_worker(keys, (sealer, groups), rx, tx, errors, pools));
         }
         drop((job_rx, sealed_tx));
         let target = store.config().pack_target as usize;
@@ -339,7 +343,11 @@ pub fn write_blobs<R>(
     for (name, state) in &written.states {
         for (_, entries) in &state.packs {
             written.blobs += entries.len() as u64;
-            written.bytes += entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
+            // A group's members share one frame.
+            written.bytes += entries
+                .chunk_by(|a, b| a.offset == b.offset)
+                .map(|frame| u64::from(frame[0].length))
+                .sum::<u64>();
         }
         index.add_state(*name, state, true)?;
     }
@@ -349,36 +357,45 @@ pub fn write_blobs<R>(
     Ok((filled?, written))
 }
 
+/// Seals each batch: blobs already sealed pass through, small data chunks
+/// (when the store groups them) become one group frame, every other blob a
+/// frame of its own.
 fn seal_worker(
     keys: &Keys,
+    (mut sealer, groups): (Sealer, bool),
     jobs: Receiver<Vec<Job>>,
     out: Sender<Vec<Sealed>>,
     errors: &FirstError,
     pools: &Pools,
 ) {
-    let mut scratch = Vec::new();
     for batch in jobs {
         let mut sealed = Vec::with_capacity(batch.len());
-        for job in batch {
+        let (small, alone): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| {
+            groups
+                && job.sealed.is_none()
+                && job.kind == BlobKind::Data
+                && job.data.len() < GROUP_MEMBER_MAX
+        });
+        let mut alone = alone;
+        if small.len() < 2 {
+            alone.extend(small);
+        } else if let Err(e) = seal_groups(keys, &mut sealer, small, &mut sealed, pools) {
+            return errors.set(e);
+        }
+        for job in alone {
             if let Some(raw_length) = job.sealed {
                 sealed.push(Sealed {
-                    id: job.id,
-                    kind: job.kind,
-                    raw_length,
+                    members: vec![(job.id, job.kind, raw_length)],
                     bytes: job.data,
                 });
                 continue;
             }
             let mut bytes = pools.sealed.take();
-            if let Err(e) =
-                blob::seal_into(keys, job.kind, &job.id, &job.data, &mut scratch, &mut bytes)
-            {
+            if let Err(e) = sealer.seal_into(keys, job.kind, &job.id, &job.data, &mut bytes) {
                 return errors.set(e);
             }
             sealed.push(Sealed {
-                id: job.id,
-                kind: job.kind,
-                raw_length: job.data.len() as u32,
+                members: vec![(job.id, job.kind, job.data.len() as u32)],
                 bytes,
             });
             pools.chunks.give(job.data);
@@ -387,6 +404,41 @@ fn seal_worker(
             return;
         }
     }
+}
+
+/// Seals small data chunks as group frames of at most [`GROUP_MAX`] bytes.
+fn seal_groups(
+    keys: &Keys,
+    sealer: &mut Sealer,
+    small: Vec<Job>,
+    sealed: &mut Vec<Sealed>,
+    pools: &Pools,
+) -> Result<()> {
+    let mut start = 0;
+    while start < small.len() {
+        let mut end = start;
+        let mut total = 0;
+        while end < small.len() && total + small[end].data.len() <= GROUP_MAX {
+            total += small[end].data.len();
+            end += 1;
+        }
+        let group = &small[start..end.max(start + 1)];
+        let members: Vec<(Id, &[u8])> = group.iter().map(|j| (j.id, &j.data[..])).collect();
+        let mut bytes = pools.sealed.take();
+        sealer.seal_group_into(keys, &members, &mut bytes)?;
+        sealed.push(Sealed {
+            members: group
+                .iter()
+                .map(|j| (j.id, j.kind, j.data.len() as u32))
+                .collect(),
+            bytes,
+        });
+        start += group.len();
+    }
+    for job in small {
+        pools.chunks.give(job.data);
+    }
+    Ok(())
 }
 
 fn packer(
@@ -407,10 +459,10 @@ fn packer(
             }
         }
     };
-    for blob in batches.into_iter().flatten() {
+    for frame in batches.into_iter().flatten() {
         if current
             .as_ref()
-            .is_some_and(|b| !b.has_room(blob.bytes.len(), target))
+            .is_some_and(|b| !b.has_room(frame.bytes.len(), frame.members.len(), target))
             && !close(current.take().expect("checked"))
         {
             return;
@@ -422,8 +474,8 @@ fn packer(
                 Err(e) => return errors.set(e),
             },
         };
-        builder.add(blob.id, blob.kind, blob.raw_length, &blob.bytes);
-        pools.sealed.give(blob.bytes);
+        builder.add(&frame.members, &frame.bytes);
+        pools.sealed.give(frame.bytes);
     }
     if let Some(builder) = current.filter(|b| !b.is_empty()) {
         close(builder);

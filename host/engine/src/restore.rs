@@ -334,7 +334,7 @@ impl Planner<'_> {
         self.batch_bytes += self
             .pending
             .iter()
-            .map(|(_, l, _)| u64::from(l.length))
+            .map(|(_, l, _)| u64::from(l.raw_length))
             .sum::<u64>();
         self.jobs
             .send(std::mem::take(&mut self.pending))
@@ -358,18 +358,25 @@ impl Planner<'_> {
                 let _ = reply.send(Err(missing));
             }
             Some(location) => {
-                let joins = self.pending.len() < MAX_CHUNKS_READ
-                    && self.pending.first().zip(self.pending.last()).is_some_and(
-                        |((_, first, _), (_, last, _))| {
-                            let last_end = u64::from(last.offset) + u64::from(last.length);
-                            let offset = u64::from(location.offset);
-                            last.pack == location.pack
-                                && offset >= last_end
-                                && offset - last_end <= MAX_GAP
-                                && offset + u64::from(location.length) - u64::from(first.offset)
-                                    <= MAX_READ
-                        },
-                    );
+                // Another member of the group just planned always joins
+                // it, so the group is read and opened once.
+                let same_frame = self.pending.last().is_some_and(|(_, last, _)| {
+                    (last.pack, last.offset, last.length)
+                        == (location.pack, location.offset, location.length)
+                });
+                let joins = same_frame
+                    || self.pending.len() < MAX_CHUNKS_READ
+                        && self.pending.first().zip(self.pending.last()).is_some_and(
+                            |((_, first, _), (_, last, _))| {
+                                let last_end = u64::from(last.offset) + u64::from(last.length);
+                                let offset = u64::from(location.offset);
+                                last.pack == location.pack
+                                    && offset >= last_end
+                                    && offset - last_end <= MAX_GAP
+                                    && offset + u64::from(location.length) - u64::from(first.offset)
+                                        <= MAX_READ
+                            },
+                        );
                 if !joins {
                     self.dispatch()?;
                 }

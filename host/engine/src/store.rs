@@ -2,6 +2,7 @@
 //! reads every operation shares (blobs, trees, snapshot headers).
 
 use crate::blob::{self, BlobKind};
+use crate::compression::Compression;
 use crate::config::{ChunkerParams, ConfigBody, ConfigFile, FORMAT_VERSION};
 use crate::crypto::{Id, Keys, MasterKey, PutOnlyBundle, random_name};
 use crate::error::{Error, Result};
@@ -28,6 +29,9 @@ pub struct CreateOptions {
     pub chunker: ChunkerParams,
     /// Packs close once their blobs reach this many bytes.
     pub pack_target: u32,
+    /// What every writer compresses with (fixed for the store's life: a
+    /// put-only key is bound to the config as made).
+    pub compression: Compression,
 }
 
 impl Default for CreateOptions {
@@ -36,6 +40,7 @@ impl Default for CreateOptions {
             kdf: KdfParams::default(),
             chunker: ChunkerParams::default(),
             pack_target: DEFAULT_PACK_TARGET,
+            compression: Compression::default(),
         }
     }
 }
@@ -98,6 +103,7 @@ impl Store {
             chunker: options.chunker,
             pack_target: options.pack_target,
             created: now_secs_i64(),
+            compression: Some(options.compression),
         };
         // The key goes first: a config without a key would be a store nobody
         // can open, while a key without a config is not a store at all.
@@ -443,13 +449,21 @@ impl Store {
                 "truncated",
             ));
         }
-        blob::open(&self.keys, location.sealing, location.kind, id, &sealed)
+        blob::open(
+            &self.keys,
+            location.sealing,
+            location.kind,
+            id,
+            location.raw_length,
+            &sealed,
+        )
     }
 
     /// Reads blobs that lie close together in one pack (sorted by offset)
     /// with one ranged read, then opens and verifies each: a network store
-    /// pays per request, not per byte. If the shared read fails, each blob
-    /// is read alone, so each gets its own answer.
+    /// pays per request, not per byte. Members of one group (they share an
+    /// offset) open it once. If the shared read fails, each blob is read
+    /// alone, so each gets its own answer.
     pub fn read_blobs_together(&self, blobs: &[(Id, BlobLocation)]) -> Vec<Result<Vec<u8>>> {
         let (Some((_, first)), Some(end)) = (
             blobs.first(),
@@ -475,12 +489,19 @@ impl Store {
         let Some(sealed) = shared else {
             return blobs.iter().map(|(id, l)| self.read_blob(id, l)).collect();
         };
+        let mut frames = blob::FrameCache::default();
         blobs
             .iter()
             .map(|(id, l)| {
                 let from = (u64::from(l.offset) - start) as usize;
                 match sealed.get(from..from + l.length as usize) {
-                    Some(bytes) => blob::open(&self.keys, l.sealing, l.kind, id, bytes),
+                    Some(bytes) => frames.open(
+                        &self.keys,
+                        (&l.pack, l.offset),
+                        (l.sealing, l.kind, l.raw_length),
+                        id,
+                        bytes,
+                    ),
                     None => Err(Error::corrupt(
                         format!("pack {}", l.pack.short()),
                         "truncated",
@@ -676,4 +697,92 @@ fn read_config_bytes(storage: &dyn Storage) -> Result<Vec<u8>> {
 
 pub(crate) fn now_secs_i64() -> i64 {
     crate::lock::now_secs() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Domain;
+    use crate::native::memory::{MemoryDestination, MemoryEntry, MemoryTree};
+    use crate::storage::MemoryStorage;
+    use crate::tree::{EntryKind, Metadata};
+    use std::collections::HashMap;
+
+    fn small_text_files(count: usize) -> MemoryTree {
+        let mut tree = MemoryTree::default();
+        for i in 0..count {
+            let data = format!("line {i} of a small text file\n").repeat(20 + i);
+            tree.entries.insert(
+                format!("f{i:03}").into_bytes(),
+                MemoryEntry {
+                    kind: EntryKind::File,
+                    meta: Metadata {
+                        mode: 0o100644,
+                        size: data.len() as u64,
+                        ..Default::default()
+                    },
+                    data: data.into_bytes(),
+                },
+            );
+        }
+        tree
+    }
+
+    /// A store an older kast made (format 1: LZ4 only, one blob a frame)
+    /// is written as that kast wrote it, so it can still read it; and one
+    /// of format 2 groups small files.
+    #[test]
+    fn a_format_one_store_is_written_in_format_one() {
+        let options = CreateOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            ..Default::default()
+        };
+        for format in [1, 2] {
+            let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+            let made = Store::create(storage.clone(), b"pw", &options, None).unwrap();
+            if format == 1 {
+                let mut body = made.config().clone();
+                body.version = 1;
+                body.compression = None;
+                let config = ConfigFile::seal(body, made.keys()).unwrap();
+                storage.put(ObjectKind::Config, "config", &config).unwrap();
+            }
+            let store = Store::open(storage, b"pw", None).unwrap();
+            assert_eq!(store.config().version, format);
+            let tree = small_text_files(60);
+            let outcome = crate::backup(&store, &tree, &Default::default()).unwrap();
+            let dest = MemoryDestination::new();
+            crate::restore(&store, &outcome.id, b"", &dest, &Default::default()).unwrap();
+            assert_eq!(dest.tree(), tree);
+
+            let mut frames: HashMap<(Id, u32), Vec<(Id, BlobLocation)>> = HashMap::new();
+            store.index().unwrap().for_each(|id, l| {
+                frames.entry((l.pack, l.offset)).or_default().push((id, l));
+            });
+            let grouped = frames.values().filter(|f| f.len() > 1).count();
+            if format == 2 {
+                assert!(grouped > 0, "format 2 grouped nothing");
+                continue;
+            }
+            assert_eq!(grouped, 0, "format 1 got groups");
+            for (id, l) in frames.values().flatten() {
+                let sealed = store
+                    .storage()
+                    .get_range(
+                        ObjectKind::Pack,
+                        &l.pack.to_hex(),
+                        l.offset.into(),
+                        l.length.into(),
+                    )
+                    .unwrap();
+                let mut context = [l.kind as u8; 33];
+                context[1..].copy_from_slice(&id.0);
+                let body = store
+                    .keys()
+                    .open(l.sealing, Domain::Blob, &context, &sealed, "blob")
+                    .unwrap();
+                assert!(body[0] <= 1, "format 1 frame encoded as {}", body[0]);
+            }
+        }
+    }
 }

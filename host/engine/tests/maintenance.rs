@@ -79,10 +79,22 @@ fn half_dead_packs_are_repacked_and_everything_still_restores() {
         std::fs::write(src.join(format!("f{i}")), rng.bytes(60_000)).unwrap();
     }
     let second = t.backup(&src);
+    // Small chunks share frames (groups): half dead groups too.
+    assert!(
+        grouped_blobs(&t.store) >= 400,
+        "{}",
+        grouped_blobs(&t.store)
+    );
     remove_snapshots(&t.store, &[first.id]).unwrap();
     let report = maintenance(&t.store, &now_options()).unwrap();
     assert!(report.packs_repacked >= 1, "{report:?}");
     assert!(report.blobs_dropped >= 200, "{report:?}");
+    // The live members were grouped anew, without the dead ones.
+    assert!(
+        grouped_blobs(&t.store) >= 300,
+        "{}",
+        grouped_blobs(&t.store)
+    );
     assert!(
         check(&t.store, &CheckOptions::default())
             .unwrap()
@@ -97,6 +109,17 @@ fn half_dead_packs_are_repacked_and_everything_still_restores() {
         "{}",
         t.pack_bytes()
     );
+}
+
+/// How many data blobs share their frame with another.
+fn grouped_blobs(store: &kast_engine::Store) -> usize {
+    let mut frames = std::collections::HashMap::new();
+    store.index().unwrap().for_each(|_, l| {
+        if l.kind == BlobKind::Data {
+            *frames.entry((l.pack, l.offset)).or_insert(0) += 1;
+        }
+    });
+    frames.values().filter(|&&n| n > 1).sum()
 }
 
 #[test]

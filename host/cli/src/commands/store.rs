@@ -24,6 +24,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<()> {
             ..KdfParams::default()
         },
         pack_target: args.pack_size_mib.saturating_mul(1 << 20),
+        compression: args.compression,
         ..Default::default()
     };
     let store = Store::create(storage, &passphrase, &options, Some(ctx.dirs.cache.clone()))?;
@@ -84,6 +85,11 @@ pub fn info(ctx: &Context, spec: Option<&str>, filter: &FilterArgs) -> Result<()
         store.config().store_id
     );
     println!("snapshots   {}", list.snapshots.len());
+    println!(
+        "format      {}, compression {}",
+        store.config().version,
+        store.config().compression()
+    );
     println!(
         "stored      {} in {}, {}",
         format_bytes(number("stored_bytes")),
