@@ -120,6 +120,19 @@ fn the_whole_life_of_a_store() {
     assert_eq!(check["clean"], true);
     let info = u.json(&["info"]);
     assert_eq!(info["snapshots"], 2);
+    // check and maintenance built their index in a scratch folder of the
+    // cache, and took it away.
+    let cache = u
+        .path(".cache/kast")
+        .join(info["store_id"].as_str().unwrap());
+    assert!(cache.join("index").is_dir(), "{}", cache.display());
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("scratch-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

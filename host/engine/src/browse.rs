@@ -365,10 +365,26 @@ impl Change {
 /// Differences from tree `a` to tree `b`. Subtrees with equal ids are equal
 /// (Merkle), so unchanged parts of a snapshot cost nothing.
 pub fn diff(store: &Store, index: &Index, a: &Id, b: &Id) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    diff_each(store, index, a, b, &mut |change| {
+        changes.push(change);
+        Ok(())
+    })?;
+    Ok(changes)
+}
+
+/// [`diff`], handing each change to `out` as it is found, in path order:
+/// two snapshots of millions of files differ in millions of entries,
+/// which a caller printing them need not hold.
+pub fn diff_each(
+    store: &Store,
+    index: &Index,
+    a: &Id,
+    b: &Id,
+    out: &mut dyn FnMut(Change) -> Result<()>,
+) -> Result<()> {
     store.require_full("compare snapshots")?;
-    let mut out = Vec::new();
-    diff_trees(store, index, b"", Some(a), Some(b), &mut out)?;
-    Ok(out)
+    diff_trees(store, index, b"", Some(a), Some(b), out)
 }
 
 fn diff_trees(
@@ -377,7 +393,7 @@ fn diff_trees(
     path: &[u8],
     a: Option<&Id>,
     b: Option<&Id>,
-    out: &mut Vec<Change>,
+    out: &mut dyn FnMut(Change) -> Result<()>,
 ) -> Result<()> {
     if a == b {
         return Ok(());
@@ -408,16 +424,16 @@ fn diff_trees(
                 match (&l.content, &r.content) {
                     (Content::Dir { tree: ta }, Content::Dir { tree: tb }) => {
                         if !metadata_changes(l, r).is_empty() {
-                            out.push(change(&child, ChangeKind::Metadata, l, r));
+                            out(change(&child, ChangeKind::Metadata, l, r))?;
                         }
                         diff_trees(store, index, &child, Some(ta), Some(tb), out)?;
                     }
                     (x, y) if x == y => {
                         if !metadata_changes(l, r).is_empty() {
-                            out.push(change(&child, ChangeKind::Metadata, l, r));
+                            out(change(&child, ChangeKind::Metadata, l, r))?;
                         }
                     }
-                    _ => out.push(change(&child, ChangeKind::Modified, l, r)),
+                    _ => out(change(&child, ChangeKind::Modified, l, r))?,
                 }
                 i += 1;
                 j += 1;
@@ -461,11 +477,11 @@ fn removed_or_added(
     parent: &[u8],
     node: &Node,
     kind: ChangeKind,
-    out: &mut Vec<Change>,
+    out: &mut dyn FnMut(Change) -> Result<()>,
 ) -> Result<()> {
     let path = join(parent, &node.name);
     let size = Some(node.meta.size);
-    out.push(Change {
+    out(Change {
         path: path.clone(),
         kind,
         old_size: if kind == ChangeKind::Removed {
@@ -479,7 +495,7 @@ fn removed_or_added(
             None
         },
         metadata: Vec::new(),
-    });
+    })?;
     if let Content::Dir { tree } = &node.content {
         for child in store.read_tree(index, tree)?.nodes {
             removed_or_added(store, index, &path, &child, kind, out)?;

@@ -113,6 +113,18 @@ impl Findings {
     }
 }
 
+/// What check keeps of a pack while it decides what to read.
+#[derive(Clone, Copy, Default)]
+struct PackSummary {
+    /// Where the last blob the index lists in it ends.
+    end: u64,
+    /// How many blobs the index lists in it.
+    blobs: u64,
+}
+
+/// Blobs whose locations one batch of pack reads gathers (about 60 MB).
+const VERIFY_BATCH_BLOBS: u64 = 500_000;
+
 /// Checks the store.
 pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
     store.require_full("check the store (that reads it)")?;
@@ -122,7 +134,7 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
     check_keys_and_locks(store, &mut findings)?;
     // The index is rebuilt from the states, not taken from the local cache:
     // check vouches for the store itself.
-    let index = Index::load(&**store.storage(), store.keys(), None)?;
+    let (index, _scratch) = store.fresh_index()?;
     for damaged in &index.damaged {
         findings.object(
             format!("state {}", short(&damaged.name)),
@@ -197,54 +209,78 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
         .into_iter()
         .filter_map(|o| Id::from_hex(&o.name).map(|id| (id, o.size)))
         .collect();
-    let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
-    index.for_each(|id, l| {
-        if needed_packs.contains(&l.pack) || options.snapshots.is_empty() {
-            by_pack.entry(l.pack).or_default().push((id, l));
+    // One summary a pack, not its blobs: a store of 50 M blobs is checked
+    // in bounded memory.
+    let wanted = |l: &BlobLocation| options.snapshots.is_empty() || needed_packs.contains(&l.pack);
+    let mut packs: HashMap<Id, PackSummary> = HashMap::new();
+    index.for_each(|_, l| {
+        if wanted(&l) {
+            let summary = packs.entry(l.pack).or_default();
+            summary.end = summary.end.max(u64::from(l.offset) + u64::from(l.length));
+            summary.blobs += 1;
         }
     });
     if options.snapshots.is_empty() {
-        report.orphan_packs = stored.keys().filter(|p| !by_pack.contains_key(*p)).count() as u64;
+        report.orphan_packs = stored.keys().filter(|p| !packs.contains_key(*p)).count() as u64;
     }
+    // Missing packs (`None`) and truncated ones (their size).
+    let mut unsound: HashMap<Id, Option<u64>> = HashMap::new();
     let mut to_read = Vec::new();
-    for (pack_id, blobs) in &by_pack {
-        let object = format!("pack {}", pack_id.short());
-        let Some(&size) = stored.get(pack_id) else {
-            for (id, _) in blobs {
-                findings.bad_blob(*id, object.clone(), "missing from storage".into());
+    for (pack_id, summary) in &packs {
+        match stored.get(pack_id) {
+            None => {
+                unsound.insert(*pack_id, None);
+                continue;
             }
-            continue;
-        };
-        let end = blobs
-            .iter()
-            .map(|(_, l)| l.offset as u64 + l.length as u64)
-            .max()
-            .unwrap_or(0);
-        if size < end + 4 {
-            for (id, l) in blobs {
-                if l.offset as u64 + l.length as u64 > size {
-                    findings.bad_blob(*id, object.clone(), format!("truncated to {size} bytes"));
-                }
+            Some(&size) if size < summary.end + 4 => {
+                unsound.insert(*pack_id, Some(size));
             }
+            Some(_) => {}
         }
         if !options.fast {
             to_read.push(*pack_id);
         }
     }
-    report.packs = by_pack.len() as u64;
+    if !unsound.is_empty() {
+        index.for_each(|id, l| {
+            let object = || format!("pack {}", l.pack.short());
+            match unsound.get(&l.pack) {
+                Some(None) if wanted(&l) => {
+                    findings.bad_blob(id, object(), "missing from storage".into())
+                }
+                Some(Some(size))
+                    if wanted(&l) && u64::from(l.offset) + u64::from(l.length) > *size =>
+                {
+                    findings.bad_blob(id, object(), format!("truncated to {size} bytes"))
+                }
+                _ => {}
+            }
+        });
+    }
+    report.packs = packs.len() as u64;
     if options.pack_share < 1.0 {
         to_read = sample(to_read, options.pack_share)?;
     }
     report.packs_read = to_read.len() as u64;
-    if !options.fast {
-        verify_packs(
-            store,
-            &to_read,
-            &by_pack,
-            options,
-            &mut findings,
-            &mut report,
-        );
+    // Packs are read a batch at a time, the blobs of each batch gathered
+    // in one scan of the index.
+    let mut batch: Vec<Id> = Vec::new();
+    let mut batch_blobs = 0;
+    for (n, pack_id) in to_read.iter().enumerate() {
+        batch.push(*pack_id);
+        batch_blobs += packs[pack_id].blobs;
+        if batch_blobs >= VERIFY_BATCH_BLOBS || n + 1 == to_read.len() {
+            let members: HashSet<Id> = batch.iter().copied().collect();
+            let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+            index.for_each(|id, l| {
+                if members.contains(&l.pack) {
+                    by_pack.entry(l.pack).or_default().push((id, l));
+                }
+            });
+            verify_packs(store, &batch, &by_pack, options, &mut findings, &mut report);
+            batch.clear();
+            batch_blobs = 0;
+        }
     }
 
     // Walk 2, only when something is damaged: name what it affects.

@@ -113,7 +113,7 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     store.require_full("run maintenance")?;
     let _lock = store.lock(true, "maintenance")?;
     let mut report = MaintenanceReport::default();
-    let index = Index::load(&**store.storage(), store.keys(), None)?;
+    let (index, _scratch) = store.fresh_index()?;
     if let Some(d) = index.damaged.first() {
         return Err(Error::corrupt(
             format!("state {}", d.name),

@@ -12,7 +12,7 @@ use crate::lock::{self, LockGuard};
 use crate::snapshot::Snapshot;
 use crate::storage::{ObjectKind, Storage, StorageError};
 use crate::tree::Tree;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Default pack size: large enough that a backend holds few objects and a
@@ -340,6 +340,24 @@ impl Store {
     pub fn index(&self) -> Result<Index> {
         let dir = self.cache_dir.as_ref().map(|d| d.join("index"));
         Index::load(&*self.storage, &self.keys, dir.as_deref())
+    }
+
+    /// Builds the index afresh from the store's states, not from the local
+    /// cache (check and maintenance vouch for the store itself), in a
+    /// scratch folder of the cache when there is one: memory-mapped runs,
+    /// not gigabytes of memory for a store of tens of millions of blobs.
+    /// The folder goes when the returned guard drops.
+    pub(crate) fn fresh_index(&self) -> Result<(Index, Option<ScratchDir>)> {
+        let scratch = match &self.cache_dir {
+            Some(dir) => Some(ScratchDir::new(dir)?),
+            None => None,
+        };
+        let index = Index::load(
+            &*self.storage,
+            &self.keys,
+            scratch.as_ref().map(|s| s.0.as_path()),
+        )?;
+        Ok((index, scratch))
     }
 
     /// Adds a passphrase that opens the store as a full key, or (with
@@ -697,6 +715,39 @@ fn read_config_bytes(storage: &dyn Storage) -> Result<Vec<u8>> {
 
 pub(crate) fn now_secs_i64() -> i64 {
     crate::lock::now_secs() as i64
+}
+
+/// A folder of the local cache for one run's temporary files, removed
+/// when dropped; one left by a run that was killed is removed by the next
+/// run a day later.
+pub(crate) struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(cache_dir: &Path) -> Result<ScratchDir> {
+        if let Ok(entries) = std::fs::read_dir(cache_dir) {
+            for entry in entries.flatten() {
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    t.elapsed()
+                        .is_ok_and(|age| age > std::time::Duration::from_secs(86_400))
+                });
+                if old && entry.file_name().to_string_lossy().starts_with("scratch-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let path = cache_dir.join(format!("scratch-{}", random_name(8)?));
+        std::fs::create_dir_all(&path).map_err(|e| Error::Cache {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(ScratchDir(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]

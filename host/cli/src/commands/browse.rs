@@ -158,18 +158,35 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             _ => bail!("{path} is not a directory: diff compares directories"),
         }
     };
-    let changes = browse::diff(&store, &index, &tree_of(from)?, &tree_of(to)?)?;
+    let (from, to) = (tree_of(from)?, tree_of(to)?);
+    let mut out = std::io::stdout().lock();
+    // Printed as found: a diff of millions of changes is never held whole.
+    // A failed write (a closed pipe) stops the walk and is returned as it is.
+    let mut failed: Option<std::io::Error> = None;
+    let mut stop = |e: std::io::Error| {
+        failed = Some(e);
+        kast_engine::Error::Interrupted
+    };
     if ctx.json {
-        return ctx.print_json(&json!(
-            changes.iter().map(views::change).collect::<Vec<_>>()
-        ));
-    }
-    if ctx.quiet {
+        let mut first = true;
+        let walked = browse::diff_each(&store, &index, &from, &to, &mut |c| {
+            let separator = if std::mem::take(&mut first) {
+                "[\n"
+            } else {
+                ",\n"
+            };
+            write!(out, "{separator}{}", views::change(&c)).map_err(&mut stop)
+        });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        walked?;
+        writeln!(out, "{}]", if first { "[" } else { "\n" })?;
         return Ok(());
     }
-    let mut out = std::io::stdout().lock();
     let mut counts = [0u64; 4];
-    for c in &changes {
+    let quiet = ctx.quiet;
+    let walked = browse::diff_each(&store, &index, &from, &to, &mut |c| {
         let (sign, slot) = match c.kind {
             ChangeKind::Added => ("+", 0),
             ChangeKind::Removed => ("-", 1),
@@ -177,6 +194,9 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             ChangeKind::Metadata => ("U", 3),
         };
         counts[slot] += 1;
+        if quiet {
+            return Ok(());
+        }
         let sizes = match (c.old_size, c.new_size) {
             (Some(a), Some(b)) if a != b => {
                 format!("  ({} -> {})", format_bytes(a), format_bytes(b))
@@ -189,7 +209,14 @@ pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<
             [] => String::new(),
             fields => format!("  [{}]", fields.join(", ")),
         };
-        writeln!(out, "{sign} {}{sizes}{metadata}", views::shown(&c.path))?;
+        writeln!(out, "{sign} {}{sizes}{metadata}", views::shown(&c.path)).map_err(&mut stop)
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    walked?;
+    if quiet {
+        return Ok(());
     }
     // The totals double as the legend of the marks.
     let [added, removed, modified, metadata] = counts;

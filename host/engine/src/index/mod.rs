@@ -115,18 +115,24 @@ impl Index {
     }
 
     fn compact(&mut self) -> Result<()> {
-        if self.runs.len() <= MAX_RUNS {
-            return Ok(());
-        }
-        let merged = Run::merge(self.dir.as_deref(), &self.runs)?;
-        for old in self.runs.drain(..) {
-            if let Some(path) = &old.path
-                && Some(path) != merged.path.as_ref()
-            {
-                let _ = std::fs::remove_file(path);
+        // The two smallest runs merge, again until few enough are left, as
+        // a binary counter carries: a record is rewritten about log₂(runs
+        // it has seen) times, and a store of 50 M blobs does not rewrite its
+        // one large run after every few small backups.
+        while self.runs.len() > MAX_RUNS {
+            self.runs
+                .sort_by_key(|run| std::cmp::Reverse(run.record_count()));
+            let smallest = self.runs.split_off(self.runs.len() - 2);
+            let merged = Run::merge(self.dir.as_deref(), &smallest)?;
+            for old in smallest {
+                if let Some(path) = &old.path
+                    && Some(path) != merged.path.as_ref()
+                {
+                    let _ = std::fs::remove_file(path);
+                }
             }
+            self.runs.push(merged);
         }
-        self.runs.push(merged);
         Ok(())
     }
 
@@ -154,12 +160,18 @@ impl Index {
             .any(|run| run.find_all(id).any(|i| run.location(i).trusted))
     }
 
-    /// Every record, run by run (a blob stored twice appears twice).
+    /// Every record, run by run (a blob stored twice appears twice). The
+    /// pages read are released as the scan goes, so a scan of a large
+    /// index does not become the process's memory.
     pub fn for_each(&self, mut f: impl FnMut(Id, BlobLocation)) {
         for run in &self.runs {
             for i in 0..run.record_count() {
                 f(run.id(i), run.location(i));
+                if (i + 1) % run::SCAN_RELEASE == 0 {
+                    run.release(i + 1 - run::SCAN_RELEASE..i + 1);
+                }
             }
+            run.release(0..run.record_count());
         }
     }
 
@@ -301,6 +313,34 @@ mod tests {
         });
     }
 
+    /// Small backups after a large one merge among themselves: the large
+    /// run is not rewritten each time the runs outnumber the limit.
+    #[test]
+    fn compaction_leaves_the_large_run_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index {
+            runs: vec![],
+            dir: Some(dir.path().to_path_buf()),
+            damaged: vec![],
+        };
+        index.add_state(Id([1; 32]), &state(0, 5000), true).unwrap();
+        let large = index.runs[0].path.clone();
+        for i in 0..40u8 {
+            index
+                .add_state(Id([i + 2; 32]), &state(i + 1, 3), true)
+                .unwrap();
+            index.compact().unwrap();
+            assert!(index.run_count() <= MAX_RUNS);
+        }
+        assert_eq!(index.len(), 5000 + 40 * 3);
+        assert!(
+            index
+                .runs
+                .iter()
+                .any(|run| run.path == large && run.record_count() == 5000)
+        );
+    }
+
     #[test]
     fn runs_find_every_record_and_merge_losslessly() {
         let dir = tempfile::tempdir().unwrap();
@@ -315,7 +355,7 @@ mod tests {
                 index.add_state(Id([i as u8 + 100; 32]), s, true).unwrap();
             }
             index.compact().unwrap();
-            assert_eq!(index.run_count(), 1);
+            assert_eq!(index.run_count(), MAX_RUNS);
             assert_eq!(index.len(), 12 * 300);
             for s in &states {
                 for e in &s.packs[0].1 {
