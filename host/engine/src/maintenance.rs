@@ -102,7 +102,10 @@ struct PackUse {
     sealing: Option<Sealing>,
     /// Every blob the pack holds, once each.
     all: Vec<PackEntry>,
-    live: Vec<(Id, BlobLocation)>,
+    /// Which of `all` are live (a byte, not a location, each: the
+    /// locations are made only for the packs repacked).
+    live: Vec<bool>,
+    live_blobs: u64,
     live_bytes: u64,
     dead_bytes: u64,
     dead_blobs: u64,
@@ -150,28 +153,35 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
         u.sealing = Some(sealing);
         u.all.push(e);
     };
-    for (_, opened) in &full_states {
-        for (pack, entries) in &opened.state.packs {
+    report.states_before = (full_states.len() + put_only_states.len()) as u64;
+    let old_states: Vec<String> = full_states.iter().map(|(name, _)| name.to_hex()).collect();
+    // The states are taken apart as they are listed, so their entries are
+    // not held twice.
+    for (_, opened) in full_states {
+        let sealing = opened.state.sealing;
+        for (pack, entries) in opened.state.packs {
             for e in entries {
-                listed(*pack, opened.state.sealing, *e);
+                listed(pack, sealing, e);
             }
         }
     }
-    for (sealing, pack, entries) in &adopted {
+    for (sealing, pack, entries) in adopted {
         for e in entries {
-            listed(*pack, *sealing, *e);
+            listed(pack, sealing, e);
         }
     }
-    let mut placed: HashSet<Id> = HashSet::new();
-    for (pack, u) in packs.iter_mut() {
+    for u in packs.values_mut() {
         // Members of a group share its offset; each is told apart by id.
         u.all.sort_by_key(|e| (e.offset, e.id));
         u.all.dedup_by_key(|e| (e.offset, e.id));
         let shares = frame_shares(&u.all);
+        u.live = Vec::with_capacity(u.all.len());
         for (e, share) in u.all.iter().zip(shares) {
-            if reachable.contains(&e.id) && placed.insert(e.id) {
-                let sealing = u.sealing.unwrap_or(Sealing::Store);
-                u.live.push((e.id, location(*pack, sealing, e)));
+            // The first copy met of a reachable blob is the live one.
+            let live = reachable.remove(&e.id);
+            u.live.push(live);
+            if live {
+                u.live_blobs += 1;
                 u.live_bytes += share;
             } else {
                 u.dead_bytes += share;
@@ -179,14 +189,13 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
             }
         }
     }
+    drop(reachable);
     let stored: HashMap<String, u64> = store
         .storage()
         .list(ObjectKind::Pack)?
         .into_iter()
         .map(|o| (o.name, o.size))
         .collect();
-    report.states_before = (full_states.len() + put_only_states.len()) as u64;
-    let old_states: Vec<String> = full_states.iter().map(|(name, _)| name.to_hex()).collect();
 
     let mut keep: Vec<(Sealing, Id, Vec<PackEntry>)> = Vec::new();
     let mut repack: Vec<(Id, Vec<(Id, BlobLocation)>)> = Vec::new();
@@ -194,10 +203,18 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
     for (pack, u) in packs {
         report.blobs_dropped += u.dead_blobs;
         let total = u.live_bytes + u.dead_bytes;
-        if u.live.is_empty() {
+        if u.live_blobs == 0 {
             delete.push(pack);
         } else if u.dead_bytes > 0 && (u.live_bytes as f64) < options.repack_below * total as f64 {
-            repack.push((pack, u.live));
+            let sealing = u.sealing.unwrap_or(Sealing::Store);
+            let live = u
+                .all
+                .iter()
+                .zip(&u.live)
+                .filter(|(_, live)| **live)
+                .map(|(e, _)| (e.id, location(pack, sealing, e)))
+                .collect();
+            repack.push((pack, live));
         } else {
             // Kept as it is; its dead blobs stay listed until it falls below
             // the threshold and is repacked.
