@@ -52,6 +52,12 @@ const SEAL_OVERHEAD: usize = 24 + 16;
 /// against the whole id.
 const PREFIX: usize = 8;
 
+/// Whether a blob of this kind and plaintext length may sit in a group
+/// (and so must be opened, not copied, to be moved).
+pub fn may_be_grouped(kind: BlobKind, raw_length: u32) -> bool {
+    kind == BlobKind::Data && (raw_length as usize) < GROUP_MEMBER_MAX
+}
+
 fn context(kind: BlobKind, id: &Id) -> [u8; 33] {
     let mut ctx = [0u8; 33];
     ctx[0] = kind as u8;
@@ -210,7 +216,7 @@ pub fn open_frame(
 ) -> Result<Frame> {
     let what = format!("blob {}", id.short());
     let raw = raw_length as usize;
-    let may_be_group = kind == BlobKind::Data && raw < GROUP_MEMBER_MAX;
+    let may_be_group = may_be_grouped(kind, raw_length);
     let mut first_error = None;
     // A blob sealed alone is at most one byte plus sealing longer than it.
     if sealed.len() <= raw + 1 + SEAL_OVERHEAD || !may_be_group {

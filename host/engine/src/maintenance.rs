@@ -15,7 +15,7 @@
 //! it), rewritten without the packs maintenance drops. A put-only state
 //! whose packs fail the check is left as it is and reported.
 
-use crate::blob::{BlobKind, FrameCache, GROUP_MEMBER_MAX};
+use crate::blob::{BlobKind, FrameCache, may_be_grouped};
 use crate::browse;
 use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
@@ -514,9 +514,7 @@ fn write_repacked(store: &Store, repack: &[(Id, Vec<(Id, BlobLocation)>)]) -> Re
                             "shorter than its index says",
                         )
                     })?;
-                let may_be_grouped =
-                    l.kind == BlobKind::Data && (l.raw_length as usize) < GROUP_MEMBER_MAX;
-                if l.sealing == Sealing::Store && !may_be_grouped {
+                if l.sealing == Sealing::Store && !may_be_grouped(l.kind, l.raw_length) {
                     // Copied as it is.
                     sink.store_sealed(*id, l.kind, l.raw_length, sealed.to_vec())?
                 } else {
