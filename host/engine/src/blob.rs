@@ -8,7 +8,7 @@
 
 use crate::codec::{Reader, Writer};
 use crate::compression::{self, Compression, Compressor};
-use crate::crypto::{Domain, Id, Keys, Sealing};
+use crate::crypto::{Domain, Id, Keys, SEAL_OVERHEAD, Sealing};
 use crate::error::{Error, Result};
 
 /// What a blob holds.
@@ -46,8 +46,6 @@ pub const GROUP_MEMBER_MAX: usize = 64 * 1024;
 /// A group's members add up to at most this: the most one small file's
 /// read decompresses.
 pub const GROUP_MAX: usize = 2 << 20;
-/// What sealing adds to a body: the nonce and the tag.
-const SEAL_OVERHEAD: usize = 24 + 16;
 /// Bytes of a member's id a group names it by; the content is then hashed
 /// against the whole id.
 const PREFIX: usize = 8;
@@ -70,11 +68,12 @@ fn context(kind: BlobKind, id: &Id) -> [u8; 33] {
 /// the member table inside, and then its content hash.
 const GROUP_CONTEXT: [u8; 33] = [0xff; 33];
 
-/// A worker's sealing state: its compressor and scratch buffers, kept
+/// A worker's sealing state: its compressor and a scratch buffer, kept
 /// between blobs so a worker neither allocates nor zeroes buffers per blob.
+/// A blob is compressed straight into its frame and sealed where it lies.
 pub struct Sealer {
     compressor: Compressor,
-    body: Vec<u8>,
+    /// A group's members, joined to be compressed as one.
     joined: Vec<u8>,
 }
 
@@ -83,7 +82,6 @@ impl Sealer {
     pub fn new(codec: Compression) -> Self {
         Sealer {
             compressor: Compressor::new(codec),
-            body: Vec::new(),
             joined: Vec::new(),
         }
     }
@@ -98,21 +96,24 @@ impl Sealer {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let body = &mut self.body;
-        body.clear();
-        body.extend_from_slice(&[0; 5]);
-        match self.compressor.compress(plaintext, body)? {
-            Some(codec) => {
-                body[0] = codec;
-                body[1..5].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
+        let compressor = &mut self.compressor;
+        out.reserve(plaintext.len() + 5 + SEAL_OVERHEAD);
+        keys.seal_appended(Domain::Blob, &context(kind, id), out, |body| {
+            let at = body.len();
+            body.extend_from_slice(&[0; 5]);
+            match compressor.compress(plaintext, body)? {
+                Some(codec) => {
+                    body[at] = codec;
+                    body[at + 1..at + 5].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
+                }
+                None => {
+                    body.truncate(at + 1);
+                    body[at] = compression::RAW;
+                    body.extend_from_slice(plaintext);
+                }
             }
-            None => {
-                body.truncate(1);
-                body[0] = compression::RAW;
-                body.extend_from_slice(plaintext);
-            }
-        }
-        keys.seal_into(Domain::Blob, &context(kind, id), body, out)
+            Ok(())
+        })
     }
 
     /// Seals small data chunks together as one frame, compressed as one
@@ -132,16 +133,17 @@ impl Sealer {
             table.varint(data.len() as u64);
             self.joined.extend_from_slice(data);
         }
-        let body = &mut self.body;
-        body.clear();
-        body.extend_from_slice(&table.into_bytes());
-        let codec_at = body.len();
-        body.push(compression::RAW);
-        match self.compressor.compress(&self.joined, body)? {
-            Some(codec) => body[codec_at] = codec,
-            None => body.extend_from_slice(&self.joined),
-        }
-        keys.seal_into(Domain::Blob, &GROUP_CONTEXT, body, out)
+        let (compressor, joined) = (&mut self.compressor, &self.joined);
+        keys.seal_appended(Domain::Blob, &GROUP_CONTEXT, out, |body| {
+            body.extend_from_slice(&table.into_bytes());
+            let codec_at = body.len();
+            body.push(compression::RAW);
+            match compressor.compress(joined, body)? {
+                Some(codec) => body[codec_at] = codec,
+                None => body.extend_from_slice(joined),
+            }
+            Ok(())
+        })
     }
 }
 

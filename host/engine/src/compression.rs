@@ -129,11 +129,17 @@ impl Compressor {
                             .map_err(|e| Error::corrupt("compression", e.to_string()))?,
                     ),
                 };
-                out.resize(start + zstd::zstd_safe::compress_bound(input.len()), 0);
-                let n = zstd
-                    .compress_to_buffer(input, &mut out[start..])
-                    .map_err(|e| Error::corrupt("compression", e.to_string()))?;
-                out.truncate(start + n);
+                // Room for a result worth keeping, written into spare
+                // capacity: no page past what zstd writes is touched, and
+                // an output that would not be smaller stops zstd early
+                // (the only way it fails here: a blob is then stored raw).
+                out.reserve(input.len());
+                let mut cursor = std::io::Cursor::new(&mut *out);
+                cursor.set_position(start as u64);
+                if zstd.compress_to_buffer(input, &mut cursor).is_err() {
+                    out.truncate(start);
+                    return Ok(None);
+                }
                 ZSTD
             }
         };

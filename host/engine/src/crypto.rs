@@ -128,12 +128,26 @@ impl Cipher {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        out.reserve(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_appended(domain, context, out, |out| {
+            out.extend_from_slice(plaintext);
+            Ok(())
+        })
+    }
+
+    /// Seals in place what `fill` appends to `out`.
+    fn seal_appended(
+        &self,
+        domain: Domain,
+        context: &[u8],
+        out: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        out.reserve(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce);
         let start = out.len();
-        out.extend_from_slice(plaintext);
+        fill(out)?;
         let aad = associated_data(domain, context);
         let tag = self
             .0
@@ -331,6 +345,19 @@ impl Keys {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         self.writer.seal_into(domain, context, plaintext, out)
+    }
+
+    /// Like [`Keys::seal_into`], for a plaintext that `fill` appends to
+    /// `out` and is sealed where it lies: a blob is compressed straight
+    /// into its frame instead of into a scratch buffer copied after.
+    pub fn seal_appended(
+        &self,
+        domain: Domain,
+        context: &[u8],
+        out: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        self.writer.seal_appended(domain, context, out, fill)
     }
 
     /// Encrypts and authenticates `plaintext` under `domain`, binding `context`

@@ -15,9 +15,9 @@ const FOOTER_VERSION: u8 = 1;
 /// Padding is uniformly 0..=MAX_PADDING bytes, so a small pack's size does
 /// not give away the size of the one file in it.
 const MAX_PADDING: usize = 4095;
-/// Room kept for the footer: a pack closes before its footer could need
-/// more, so a pack buffer never reallocates (and so never doubles).
-const FOOTER_RESERVE: usize = 1 << 20;
+/// The most a footer may take: a pack closes before its footer would
+/// need more, so a pack of tiny blobs stays a pack of bounded table.
+const FOOTER_MAX: usize = 1 << 20;
 /// The most a footer takes per blob (id, kind, three varints)…
 const FOOTER_ENTRY_MAX: usize = 32 + 1 + 3 * 5;
 /// …and in all besides (version, count, sealing, its length).
@@ -39,40 +39,57 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
-/// A pack being filled.
+/// A pack being filled. It keeps its frames as they were sealed, in
+/// order, and hashes them as they come: nothing is copied into one large
+/// buffer, so a storage that takes an object in parts sends each frame
+/// and frees it (see [`crate::storage::Storage::put_parts`]).
 pub struct PackBuilder {
-    buf: Vec<u8>,
+    parts: Vec<Vec<u8>>,
+    len: usize,
+    hasher: blake3::Hasher,
     entries: Vec<PackEntry>,
 }
 
-/// A closed pack, ready to put.
+/// A closed pack, ready to put: its parts joined are its bytes.
 pub struct FinishedPack {
     pub name: Id,
-    pub bytes: Vec<u8>,
+    pub parts: Vec<Vec<u8>>,
+    pub size: u64,
     pub entries: Vec<PackEntry>,
 }
 
+#[cfg(test)]
+impl FinishedPack {
+    /// The pack's bytes in one buffer.
+    pub fn joined(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+}
+
 impl PackBuilder {
-    /// A pack of about `target` bytes in `buf` (a buffer from an earlier
-    /// pack, or a new one): sized once, with room for the footer, so
-    /// filling it never reallocates.
-    pub fn with_buffer(target: usize, mut buf: Vec<u8>) -> Result<Self> {
+    /// An empty pack: its random padding only.
+    pub fn new() -> Result<Self> {
         let mut pad_len = [0u8; 2];
         fill_random(&mut pad_len)?;
-        let pad = u16::from_le_bytes(pad_len) as usize % (MAX_PADDING + 1);
-        buf.clear();
-        // The same size whatever the padding, so a reused buffer never grows.
-        buf.reserve(target + MAX_PADDING + FOOTER_RESERVE);
-        buf.resize(pad, 0);
-        fill_random(&mut buf)?;
-        Ok(Self {
-            buf,
+        let mut padding = vec![0; u16::from_le_bytes(pad_len) as usize % (MAX_PADDING + 1)];
+        fill_random(&mut padding)?;
+        let mut builder = Self {
+            parts: Vec::new(),
+            len: 0,
+            hasher: blake3::Hasher::new(),
             entries: Vec::new(),
-        })
+        };
+        builder.push(padding);
+        Ok(builder)
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Bytes so far, padding included.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// Whether a sealed frame of `len` bytes holding `members` blobs still
@@ -80,13 +97,13 @@ impl PackBuilder {
     /// the target gets a pack.
     pub fn has_room(&self, len: usize, members: usize, target: usize) -> bool {
         let footer = FOOTER_FIXED_MAX + (self.entries.len() + members) * FOOTER_ENTRY_MAX;
-        self.entries.is_empty() || (self.buf.len() + len <= target && footer <= FOOTER_RESERVE)
+        self.entries.is_empty() || (self.len + len <= target && footer <= FOOTER_MAX)
     }
 
     /// Appends one sealed frame and lists each blob in it (id, kind,
     /// plaintext length) at the frame's offset and length.
-    pub fn add(&mut self, members: &[(Id, BlobKind, u32)], sealed: &[u8]) {
-        let offset = self.buf.len() as u32;
+    pub fn add(&mut self, members: &[(Id, BlobKind, u32)], sealed: Vec<u8>) {
+        let offset = self.len as u32;
         for &(id, kind, raw_length) in members {
             self.entries.push(PackEntry {
                 id,
@@ -96,17 +113,24 @@ impl PackBuilder {
                 raw_length,
             });
         }
-        self.buf.extend_from_slice(sealed);
+        self.push(sealed);
+    }
+
+    fn push(&mut self, part: Vec<u8>) {
+        self.hasher.update(&part);
+        self.len += part.len();
+        self.parts.push(part);
     }
 
     pub fn finish(mut self, keys: &Keys) -> Result<FinishedPack> {
-        let footer = keys.seal(Domain::PackFooter, b"", &encode_footer(&self.entries))?;
-        self.buf.extend_from_slice(&footer);
-        self.buf
-            .extend_from_slice(&(footer.len() as u32).to_le_bytes());
+        let mut footer = keys.seal(Domain::PackFooter, b"", &encode_footer(&self.entries))?;
+        let footer_len = footer.len() as u32;
+        footer.extend_from_slice(&footer_len.to_le_bytes());
+        self.push(footer);
         Ok(FinishedPack {
-            name: Id::of_object(&self.buf),
-            bytes: self.buf,
+            name: Id(*self.hasher.finalize().as_bytes()),
+            parts: self.parts,
+            size: self.len as u64,
             entries: self.entries,
         })
     }
@@ -231,42 +255,45 @@ mod tests {
     #[test]
     fn finished_pack_reads_back_and_detects_flips() {
         let keys = Keys::derive(&MasterKey([5; 32]));
-        let mut b = PackBuilder::with_buffer(1024, Vec::new()).unwrap();
-        b.add(&[(Id([1; 32]), BlobKind::Data, 3)], b"abcdef");
-        b.add(&[(Id([2; 32]), BlobKind::Tree, 1)], b"xyz");
+        let mut b = PackBuilder::new().unwrap();
+        b.add(&[(Id([1; 32]), BlobKind::Data, 3)], b"abcdef".to_vec());
+        b.add(&[(Id([2; 32]), BlobKind::Tree, 1)], b"xyz".to_vec());
         let pack = b.finish(&keys).unwrap();
-        let entries = read_footer(&keys, Sealing::Store, &pack.name, &pack.bytes).unwrap();
+        let bytes = pack.joined();
+        assert_eq!(bytes.len() as u64, pack.size);
+        let entries = read_footer(&keys, Sealing::Store, &pack.name, &bytes).unwrap();
         assert_eq!(entries, pack.entries);
         let e = entries[1];
-        assert_eq!(
-            &pack.bytes[e.offset as usize..][..e.length as usize],
-            b"xyz"
-        );
-        for i in [0, pack.bytes.len() / 2, pack.bytes.len() - 1] {
-            let mut bad = pack.bytes.clone();
+        assert_eq!(&bytes[e.offset as usize..][..e.length as usize], b"xyz");
+        for i in [0, bytes.len() / 2, bytes.len() - 1] {
+            let mut bad = bytes.clone();
             bad[i] ^= 1;
             assert!(read_footer(&keys, Sealing::Store, &pack.name, &bad).is_err());
         }
     }
 
     #[test]
-    fn a_pack_of_tiny_blobs_closes_before_its_footer_outgrows_the_buffer() {
+    fn a_pack_of_tiny_blobs_closes_before_its_footer_passes_its_bound() {
         let keys = Keys::derive(&MasterKey([5; 32]));
         let target = 16 << 20;
-        let mut b = PackBuilder::with_buffer(target, Vec::new()).unwrap();
-        let capacity = b.buf.capacity();
+        let mut b = PackBuilder::new().unwrap();
         let mut n = 0u32;
         while b.has_room(100, 1, target) {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_le_bytes());
-            b.add(&[(Id(id), BlobKind::Data, u32::MAX)], &[7u8; 100]);
+            b.add(&[(Id(id), BlobKind::Data, u32::MAX)], vec![7u8; 100]);
             n += 1;
         }
         assert!(n > 10_000, "closed after {n} blobs");
         let pack = b.finish(&keys).unwrap();
-        assert_eq!(pack.bytes.capacity(), capacity, "the pack buffer grew");
+        let footer = pack.parts.last().unwrap();
+        assert!(
+            footer.len() <= FOOTER_MAX,
+            "a footer of {} bytes",
+            footer.len()
+        );
         assert_eq!(
-            read_footer(&keys, Sealing::Store, &pack.name, &pack.bytes)
+            read_footer(&keys, Sealing::Store, &pack.name, &pack.joined())
                 .unwrap()
                 .len(),
             n as usize

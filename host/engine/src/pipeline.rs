@@ -20,7 +20,7 @@ use crate::storage::{ObjectKind, Storage};
 use crate::store::Store;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 struct Job {
     id: Id,
@@ -38,13 +38,12 @@ struct Sealed {
 }
 
 /// Buffers recycled along the pipeline: chunks go from the walker to the
-/// workers and back, sealed blobs from the workers to the packer and back,
-/// pack buffers from the packer to the uploaders and back.
+/// workers and back, sealed frames from the workers through the packer to
+/// the uploaders (which send a pack frame by frame) and back.
 #[derive(Clone)]
 struct Pools {
     chunks: BufferPool,
     sealed: BufferPool,
-    packs: BufferPool,
 }
 
 /// Packs uploaded before the first checkpoint state.
@@ -127,6 +126,50 @@ impl FirstError {
     }
     fn take(&self) -> Option<Error> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Bytes of finished packs not yet sent. An uploader hands each frame back
+/// as it is written, and the packer waits for room before adding a frame,
+/// so a run holds about one pack per uploader plus a quarter of one,
+/// however much faster it seals than the storage takes.
+struct Unsent {
+    bytes: Mutex<u64>,
+    sent: Condvar,
+    limit: u64,
+}
+
+impl Unsent {
+    fn new(target: usize, uploaders: usize) -> Self {
+        let target = target as u64;
+        Self {
+            bytes: Mutex::new(0),
+            sent: Condvar::new(),
+            limit: target * uploaders as u64 + target / 4,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.bytes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `filling` more bytes fit beside what is unsent (at
+    /// once when nothing is: a frame larger than the room still goes).
+    fn wait_for_room(&self, filling: u64) {
+        let mut unsent = self.lock();
+        while *unsent > 0 && *unsent + filling > self.limit {
+            unsent = self.sent.wait(unsent).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn add(&self, bytes: u64) {
+        *self.lock() += bytes;
+    }
+
+    fn sent(&self, bytes: u64) {
+        let mut unsent = self.lock();
+        *unsent = unsent.saturating_sub(bytes);
+        self.sent.notify_all();
     }
 }
 
@@ -273,9 +316,10 @@ pub fn write_blobs<R>(
     let pools = Pools {
         chunks: BufferPool::new(threads + 1),
         sealed: BufferPool::new(threads + 1),
-        packs: BufferPool::new(2),
     };
     let uploaded = Mutex::new(Uploaded::default());
+    let uploaders = store.storage().parallel_requests().clamp(1, 16);
+    let unsent = Unsent::new(store.config().pack_target as usize, uploaders);
     let filled = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Vec<Job>>(threads);
         let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(threads);
@@ -297,9 +341,9 @@ pub fn write_blobs<R>(
         }
         drop((job_rx, sealed_tx));
         let target = store.config().pack_target as usize;
-        let (keys, errors_ref, pools_ref) = (store.keys(), &errors, &pools);
-        s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref, pools_ref));
-        let uploaders: Vec<_> = (0..store.storage().parallel_requests().clamp(1, 16))
+        let (keys, errors_ref, unsent_ref) = (store.keys(), &errors, &unsent);
+        s.spawn(move || packer(keys, target, sealed_rx, pack_tx, errors_ref, unsent_ref));
+        let uploaders: Vec<_> = (0..uploaders)
             .map(|_| {
                 let (rx, keys, storage, errors, uploaded, pools) = (
                     pack_rx.clone(),
@@ -309,7 +353,8 @@ pub fn write_blobs<R>(
                     &uploaded,
                     &pools,
                 );
-                s.spawn(move || uploader(keys, &**storage, rx, errors, uploaded, pools))
+                let unsent = &unsent;
+                s.spawn(move || uploader(keys, &**storage, rx, errors, uploaded, (pools, unsent)))
             })
             .collect();
         drop(pack_rx);
@@ -447,12 +492,15 @@ fn packer(
     batches: Receiver<Vec<Sealed>>,
     out: Sender<FinishedPack>,
     errors: &FirstError,
-    pools: &Pools,
+    unsent: &Unsent,
 ) {
     let mut current: Option<PackBuilder> = None;
     let close = |builder: PackBuilder| -> bool {
         match builder.finish(keys) {
-            Ok(pack) => out.send(pack).is_ok(),
+            Ok(pack) => {
+                unsent.add(pack.size);
+                out.send(pack).is_ok()
+            }
             Err(e) => {
                 errors.set(e);
                 false
@@ -467,15 +515,16 @@ fn packer(
         {
             return;
         }
+        let filling = current.as_ref().map_or(0, PackBuilder::len) + frame.bytes.len();
+        unsent.wait_for_room(filling as u64);
         let builder = match current.as_mut() {
             Some(b) => b,
-            None => match PackBuilder::with_buffer(target, pools.packs.take()) {
+            None => match PackBuilder::new() {
                 Ok(b) => current.insert(b),
                 Err(e) => return errors.set(e),
             },
         };
-        builder.add(&frame.members, &frame.bytes);
-        pools.sealed.give(frame.bytes);
+        builder.add(&frame.members, frame.bytes);
     }
     if let Some(builder) = current.filter(|b| !b.is_empty()) {
         close(builder);
@@ -488,15 +537,23 @@ fn uploader(
     packs: Receiver<FinishedPack>,
     errors: &FirstError,
     uploaded: &Mutex<Uploaded>,
-    pools: &Pools,
+    (pools, unsent): (&Pools, &Unsent),
 ) {
     let lock = || uploaded.lock().unwrap_or_else(|p| p.into_inner());
     for pack in packs {
-        if let Err(e) = storage.put(ObjectKind::Pack, &pack.name.to_hex(), &pack.bytes) {
+        let size = pack.size;
+        let mut left = size;
+        let sent = &mut |frame: Vec<u8>| {
+            left = left.saturating_sub(frame.len() as u64);
+            unsent.sent(frame.len() as u64);
+            pools.sealed.give(frame);
+        };
+        let put = storage.put_parts(ObjectKind::Pack, &pack.name.to_hex(), pack.parts, sent);
+        // Frames a failed put did not hand back are gone too.
+        unsent.sent(left);
+        if let Err(e) = put {
             return errors.set(e.into());
         }
-        let size = pack.bytes.len() as u64;
-        pools.packs.give(pack.bytes);
         let due = {
             let mut uploaded = lock();
             uploaded.pack_bytes += size;

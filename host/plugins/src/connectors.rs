@@ -164,6 +164,17 @@ impl Storage for PluginStorage {
             .map_err(Self::map(kind, name))
     }
 
+    fn put_parts(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        parts: Vec<Vec<u8>>,
+        sent: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), StorageError> {
+        self.with(|i| i.put_parts(wit_kind(kind), name, parts, sent))
+            .map_err(Self::map(kind, name))
+    }
+
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
         let cap = self.config.limits.memory_bytes;
         self.with(|i| i.get(wit_kind(kind), name, cap))

@@ -117,6 +117,24 @@ pub trait Storage: Send + Sync {
     /// Stores `data` under `name`, atomically and durably; the engine never puts a name twice
     /// with other bytes.
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError>;
+    /// Stores the object that `parts` joined make, as [`Storage::put`]
+    /// does; each part goes to `sent` once written, so a backend that sends
+    /// an object piece by piece frees a pack's frames as it goes instead of
+    /// holding a joined copy. The default joins them and puts.
+    fn put_parts(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        parts: Vec<Vec<u8>>,
+        sent: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), StorageError> {
+        let mut joined = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            joined.extend_from_slice(&part);
+            sent(part);
+        }
+        self.put(kind, name, &joined)
+    }
     /// The whole object, or `NotFound`.
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError>;
     /// `length` bytes from `offset`; fewer only if the object is shorter.
@@ -146,6 +164,15 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
         (**self).put(kind, name, data)
+    }
+    fn put_parts(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        parts: Vec<Vec<u8>>,
+        sent: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), StorageError> {
+        (**self).put_parts(kind, name, parts, sent)
     }
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
         (**self).get(kind, name)

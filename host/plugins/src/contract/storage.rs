@@ -15,16 +15,77 @@ impl Instance {
         data: &[u8],
     ) -> Result<(), PluginError> {
         if self.version() == Version::V0_1 {
-            return self.call("put", async |s, e| match e {
-                Exports::Storage01(b) => {
-                    b.kast_connector_object_store()
-                        .call_put(s, kind, name, data)
-                        .await
-                }
-                _ => unreachable!("a storage instance"),
-            });
+            return self.put_whole(kind, name, data);
         }
-        let size = data.len() as u64;
+        self.upload(kind, name, data.len() as u64, |write| {
+            data.chunks(PIECE).try_for_each(write)
+        })
+    }
+
+    /// Stores the object `parts` make, handing each part to `sent` once
+    /// written. Small parts (a pack's tree frames) are gathered into
+    /// pieces, so a pack of small frames is not thousands of calls.
+    pub(crate) fn put_parts(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        parts: Vec<Vec<u8>>,
+        sent: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), PluginError> {
+        if self.version() == Version::V0_1 {
+            let joined = parts.concat();
+            parts.into_iter().for_each(&mut *sent);
+            return self.put_whole(kind, name, &joined);
+        }
+        let size = parts.iter().map(|p| p.len() as u64).sum();
+        self.upload(kind, name, size, |write| {
+            let mut staged = Vec::new();
+            for part in parts {
+                if part.len() < PIECE / 4 {
+                    staged.extend_from_slice(&part);
+                    sent(part);
+                    if staged.len() >= PIECE {
+                        write(&staged)?;
+                        staged.clear();
+                    }
+                    continue;
+                }
+                if !staged.is_empty() {
+                    write(&staged)?;
+                    staged.clear();
+                }
+                part.chunks(PIECE).try_for_each(&mut *write)?;
+                sent(part);
+            }
+            if staged.is_empty() {
+                Ok(())
+            } else {
+                write(&staged)
+            }
+        })
+    }
+
+    /// 0.1's one-call put.
+    fn put_whole(&mut self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), PluginError> {
+        self.call("put", async |s, e| match e {
+            Exports::Storage01(b) => {
+                b.kast_connector_object_store()
+                    .call_put(s, kind, name, data)
+                    .await
+            }
+            _ => unreachable!("a storage instance"),
+        })
+    }
+
+    /// 0.2's upload: announces `size`, lets `send` write the pieces in
+    /// order, then commits; the upload is released whatever happens.
+    fn upload(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        size: u64,
+        send: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), PluginError>) -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
         let upload = self.call("put", async |s, e| match e {
             Exports::Storage02(b) => {
                 b.kast_connector_object_store()
@@ -34,21 +95,18 @@ impl Instance {
             _ => unreachable!("a storage instance"),
         })?;
         let upload = self.handle(Held::Resource(upload));
-        let mut result = Ok(());
-        for part in data.chunks(PIECE) {
-            result = self.call_on(upload, "put", async |s, e, h| match e {
+        let mut write = |piece: &[u8]| {
+            self.call_on(upload, "put", async |s, e, h| match e {
                 Exports::Storage02(b) => {
                     b.kast_connector_object_store()
                         .upload()
-                        .call_write(s, h.resource(), part)
+                        .call_write(s, h.resource(), piece)
                         .await
                 }
                 _ => unreachable!("a storage instance"),
-            });
-            if result.is_err() {
-                break;
-            }
-        }
+            })
+        };
+        let mut result = send(&mut write);
         if result.is_ok() {
             result = self.call_on(upload, "put", async |s, e, h| match e {
                 Exports::Storage02(b) => {
