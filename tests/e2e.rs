@@ -992,3 +992,118 @@ fn packs_of_512_mib_go_through_with_the_memory_they_need() {
     assert_same_tree(&src, &restored);
     u.ok(&[&memory[..], &["check"]].concat());
 }
+
+#[test]
+fn find_names_every_snapshot_and_path_that_cat_then_reads() {
+    use std::os::unix::ffi::OsStrExt;
+    let u = User::new();
+    u.create();
+    let src = u.path("src");
+    for (path, content) in [
+        ("docs/report.txt", "r1"),
+        ("docs/Report-2024.TXT", "r2"),
+        ("src/main.rs", "fn main() {}"),
+        ("src/lib/mod.rs", "mod x;"),
+    ] {
+        std::fs::create_dir_all(src.join(path).parent().unwrap()).unwrap();
+        std::fs::write(src.join(path), content).unwrap();
+    }
+    std::fs::write(
+        src.join(std::ffi::OsStr::from_bytes(b"docs/caf\xe9.rs")),
+        "latin-1",
+    )
+    .unwrap();
+    let s = src.to_str().unwrap();
+    u.ok(&["backup", s]);
+    std::fs::write(src.join("src/new.rs"), "new").unwrap();
+    u.ok(&["backup", s]);
+    let ids: Vec<String> = u
+        .json(&["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+
+    // Every match, in every snapshot, oldest first, with what cat reads.
+    let found = u.json(&["find", "*.rs"]);
+    let found = found.as_array().unwrap();
+    let listed: Vec<(usize, &str)> = found
+        .iter()
+        .map(|f| {
+            let snapshot = ids
+                .iter()
+                .position(|id| f["snapshot"] == id.as_str())
+                .unwrap();
+            (snapshot, f["path"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (0, "docs/caf\u{fffd}.rs"),
+            (0, "src/lib/mod.rs"),
+            (0, "src/main.rs"),
+            (1, "docs/caf\u{fffd}.rs"),
+            (1, "src/lib/mod.rs"),
+            (1, "src/main.rs"),
+            (1, "src/new.rs"),
+        ]
+    );
+    for f in found
+        .iter()
+        .filter(|f| !f["path"].as_str().unwrap().contains('\u{fffd}'))
+    {
+        assert_eq!(f["kind"], "file");
+        let spec = format!(
+            "{}:{}",
+            &f["snapshot"].as_str().unwrap()[..12],
+            f["path"].as_str().unwrap()
+        );
+        let content = u.ok(&["cat", &spec]);
+        assert_eq!(content.len() as u64, f["size"].as_u64().unwrap(), "{f}");
+        assert!(f["mtime_ns"].as_i64().unwrap() > 0);
+    }
+
+    // With a `/`, the whole path: `*` stays in a folder, `**` crosses.
+    let paths = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["find", "--path-only"];
+        all.extend_from_slice(args);
+        u.json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(paths(&["src/*.rs"]), ["src/main.rs", "src/new.rs"]);
+    assert_eq!(
+        paths(&["/src/**/*.rs"]),
+        ["src/lib/mod.rs", "src/main.rs", "src/new.rs"]
+    );
+    assert_eq!(
+        paths(&["-i", "report*.txt"]),
+        ["docs/Report-2024.TXT", "docs/report.txt"]
+    );
+    assert_eq!(paths(&["report*.txt"]), ["docs/report.txt"]);
+    assert_eq!(paths(&["lib"]), ["src/lib"]);
+    assert_eq!(
+        paths(&["new.rs", "--before", "2000-01-01"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(paths(&["nothing-matches"]), Vec::<String>::new());
+    assert_eq!(u.json(&["find", "nothing-matches"]), serde_json::json!([]));
+
+    // Text: time, size, then SNAPSHOT:PATH as cat takes it; folders end in `/`.
+    let text = u.ok(&["find", "lib"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[1].ends_with(&format!("{}:src/lib/", &ids[1][..8])),
+        "{text}"
+    );
+
+    let out = u.kast(&["find", "[unclosed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad pattern"), "{}", stderr(&out));
+}

@@ -68,6 +68,9 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Find files and folders by name in every snapshot (or those the
+    /// filters admit): `SNAPSHOT:PATH` of each match, with size and time.
+    Find(FindArgs),
     /// Write one file of a snapshot to standard output.
     Cat {
         /// SNAPSHOT:PATH
@@ -275,8 +278,25 @@ pub struct FilterArgs {
     #[arg(long)]
     pub before: Option<String>,
     /// Only snapshots taken at or after this time.
-    #[arg(long)]
+    #[arg(long, visible_alias = "since")]
     pub after: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// A glob (`*`, `?`, `[abc]`, `{a,b}`) matched against each entry's
+    /// name; with a `/` in it, against its whole path from the snapshot's
+    /// root, where `**` crosses folders (`src/**/*.rs`).
+    pub pattern: String,
+    /// Each matching path once, whatever the snapshots that hold it,
+    /// sorted: where a file ever was, not every copy of it.
+    #[arg(long)]
+    pub path_only: bool,
+    /// Match letters regardless of case.
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]

@@ -26,7 +26,11 @@ fn main() {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Ls { .. } | Command::Cat { .. } | Command::Diff { .. } | Command::Info { .. }
+        Command::Ls { .. }
+            | Command::Find(_)
+            | Command::Cat { .. }
+            | Command::Diff { .. }
+            | Command::Info { .. }
     ) {
         // Commands that only print end quietly when their reader goes away
         // (`kast cat … | head`), as Unix tools do; the others keep Rust's
@@ -107,6 +111,7 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Create(args) => store::create(&ctx, args)?,
         Command::Backup(args) => return backup::run(&ctx, args, cancel),
         Command::Ls { spec, filter } => browse::ls(&ctx, spec.as_deref(), filter)?,
+        Command::Find(args) => browse::find(&ctx, args)?,
         Command::Cat { spec, filter } => browse::cat(&ctx, spec, filter)?,
         Command::Diff { from, to, filter } => browse::diff(&ctx, from, to, filter)?,
         Command::Restore {

@@ -67,6 +67,15 @@ pub fn node(n: &Node) -> Value {
     })
 }
 
+/// One match of `kast find`.
+pub fn found(snapshot: &Id, f: &kast_engine::find::Found) -> Value {
+    json!({
+        "snapshot": snapshot.to_hex(), "path": String::from_utf8_lossy(&f.path),
+        "kind": f.kind.as_str(), "size": f.size, "mtime": format_time(f.mtime_ns),
+        "mtime_ns": f.mtime_ns,
+    })
+}
+
 /// `-rw-r--r--`, as `ls -l` writes it (setuid, setgid and sticky too).
 pub fn permissions(n: &Node) -> String {
     let mode = n.meta.mode;

@@ -27,6 +27,7 @@ mod conflicts;
 pub mod crypto;
 pub mod destination;
 mod error;
+pub mod find;
 pub mod index;
 pub mod keys;
 mod lock;

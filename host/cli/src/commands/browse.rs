@@ -1,11 +1,11 @@
-//! Reading a store: `ls`, `cat`, `diff`.
+//! Reading a store: `ls`, `find`, `cat`, `diff`.
 
-use crate::cli::FilterArgs;
+use crate::cli::{FilterArgs, FindArgs};
 use crate::context::Context;
 use crate::spec::{self, format_bytes, format_time};
 use crate::table::{Align, Table};
 use crate::views;
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use kast_engine::browse::{self, ChangeKind, Resolved};
 use kast_engine::tree::{Content, Node};
 use serde_json::json;
@@ -135,6 +135,146 @@ pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     browse::cat(&store, &index, &node, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A `find` pattern as two tests: one on names, which the engine applies
+/// to every entry while it walks, and one on whole paths, for a pattern
+/// with a `/` (matched on what passed the first).
+struct FindPattern {
+    name: globset::GlobMatcher,
+    path: Option<globset::GlobMatcher>,
+}
+
+impl FindPattern {
+    fn new(pattern: &str, ignore_case: bool) -> Result<Self> {
+        let glob = |text: &str| -> Result<globset::GlobMatcher> {
+            Ok(globset::GlobBuilder::new(text)
+                .literal_separator(true)
+                .case_insensitive(ignore_case)
+                .backslash_escape(true)
+                .build()
+                .with_context(|| format!("bad pattern {pattern:?}"))?
+                .compile_matcher())
+        };
+        let whole = pattern.trim_start_matches('/');
+        let Some((_, last)) = whole.rsplit_once('/') else {
+            return Ok(Self {
+                name: glob(whole)?,
+                path: None,
+            });
+        };
+        // The name a match must have is the pattern's last part; a last
+        // part with `**` in it may match any name.
+        let last = if last.contains("**") { "*" } else { last };
+        Ok(Self {
+            name: glob(last)?,
+            path: Some(glob(whole)?),
+        })
+    }
+
+    fn name_matches(&self, name: &[u8]) -> bool {
+        self.name.is_match(bytes_path(name))
+    }
+
+    fn path_matches(&self, path: &[u8]) -> bool {
+        self.path
+            .as_ref()
+            .is_none_or(|glob| glob.is_match(bytes_path(path)))
+    }
+}
+
+fn bytes_path(bytes: &[u8]) -> &std::path::Path {
+    std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes))
+}
+
+pub fn find(ctx: &Context, args: &FindArgs) -> Result<()> {
+    let pattern = FindPattern::new(&args.pattern, args.ignore_case)?;
+    let store = ctx.open_store()?;
+    store.require_full("search snapshots")?;
+    let filter = spec::filter(ctx, &args.filter)?;
+    let list = browse::snapshots(&store)?;
+    crate::seen::check(ctx, &store, &list.snapshots);
+    for (name, e) in &list.damaged {
+        ctx.warn(&format!("snapshot {name} cannot be read: {e}"));
+    }
+    let snapshots: Vec<_> = list
+        .snapshots
+        .into_iter()
+        .filter(|(_, s)| filter.matches(s))
+        .collect();
+    let index = store.index()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Printed as found, except the sorted `--path-only` list. A failed
+    // write (a closed pipe) stops the walk and is returned as it is.
+    let mut failed: Option<std::io::Error> = None;
+    let mut paths = std::collections::BTreeSet::new();
+    let mut first = true;
+    let (json, quiet, path_only) = (ctx.json, ctx.quiet, args.path_only);
+    let searched = kast_engine::find::find(
+        &store,
+        &index,
+        &snapshots,
+        &|name| pattern.name_matches(name),
+        &mut |id, _, found| {
+            if !pattern.path_matches(&found.path) {
+                return Ok(());
+            }
+            if path_only {
+                paths.insert(found.path.clone());
+                return Ok(());
+            }
+            let written = if json {
+                let separator = if std::mem::take(&mut first) {
+                    "[\n"
+                } else {
+                    ",\n"
+                };
+                write!(out, "{separator}{}", views::found(id, found))
+            } else if quiet {
+                Ok(())
+            } else {
+                let slash = if found.kind == kast_engine::find::FoundKind::Dir {
+                    "/"
+                } else {
+                    ""
+                };
+                writeln!(
+                    out,
+                    "{}  {:>10}  {}:{}{slash}",
+                    format_time(found.mtime_ns),
+                    format_bytes(found.size),
+                    id.short(),
+                    views::shown(&found.path)
+                )
+            };
+            written.map_err(|e| {
+                failed = Some(e);
+                kast_engine::Error::Interrupted
+            })
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    searched?;
+    if path_only {
+        if json {
+            let shown: Vec<_> = paths
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            return ctx.print_json(&json!(shown));
+        }
+        if !quiet {
+            for path in &paths {
+                writeln!(out, "{}", views::shown(path))?;
+            }
+        }
+    } else if json {
+        writeln!(out, "{}]", if first { "[" } else { "\n" })?;
+    }
     out.flush()?;
     Ok(())
 }
