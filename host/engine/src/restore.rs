@@ -169,6 +169,10 @@ const MAX_READ: u64 = 8 << 20;
 const MAX_GAP: u64 = 256 << 10;
 /// Chunks one read may serve (small files: the steps held meanwhile).
 const MAX_CHUNKS_READ: usize = 256;
+/// Members of one group frame one read may serve: more than a group kast
+/// writes holds (512), so a group is read and opened once, yet bounded
+/// against a hostile index listing a million blobs at one frame.
+const MAX_GROUP_READ: usize = 1024;
 
 /// Restores `path` (empty for everything) of `snapshot` into `destination`:
 /// a directory's contents go to the destination's root, a single file or
@@ -364,7 +368,7 @@ impl Planner<'_> {
                     (last.pack, last.offset, last.length)
                         == (location.pack, location.offset, location.length)
                 });
-                let joins = same_frame
+                let joins = same_frame && self.pending.len() < MAX_GROUP_READ
                     || self.pending.len() < MAX_CHUNKS_READ
                         && self.pending.first().zip(self.pending.last()).is_some_and(
                             |((_, first, _), (_, last, _))| {
