@@ -111,7 +111,7 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Create(args) => store::create(&ctx, args)?,
         Command::Backup(args) => return backup::run(&ctx, args, cancel),
         Command::Ls { spec, filter } => browse::ls(&ctx, spec.as_deref(), filter)?,
-        Command::Find(args) => browse::find(&ctx, args)?,
+        Command::Find(args) => return browse::find(&ctx, args),
         Command::Cat { spec, filter } => browse::cat(&ctx, spec, filter)?,
         Command::Diff { from, to, filter } => browse::diff(&ctx, from, to, filter)?,
         Command::Restore {

@@ -7,7 +7,7 @@
 //! with the size of the snapshots.
 
 use crate::crypto::Id;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -63,8 +63,8 @@ pub struct Found {
 }
 
 /// What a search cost, so a test (or a curious user) can see that shared
-/// trees were read once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// trees were read once, and what it could not read.
+#[derive(Debug, Default)]
 pub struct FindStats {
     /// Snapshots searched.
     pub snapshots: u64,
@@ -72,6 +72,9 @@ pub struct FindStats {
     pub trees_read: u64,
     /// Matches reported, over all snapshots.
     pub matches: u64,
+    /// Trees that could not be read (damaged or missing), with why: what
+    /// is below them is missing from the results; the rest is searched.
+    pub unreadable: Vec<(Id, Error)>,
 }
 
 /// A tree's part in the results, in name order: an entry that matches, or
@@ -95,7 +98,8 @@ type Seen = HashMap<Id, Option<Rc<Vec<Item>>>>;
 /// Calls `found` for every entry whose name passes `matches`, in every
 /// snapshot of `snapshots` (in the order given; within one, in path
 /// order). Each distinct tree is read once, whatever the number of
-/// snapshots that hold it.
+/// snapshots that hold it; one that cannot be read is listed in the
+/// stats and the search goes on. Errors are `found`'s own.
 pub fn find(
     store: &Store,
     index: &Index,
@@ -143,16 +147,24 @@ fn search(
     if let Some(known) = seen.get(root) {
         return Ok(known.clone());
     }
-    let open = |id: &Id, stats: &mut FindStats| -> Result<Pending> {
+    // A tree that cannot be read is searched as an empty one, and named.
+    let open = |id: &Id, stats: &mut FindStats| -> Pending {
         stats.trees_read += 1;
-        Ok(Pending {
+        let nodes = store.read_tree(index, id).map_or_else(
+            |e| {
+                stats.unreadable.push((*id, e));
+                Vec::new()
+            },
+            |tree| tree.nodes,
+        );
+        Pending {
             id: *id,
-            nodes: store.read_tree(index, id)?.nodes.into_iter(),
+            nodes: nodes.into_iter(),
             items: Vec::new(),
             waiting: None,
-        })
+        }
     };
-    let mut stack = vec![open(root, stats)?];
+    let mut stack = vec![open(root, stats)];
     // What the tree on top of the stack finished with, for its parent.
     let mut done: Option<Option<Rc<Vec<Item>>>> = None;
     while let Some(top) = stack.last_mut() {
@@ -186,7 +198,7 @@ fn search(
                 Some(None) => {}
                 None => {
                     top.waiting = Some(node.name);
-                    let child = open(&tree, stats)?;
+                    let child = open(&tree, stats);
                     stack.push(child);
                 }
             }

@@ -204,3 +204,60 @@ fn new_files_appear_only_in_the_snapshots_that_hold_them() {
     );
     assert_ne!(first.id, second.id);
 }
+
+#[test]
+fn a_tree_that_cannot_be_read_is_named_and_the_search_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, path) = (dir.path().join("src"), dir.path().join("store"));
+    make_tree(&src);
+    let store = create_store(&path, None);
+    backup_dir(&store, &src);
+    std::fs::write(src.join("docs/0/later.txt"), "x").unwrap();
+    backup_dir(&store, &src);
+    // The packs of the first backup (every tree of the unchanged folders)
+    // are gone; the second's new trees remain.
+    let packs = path.join("packs");
+    let mut files: Vec<_> = walkdir(&packs);
+    files.sort_by_key(|f| std::fs::metadata(f).unwrap().modified().unwrap());
+    std::fs::remove_file(&files[0]).unwrap();
+    let store = open_store(&path, None).unwrap();
+    let snapshots = kast_engine::browse::snapshots(&store).unwrap().snapshots;
+    let index = store.index().unwrap();
+    let mut found = Vec::new();
+    let stats = kast_engine::find::find(
+        &store,
+        &index,
+        &snapshots,
+        &|n| n.ends_with(b".txt"),
+        &mut |id, _, f| {
+            found.push((*id, f.path.clone()));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(!stats.unreadable.is_empty());
+    // What is readable is still found: the second backup's new file.
+    assert!(
+        found.iter().any(|(_, p)| p == b"docs/0/later.txt"),
+        "{found:?}"
+    );
+    let again: HashSet<Id> = stats.unreadable.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        again.len(),
+        stats.unreadable.len(),
+        "each damaged tree named once"
+    );
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -141,14 +141,16 @@ pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
 
 /// A `find` pattern as two tests: one on names, which the engine applies
 /// to every entry while it walks, and one on whole paths, for a pattern
-/// with a `/` (matched on what passed the first).
-struct FindPattern {
+/// with a `/` (matched on what passed the first). The web UI's search
+/// uses the same.
+pub struct FindPattern {
     name: globset::GlobMatcher,
     path: Option<globset::GlobMatcher>,
 }
 
 impl FindPattern {
-    fn new(pattern: &str, ignore_case: bool) -> Result<Self> {
+    /// Compiles `pattern` as `kast find` reads it.
+    pub fn new(pattern: &str, ignore_case: bool) -> Result<Self> {
         let glob = |text: &str| -> Result<globset::GlobMatcher> {
             Ok(globset::GlobBuilder::new(text)
                 .literal_separator(true)
@@ -174,11 +176,13 @@ impl FindPattern {
         })
     }
 
-    fn name_matches(&self, name: &[u8]) -> bool {
+    /// Whether an entry's name may match.
+    pub fn name_matches(&self, name: &[u8]) -> bool {
         self.name.is_match(bytes_path(name))
     }
 
-    fn path_matches(&self, path: &[u8]) -> bool {
+    /// Whether an entry whose name matched matches on its whole path.
+    pub fn path_matches(&self, path: &[u8]) -> bool {
         self.path
             .as_ref()
             .is_none_or(|glob| glob.is_match(bytes_path(path)))
@@ -189,7 +193,8 @@ fn bytes_path(bytes: &[u8]) -> &std::path::Path {
     std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes))
 }
 
-pub fn find(ctx: &Context, args: &FindArgs) -> Result<()> {
+/// Exit code 3 when a damaged tree left matches out (named on stderr).
+pub fn find(ctx: &Context, args: &FindArgs) -> Result<i32> {
     let pattern = FindPattern::new(&args.pattern, args.ignore_case)?;
     let store = ctx.open_store()?;
     store.require_full("search snapshots")?;
@@ -258,16 +263,15 @@ pub fn find(ctx: &Context, args: &FindArgs) -> Result<()> {
     if let Some(e) = failed {
         return Err(e.into());
     }
-    searched?;
+    let searched = searched?;
     if path_only {
         if json {
             let shown: Vec<_> = paths
                 .iter()
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
-            return ctx.print_json(&json!(shown));
-        }
-        if !quiet {
+            ctx.print_json(&json!(shown))?;
+        } else if !quiet {
             for path in &paths {
                 writeln!(out, "{}", views::shown(path))?;
             }
@@ -276,7 +280,13 @@ pub fn find(ctx: &Context, args: &FindArgs) -> Result<()> {
         writeln!(out, "{}]", if first { "[" } else { "\n" })?;
     }
     out.flush()?;
-    Ok(())
+    for (tree, e) in &searched.unreadable {
+        ctx.warn(&format!(
+            "tree {} cannot be read, so what is below it is not searched: {e} (run `kast check`)",
+            tree.short()
+        ));
+    }
+    Ok(if searched.unreadable.is_empty() { 0 } else { 3 })
 }
 
 pub fn diff(ctx: &Context, from: &str, to: &str, filter: &FilterArgs) -> Result<()> {
