@@ -304,6 +304,40 @@ fn the_api_needs_the_login_url_and_answers_as_the_cli_does() {
         changed,
         ["caf\u{FFFD}/r\u{FFFD}sum\u{FFFD}.txt", "notes.txt"]
     );
+    // Search: the CLI's matches, newest snapshot first; `limit` stops it.
+    let found = ui.json("/api/find?pattern=*.txt");
+    let mut cli: Vec<Value> = u.json(&["find", "*.txt"]).as_array().unwrap().clone();
+    cli.sort_by_key(|f| f["snapshot"] != newest.as_str());
+    assert_eq!(found.as_array().unwrap(), &cli);
+    assert!(cli.iter().any(|f| f["path"] == "notes.txt"), "{found}");
+    let first = ui.json("/api/find?pattern=*.txt&limit=1");
+    assert_eq!(first.as_array().unwrap(), &cli[..1]);
+    assert_eq!(
+        ui.json("/api/find?pattern=notes.txt&after=2200-01-01"),
+        serde_json::json!([])
+    );
+    let (status, body) = ui.get("/api/find?pattern=%5Bunclosed");
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("bad pattern"));
+    let (status, page) = ui.get("/find?pattern=notes.txt");
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains(&format!("/snapshots/{newest}/view?path=notes.txt")),
+        "{page}"
+    );
+    // Each source's history as a chart: a mark per snapshot per panel.
+    let (status, page) = ui.get("/history");
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(
+        page.matches(r#"<circle class="point""#).count(),
+        4,
+        "{page}"
+    );
+    assert_eq!(page.matches(r#"<rect class="bar""#).count(), 2, "{page}");
+    let (_, page) = ui.get("/history?source=nowhere");
+    assert!(String::from_utf8_lossy(&page).contains("Nothing backed up yet"));
     // A directory a page at a time.
     let page = ui.json(&format!(
         "/api/snapshots/{newest}/tree?path=many&offset=200&limit=100"

@@ -320,6 +320,30 @@ fn a_person_browses_compares_restores_and_checks_in_chromium() {
         b.click(Locator::LinkText("Plugins")).await;
         b.wait_for_text("may reach").await;
         b.shot("plugins").await;
+        // The search box on every page: a name glob finds the file in both
+        // snapshots, and a match opens the file.
+        b.client
+            .find(Locator::Css("header input[name=pattern]"))
+            .await
+            .unwrap()
+            .send_keys("plan*\u{E007}")
+            .await
+            .unwrap();
+        let found = b.wait_for_text("2 matches").await;
+        assert!(found.contains("docs/deep/plan.md"), "{found}");
+        b.shot("find").await;
+        b.click(Locator::LinkText("docs/deep/plan.md")).await;
+        assert_eq!(b.text("pre").await, "# plan");
+        // The source's history, drawn: a mark per snapshot in each panel.
+        b.click(Locator::LinkText("History")).await;
+        b.wait_for_text("2 snapshots, 0 job runs").await;
+        let marks = b
+            .client
+            .find_all(Locator::Css("svg.chart circle.point"))
+            .await
+            .unwrap();
+        assert_eq!(marks.len(), 4, "size and files, two snapshots each");
+        b.shot("history").await;
         let errors = std::mem::take(&mut b.errors);
         b.client.close().await.unwrap();
         assert!(errors.is_empty(), "JavaScript console errors: {errors:#?}");

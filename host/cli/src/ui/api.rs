@@ -456,6 +456,98 @@ pub async fn diff(State(app): State<Arc<App>>, Query(q): Query<DiffQuery>) -> An
     .await
 }
 
+/// What `GET /api/find` and the search page take: the pattern and the
+/// snapshot filters of `kast find`, and how many matches to return.
+#[derive(Deserialize, Default)]
+pub struct FindQuery {
+    pub pattern: Option<String>,
+    /// Any value but empty ignores case (an HTML checkbox sends `on`).
+    pub ignore_case: Option<String>,
+    pub limit: Option<usize>,
+    pub tag: Option<String>,
+    pub source: Option<String>,
+    pub host: Option<String>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+/// Matches at most, when a request names no limit.
+pub const FIND_LIMIT: usize = 1000;
+
+/// The matches of a search, newest snapshot first, and whether there were
+/// more than `limit` (the search stops there).
+pub fn find_matches(
+    app: &App,
+    q: &FindQuery,
+) -> Result<(Vec<(Id, kast_engine::find::Found)>, bool), ApiError> {
+    let text = q.pattern.clone().unwrap_or_default();
+    if text.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let ignore_case = q.ignore_case.as_ref().is_some_and(|v| !v.is_empty());
+    let pattern = crate::commands::browse::FindPattern::new(&text, ignore_case)
+        .map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    let filters = SnapshotQuery {
+        tag: q.tag.clone(),
+        source: q.source.clone(),
+        host: q.host.clone(),
+        after: q.after.clone(),
+        before: q.before.clone(),
+        ..SnapshotQuery::default()
+    };
+    let list = app.catalog.snapshots(&app.store)?;
+    let snapshots: Vec<_> = filters.matching(&list.all)?.into_iter().cloned().collect();
+    let index = app.store.index()?;
+    let limit = q.limit.unwrap_or(FIND_LIMIT);
+    let mut found = Vec::new();
+    let mut more = false;
+    let searched = kast_engine::find::find(
+        &app.store,
+        &index,
+        &snapshots,
+        &|name| pattern.name_matches(name),
+        &mut |id, _, f| {
+            if !pattern.path_matches(&f.path) {
+                return Ok(());
+            }
+            if found.len() == limit {
+                more = true;
+                return Err(kast_engine::Error::Interrupted);
+            }
+            found.push((*id, f.clone()));
+            Ok(())
+        },
+    );
+    match searched {
+        Err(kast_engine::Error::Interrupted) if more => {}
+        Err(e) => return Err(e.into()),
+        Ok(stats) => {
+            if let Some((tree, e)) = stats.unreadable.first() {
+                return Err(ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("tree {} cannot be read: {e} (run a check)", tree.short()),
+                ));
+            }
+        }
+    }
+    Ok((found, more))
+}
+
+/// `GET /api/find?pattern=`: as `kast find --json`, newest snapshot first,
+/// at most `limit` (1000) matches.
+pub async fn find(State(app): State<Arc<App>>, Query(q): Query<FindQuery>) -> Answer {
+    blocking(move || {
+        let (found, _) = find_matches(&app, &q)?;
+        Ok(Json(json!(
+            found
+                .iter()
+                .map(|(id, f)| views::found(id, f))
+                .collect::<Vec<_>>()
+        )))
+    })
+    .await
+}
+
 /// `GET /api/plugins`: as `kast plugin list --json`.
 pub async fn plugins(State(app): State<Arc<App>>) -> Answer {
     blocking(move || {

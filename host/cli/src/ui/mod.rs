@@ -8,6 +8,7 @@ mod api;
 mod archive;
 mod auth;
 mod catalog;
+mod chart;
 mod pages;
 mod tasks;
 
@@ -70,6 +71,8 @@ fn routes(app: Arc<App>) -> Router {
         .route(&at("/snapshots/{id}/browse"), get(pages::browse))
         .route(&at("/snapshots/{id}/view"), get(pages::view))
         .route(&at("/diff"), get(pages::diff))
+        .route(&at("/find"), get(pages::find))
+        .route(&at("/history"), get(pages::history))
         .route(&at("/plugins"), get(pages::plugins))
         .route(&at("/api/session"), get(api::session))
         .route(&at("/api/store"), get(api::store))
@@ -79,6 +82,7 @@ fn routes(app: Arc<App>) -> Router {
         .route(&at("/api/snapshots/{id}/file"), get(api::file))
         .route(&at("/api/snapshots/{id}/tar"), get(api::tar))
         .route(&at("/api/diff"), get(api::diff))
+        .route(&at("/api/find"), get(api::find))
         .route(&at("/api/plugins"), get(api::plugins))
         .route(&at("/api/restore"), post(api::restore))
         .route(&at("/api/check"), post(api::check))

@@ -45,8 +45,12 @@ fn layout(app: &App, session: &Session, title: &str, body: Markup) -> Response {
                     strong { a href={ (base) "/" } { "kast" } }
                     a href={ (base) "/snapshots" } { "Snapshots" }
                     a href={ (base) "/diff" } { "Compare" }
+                    a href={ (base) "/history" } { "History" }
                     a href={ (base) "/check" } { "Check" }
                     a href={ (base) "/plugins" } { "Plugins" }
+                    form.search role="search" method="get" action={ (base) "/find" } {
+                        input type="search" name="pattern" placeholder="Find files (*.pdf, src/**/*.rs)" aria-label="find files in every snapshot";
+                    }
                 }
                 main {
                     h1 { (title) }
@@ -144,7 +148,7 @@ pub async fn overview(
             }
             h2 { "Last backup of each source" }
             table {
-                tr { th { "source" } th { "host" } th { "when (UTC)" } th { "snapshot" } th.num { "files" } th.num { "size" } th { "status" } }
+                tr { th { "source" } th { "host" } th { "when (UTC)" } th { "snapshot" } th.num { "files" } th.num { "size" } th { "status" } th { "history" } }
                 @for (source, (id, s)) in &last_of_source {
                     tr {
                         td { a href={ (app.base) "/snapshots?source=" (encode(source)) } { (source) } }
@@ -157,11 +161,67 @@ pub async fn overview(
                             @if s.summary.errors == 0 { span.good { "complete" } }
                             @else { span.bad { (s.summary.errors) " entries not read" } }
                         }
+                        td { a href={ (app.base) "/history?source=" (encode(source)) } { "chart" } }
                     }
                 }
             }
         };
         Ok(("Store".to_string(), body))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    source: Option<String>,
+}
+
+/// `GET /history[?source=]`: each source's history as a chart (size,
+/// files and bytes added per snapshot; job runs, failures in red), one
+/// source or all of them.
+pub async fn history(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    render(app, session, move |app| {
+        let list = app.catalog.snapshots(&app.store)?;
+        let runs = kast_engine::activity::history(&app.store)?.runs;
+        let mut sources: Vec<&str> = list.all.iter().map(|(_, s)| s.source.as_str()).collect();
+        sources.extend(runs.iter().flat_map(|r| r.sources.iter().map(String::as_str)));
+        sources.sort_unstable();
+        sources.dedup();
+        let wanted = q.source.filter(|s| !s.is_empty());
+        sources.retain(|s| wanted.as_deref().is_none_or(|w| w == *s));
+        let body = html! {
+            @if sources.is_empty() { p { "Nothing backed up yet." } }
+            @for source in &sources {
+                @let points: Vec<super::chart::Point> = list.all.iter()
+                    .filter(|(_, s)| s.source == *source)
+                    .map(|(id, s)| super::chart::Point {
+                        time_ns: s.time_ns,
+                        label: id.short(),
+                        logical_bytes: s.summary.logical_bytes,
+                        files: s.summary.files,
+                        bytes_added: s.summary.bytes_added,
+                    })
+                    .collect();
+                @let source_runs: Vec<&kast_engine::activity::Activity> = runs.iter()
+                    .filter(|r| r.sources.iter().any(|s| s == source))
+                    .collect();
+                section.history {
+                    h2 { a href={ (app.base) "/snapshots?source=" (encode(source)) } { (source) } }
+                    p.legend {
+                        (points.len()) " snapshots, " (source_runs.len()) " job runs"
+                        @let failed = source_runs.iter().filter(|r| r.outcome == kast_engine::activity::Outcome::Failure).count();
+                        @if failed > 0 { ", " span.bad { (failed) " failed" } }
+                        ". Point at a mark for its figures."
+                    }
+                    (super::chart::history(&points, &source_runs))
+                }
+            }
+        };
+        Ok(("History".to_string(), body))
     })
     .await
 }
@@ -363,6 +423,65 @@ pub async fn view(
             }
         };
         Ok((node.name_lossy(), body))
+    })
+    .await
+}
+
+/// `GET /find?pattern=`: the search box's answer, every match in every
+/// snapshot (newest first), each linking to the file or folder.
+pub async fn find(
+    State(app): State<Arc<App>>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<api::FindQuery>,
+) -> Response {
+    render(app, session, move |app| {
+        let (found, more) = api::find_matches(app, &q)?;
+        let value = |v: &Option<String>| v.clone().unwrap_or_default();
+        let pattern = value(&q.pattern);
+        let body = html! {
+            form.filters method="get" action={ (app.base) "/find" } {
+                input name="pattern" placeholder="name or path glob" value=(pattern) aria-label="pattern";
+                label { input type="checkbox" name="ignore_case" checked[q.ignore_case.as_ref().is_some_and(|v| !v.is_empty())]; " ignore case" }
+                input name="source" placeholder="source" value=(value(&q.source));
+                input name="tag" placeholder="tag" value=(value(&q.tag));
+                label { "taken from " input type="date" name="after" value=(value(&q.after)); }
+                label { " before " input type="date" name="before" value=(value(&q.before)); }
+                button type="submit" { "Find" }
+            }
+            @if pattern.is_empty() {
+                p { "A glob on names (" code { "*.pdf" } ", " code { "report-202?.txt" } "), or with a " code { "/" } " on whole paths, where "
+                    code { "**" } " crosses folders (" code { "src/**/*.rs" } ")." }
+            } @else if found.is_empty() {
+                p { "Nothing matches " code { (pattern) } "." }
+            } @else {
+                p.found {
+                    (found.len()) " matches"
+                    @if more { ": the first " (found.len()) " only; narrow the pattern or the snapshots" }
+                    "."
+                }
+                table {
+                    tr { th { "snapshot" } th { "path" } th.num { "size" } th { "modified (UTC)" } }
+                    @for (id, f) in &found {
+                        @let hex = id.to_hex();
+                        tr {
+                            td { (snapshot_link(app, &hex, &id.short())) }
+                            td {
+                                @if f.kind == kast_engine::find::FoundKind::Dir {
+                                    a href={ (app.base) "/snapshots/" (hex) "/browse?path=" (encode(&f.path)) } { (lossy(&f.path)) "/" }
+                                } @else if f.kind == kast_engine::find::FoundKind::File {
+                                    a href={ (app.base) "/snapshots/" (hex) "/view?path=" (encode(&f.path)) } { (lossy(&f.path)) }
+                                } @else {
+                                    (lossy(&f.path))
+                                }
+                            }
+                            td.num { (format_bytes(f.size)) }
+                            td { (format_time(f.mtime_ns)) }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(("Find files".to_string(), body))
     })
     .await
 }
