@@ -7,6 +7,8 @@ use crate::table::{Align, Table};
 use crate::views;
 use anyhow::{Context as _, Result, bail};
 use kast_engine::browse::{self, ChangeKind, Resolved};
+use kast_engine::crypto::Id;
+use kast_engine::find::{FindStats, Found};
 use kast_engine::tree::{Content, Node};
 use serde_json::json;
 use std::io::Write;
@@ -176,13 +178,37 @@ impl FindPattern {
         })
     }
 
+    /// Searches `snapshots` (see [`kast_engine::find::find`]) and calls
+    /// `found` for each entry that matches the whole pattern.
+    pub fn search(
+        &self,
+        store: &kast_engine::Store,
+        index: &kast_engine::index::Index,
+        snapshots: &[(Id, kast_engine::snapshot::Snapshot)],
+        found: &mut dyn FnMut(&Id, &Found) -> kast_engine::Result<()>,
+    ) -> kast_engine::Result<FindStats> {
+        kast_engine::find::find(
+            store,
+            index,
+            snapshots,
+            &|name| self.name_matches(name),
+            &mut |id, _, f| {
+                if self.path_matches(&f.path) {
+                    found(id, f)
+                } else {
+                    Ok(())
+                }
+            },
+        )
+    }
+
     /// Whether an entry's name may match.
-    pub fn name_matches(&self, name: &[u8]) -> bool {
+    fn name_matches(&self, name: &[u8]) -> bool {
         self.name.is_match(bytes_path(name))
     }
 
     /// Whether an entry whose name matched matches on its whole path.
-    pub fn path_matches(&self, path: &[u8]) -> bool {
+    fn path_matches(&self, path: &[u8]) -> bool {
         self.path
             .as_ref()
             .is_none_or(|glob| glob.is_match(bytes_path(path)))
@@ -217,49 +243,40 @@ pub fn find(ctx: &Context, args: &FindArgs) -> Result<i32> {
     let mut paths = std::collections::BTreeSet::new();
     let mut first = true;
     let (json, quiet, path_only) = (ctx.json, ctx.quiet, args.path_only);
-    let searched = kast_engine::find::find(
-        &store,
-        &index,
-        &snapshots,
-        &|name| pattern.name_matches(name),
-        &mut |id, _, found| {
-            if !pattern.path_matches(&found.path) {
-                return Ok(());
-            }
-            if path_only {
-                paths.insert(found.path.clone());
-                return Ok(());
-            }
-            let written = if json {
-                let separator = if std::mem::take(&mut first) {
-                    "[\n"
-                } else {
-                    ",\n"
-                };
-                write!(out, "{separator}{}", views::found(id, found))
-            } else if quiet {
-                Ok(())
+    let searched = pattern.search(&store, &index, &snapshots, &mut |id, found| {
+        if path_only {
+            paths.insert(found.path.clone());
+            return Ok(());
+        }
+        let written = if json {
+            let separator = if std::mem::take(&mut first) {
+                "[\n"
             } else {
-                let slash = if found.kind == kast_engine::find::FoundKind::Dir {
-                    "/"
-                } else {
-                    ""
-                };
-                writeln!(
-                    out,
-                    "{}  {:>10}  {}:{}{slash}",
-                    format_time(found.mtime_ns),
-                    format_bytes(found.size),
-                    id.short(),
-                    views::shown(&found.path)
-                )
+                ",\n"
             };
-            written.map_err(|e| {
-                failed = Some(e);
-                kast_engine::Error::Interrupted
-            })
-        },
-    );
+            write!(out, "{separator}{}", views::found(id, found))
+        } else if quiet {
+            Ok(())
+        } else {
+            let slash = if found.kind == kast_engine::find::FoundKind::Dir {
+                "/"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{}  {:>10}  {}:{}{slash}",
+                format_time(found.mtime_ns),
+                format_bytes(found.size),
+                id.short(),
+                views::shown(&found.path)
+            )
+        };
+        written.map_err(|e| {
+            failed = Some(e);
+            kast_engine::Error::Interrupted
+        })
+    });
     if let Some(e) = failed {
         return Err(e.into());
     }

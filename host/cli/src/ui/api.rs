@@ -501,23 +501,14 @@ pub fn find_matches(
     let limit = q.limit.unwrap_or(FIND_LIMIT);
     let mut found = Vec::new();
     let mut more = false;
-    let searched = kast_engine::find::find(
-        &app.store,
-        &index,
-        &snapshots,
-        &|name| pattern.name_matches(name),
-        &mut |id, _, f| {
-            if !pattern.path_matches(&f.path) {
-                return Ok(());
-            }
-            if found.len() == limit {
-                more = true;
-                return Err(kast_engine::Error::Interrupted);
-            }
-            found.push((*id, f.clone()));
-            Ok(())
-        },
-    );
+    let searched = pattern.search(&app.store, &index, &snapshots, &mut |id, f| {
+        if found.len() == limit {
+            more = true;
+            return Err(kast_engine::Error::Interrupted);
+        }
+        found.push((*id, f.clone()));
+        Ok(())
+    });
     match searched {
         Err(kast_engine::Error::Interrupted) if more => {}
         Err(e) => return Err(e.into()),
