@@ -71,6 +71,9 @@ pub enum Command {
     /// Find files and folders by name in every snapshot (or those the
     /// filters admit): `SNAPSHOT:PATH` of each match, with size and time.
     Find(FindArgs),
+    /// Show every snapshot as a read-only folder (FUSE) at DIR, until
+    /// `fusermount3 -u DIR`, Ctrl-C or SIGTERM.
+    Mount(MountArgs),
     /// Write one file of a snapshot to standard output.
     Cat {
         /// SNAPSHOT:PATH
@@ -280,6 +283,18 @@ pub struct FilterArgs {
     /// Only snapshots taken at or after this time.
     #[arg(long, visible_alias = "since")]
     pub after: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An existing folder to mount on (it shows `ids/`, `latest/`,
+    /// `by-source/` and `by-tag/`).
+    pub dir: PathBuf,
+    /// Decrypted file chunks kept for rereading, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub cache_mib: usize,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]

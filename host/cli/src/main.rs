@@ -10,6 +10,7 @@ mod context;
 #[cfg(test)]
 mod fuzz_tests;
 mod jobs;
+mod mount;
 mod progress;
 mod seen;
 mod spec;
@@ -54,7 +55,7 @@ fn main() {
     // command a signal that came is said, and what became of it.
     let service = matches!(
         cli.command,
-        Command::Ui { .. } | Command::Agent | Command::Serve { .. }
+        Command::Ui { .. } | Command::Agent | Command::Serve { .. } | Command::Mount(_)
     );
     let interrupted = {
         let cancel = cancel.clone();
@@ -112,6 +113,7 @@ fn run(cli: &Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<i32> {
         Command::Backup(args) => return backup::run(&ctx, args, cancel),
         Command::Ls { spec, filter } => browse::ls(&ctx, spec.as_deref(), filter)?,
         Command::Find(args) => return browse::find(&ctx, args),
+        Command::Mount(args) => return mount::run(&ctx, args, cancel),
         Command::Cat { spec, filter } => browse::cat(&ctx, spec, filter)?,
         Command::Diff { from, to, filter } => browse::diff(&ctx, from, to, filter)?,
         Command::Restore {

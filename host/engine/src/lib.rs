@@ -17,6 +17,7 @@
 
 pub mod activity;
 pub mod blob;
+pub mod blob_cache;
 pub mod browse;
 pub mod check;
 pub mod chunker;

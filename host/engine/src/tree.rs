@@ -104,17 +104,23 @@ impl LinkGroups {
     /// kept apart, each with what was read.
     pub fn earlier_name(&mut self, path: &[u8], meta: &Metadata, chunks: &[Id]) -> Option<&[u8]> {
         let key = meta.link_key()?;
-        let mut digest = blake3::Hasher::new();
-        for id in chunks {
-            digest.update(&id.0);
-        }
-        let digest = *digest.finalize().as_bytes();
+        let digest = content_digest(chunks);
         let first = self
             .first
             .entry(key)
             .or_insert_with(|| (path.to_vec(), digest));
         (first.0 != path && first.1 == digest).then_some(first.0.as_slice())
     }
+}
+
+/// What names of one inode are compared by to be taken for links: the
+/// same chunks in the same order (so the same bytes).
+pub fn content_digest(chunks: &[Id]) -> [u8; 32] {
+    let mut digest = blake3::Hasher::new();
+    for id in chunks {
+        digest.update(&id.0);
+    }
+    *digest.finalize().as_bytes()
 }
 
 /// The content half of an entry.

@@ -7,7 +7,7 @@
 mod api;
 mod archive;
 mod auth;
-mod catalog;
+pub(crate) mod catalog;
 mod chart;
 mod pages;
 mod tasks;
