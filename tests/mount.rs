@@ -254,3 +254,30 @@ fn a_mount_names_what_it_cannot_do() {
         user::stderr(&out)
     );
 }
+
+#[test]
+fn a_store_on_an_ssh_server_mounts_through_its_plugin() {
+    if let Some(why) = no_fuse() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let server = kast_test_support::servers::sshd::Sshd::start();
+    let mut u = User::new();
+    u.location = server.url(&u.store);
+    let src = u.path("src");
+    generate_tree(&src, 12, 2 << 20);
+    u.create();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    assert!(
+        u.store.join("config").is_file(),
+        "the store is on the server"
+    );
+    let mnt = u.path("mnt");
+    let mounted = Mounted::start(&u, &mnt, &["--cache-mib", "1"]);
+    // Every byte comes through the SFTP plugin, in its sandbox; a 1 MiB
+    // cache makes the big file's chunks be fetched again as it is read.
+    assert_same_tree(&src, &mnt.join("latest/src"));
+    user::send_signal(&mounted.child, "INT");
+    let (code, err) = mounted.wait();
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -290,8 +290,9 @@ pub struct MountArgs {
     /// An existing folder to mount on (it shows `ids/`, `latest/`,
     /// `by-source/` and `by-tag/`).
     pub dir: PathBuf,
-    /// Decrypted file chunks kept for rereading, in MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Decrypted file chunks kept for rereading, in MiB (the kernel keeps
+    /// the pages read besides).
+    #[arg(long, default_value_t = 32)]
     pub cache_mib: usize,
     #[command(flatten)]
     pub filter: FilterArgs,

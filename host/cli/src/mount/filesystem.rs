@@ -60,18 +60,32 @@ enum Inode {
     },
     /// An entry below a snapshot's root (`view` is that root's inode:
     /// hard links are counted within it).
+    /// The entry is `tree.nodes[at]`: the tree is held once for all its
+    /// entries' inodes, not copied per entry.
     Entry {
         view: u64,
-        node: Arc<Node>,
+        tree: Arc<Tree>,
+        at: usize,
         nlink: u32,
     },
+}
+
+impl Inode {
+    /// The tree entry an `Entry` inode stands for.
+    fn node(&self) -> Option<&Node> {
+        match self {
+            Inode::Entry { tree, at, .. } => tree.nodes.get(*at),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inodes {
     table: HashMap<u64, Arc<Inode>>,
     by_path: HashMap<Vec<u8>, u64>,
-    by_entry: HashMap<(u64, Vec<u8>), u64>,
+    /// (folder inode, position in its tree) → inode.
+    by_entry: HashMap<(u64, usize), u64>,
     by_link: HashMap<(u64, u64, u64), u64>,
     next: u64,
 }
@@ -80,6 +94,10 @@ struct Inodes {
 /// digest of the content its first name has, and how many names share
 /// that content, as a restore links them (`LinkGroups`).
 type LinkCounts = HashMap<(u64, u64), ([u8; 32], u32)>;
+
+/// Takes one listed entry (inode, the position after it, kind, name);
+/// true when the reply is full.
+type AddEntry<'a> = dyn FnMut(u64, u64, FileType, &[u8]) -> bool + 'a;
 
 /// A file opened for reading: where each chunk starts.
 struct OpenFile {
@@ -243,10 +261,11 @@ impl SnapshotFs {
         ino
     }
 
-    /// The inode of entry `node` of folder `parent`, under snapshot root
-    /// `view`; the other names of a hard-linked file share one.
-    fn entry_ino(&self, parent: u64, view: u64, node: &Node) -> Result<u64, Errno> {
-        let key = (parent, node.name.clone());
+    /// The inode of entry `at` of folder `parent` (whose tree is `tree`),
+    /// under snapshot root `view`; the names of a hard-linked file share one.
+    fn entry_ino(&self, parent: u64, view: u64, tree: &Arc<Tree>, at: usize) -> Result<u64, Errno> {
+        let key = (parent, at);
+        let node = &tree.nodes[at];
         if let Some(&ino) = lock(&self.inodes).by_entry.get(&key) {
             return Ok(ino);
         }
@@ -279,7 +298,8 @@ impl SnapshotFs {
             ino,
             Arc::new(Inode::Entry {
                 view,
-                node: Arc::new(node.clone()),
+                tree: tree.clone(),
+                at,
                 nlink,
             }),
         );
@@ -367,7 +387,7 @@ impl SnapshotFs {
     fn folder(&self, ino: u64, inode: &Inode) -> Result<(Arc<Tree>, u64), Errno> {
         match inode {
             Inode::Root { tree, .. } => Ok((self.tree(tree)?, ino)),
-            Inode::Entry { view, node, .. } => match &node.content {
+            Inode::Entry { view, tree, at, .. } => match &tree.nodes[*at].content {
                 Content::Dir { tree } => Ok((self.tree(tree)?, *view)),
                 _ => Err(Errno::ENOTDIR),
             },
@@ -406,7 +426,13 @@ impl SnapshotFs {
                 let subdirs = count_dirs(&self.tree(tree)?);
                 (folder(system_time(*time_ns), 2 + subdirs), VIRTUAL_TTL)
             }
-            Inode::Entry { node, nlink, .. } => {
+            Inode::Entry {
+                tree: folder,
+                at,
+                nlink,
+                ..
+            } => {
+                let node = &folder.nodes[*at];
                 let nlink = match &node.content {
                     Content::Dir { tree } => 2 + count_dirs(&self.tree(tree)?),
                     _ => *nlink,
@@ -487,9 +513,24 @@ impl SnapshotFs {
         Ok(out)
     }
 
-    /// The entries of a folder inode, from `offset` on: (inode, kind,
-    /// name). Virtual folders list the layout; others their tree.
-    fn children(&self, ino: u64, inode: &Inode) -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
+    /// Hands the entries of a folder inode to `add`, from position
+    /// `from` (0 is `.`, 1 is `..`, then the folder's entries in order)
+    /// until `add` says the reply is full. Only what is handed out gets an
+    /// inode: a listing of 100k entries in 4 KiB replies stays linear.
+    fn list(
+        &self,
+        ino: u64,
+        inode: &Inode,
+        from: u64,
+        add: &mut AddEntry<'_>,
+    ) -> Result<(), Errno> {
+        let dots: [(u64, &[u8]); 2] = [(ino, b"."), (1, b"..")];
+        for (at, (dot, name)) in dots.into_iter().enumerate().skip(from as usize) {
+            if add(dot, at as u64 + 1, FileType::Directory, name) {
+                return Ok(());
+            }
+        }
+        let skip = from.saturating_sub(2) as usize;
         match inode {
             Inode::Virtual { path } => {
                 self.refresh();
@@ -500,33 +541,37 @@ impl SnapshotFs {
                     };
                     view.layout
                         .entries(dir)
+                        .skip(skip)
                         .map(|(name, child)| (name.to_vec(), child))
                         .collect()
                 };
-                Ok(entries
-                    .into_iter()
-                    .map(|(name, child)| {
-                        let ino = self.path_ino(join(path, &name), child);
-                        (ino, FileType::Directory, name)
-                    })
-                    .collect())
+                for (at, (name, child)) in entries.into_iter().enumerate() {
+                    let child_ino = self.path_ino(join(path, &name), child);
+                    if add(
+                        child_ino,
+                        (skip + at) as u64 + 3,
+                        FileType::Directory,
+                        &name,
+                    ) {
+                        break;
+                    }
+                }
             }
             _ => {
                 let (tree, view) = self.folder(ino, inode)?;
-                tree.nodes
-                    .iter()
-                    .filter(|node| shown(node))
-                    .map(|node| {
-                        let child = self.entry_ino(ino, view, node)?;
-                        Ok((
-                            child,
-                            file_type(&node.meta, &node.content),
-                            node.name.clone(),
-                        ))
-                    })
-                    .collect()
+                for (at, node) in tree.nodes.iter().enumerate().skip(skip) {
+                    if !shown(node) {
+                        continue;
+                    }
+                    let child = self.entry_ino(ino, view, &tree, at)?;
+                    let kind = file_type(&node.meta, &node.content);
+                    if add(child, at as u64 + 3, kind, &node.name) {
+                        break;
+                    }
+                }
             }
         }
+        Ok(())
     }
 
     fn lookup_child(&self, parent: u64, name: &[u8]) -> Result<u64, Errno> {
@@ -544,15 +589,22 @@ impl SnapshotFs {
             }
             _ => {
                 let (tree, view) = self.folder(parent, &inode)?;
-                let node = tree.find(name).filter(|n| shown(n)).ok_or(Errno::ENOENT)?;
-                self.entry_ino(parent, view, node)
+                let at = tree
+                    .nodes
+                    .binary_search_by(|n| n.name.as_slice().cmp(name))
+                    .map_err(|_| Errno::ENOENT)?;
+                if !shown(&tree.nodes[at]) {
+                    return Err(Errno::ENOENT);
+                }
+                self.entry_ino(parent, view, &tree, at)
             }
         }
     }
 
-    fn entry_node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
-        match self.inode(ino).as_deref() {
-            Some(Inode::Entry { node, .. }) => Ok(node.clone()),
+    /// An inode that must be an entry of a snapshot (not a folder above).
+    fn entry(&self, ino: INodeNo) -> Result<Arc<Inode>, Errno> {
+        match self.inode(ino) {
+            Some(inode) if inode.node().is_some() => Ok(inode),
             Some(_) => Err(Errno::EISDIR),
             None => Err(Errno::ENOENT),
         }
@@ -585,9 +637,11 @@ impl Filesystem for SnapshotFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.entry_node(ino).map(|n| n.content.clone()) {
-            Ok(Content::Symlink { target }) => reply.data(&target),
-            Ok(_) => reply.error(Errno::EINVAL),
+        match self.entry(ino) {
+            Ok(inode) => match inode.node().map(|n| &n.content) {
+                Some(Content::Symlink { target }) => reply.data(target),
+                _ => reply.error(Errno::EINVAL),
+            },
             Err(e) => reply.error(e),
         }
     }
@@ -596,7 +650,11 @@ impl Filesystem for SnapshotFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        match self.entry_node(ino).and_then(|node| self.open_file(&node)) {
+        let opened = self.entry(ino).and_then(|inode| match inode.node() {
+            Some(node) => self.open_file(node),
+            None => Err(Errno::EISDIR),
+        });
+        match opened {
             Ok(file) => {
                 let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
                 lock(&self.files).insert(handle, Arc::new(file));
@@ -652,23 +710,11 @@ impl Filesystem for SnapshotFs {
         let Some(inode) = self.inode(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        let children = match self.children(ino.0, &inode) {
-            Ok(children) => children,
-            Err(e) => return reply.error(e),
-        };
-        let dots = [
-            (ino.0, FileType::Directory, b".".to_vec()),
-            (1, FileType::Directory, b"..".to_vec()),
-        ];
-        for (i, (child, kind, name)) in dots
-            .into_iter()
-            .chain(children)
-            .enumerate()
-            .skip(offset as usize)
-        {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, OsStr::from_bytes(&name)) {
-                break;
-            }
+        let listed = self.list(ino.0, &inode, offset, &mut |child, next, kind, name| {
+            reply.add(INodeNo(child), next, kind, OsStr::from_bytes(name))
+        });
+        if let Err(e) = listed {
+            return reply.error(e);
         }
         reply.ok();
     }
@@ -678,28 +724,29 @@ impl Filesystem for SnapshotFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let node = match self.inode(ino).as_deref() {
-            Some(Inode::Entry { node, .. }) => node.clone(),
-            Some(_) => return reply.error(Errno::NO_XATTR),
-            None => return reply.error(Errno::ENOENT),
+        let Some(inode) = self.inode(ino) else {
+            return reply.error(Errno::ENOENT);
         };
-        match node.meta.xattrs.iter().find(|(n, _)| n == name.as_bytes()) {
+        let xattrs = inode
+            .node()
+            .map(|n| n.meta.xattrs.as_slice())
+            .unwrap_or(&[]);
+        match xattrs.iter().find(|(n, _)| n == name.as_bytes()) {
             None => reply.error(Errno::NO_XATTR),
             Some((_, value)) => sized(reply, size, value),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let names: Vec<u8> = match self.inode(ino).as_deref() {
-            Some(Inode::Entry { node, .. }) => node
-                .meta
-                .xattrs
-                .iter()
-                .flat_map(|(n, _)| n.iter().copied().chain([0]))
-                .collect(),
-            Some(_) => Vec::new(),
-            None => return reply.error(Errno::ENOENT),
+        let Some(inode) = self.inode(ino) else {
+            return reply.error(Errno::ENOENT);
         };
+        let names: Vec<u8> = inode
+            .node()
+            .iter()
+            .flat_map(|n| &n.meta.xattrs)
+            .flat_map(|(n, _)| n.iter().copied().chain([0]))
+            .collect();
         sized(reply, size, &names)
     }
 }
