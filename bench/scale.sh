@@ -5,7 +5,8 @@
 # (`kast-bench scale-store`). Then each everyday operation, timed with its
 # peak memory (/usr/bin/time): opening the store with a cold cache, an
 # unchanged backup, ls of the latest snapshot, restore of one file, a walk
-# of two whole snapshots (diff), check --fast, and maintenance after half
+# of two whole snapshots (diff), check --fast, find across every snapshot,
+# and maintenance after half
 # the snapshots are removed. The goal: every one under 1 GiB of memory.
 #
 # Usage: bench/scale.sh [FILES] [GENERATIONS] [SNAPSHOTS] [WORK_DIR]
@@ -69,6 +70,9 @@ measure "ls of a snapshot's root" "$kast" -s "$store" ls "$newest:"
 measure "restore of one file" "$kast" -s "$store" restore "$newest:$file" --to "$work/one"
 measure "walk two whole snapshots (diff)" "$kast" -s "$store" diff "$before" "$newest"
 measure "check --fast" "$kast" -s "$store" check --fast
+# find: every snapshot searched, each distinct folder read once.
+measure "find one name in every snapshot" "$kast" -s "$store" find "${file##*/}"
+measure "find --path-only '*77*' in every snapshot" "$kast" -s "$store" find --path-only '*77*'
 measure "remove half the snapshots" "$bench" scale-forget "$store"
 measure "maintenance" "$kast" -s "$store" maintenance
 cat "$results"

@@ -246,8 +246,25 @@ fn parse_compression(text: &str) -> Result<kast_engine::Compression, String> {
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// What to back up: paths or URLs.
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["stdin", "from_command"])]
     pub locations: Vec<String>,
+    /// Back up standard input as the file NAME of a new snapshot, whose
+    /// source is `stdin:NAME` (`pg_dump app | kast backup --stdin app.sql`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["locations", "from_command"])]
+    pub stdin: Option<String>,
+    /// Run the command after `--` (no shell) and back up its standard
+    /// output as NAME, as --stdin does; if it fails, no snapshot is written
+    /// (`kast backup --from-command app.sql -- pg_dump app`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "command",
+        conflicts_with = "locations"
+    )]
+    pub from_command: Option<String>,
+    /// The command of --from-command and its arguments.
+    #[arg(last = true, value_name = "CMD", requires = "from_command")]
+    pub command: Vec<String>,
     /// A tag for the snapshots (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,

@@ -32,8 +32,11 @@ pub fn filter(ctx: &Context, args: &FilterArgs) -> Result<SnapshotFilter> {
 
 /// How a source location is recorded in snapshots: its URL as the plugin
 /// host normalises it (a local path becomes `fs://` + its absolute path),
-/// secrets redacted.
+/// secrets redacted. A stream's (`stdin:NAME`) is taken as it is written.
 pub fn source_name(ctx: &Context, text: &str) -> Result<String> {
+    if text.starts_with("stdin:") {
+        return Ok(text.to_string());
+    }
     Ok(kast_plugins::Location::parse(&ctx.location(text)?)?.shown)
 }
 

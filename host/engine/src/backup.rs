@@ -14,7 +14,7 @@ use crate::lock::LockGuard;
 use crate::pipeline::{self, BlobSink};
 use crate::progress::{Progress, Silent};
 use crate::snapshot::{Snapshot, Summary};
-use crate::source::{Source, join};
+use crate::source::{Source, UNKNOWN_SIZE, join};
 use crate::storage::ObjectKind;
 use crate::store::Store;
 use crate::tree::{self, Content, EntryKind, Node, Tree};
@@ -56,6 +56,10 @@ pub struct BackupOptions {
     /// another one is mounted is kept, empty. Pseudo filesystems (`/proc`,
     /// `/sys`…) are left out so whatever this says.
     pub one_file_system: bool,
+    /// Any file that cannot be read whole fails the backup, and no
+    /// snapshot is written: for a stream (a database dump) a cut copy is
+    /// worse than none, and the failure must not look like a backup.
+    pub whole_or_nothing: bool,
 }
 
 impl Default for BackupOptions {
@@ -72,6 +76,7 @@ impl Default for BackupOptions {
             progress: Arc::new(Silent),
             cancel: None,
             one_file_system: false,
+            whole_or_nothing: false,
         }
     }
 }
@@ -374,8 +379,14 @@ impl Walker<'_, '_> {
                                 self.files_new += 1;
                             }
                             if let Some(msg) = failure {
+                                if self.options.whole_or_nothing {
+                                    return Err(Error::Source {
+                                        path: String::from_utf8_lossy(&child).into_owned(),
+                                        source: std::io::Error::other(msg),
+                                    });
+                                }
                                 error = Some(self.warn(&child, msg));
-                            } else if read != meta.size {
+                            } else if read != meta.size && meta.size != UNKNOWN_SIZE {
                                 self.options.progress.warning(&format!(
                                     "{}: changed while being read",
                                     String::from_utf8_lossy(&child)

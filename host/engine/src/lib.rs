@@ -44,6 +44,7 @@ pub mod snapshot;
 pub mod source;
 pub mod storage;
 mod store;
+pub mod stream;
 pub mod sync;
 pub mod time;
 pub mod tree;

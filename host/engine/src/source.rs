@@ -62,6 +62,11 @@ impl Mount {
     }
 }
 
+/// The size a source gives a file whose length is known only once it is
+/// read (a stream: standard input, a command's output). A backup records
+/// what it read, and says nothing of "changed while being read".
+pub const UNKNOWN_SIZE: u64 = u64::MAX;
+
 /// A tree to back up. Paths are relative to the source's root, components
 /// joined by `/`; the empty path is the root itself.
 pub trait Source: Send + Sync {

@@ -5,6 +5,8 @@ use crate::cli::BackupArgs;
 use crate::context::Context;
 use crate::spec::format_bytes;
 use anyhow::{Context as _, Result, bail};
+use kast_engine::source::Source as _;
+use kast_engine::stream::StreamSource;
 use kast_engine::{BackupOptions, Error as EngineError, Exclude};
 use serde_json::json;
 use std::sync::Arc;
@@ -55,7 +57,34 @@ pub fn back_up(
         .host()?
         .source(&resolved)
         .with_context(|| format!("cannot read {location}"))?;
-    match kast_engine::backup(store, &source, options) {
+    back_up_source(ctx, store, &source, location, options)
+}
+
+/// Backs up a stream (standard input, a command's output) as the file
+/// `name` of a snapshot of `stdin:NAME`: whole, or no snapshot at all.
+pub fn back_up_stream(
+    ctx: &Context,
+    store: &kast_engine::Store,
+    name: &str,
+    reader: Box<dyn std::io::Read + Send>,
+    options: &BackupOptions,
+) -> Result<kast_engine::BackupOutcome> {
+    let source = StreamSource::new(name, reader).context("--stdin/--from-command NAME")?;
+    let options = BackupOptions {
+        whole_or_nothing: true,
+        ..options.clone()
+    };
+    back_up_source(ctx, store, &source, &source.location(), &options)
+}
+
+fn back_up_source(
+    ctx: &Context,
+    store: &kast_engine::Store,
+    source: &dyn kast_engine::Source,
+    location: &str,
+    options: &BackupOptions,
+) -> Result<kast_engine::BackupOutcome> {
+    match kast_engine::backup(store, source, options) {
         Ok(o) => {
             crate::seen::remember(ctx, store, &o.id, &o.snapshot);
             Ok(o)
@@ -97,49 +126,32 @@ pub fn note_skipped_mounts(ctx: &Context, skipped: &[(String, String)]) {
 pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let store = ctx.open_or_create_default()?;
     let exclude = excludes(&args.excludes, &args.exclude_files)?;
+    let options = |location: &str| BackupOptions {
+        tags: args.tags.clone(),
+        exclude: exclude.clone(),
+        progress: ctx.progress(&format!("backing up {location}"), None),
+        cancel: Some(cancel.clone()),
+        one_file_system: args.one_file_system,
+        ..Default::default()
+    };
     let mut results = Vec::new();
     let mut partial = false;
+    if let Some(name) = &args.stdin {
+        let location = StreamSource::location_of(name);
+        let stdin = Box::new(std::io::stdin());
+        let outcome = back_up_stream(ctx, &store, name, stdin, &options(&location))?;
+        partial |= report(ctx, &location, &outcome, &mut results);
+    }
+    if let Some(name) = &args.from_command {
+        let location = StreamSource::location_of(name);
+        let output = super::stream::CommandOutput::start(&args.command, cancel.clone())?;
+        let outcome = back_up_stream(ctx, &store, name, Box::new(output), &options(&location))?;
+        partial |= report(ctx, &location, &outcome, &mut results);
+    }
     for given in &args.locations {
-        let location = &kast_plugins::location::redact(given);
-        let options = BackupOptions {
-            tags: args.tags.clone(),
-            exclude: exclude.clone(),
-            progress: ctx.progress(&format!("backing up {location}"), None),
-            cancel: Some(cancel.clone()),
-            one_file_system: args.one_file_system,
-            ..Default::default()
-        };
-        let outcome = back_up(ctx, &store, given, &options)?;
-        for w in &outcome.warnings {
-            ctx.warn(w);
-        }
-        note_skipped_mounts(ctx, &outcome.skipped_mounts);
-        partial |= !outcome.warnings.is_empty();
-        let s = &outcome.snapshot.summary;
-        if !ctx.json && !ctx.quiet {
-            println!(
-                "snapshot {} of {}: {} ({} new, {} changed, {} unchanged), {} read, {} added, {:.1} s",
-                outcome.id.short(),
-                location,
-                crate::spec::count(s.files, "file", "files"),
-                outcome.files_new,
-                s.files_read - outcome.files_new,
-                s.files_unchanged,
-                format_bytes(s.bytes_read),
-                format_bytes(s.bytes_added),
-                s.duration_ms as f64 / 1000.0
-            );
-        }
-        results.push(json!({
-            "id": outcome.id.to_hex(), "source": outcome.snapshot.source, "files": s.files, "dirs": s.dirs,
-            "files_new_or_changed": s.files_read, "files_new": outcome.files_new,
-            "files_changed": s.files_read - outcome.files_new, "files_unchanged": s.files_unchanged,
-            "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "logical_bytes": s.logical_bytes,
-            "duration_ms": s.duration_ms, "warnings": outcome.warnings,
-            "skipped_mounts": outcome.skipped_mounts.iter()
-                .map(|(path, fs_type)| json!({ "path": path, "fs_type": fs_type }))
-                .collect::<Vec<_>>(),
-        }));
+        let location = kast_plugins::location::redact(given);
+        let outcome = back_up(ctx, &store, given, &options(&location))?;
+        partial |= report(ctx, &location, &outcome, &mut results);
     }
     if ctx.json {
         ctx.print_json(&json!({ "snapshots": results }))?;
@@ -148,4 +160,44 @@ pub fn run(ctx: &Context, args: &BackupArgs, cancel: Arc<AtomicBool>) -> Result<
         ctx.warn("some entries could not be read; the snapshot lists them");
     }
     Ok(if partial { 4 } else { 0 })
+}
+
+/// Prints one backup's line (or keeps its JSON for the end); true when
+/// some entries could not be read.
+fn report(
+    ctx: &Context,
+    location: &str,
+    outcome: &kast_engine::BackupOutcome,
+    results: &mut Vec<serde_json::Value>,
+) -> bool {
+    for w in &outcome.warnings {
+        ctx.warn(w);
+    }
+    note_skipped_mounts(ctx, &outcome.skipped_mounts);
+    let s = &outcome.snapshot.summary;
+    if !ctx.json && !ctx.quiet {
+        println!(
+            "snapshot {} of {}: {} ({} new, {} changed, {} unchanged), {} read, {} added, {:.1} s",
+            outcome.id.short(),
+            location,
+            crate::spec::count(s.files, "file", "files"),
+            outcome.files_new,
+            s.files_read - outcome.files_new,
+            s.files_unchanged,
+            format_bytes(s.bytes_read),
+            format_bytes(s.bytes_added),
+            s.duration_ms as f64 / 1000.0
+        );
+    }
+    results.push(json!({
+        "id": outcome.id.to_hex(), "source": outcome.snapshot.source, "files": s.files, "dirs": s.dirs,
+        "files_new_or_changed": s.files_read, "files_new": outcome.files_new,
+        "files_changed": s.files_read - outcome.files_new, "files_unchanged": s.files_unchanged,
+        "bytes_read": s.bytes_read, "bytes_added": s.bytes_added, "logical_bytes": s.logical_bytes,
+        "duration_ms": s.duration_ms, "warnings": outcome.warnings,
+        "skipped_mounts": outcome.skipped_mounts.iter()
+            .map(|(path, fs_type)| json!({ "path": path, "fs_type": fs_type }))
+            .collect::<Vec<_>>(),
+    }));
+    !outcome.warnings.is_empty()
 }

@@ -63,7 +63,7 @@ fn list(ctx: &Context) -> Result<()> {
     for (name, job) in &all {
         println!(
             "{name}: {} → {} ({})",
-            job.backup.join(", "),
+            job.sources().join(", "),
             job.store,
             schedule(job)
         );

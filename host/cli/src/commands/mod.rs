@@ -12,4 +12,5 @@ pub mod restore;
 pub mod schedule;
 pub mod serve;
 pub mod store;
+pub mod stream;
 pub mod sync;

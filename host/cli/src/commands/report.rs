@@ -226,7 +226,7 @@ fn summarise(
         let interval = job.expected_interval()?.map(|d| d.as_secs());
         by_job.insert(
             (name.clone(), here.to_string()),
-            Summary::new(name, here, store, &job.backup, interval),
+            Summary::new(name, here, store, &job.sources(), interval),
         );
     }
     for a in history {

@@ -25,7 +25,13 @@ pub struct Job {
     /// Any store location, or `@name`.
     pub store: String,
     /// Locations to back up, as for `kast backup`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backup: Vec<String>,
+    /// Commands whose standard output is backed up, as `kast backup
+    /// --from-command NAME -- CMD…`: NAME → the command and its arguments
+    /// (no shell), each its own snapshot of `stdin:NAME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// gitignore-style patterns, as `--exclude`.
@@ -186,13 +192,35 @@ impl Job {
         }))
     }
 
+    /// What the job backs up, as snapshots record it: its locations, then
+    /// `stdin:NAME` for each command.
+    pub fn sources(&self) -> Vec<String> {
+        self.backup
+            .iter()
+            .cloned()
+            .chain(
+                self.commands
+                    .keys()
+                    .map(|name| kast_engine::stream::StreamSource::location_of(name)),
+            )
+            .collect()
+    }
+
     /// Everything a run would trip over, found when the file is read.
     fn validate(&self) -> Result<()> {
         if self.store.trim().is_empty() {
             bail!("`store` is empty");
         }
-        if self.backup.is_empty() {
-            bail!("`backup` lists no location");
+        if self.backup.is_empty() && self.commands.is_empty() {
+            bail!("`backup` lists no location and `commands` no command");
+        }
+        for (name, argv) in &self.commands {
+            if argv.is_empty() {
+                bail!("`commands.{name}` names no command");
+            }
+            if !kast_engine::tree::is_valid_name(name.as_bytes()) {
+                bail!("`commands.{name}`: {name:?} cannot be a file name");
+            }
         }
         self.expected_interval()?;
         self.check_kind()?;

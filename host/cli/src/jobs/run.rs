@@ -101,7 +101,7 @@ pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran
     let mut activity = Activity {
         job: name.to_string(),
         sources: job
-            .backup
+            .sources()
             .iter()
             .map(|l| crate::spec::source_name(&job_ctx, l).unwrap_or_else(|_| l.clone()))
             .collect(),
@@ -214,22 +214,15 @@ fn steps(
 ) -> Result<()> {
     let exclude = crate::commands::backup::excludes(&job.exclude, &[])?;
     let mut made: Vec<Id> = Vec::new();
-    for location in &job.backup {
-        let options = BackupOptions {
-            tags: job.tags.clone(),
-            job: name.to_string(),
-            exclude: exclude.clone(),
-            progress: ctx.progress(
-                &format!(
-                    "{name}: backing up {}",
-                    kast_plugins::location::redact(location)
-                ),
-                None,
-            ),
-            cancel: Some(cancel.clone()),
-            ..Default::default()
-        };
-        let outcome = crate::commands::backup::back_up(ctx, store, location, &options)?;
+    let options = |what: &str| BackupOptions {
+        tags: job.tags.clone(),
+        job: name.to_string(),
+        exclude: exclude.clone(),
+        progress: ctx.progress(&format!("{name}: backing up {what}"), None),
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let mut record = |outcome: kast_engine::BackupOutcome| {
         let s = &outcome.snapshot.summary;
         activity.snapshots.push(outcome.id.to_hex());
         activity.bytes_read += s.bytes_read;
@@ -243,6 +236,23 @@ fn steps(
             .error_samples
             .extend(outcome.warnings.iter().take(room).cloned());
         made.push(outcome.id);
+    };
+    for location in &job.backup {
+        let shown = kast_plugins::location::redact(location);
+        let outcome = crate::commands::backup::back_up(ctx, store, location, &options(&shown))?;
+        record(outcome);
+    }
+    for (stream, argv) in &job.commands {
+        let output = crate::commands::stream::CommandOutput::start(argv, cancel.clone())?;
+        let shown = kast_engine::stream::StreamSource::location_of(stream);
+        let outcome = crate::commands::backup::back_up_stream(
+            ctx,
+            store,
+            stream,
+            Box::new(output),
+            &options(&shown),
+        )?;
+        record(outcome);
     }
     if store.is_put_only() {
         // Retention, check and sync read the store; a put-only key backs

@@ -30,11 +30,12 @@ pub fn kill_running() {
     }
 }
 
-/// Keeps a running command's group in [`RUNNING`] while it lives.
-struct Registered(libc::pid_t);
+/// Keeps a running command's group in [`RUNNING`] while it lives (a
+/// hook's here, a `--from-command` dump's in `commands::stream`).
+pub(crate) struct Registered(libc::pid_t);
 
 impl Registered {
-    fn new(group: libc::pid_t) -> Registered {
+    pub(crate) fn new(group: libc::pid_t) -> Registered {
         RUNNING
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,4 +1,5 @@
 //! Real servers on loopback for the connector tests: OpenSSH (`sshd`),
+//! PostgreSQL and MariaDB (`databases`, on Unix sockets),
 //! vsftpd (`vsftpd`), a Garage cluster (`garage`), a TLS-terminating
 //! stunnel (`tls_proxy`) and wsgidav (`webdav`), each started in the
 //! foreground with its own temporary configuration and killed, with
@@ -7,6 +8,7 @@
 //! user's password (or its PAM configuration), those exist only in the
 //! server's private mount namespace.
 
+pub mod databases;
 pub mod ftp_servers;
 pub mod garage;
 pub mod sshd;
