@@ -134,6 +134,12 @@ fn a_mounted_snapshot_is_its_restore_and_cannot_be_written() {
     let shown = mnt.join("ids").join(&id);
     assert_same_tree(&restored, &shown);
     assert!(!shown.join("fifo").exists());
+    // Compared above; said here so a filesystem without xattrs cannot
+    // make the comparison pass vacuously.
+    assert_eq!(
+        xattr::get(shown.join("run.sh"), "user.kast.note").unwrap(),
+        Some(b"kept".to_vec())
+    );
     // The same snapshot under every view.
     let source_dir = src.to_str().unwrap().trim_start_matches('/');
     let dated: Vec<_> = std::fs::read_dir(mnt.join("by-source").join(source_dir))

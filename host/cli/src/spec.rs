@@ -47,9 +47,29 @@ pub fn resolve(
     snapshot: &str,
     args: &FilterArgs,
 ) -> Result<(Id, Snapshot)> {
-    let filter = filter(ctx, args)?;
+    resolve_at(ctx, store, snapshot, "", args)
+}
+
+/// [`resolve`] for `SNAPSHOT:PATH`. A stream's name says which source it
+/// is: without `--source`, `latest:app.sql` means the latest of
+/// `stdin:app.sql` when there is one, as a dump's user expects.
+pub fn resolve_at(
+    ctx: &Context,
+    store: &Store,
+    snapshot: &str,
+    path: &str,
+    args: &FilterArgs,
+) -> Result<(Id, Snapshot)> {
+    let mut filter = filter(ctx, args)?;
     let listed = browse::snapshots(store)?.snapshots;
     crate::seen::check(ctx, store, &listed);
+    let name = path.trim_matches('/');
+    if filter.source.is_none() && snapshot.starts_with("latest") && !name.is_empty() {
+        let stream = kast_engine::stream::StreamSource::location_of(name);
+        if listed.iter().any(|(_, s)| s.source == stream) {
+            filter.source = Some(stream);
+        }
+    }
     Ok(browse::find_in(listed, snapshot, &filter)?)
 }
 

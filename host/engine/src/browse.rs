@@ -4,6 +4,7 @@
 use crate::blob::BlobKind;
 use crate::crypto::Id;
 use crate::error::{Error, Result};
+use crate::header_cache::HeaderCache;
 use crate::index::Index;
 use crate::snapshot::Snapshot;
 use crate::source::join;
@@ -21,22 +22,64 @@ pub struct SnapshotList {
     pub damaged: Vec<(String, Error)>,
 }
 
-/// Reads every snapshot header.
+/// Reads every snapshot header, each fetched once per machine: kept
+/// sealed in the local cache, and checked against its name on every use.
 pub fn snapshots(store: &Store) -> Result<SnapshotList> {
+    list_snapshots(store, true)
+}
+
+/// [`snapshots`], every header fetched from the store itself: for
+/// `check`, which vouches for what the store holds, not for this machine.
+pub fn snapshots_in_store(store: &Store) -> Result<SnapshotList> {
+    list_snapshots(store, false)
+}
+
+fn list_snapshots(store: &Store, use_kept: bool) -> Result<SnapshotList> {
     store.require_full("read snapshot headers")?;
     let mut list = SnapshotList::default();
+    let mut kept = store
+        .cache_dir()
+        .filter(|_| use_kept)
+        .map(|d| HeaderCache::load(d.join("headers")));
+    let mut listed = std::collections::HashSet::new();
     for object in store.storage().list(ObjectKind::Snapshot)? {
         let read = Id::from_hex(&object.name)
             .ok_or_else(|| Error::corrupt(format!("snapshot {}", object.name), "bad name"))
-            .and_then(|id| store.read_snapshot(&id).map(|s| (id, s)));
+            .and_then(|id| {
+                listed.insert(id);
+                read_header(store, kept.as_mut(), &id).map(|s| (id, s))
+            });
         match read {
             Ok(pair) => list.snapshots.push(pair),
             Err(e) => list.damaged.push((object.name, e)),
         }
     }
+    if let Some(kept) = &mut kept {
+        kept.keep_only(&listed);
+        // Only slower next time if it cannot be written.
+        let _ = kept.save();
+    }
     list.snapshots
         .sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
     Ok(list)
+}
+
+/// One header, from this machine's kept copy when it has one that opens,
+/// else from the store (and kept).
+fn read_header(store: &Store, kept: Option<&mut HeaderCache>, id: &Id) -> Result<Snapshot> {
+    let Some(kept) = kept else {
+        return store.read_snapshot(id);
+    };
+    if let Some(sealed) = kept.get(id) {
+        match Snapshot::open(store.keys(), id, sealed) {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(_) => kept.remove(id),
+        }
+    }
+    let sealed = store.storage().get(ObjectKind::Snapshot, &id.to_hex())?;
+    let snapshot = Snapshot::open(store.keys(), id, &sealed)?;
+    kept.insert(*id, sealed);
+    Ok(snapshot)
 }
 
 /// Which snapshots a command means.

@@ -144,7 +144,7 @@ pub fn check(store: &Store, options: &CheckOptions) -> Result<CheckReport> {
             ),
         );
     }
-    let list = browse::snapshots(store)?;
+    let list = browse::snapshots_in_store(store)?;
     for (name, e) in &list.damaged {
         let object = format!("snapshot {}", short(name));
         findings.object(object.clone(), e.to_string());

@@ -29,6 +29,7 @@ pub mod crypto;
 pub mod destination;
 mod error;
 pub mod find;
+mod header_cache;
 pub mod index;
 pub mod keys;
 mod lock;

@@ -437,3 +437,59 @@ fn a_sampled_check_reads_that_share_of_packs_and_over_runs_finds_damage() {
         "40 sampled checks never read the damaged pack"
     );
 }
+
+#[test]
+fn kept_headers_never_hide_damage_from_check_nor_keep_removed_snapshots() {
+    let t = TestStore::new();
+    let (a, b, _) = two_sources(&t);
+    // Listing keeps both headers on this machine.
+    assert_eq!(
+        kast_engine::browse::snapshots(&t.store)
+            .unwrap()
+            .snapshots
+            .len(),
+        2
+    );
+    let kept = t
+        .dir
+        .path()
+        .join("cache")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("headers");
+    assert!(kept.is_file(), "the headers are kept in the cache");
+    flip(
+        &object_path(&t.store_path(), ObjectKind::Snapshot, &b.id.to_hex()),
+        30,
+    );
+    // Check reads the store's own header, not the kept copy.
+    let report = full_check(&t.store);
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.object == format!("snapshot {}", &b.id.to_hex()[..8])),
+        "{:?}",
+        report.damage
+    );
+    // A removed snapshot is gone from the listing at once.
+    kast_engine::maintenance::remove_snapshots(&t.store, &[b.id]).unwrap();
+    let listed = kast_engine::browse::snapshots(&t.store).unwrap();
+    assert_eq!(
+        listed
+            .snapshots
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        [a.id]
+    );
+    // A damaged cache file is read as empty: the headers come from the store.
+    std::fs::write(&kept, b"KASTHDR1 garbage").unwrap();
+    let listed = kast_engine::browse::snapshots(&t.store).unwrap();
+    assert_eq!(listed.snapshots.len(), 1);
+    assert!(listed.damaged.is_empty());
+}

@@ -81,7 +81,7 @@ pub fn ls(ctx: &Context, spec_text: Option<&str>, filter: &FilterArgs) -> Result
     };
     store.require_full("list a snapshot's contents")?;
     let (snapshot, path) = spec::split(spec_text);
-    let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let (id, snap) = spec::resolve_at(ctx, &store, snapshot, path, filter)?;
     let index = store.index()?;
     let nodes = browse::list(&store, &index, (&id, &snap), path.as_bytes())?;
     if ctx.json {
@@ -129,7 +129,7 @@ pub fn cat(ctx: &Context, spec_text: &str, filter: &FilterArgs) -> Result<()> {
     if path.is_empty() {
         bail!("name a file: SNAPSHOT:PATH");
     }
-    let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let (id, snap) = spec::resolve_at(ctx, &store, snapshot, path, filter)?;
     let index = store.index()?;
     let node = match browse::resolve_path(&store, &index, (&id, &snap), path.as_bytes())? {
         Resolved::Node(n) => n,

@@ -35,7 +35,7 @@ pub fn run(
     let store = ctx.open_store()?;
     store.require_full("restore")?;
     let (snapshot, path) = spec::split(spec_text);
-    let (id, snap) = spec::resolve(ctx, &store, snapshot, filter)?;
+    let (id, snap) = spec::resolve_at(ctx, &store, snapshot, path, filter)?;
     // Always said: which snapshot `latest` (or a prefix) turned out to be.
     ctx.note(&format!(
         "restoring snapshot {} of {} on {}, taken {} UTC",
