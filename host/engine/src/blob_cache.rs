@@ -11,7 +11,6 @@ use crate::blob::{Frame, open_frame};
 use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
 use crate::index::{BlobLocation, Index};
-use crate::storage::ObjectKind;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -87,18 +86,7 @@ impl BlobCache {
         if let Some(frame) = kept {
             return frame.take(store.keys(), location.kind, id);
         }
-        let sealed = store.storage().get_range(
-            ObjectKind::Pack,
-            &location.pack.to_hex(),
-            location.offset.into(),
-            location.length.into(),
-        )?;
-        if sealed.len() != location.length as usize {
-            return Err(Error::corrupt(
-                format!("pack {}", location.pack.short()),
-                "truncated",
-            ));
-        }
+        let sealed = store.read_sealed(location)?;
         let frame = open_frame(
             store.keys(),
             location.sealing,

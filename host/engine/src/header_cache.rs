@@ -87,10 +87,13 @@ impl HeaderCache {
         let temporary = self
             .path
             .with_extension(format!("tmp{}", std::process::id()));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&out)?;
-        drop(file);
-        std::fs::rename(&temporary, &self.path)
+        let written = std::fs::File::create(&temporary)
+            .and_then(|mut file| file.write_all(&out))
+            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written
     }
 }
 

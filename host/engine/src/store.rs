@@ -455,6 +455,19 @@ impl Store {
 
     /// Reads, opens and verifies one blob.
     pub fn read_blob(&self, id: &Id, location: &BlobLocation) -> Result<Vec<u8>> {
+        let sealed = self.read_sealed(location)?;
+        blob::open(
+            &self.keys,
+            location.sealing,
+            location.kind,
+            id,
+            location.raw_length,
+            &sealed,
+        )
+    }
+
+    /// The sealed bytes `location` names, all of them or an error.
+    pub(crate) fn read_sealed(&self, location: &BlobLocation) -> Result<Vec<u8>> {
         let sealed = self.storage.get_range(
             ObjectKind::Pack,
             &location.pack.to_hex(),
@@ -467,14 +480,7 @@ impl Store {
                 "truncated",
             ));
         }
-        blob::open(
-            &self.keys,
-            location.sealing,
-            location.kind,
-            id,
-            location.raw_length,
-            &sealed,
-        )
+        Ok(sealed)
     }
 
     /// Reads blobs that lie close together in one pack (sorted by offset)
