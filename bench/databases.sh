@@ -23,7 +23,8 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 as_pg "$pgbin/initdb" -A trust -U postgres -D "$work/data" --no-sync >/dev/null
 as_pg "$pgbin/postgres" -D "$work/data" -k "$work" -c listen_addresses= -c fsync=off 2>"$work/pg.log" &
 pg=$!
-trap 'kill $pg 2>/dev/null; wait $pg 2>/dev/null || true' EXIT
+# runuser does not pass SIGTERM on: the server is stopped by its own tool.
+trap 'as_pg "$pgbin/pg_ctl" -D "$work/data" stop -m fast >/dev/null 2>&1; wait $pg 2>/dev/null || true' EXIT
 export PGHOST=$work PGUSER=postgres PATH=$pgbin:$PATH
 until pg_isready -q; do sleep 0.2; done
 createdb app
