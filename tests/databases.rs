@@ -8,7 +8,7 @@
 use kast_test_support::markdown::blocks;
 use kast_test_support::servers::databases::{MariaDb, Postgres};
 use kast_test_support::user::{self, User};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -400,25 +400,8 @@ fn stopping_a_backup_stops_its_command() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     user::send_signal(&child, "TERM");
-    let mut child = child;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "kast did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
+    let (code, err) = user::wait_for_exit(child, Duration::from_secs(30), "kast backup");
+    assert_eq!(code, Some(130), "{err}");
     // SAFETY: kill with signal 0 only asks whether the process exists.
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     assert!(!alive, "the command was left running");

@@ -50,7 +50,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 /// A mount running in the background; unmounted lazily if the test fails.
 struct Mounted {
-    child: Child,
+    child: Option<Child>,
     dir: PathBuf,
 }
 
@@ -61,7 +61,7 @@ impl Mounted {
         args.extend_from_slice(extra);
         let child = u.spawn(&args);
         let m = Mounted {
-            child,
+            child: Some(child),
             dir: dir.to_path_buf(),
         };
         wait_for("the mount to appear", || dir.join("ids").is_dir());
@@ -70,24 +70,13 @@ impl Mounted {
 
     /// Waits for the process to end; its exit status and stderr.
     fn wait(mut self) -> (Option<i32>, String) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (status.code(), err);
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "kast mount did not end"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.child.take().expect("running");
+        user::wait_for_exit(child, Duration::from_secs(30), "kast mount")
+    }
+
+    /// Sends the mount process a signal by name (`TERM`, `INT`).
+    fn signal(&self, name: &str) {
+        user::send_signal(self.child.as_ref().expect("running"), name);
     }
 }
 
@@ -99,7 +88,9 @@ impl Drop for Mounted {
                 .arg(&self.dir)
                 .status();
         }
-        let _ = self.child.kill();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+        }
     }
 }
 
@@ -214,7 +205,7 @@ fn a_mounted_snapshot_is_its_restore_and_cannot_be_written() {
     });
 
     // SIGTERM: unmounted, and the process ends with 0.
-    user::send_signal(&mounted.child, "TERM");
+    mounted.signal("TERM");
     let dir = mounted.dir.clone();
     let (code, err) = mounted.wait();
     assert_eq!(code, Some(0), "{err}");
@@ -283,7 +274,7 @@ fn a_store_on_an_ssh_server_mounts_through_its_plugin() {
     // Every byte comes through the SFTP plugin, in its sandbox; a 1 MiB
     // cache makes the big file's chunks be fetched again as it is read.
     assert_same_tree(&src, &mnt.join("latest/src"));
-    user::send_signal(&mounted.child, "INT");
+    mounted.signal("INT");
     let (code, err) = mounted.wait();
     assert_eq!(code, Some(0), "{err}");
 }

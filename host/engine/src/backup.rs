@@ -20,7 +20,7 @@ use crate::store::Store;
 use crate::tree::{self, Content, EntryKind, Node, Tree};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// A file's chunks, the bytes read, and why it stopped early, if it did.
 type FileRead = (Vec<Id>, u64, Option<String>);
@@ -105,10 +105,7 @@ pub fn backup(
     options: &BackupOptions,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let time_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let time_ns = crate::time::now_ns();
     let host = options.host.clone().unwrap_or_else(crate::host_name);
     let source_name = options
         .source_name

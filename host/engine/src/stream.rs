@@ -26,10 +26,7 @@ impl StreamSource {
                 format!("{name:?} cannot be a file name (no `/`, not empty, not . or ..)"),
             ));
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let now = crate::time::now_ns();
         // SAFETY: getuid and getgid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         Ok(StreamSource {

@@ -26,6 +26,15 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Now, in nanoseconds since the Unix epoch (0 if the clock is before
+/// it): how snapshots, streams and job runs are stamped.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC, for any time an `i64` of nanoseconds
 /// holds (1677 to 2262): how kast prints times to people and in JSON.
 pub fn format_time(ns: i64) -> String {

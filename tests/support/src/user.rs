@@ -178,6 +178,29 @@ pub fn send_signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// Waits up to `limit` for a kast started with [`User::spawn`] to end;
+/// its exit code (`None` if killed by a signal) and standard error. Fails
+/// the test, naming `what`, if it is still running then.
+pub fn wait_for_exit(
+    mut child: Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> (Option<i32>, String) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < limit, "{what} did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    }
+    (status.code(), err)
+}
+
 /// A command's stderr, as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -11,7 +11,6 @@ use kast_engine::activity::{self, Activity, Outcome};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One job's summary, as run on one host (machines sharing a store and a
 /// job name are told apart).
@@ -82,10 +81,7 @@ pub const EXIT_STALE: i32 = 5;
 /// and a job is stale, else 0.
 pub fn run(ctx: &Context, since: &str, prometheus: Option<&Path>, fail_stale: bool) -> Result<i32> {
     let window = timing::parse_duration(since)?;
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let now_ns = kast_engine::time::now_ns();
     let from_ns = now_ns.saturating_sub(window.as_nanos() as i64);
     let configured = jobs::load(&ctx.dirs)?;
     let here = kast_engine::host_name();

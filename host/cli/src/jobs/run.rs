@@ -14,7 +14,7 @@ use kast_engine::retention::{self, Policy};
 use kast_engine::{BackupOptions, Store, browse, maintenance};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Holds a job for one run: an exclusive `flock` on a file in the data
 /// directory, so two agents, or an agent and `kast job run`, never run one
@@ -89,10 +89,7 @@ impl Ran {
 /// Runs the job `name`.
 pub fn run(ctx: &Context, name: &str, job: &Job, cancel: Arc<AtomicBool>) -> Ran {
     let clock = Instant::now();
-    let started_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let started_ns = kast_engine::time::now_ns();
     let mut warnings = Vec::new();
     if let Err(e) = note_started(&ctx.dirs, name, started_ns / 1_000_000_000) {
         warnings.push(reason(&e));

@@ -22,6 +22,7 @@ use kast_engine::browse::SnapshotFilter;
 use kast_engine::crypto::Id;
 use kast_engine::index::Index;
 use kast_engine::snapshot::Snapshot;
+use kast_engine::source::join;
 use kast_engine::tree::{Content, EntryKind, Metadata, Node, Tree, content_digest};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -403,7 +404,7 @@ impl SnapshotFs {
 
     fn attr(&self, ino: u64, inode: &Inode) -> Result<(FileAttr, Duration), Errno> {
         let (uid, gid) = self.owner;
-        let folder = |time: SystemTime, nlink: u32| FileAttr {
+        let virtual_folder = |time: SystemTime, nlink: u32| FileAttr {
             ino: INodeNo(ino),
             size: 4096,
             blocks: 8,
@@ -421,10 +422,13 @@ impl SnapshotFs {
             flags: 0,
         };
         Ok(match inode {
-            Inode::Virtual { .. } => (folder(self.started, 2), VIRTUAL_TTL),
+            Inode::Virtual { .. } => (virtual_folder(self.started, 2), VIRTUAL_TTL),
             Inode::Root { tree, time_ns, .. } => {
                 let subdirs = count_dirs(&self.tree(tree)?);
-                (folder(system_time(*time_ns), 2 + subdirs), VIRTUAL_TTL)
+                (
+                    virtual_folder(system_time(*time_ns), 2 + subdirs),
+                    VIRTUAL_TTL,
+                )
             }
             Inode::Entry {
                 tree: folder,
@@ -767,15 +771,6 @@ fn sized(reply: ReplyXattr, size: u32, value: &[u8]) {
     } else {
         reply.data(value);
     }
-}
-
-fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut out = path.to_vec();
-    if !out.is_empty() {
-        out.push(b'/');
-    }
-    out.extend_from_slice(name);
-    out
 }
 
 fn count_dirs(tree: &Arc<Tree>) -> u32 {
