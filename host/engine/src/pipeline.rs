@@ -19,7 +19,7 @@ use crate::pool::BufferPool;
 use crate::storage::{ObjectKind, Storage};
 use crate::store::Store;
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Condvar, Mutex};
 
 struct Job {
@@ -81,7 +81,7 @@ fn put_state(store_keys: &Keys, storage: &dyn Storage, state: &State) -> Result<
 }
 
 /// At most this many blobs per state, so no state grows without bound.
-const STATE_PART: usize = 500_000;
+pub(crate) const STATE_PART: usize = 500_000;
 
 /// Stores states listing `packs`, a new one every [`STATE_PART`] blobs;
 /// returns them with their names.
@@ -91,27 +91,65 @@ pub(crate) fn put_states(
     sealing: Sealing,
     packs: Vec<(Id, Vec<PackEntry>)>,
 ) -> Result<Vec<(Id, State)>> {
+    let mut writer = StateWriter::new(store_keys, storage);
     let mut states = Vec::new();
-    // Every pack here was sealed as `sealing` says.
-    let empty = || State {
-        packs: Vec::new(),
-        sealing,
-    };
-    let mut part = empty();
-    let mut count = 0;
     for (pack, entries) in packs {
-        count += entries.len();
-        part.packs.push((pack, entries));
-        if count >= STATE_PART {
-            let state = std::mem::replace(&mut part, empty());
-            states.push((put_state(store_keys, storage, &state)?, state));
-            count = 0;
+        states.extend(writer.add(sealing, pack, entries)?);
+    }
+    states.extend(writer.finish()?);
+    Ok(states)
+}
+
+/// Writes states as packs are handed to it, one part per sealing (a state
+/// says how all its packs were sealed), each stored once it lists
+/// [`STATE_PART`] blobs: a caller listing millions of blobs holds at most
+/// one part of each sealing.
+pub(crate) struct StateWriter<'a> {
+    keys: &'a Keys,
+    storage: &'a dyn Storage,
+    parts: BTreeMap<Sealing, (State, usize)>,
+}
+
+impl<'a> StateWriter<'a> {
+    pub(crate) fn new(keys: &'a Keys, storage: &'a dyn Storage) -> Self {
+        StateWriter {
+            keys,
+            storage,
+            parts: BTreeMap::new(),
         }
     }
-    if !part.packs.is_empty() {
-        states.push((put_state(store_keys, storage, &part)?, part));
+
+    /// Lists `pack`; returns the state it completed, if it completed one.
+    pub(crate) fn add(
+        &mut self,
+        sealing: Sealing,
+        pack: Id,
+        entries: Vec<PackEntry>,
+    ) -> Result<Option<(Id, State)>> {
+        let (part, count) = self.parts.entry(sealing).or_insert_with(|| {
+            let state = State {
+                packs: Vec::new(),
+                sealing,
+            };
+            (state, 0)
+        });
+        *count += entries.len();
+        part.packs.push((pack, entries));
+        if *count < STATE_PART {
+            return Ok(None);
+        }
+        let (state, _) = self.parts.remove(&sealing).expect("just filled");
+        Ok(Some((put_state(self.keys, self.storage, &state)?, state)))
     }
-    Ok(states)
+
+    /// Stores the parts not yet full.
+    pub(crate) fn finish(self) -> Result<Vec<(Id, State)>> {
+        let mut states = Vec::new();
+        for (_, (state, _)) in self.parts {
+            states.push((put_state(self.keys, self.storage, &state)?, state));
+        }
+        Ok(states)
+    }
 }
 
 /// The first error any pipeline thread met; the others stop when their

@@ -355,7 +355,7 @@ impl Store {
         let index = Index::load(
             &*self.storage,
             &self.keys,
-            scratch.as_ref().map(|s| s.0.as_path()),
+            scratch.as_ref().map(ScratchDir::path),
         )?;
         Ok((index, scratch))
     }
@@ -747,6 +747,11 @@ impl ScratchDir {
             source: e,
         })?;
         Ok(ScratchDir(path))
+    }
+
+    /// The folder itself.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

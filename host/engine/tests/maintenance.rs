@@ -6,6 +6,7 @@ use common::*;
 use kast_engine::activity::{self, Activity, Outcome};
 use kast_engine::blob::BlobKind;
 use kast_engine::check::{CheckOptions, check};
+use kast_engine::index::State;
 use kast_engine::maintenance::{MaintenanceOptions, maintenance, remove_snapshots};
 use kast_engine::storage::ObjectKind;
 use kast_engine::{BackupOptions, Error};
@@ -305,4 +306,132 @@ fn the_activity_log_outlives_snapshot_removal_and_maintenance() {
             .any(|d| d.object.contains(&pack.short())),
         "{report:?}"
     );
+}
+
+/// Every state's packs, as (pack, how many states list it, blobs listed).
+fn listed_packs(store: &kast_engine::Store) -> std::collections::BTreeMap<String, (usize, usize)> {
+    let mut packs = std::collections::BTreeMap::new();
+    for object in store.storage().list(ObjectKind::State).unwrap() {
+        let name = kast_engine::crypto::Id::from_hex(&object.name).unwrap();
+        let sealed = store
+            .storage()
+            .get(ObjectKind::State, &object.name)
+            .unwrap();
+        let opened = State::open(store.keys(), &name, &sealed).unwrap().unwrap();
+        for (pack, entries) in opened.state.packs {
+            let slot: &mut (usize, usize) = packs.entry(pack.to_hex()).or_default();
+            slot.0 += 1;
+            slot.1 += entries.len();
+        }
+    }
+    packs
+}
+
+#[test]
+fn a_pack_two_states_list_in_parts_keeps_every_blob_and_is_listed_once() {
+    // After a crash, or a store's states written by two runs, one pack may
+    // be listed by two states, each with some of its blobs. Maintenance
+    // must count the union: deciding a pack's fate from one listing would
+    // delete blobs only the other lists.
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 5, 20 << 20);
+    let first = t.backup(&src);
+    let names = t.store.storage().list(ObjectKind::State).unwrap();
+    assert_eq!(names.len(), 1);
+    let name = kast_engine::crypto::Id::from_hex(&names[0].name).unwrap();
+    let sealed = t
+        .store
+        .storage()
+        .get(ObjectKind::State, &names[0].name)
+        .unwrap();
+    let whole = State::open(t.store.keys(), &name, &sealed)
+        .unwrap()
+        .unwrap()
+        .state;
+    let blobs: usize = whole.packs.iter().map(|(_, e)| e.len()).sum();
+    // Two states: the first half of each pack's entries, and the second.
+    let (mut a, mut b) = (whole.clone(), whole.clone());
+    for ((_, ea), (_, eb)) in a.packs.iter_mut().zip(b.packs.iter_mut()) {
+        let half = ea.len() / 2;
+        ea.truncate(half);
+        eb.drain(..half);
+    }
+    for part in [&a, &b] {
+        let sealed = part.seal(t.store.keys()).unwrap();
+        let id = kast_engine::crypto::Id::of_object(&sealed);
+        t.store
+            .storage()
+            .put(ObjectKind::State, &id.to_hex(), &sealed)
+            .unwrap();
+    }
+    t.store
+        .storage()
+        .delete(ObjectKind::State, &names[0].name)
+        .unwrap();
+    let store = t.reopen();
+    assert!(
+        listed_packs(&store)
+            .values()
+            .all(|(states, _)| *states == 2)
+    );
+
+    let report = maintenance(&store, &now_options()).unwrap();
+    assert_eq!(
+        (report.packs_deleted, report.blobs_dropped),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.states_after, 1, "{report:?}");
+    let listed = listed_packs(&store);
+    assert!(
+        listed.values().all(|(states, _)| *states == 1),
+        "{listed:?}"
+    );
+    assert_eq!(listed.values().map(|(_, n)| n).sum::<usize>(), blobs);
+    let store = t.reopen();
+    assert!(check(&store, &CheckOptions::default()).unwrap().is_clean());
+    let out = t.dir.path().join("out");
+    t.restore_to(&first.id, &out);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn small_states_are_merged_and_a_lone_one_is_left_as_it_is() {
+    // Maintenance writes again only the states that list a dropped pack,
+    // and merges the small ones (below half of a state's most blobs).
+    let t = TestStore::new();
+    let (a, b) = (t.dir.path().join("a"), t.dir.path().join("b"));
+    generate_tree(&a, 6, 8 << 20);
+    generate_tree(&b, 7, 8 << 20);
+    t.backup(&a);
+    let snap_b = t.backup(&b);
+    let before: std::collections::BTreeSet<String> = t
+        .store
+        .storage()
+        .list(ObjectKind::State)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(before.len(), 2);
+    // Nothing dropped and two small states: they are merged into one.
+    let report = maintenance(&t.store, &now_options()).unwrap();
+    assert_eq!(
+        (report.states_before, report.states_after),
+        (2, 1),
+        "{report:?}"
+    );
+    // One small state, nothing dropped: nothing to do, the state stays.
+    let kept = t.store.storage().list(ObjectKind::State).unwrap();
+    let again = maintenance(&t.store, &now_options()).unwrap();
+    assert_eq!(
+        (again.states_before, again.states_after),
+        (1, 1),
+        "{again:?}"
+    );
+    assert_eq!(t.store.storage().list(ObjectKind::State).unwrap(), kept);
+    let out = t.dir.path().join("out");
+    t.restore_to(&snap_b.id, &out);
+    assert_same_tree(&b, &out);
 }
