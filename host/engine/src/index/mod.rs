@@ -175,6 +175,14 @@ impl Index {
         }
     }
 
+    /// Unmaps every page lookups mapped (they stay in the page cache): for
+    /// a caller making many lookups whose pages it will not need again.
+    pub fn release_pages(&self) {
+        for run in &self.runs {
+            run.release(0..run.record_count());
+        }
+    }
+
     /// Number of records (duplicates included).
     pub fn len(&self) -> usize {
         self.runs.iter().map(Run::record_count).sum()
