@@ -3,6 +3,7 @@
 //! merged once there are too many), so opening it costs a directory listing
 //! and a lookup touches a page or two, however large the store.
 
+mod bloom;
 mod run;
 mod state;
 
@@ -141,8 +142,7 @@ impl Index {
     pub fn lookup(&self, id: &Id) -> Option<BlobLocation> {
         let mut untrusted = None;
         for run in self.runs.iter().rev() {
-            for i in run.find_all(id) {
-                let location = run.location(i);
+            for location in run.locations_of(id) {
                 if location.trusted {
                     return Some(location);
                 }
@@ -157,7 +157,7 @@ impl Index {
     pub fn reusable(&self, id: &Id) -> bool {
         self.runs
             .iter()
-            .any(|run| run.find_all(id).any(|i| run.location(i).trusted))
+            .any(|run| run.locations_of(id).iter().any(|l| l.trusted))
     }
 
     /// Every record, run by run (a blob stored twice appears twice). The
@@ -171,14 +171,6 @@ impl Index {
                     run.release(i + 1 - run::SCAN_RELEASE..i + 1);
                 }
             }
-            run.release(0..run.record_count());
-        }
-    }
-
-    /// Unmaps every page lookups mapped (they stay in the page cache): for
-    /// a caller making many lookups whose pages it will not need again.
-    pub fn release_pages(&self) {
-        for run in &self.runs {
             run.release(0..run.record_count());
         }
     }

@@ -1,18 +1,29 @@
 //! A run: one sorted, fixed-width file of index records, memory-mapped so a
 //! lookup touches a page or two and the process never loads the index whole.
 //!
-//! Layout (little-endian): `KASTRUN3`, state count u32, pack count u32,
+//! Layout (little-endian): `KASTRUN4`, state count u32, pack count u32,
 //! record count u64, the 32-byte names of the states it covers, the pack
 //! table (72 bytes a pack: its name, the put-only session that sealed it or
 //! zeros, a flags byte (bit 0: trusted for deduplication, bit 1: sealed by
 //! a session), 7 bytes of zeros), then the records sorted by blob id: id
 //! (32), pack-table number u32, offset u32, sealed length u32, and the
 //! plaintext length u32 with the blob kind in its top two bits (a blob is
-//! far below 1 GiB). A pack listed by a trusted and an untrusted state has
+//! far below 1 GiB), then a Bloom filter over the records' ids (see
+//! [`super::bloom`]; its size follows from the record count), then the
+//! fence: the search key (an id's first 8 bytes, big-endian) of every
+//! 64th record, u64 each.
+//!
+//! A lookup in a large run reads the one block of 64 records the fence
+//! points to with `pread`, never through the mapping: mapped pages a
+//! lookup touches stay the process's memory (the kernel maps 16 pages
+//! around each fault), so random lookups over a 2.4 GB index made most
+//! of it resident. Small runs, and scans, use the mapping. A pack
+//! listed by a trusted and an untrusted state has
 //! two table entries, so trust stays with the records of the state that
 //! gave it. Runs are a local cache: one in an older layout fails to open
 //! and is rebuilt from the store's states.
 
+use super::bloom::{self, BloomBuilder};
 use crate::blob::BlobKind;
 use crate::crypto::{Id, Sealing};
 use crate::error::{Error, Result};
@@ -22,12 +33,17 @@ use std::io::{BufWriter, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"KASTRUN3";
+const MAGIC: &[u8; 8] = b"KASTRUN4";
 /// Bytes of one pack-table entry.
 const PACK_SLOT: usize = 72;
 const HEADER: usize = 24;
 const RECORD: usize = 48;
 const KIND_SHIFT: u32 = 30;
+/// Records per fence entry: one block read per lookup (3 KiB).
+const FENCE_EVERY: usize = 64;
+/// Runs whose files are larger than this are searched with `pread` (every
+/// file-backed run in unit tests, so both ways are tested).
+const PREAD_ABOVE: usize = if cfg!(test) { 0 } else { 32 << 20 };
 const LENGTH_MASK: u32 = (1 << KIND_SHIFT) - 1;
 /// Blobs are shorter than this (the length shares its word with the kind).
 pub const MAX_BLOB: usize = 1 << KIND_SHIFT;
@@ -82,6 +98,8 @@ pub struct Run {
     records: usize,
     /// The file backing it, if any.
     pub path: Option<PathBuf>,
+    /// The open file, for a run large enough to be searched with `pread`.
+    file: Option<File>,
 }
 
 /// Records a scan reads between two releases (3 MiB).
@@ -105,8 +123,14 @@ impl Run {
             });
         }
         Self::write_header(out, states, &packs, records.len() as u64)?;
+        let mut filter = BloomBuilder::new(records.len());
         for r in records.iter() {
             write_record(out, &r.id, numbers[&PackSlot::of(&r.location)], &r.location)?;
+            filter.insert(&r.id.0);
+        }
+        out.write_all(filter.bytes())?;
+        for r in records.iter().step_by(FENCE_EVERY) {
+            out.write_all(&search_key(&r.id).to_le_bytes())?;
         }
         Ok(())
     }
@@ -134,7 +158,7 @@ impl Run {
     pub fn in_memory(states: &[Id], mut records: Vec<Record>) -> Result<Run> {
         let mut buf = Vec::with_capacity(HEADER + 32 * states.len() + RECORD * records.len());
         Self::write_to(&mut buf, states, &mut records).expect("writing to memory cannot fail");
-        Run::parse(Bytes::Owned(buf), None)
+        Run::parse(Bytes::Owned(buf), None, None)
     }
 
     /// Writes a run file atomically into `dir` and maps it.
@@ -172,7 +196,13 @@ impl Run {
                 })
                 .collect();
             let mut written = 0usize;
-            while let Some(std::cmp::Reverse((_, i, pos))) = heap.pop() {
+            let mut filter = BloomBuilder::new(total);
+            let mut fence = Vec::with_capacity(total.div_ceil(FENCE_EVERY));
+            while let Some(std::cmp::Reverse((id, i, pos))) = heap.pop() {
+                filter.insert(&id.0);
+                if written.is_multiple_of(FENCE_EVERY) {
+                    fence.push(search_key(&id));
+                }
                 written += 1;
                 if written.is_multiple_of(SCAN_RELEASE) {
                     // The inputs are read in order: what lies behind is done.
@@ -194,6 +224,10 @@ impl Run {
                     heap.push(std::cmp::Reverse((runs[i].id(pos + 1), i, pos + 1)));
                 }
             }
+            out.write_all(filter.bytes())?;
+            for key in fence {
+                out.write_all(&key.to_le_bytes())?;
+            }
             Ok(())
         };
         match dir {
@@ -204,7 +238,7 @@ impl Run {
             None => {
                 let mut buf = Vec::new();
                 write(&mut buf).expect("writing to memory cannot fail");
-                Run::parse(Bytes::Owned(buf), None)
+                Run::parse(Bytes::Owned(buf), None, None)
             }
         }
     }
@@ -216,10 +250,10 @@ impl Run {
         // into place; kast never modifies one afterwards, it only unlinks it,
         // which leaves existing mappings valid.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| cache_error(path, e))?;
-        Run::parse(Bytes::Mapped(map), Some(path.to_path_buf()))
+        Run::parse(Bytes::Mapped(map), Some(path.to_path_buf()), Some(file))
     }
 
-    fn parse(bytes: Bytes, path: Option<PathBuf>) -> Result<Run> {
+    fn parse(bytes: Bytes, path: Option<PathBuf>, file: Option<File>) -> Result<Run> {
         let bad = || Error::corrupt("index cache run", "malformed");
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(bad());
@@ -231,16 +265,20 @@ impl Run {
             .checked_mul(32)
             .and_then(|t| packs.checked_mul(PACK_SLOT).and_then(|p| p.checked_add(t)))
             .and_then(|t| records.checked_mul(RECORD).and_then(|r| r.checked_add(t)))
-            .and_then(|t| t.checked_add(HEADER));
+            .and_then(|t| t.checked_add(HEADER))
+            .and_then(|t| t.checked_add(bloom::blocks_for(records) * bloom::BLOCK))
+            .and_then(|t| t.checked_add(records.div_ceil(FENCE_EVERY) * 8));
         if expected != Some(bytes.len()) {
             return Err(bad());
         }
+        let file = file.filter(|_| bytes.len() > PREAD_ABOVE);
         let run = Run {
             bytes,
             states,
             packs,
             records,
             path,
+            file,
         };
         Ok(run)
     }
@@ -297,6 +335,19 @@ impl Run {
         }
     }
 
+    /// The Bloom filter after the records.
+    fn filter(&self) -> &[u8] {
+        let start = self.record_offset(self.records);
+        &self.bytes[start..start + bloom::blocks_for(self.records) * bloom::BLOCK]
+    }
+
+    /// Fence entry `b`: the search key of record `b * FENCE_EVERY`.
+    fn fence(&self, b: usize) -> u64 {
+        let at = self.record_offset(self.records) + bloom::blocks_for(self.records) * bloom::BLOCK;
+        let at = at + 8 * b;
+        u64::from_le_bytes(self.bytes[at..at + 8].try_into().expect("8"))
+    }
+
     fn record_offset(&self, i: usize) -> usize {
         HEADER + 32 * self.states + PACK_SLOT * self.packs + RECORD * i
     }
@@ -305,26 +356,67 @@ impl Run {
         self.id_at(self.record_offset(i))
     }
 
-    fn u32_at(&self, offset: usize) -> u32 {
-        u32::from_le_bytes(self.bytes[offset..offset + 4].try_into().expect("4"))
+    pub fn location(&self, i: usize) -> BlobLocation {
+        let o = self.record_offset(i);
+        self.decode_location(&self.bytes[o..o + RECORD])
     }
 
-    pub fn location(&self, i: usize) -> BlobLocation {
-        let o = self.record_offset(i) + 32;
-        let raw = self.u32_at(o + 12);
-        let pack = self.pack(self.u32_at(o) as usize);
+    /// A record's location, from its 48 bytes.
+    fn decode_location(&self, record: &[u8]) -> BlobLocation {
+        let u32_at = |o: usize| u32::from_le_bytes(record[o..o + 4].try_into().expect("4"));
+        let raw = u32_at(44);
+        let pack = self.pack(u32_at(32) as usize);
         BlobLocation {
             pack: pack.id,
             sealing: pack.sealing,
             trusted: pack.trusted,
-            offset: self.u32_at(o + 4),
-            length: self.u32_at(o + 8),
+            offset: u32_at(36),
+            length: u32_at(40),
             raw_length: raw & LENGTH_MASK,
             // Two bits hold every kind this build writes; an unknown value
             // can only come from a damaged cache file, read as data (which
             // then fails to open, as any damage does).
             kind: BlobKind::from_u8((raw >> KIND_SHIFT) as u8).unwrap_or(BlobKind::Data),
         }
+    }
+
+    /// Where every record of `id` points (a blob stored twice, or listed
+    /// by two states, has several).
+    pub fn locations_of(&self, id: &Id) -> Vec<BlobLocation> {
+        if let Some(file) = &self.file {
+            if !bloom::may_contain(self.filter(), &id.0) {
+                return Vec::new();
+            }
+            if let Ok(found) = self.read_locations_of(file, id) {
+                return found;
+            }
+            // A read error of the cache file: the mapping still answers.
+        }
+        self.find_all(id).map(|i| self.location(i)).collect()
+    }
+
+    /// [`Run::locations_of`] through the fence and one `pread` of the
+    /// blocks that may hold `id`.
+    fn read_locations_of(&self, file: &File, id: &Id) -> std::io::Result<Vec<BlobLocation>> {
+        use std::os::unix::fs::FileExt;
+        let key = search_key(id);
+        let blocks = self.records.div_ceil(FENCE_EVERY);
+        // Blocks starting below the key, and those starting at or below it:
+        // its records lie from the last of the first kind to the last of
+        // the second.
+        let below = partition_point(blocks, |b| self.fence(b) < key);
+        let at_most = partition_point(blocks, |b| self.fence(b) <= key);
+        let first = below.saturating_sub(1);
+        let end = at_most.max(first + 1);
+        let start_record = first * FENCE_EVERY;
+        let end_record = (end * FENCE_EVERY).min(self.records);
+        let mut buf = vec![0u8; (end_record - start_record) * RECORD];
+        file.read_exact_at(&mut buf, self.record_offset(start_record) as u64)?;
+        Ok(buf
+            .chunks_exact(RECORD)
+            .filter(|r| r[..32] == id.0)
+            .map(|r| self.decode_location(r))
+            .collect())
     }
 
     fn key(&self, i: usize) -> u64 {
@@ -353,7 +445,7 @@ impl Run {
     /// interpolation lands on the right page almost at once; after a few
     /// guesses it falls back to bisection to bound the worst case.
     pub fn find(&self, id: &Id) -> Option<usize> {
-        if self.records == 0 {
+        if self.records == 0 || !bloom::may_contain(self.filter(), &id.0) {
             return None;
         }
         let target = u64::from_be_bytes(id.0[..8].try_into().expect("8"));
@@ -389,6 +481,105 @@ impl Run {
         }
         None
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: Id, n: u32) -> Record {
+        Record {
+            id,
+            location: BlobLocation {
+                pack: Id([(n % 7) as u8; 32]),
+                offset: n,
+                length: n + 1,
+                raw_length: n + 2,
+                kind: BlobKind::Data,
+                sealing: Sealing::Store,
+                trusted: !n.is_multiple_of(3),
+            },
+        }
+    }
+
+    /// An id whose search key is `key` and whose rest is `rest`.
+    fn id_with_key(key: u64, rest: u32) -> Id {
+        let mut id = Id::of_object(&rest.to_le_bytes());
+        id.0[..8].copy_from_slice(&key.to_be_bytes());
+        id
+    }
+
+    #[test]
+    fn reads_through_the_fence_find_what_the_mapping_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = Vec::new();
+        let mut n = 0;
+        // Spread ids, one stored three times.
+        for i in 0..5_000u32 {
+            let id = Id::of_object(&i.to_le_bytes());
+            let copies = if i == 77 { 3 } else { 1 };
+            for _ in 0..copies {
+                records.push(record(id, n));
+                n += 1;
+            }
+        }
+        // 300 distinct ids sharing one search key: they span several
+        // blocks, so the fence holds that key more than once; and one of
+        // them stored 70 times, across a block boundary.
+        let shared = u64::MAX / 3;
+        for rest in 0..300u32 {
+            let copies = if rest == 5 { 70 } else { 1 };
+            for _ in 0..copies {
+                records.push(record(id_with_key(shared, rest), n));
+                n += 1;
+            }
+        }
+        let run = Run::create(dir.path(), &[Id([1; 32])], records.clone()).unwrap();
+        assert!(run.file.is_some(), "searched with pread in tests");
+        let mut expected: std::collections::HashMap<Id, Vec<BlobLocation>> = Default::default();
+        for r in &records {
+            expected.entry(r.id).or_default().push(r.location);
+        }
+        for (id, locations) in &expected {
+            let mut found = run.locations_of(id);
+            let mut mapped: Vec<BlobLocation> = run.find_all(id).map(|i| run.location(i)).collect();
+            let mut want = locations.clone();
+            for v in [&mut found, &mut mapped, &mut want] {
+                v.sort_by_key(|l| l.offset);
+            }
+            assert_eq!(found, want, "{id:?}");
+            assert_eq!(mapped, want, "{id:?}");
+        }
+        for i in 5_000..6_000u32 {
+            assert!(
+                run.locations_of(&Id::of_object(&i.to_le_bytes()))
+                    .is_empty()
+            );
+        }
+        assert!(run.locations_of(&id_with_key(shared, 1_000)).is_empty());
+        assert!(run.locations_of(&Id([0; 32])).is_empty());
+        assert!(run.locations_of(&Id([0xff; 32])).is_empty());
+    }
+}
+
+/// The key records are sorted and searched by: an id's first 8 bytes.
+fn search_key(id: &Id) -> u64 {
+    u64::from_be_bytes(id.0[..8].try_into().expect("8"))
+}
+
+/// The first of `0..n` for which `below` is false (`below` true for a
+/// prefix of `0..n`).
+fn partition_point(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// One entry of a run's pack table: a pack as one state listed it.
@@ -490,10 +681,10 @@ fn write_run(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<(
         // modified again, only renamed and at some point unlinked.
         let map = unsafe { Mmap::map(&file) }?;
         fs::rename(&tmp, path)?;
-        Ok(map)
+        Ok((map, file))
     })();
     match result {
-        Ok(map) => Run::parse(Bytes::Mapped(map), Some(path.to_path_buf())),
+        Ok((map, file)) => Run::parse(Bytes::Mapped(map), Some(path.to_path_buf()), Some(file)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(cache_error(path, e))

@@ -20,11 +20,6 @@ use std::collections::HashSet;
 
 type Key = [u8; 12];
 
-/// Trees read between two releases of the index pages their lookups
-/// mapped: each lookup probes every run, so 25,000 trees would otherwise
-/// map most of a 2.4 GB index into the process.
-const RELEASE_EVERY: usize = 16;
-
 /// Keys gathered before the first sort and deduplication.
 const FIRST_BATCH: usize = 1 << 20;
 
@@ -63,9 +58,6 @@ impl Reachable {
         while let Some(id) = pending.pop() {
             if !trees.insert(id) {
                 continue;
-            }
-            if trees.len() % RELEASE_EVERY == 0 {
-                index.release_pages();
             }
             found.add(&id);
             let tree = store.read_tree(index, &id).map_err(|e| {
