@@ -287,8 +287,7 @@ impl Run {
     /// the page cache (reading them again costs a minor fault), but no
     /// longer count as the process's memory: a scan over a run of 50
     /// million records would otherwise make 2.4 GB of it resident.
-    /// (Random lookups are left alone: releasing behind them costs a page
-    /// fault per lookup and bounded little; docs/benchmarks.md, "Scale".)
+    /// (Random lookups in a large run do not map pages: they `pread`.)
     pub(super) fn release(&self, range: std::ops::Range<usize>) {
         if let Bytes::Mapped(map) = &self.bytes
             && range.start < range.end

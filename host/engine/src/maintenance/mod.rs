@@ -196,11 +196,13 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
         let mut writer = StateWriter::new(store.keys(), &**store.storage());
         let mut new_states: HashSet<String> = HashSet::new();
         let mut superseded: Vec<String> = Vec::new();
-        let put_only_listings = |i: usize| !states.infos[i].trusted;
+        // Adopted packs (the only listings of put-only states) are listed
+        // in maintenance's states too.
+        let is_put_only = |i: usize| !states.infos[i].trusted;
         states.for_each_pack(
             store,
             &listings,
-            |i| rewrite[i] || put_only_listings(i),
+            |i| rewrite[i] || is_put_only(i),
             |pack, sealing, entries| {
                 if let Some(Fate::Keep) = fates.get(&pack)
                     && let Some((name, _)) = writer.add(sealing, pack, entries)?

@@ -25,23 +25,47 @@ pub struct Garage {
 }
 
 fn garage(config: &Path, args: &[&str]) -> String {
+    try_garage(config, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the garage CLI; its stderr as the error when it fails.
+fn try_garage(config: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new("garage")
         .arg("-c")
         .arg(config)
         .args(args)
         .output()
         .expect("run garage (scripts/setup installs it)");
-    assert!(
-        out.status.success(),
-        "garage {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    if !out.status.success() {
+        return Err(format!(
+            "garage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8(out.stdout).unwrap())
 }
 
 impl Garage {
     /// Starts three nodes, joins them, and makes the bucket and key.
+    /// Tests start clusters in parallel and each picks free ports before
+    /// binding them, so two may pick the same one: a node then reaches
+    /// another cluster's, the handshake fails, and the cluster is started
+    /// again on new ports.
     pub fn start() -> Garage {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start() {
+                Ok(g) => return g,
+                Err(e) if attempt < 3 => {
+                    eprintln!("garage cluster did not form, again on new ports: {e}");
+                    attempt += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn try_start() -> Result<Garage, String> {
         let dir = tempfile::tempdir().unwrap();
         let secret = String::from_utf8(
             Command::new("openssl")
@@ -82,8 +106,8 @@ impl Garage {
         }
         let config = g.config(0);
         for node in 1..3 {
-            let id = garage(&g.config(node), &["node", "id", "-q"]);
-            garage(&config, &["node", "connect", id.trim()]);
+            let id = try_garage(&g.config(node), &["node", "id", "-q"])?;
+            try_garage(&config, &["node", "connect", id.trim()])?;
         }
         for node in 0..3 {
             let id = garage(&g.config(node), &["node", "id", "-q"]);
@@ -111,7 +135,7 @@ impl Garage {
             ],
         );
         std::fs::write(g.path("secret"), format!("{}\n", g.secret)).unwrap();
-        g
+        Ok(g)
     }
 
     /// A new key, its id and secret, with no access to any bucket yet.
