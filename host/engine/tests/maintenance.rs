@@ -309,8 +309,9 @@ fn the_activity_log_outlives_snapshot_removal_and_maintenance() {
 }
 
 /// Every state's packs, as (pack, how many states list it, blobs listed).
-fn listed_packs(store: &kast_engine::Store) -> std::collections::BTreeMap<String, (usize, usize)> {
-    let mut packs = std::collections::BTreeMap::new();
+/// Every state of the store, opened, with its object name.
+fn states_of(store: &kast_engine::Store) -> Vec<(String, State)> {
+    let mut states = Vec::new();
     for object in store.storage().list(ObjectKind::State).unwrap() {
         let name = kast_engine::crypto::Id::from_hex(&object.name).unwrap();
         let sealed = store
@@ -318,7 +319,15 @@ fn listed_packs(store: &kast_engine::Store) -> std::collections::BTreeMap<String
             .get(ObjectKind::State, &object.name)
             .unwrap();
         let opened = State::open(store.keys(), &name, &sealed).unwrap().unwrap();
-        for (pack, entries) in opened.state.packs {
+        states.push((object.name, opened.state));
+    }
+    states
+}
+
+fn listed_packs(store: &kast_engine::Store) -> std::collections::BTreeMap<String, (usize, usize)> {
+    let mut packs = std::collections::BTreeMap::new();
+    for (_, state) in states_of(store) {
+        for (pack, entries) in state.packs {
             let slot: &mut (usize, usize) = packs.entry(pack.to_hex()).or_default();
             slot.0 += 1;
             slot.1 += entries.len();
@@ -337,18 +346,9 @@ fn a_pack_two_states_list_in_parts_keeps_every_blob_and_is_listed_once() {
     let src = t.dir.path().join("src");
     generate_tree(&src, 5, 20 << 20);
     let first = t.backup(&src);
-    let names = t.store.storage().list(ObjectKind::State).unwrap();
-    assert_eq!(names.len(), 1);
-    let name = kast_engine::crypto::Id::from_hex(&names[0].name).unwrap();
-    let sealed = t
-        .store
-        .storage()
-        .get(ObjectKind::State, &names[0].name)
-        .unwrap();
-    let whole = State::open(t.store.keys(), &name, &sealed)
-        .unwrap()
-        .unwrap()
-        .state;
+    let mut states = states_of(&t.store);
+    assert_eq!(states.len(), 1);
+    let (name, whole) = states.remove(0);
     let blobs: usize = whole.packs.iter().map(|(_, e)| e.len()).sum();
     // Two states: the first half of each pack's entries, and the second.
     let (mut a, mut b) = (whole.clone(), whole.clone());
@@ -365,10 +365,7 @@ fn a_pack_two_states_list_in_parts_keeps_every_blob_and_is_listed_once() {
             .put(ObjectKind::State, &id.to_hex(), &sealed)
             .unwrap();
     }
-    t.store
-        .storage()
-        .delete(ObjectKind::State, &names[0].name)
-        .unwrap();
+    t.store.storage().delete(ObjectKind::State, &name).unwrap();
     let store = t.reopen();
     assert!(
         listed_packs(&store)

@@ -106,19 +106,35 @@ impl States {
         open(store, &name, &sealed)
     }
 
+    /// Every pack any state lists, counted or not.
+    pub fn all_packs(&self) -> HashSet<Id> {
+        self.infos
+            .iter()
+            .flat_map(|s| s.packs.iter().copied())
+            .collect()
+    }
+
     /// Packs that more than one listing counts (after a crash two states
     /// may list the same pack).
     pub fn listed_twice(&self, listings: &[Listing]) -> HashSet<Id> {
-        let mut seen = HashSet::new();
-        let mut twice = HashSet::new();
+        self.listed_more_than_once(listings.iter())
+            .into_keys()
+            .collect()
+    }
+
+    /// How many of `listings` count each pack they count more than once.
+    fn listed_more_than_once<'l>(
+        &self,
+        listings: impl Iterator<Item = &'l Listing>,
+    ) -> HashMap<Id, usize> {
+        let mut counts: HashMap<Id, usize> = HashMap::new();
         for l in listings {
             for pack in self.infos[l.state].packs.iter().filter(|p| l.counts(p)) {
-                if !seen.insert(*pack) {
-                    twice.insert(*pack);
-                }
+                *counts.entry(*pack).or_default() += 1;
             }
         }
-        twice
+        counts.retain(|_, n| *n > 1);
+        counts
     }
 
     /// Calls `f` once for each pack the listings of the states `wanted`
@@ -137,13 +153,7 @@ impl States {
     ) -> Result<()> {
         let wanted: Vec<&Listing> = listings.iter().filter(|l| wanted(l.state)).collect();
         // Listings still to come of each pack listed more than once.
-        let mut remaining: HashMap<Id, usize> = HashMap::new();
-        for l in &wanted {
-            for pack in self.infos[l.state].packs.iter().filter(|p| l.counts(p)) {
-                *remaining.entry(*pack).or_default() += 1;
-            }
-        }
-        remaining.retain(|_, n| *n > 1);
+        let mut remaining = self.listed_more_than_once(wanted.iter().copied());
         let mut gathering: HashMap<Id, Vec<PackEntry>> = HashMap::new();
         for l in wanted {
             let opened = self.open(store, l.state)?;

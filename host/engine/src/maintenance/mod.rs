@@ -248,7 +248,7 @@ pub fn maintenance(store: &Store, options: &MaintenanceOptions) -> Result<Mainte
         report.bytes_freed = freed.saturating_sub(written.pack_bytes);
     }
 
-    sweep_orphans(store, &index, &stored, options, &mut report)?;
+    sweep_orphans(store, &states.all_packs(), &stored, options, &mut report)?;
     Ok(report)
 }
 
@@ -365,18 +365,15 @@ fn write_repacked(
 }
 
 /// Deletes packs no state lists once they were first seen unlisted at
-/// least `grace` ago; remembers the others in the local cache.
+/// least `grace` ago; remembers the others in the local cache. `listed`
+/// are the packs the states listed when maintenance began.
 fn sweep_orphans(
     store: &Store,
-    index: &Index,
+    listed: &HashSet<Id>,
     stored: &HashMap<String, u64>,
     options: &MaintenanceOptions,
     report: &mut MaintenanceReport,
 ) -> Result<()> {
-    let mut listed: HashSet<Id> = HashSet::new();
-    index.for_each(|_, l| {
-        listed.insert(l.pack);
-    });
     let marks_path = store.cache_dir().map(|d| d.join("orphan-packs.json"));
     let mut marks: BTreeMap<String, u64> = marks_path
         .as_ref()
