@@ -24,6 +24,8 @@
 #   borg      --compression zstd,3, repokey-blake2; passphrase
 #
 # Usage: bench/compare.sh [REPS] [WORK_DIR]   (default 3, /tmp/kast-compare)
+# TOOLS="kast bupstash" bench/compare.sh 1 runs only those tools (a quick
+# check of one ratio; the published table uses all of them).
 # Installs the peers when missing: restic and borgbackup from Debian, rustic
 # and bupstash with `cargo install --locked` (kept in ~/.cargo/bin).
 set -euo pipefail
@@ -34,16 +36,20 @@ rm -rf "$work" && mkdir -p "$work"
 results=bench/results
 mkdir -p "$results"
 
+read -r -a tools <<< "${TOOLS:-kast kast-pass bupstash restic rustic borg}"
+wanted() { [[ " ${tools[*]} " == *" $1 "* ]]; }
+
 need_apt=()
-command -v restic > /dev/null || need_apt+=(restic)
-command -v borg > /dev/null || need_apt+=(borgbackup)
-dpkg-query -W -f='${Status}' libsodium-dev 2>/dev/null | grep -q "install ok" || need_apt+=(libsodium-dev pkg-config)
+wanted restic && ! command -v restic > /dev/null && need_apt+=(restic)
+wanted borg && ! command -v borg > /dev/null && need_apt+=(borgbackup)
+wanted bupstash && ! dpkg-query -W -f='${Status}' libsodium-dev 2>/dev/null | grep -q "install ok" &&
+  need_apt+=(libsodium-dev pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
 fi
-command -v bupstash > /dev/null || cargo install --locked bupstash
-command -v rustic > /dev/null || cargo install --locked rustic-rs
+if wanted bupstash && ! command -v bupstash > /dev/null; then cargo install --locked bupstash; fi
+if wanted rustic && ! command -v rustic > /dev/null; then cargo install --locked rustic-rs; fi
 
 cargo build --release -q -p kast -p kast-bench
 kast=$PWD/target/release/kast
@@ -54,7 +60,7 @@ export HOME=$work/home KAST_PASSPHRASE=bench RESTIC_PASSWORD=bench BORG_PASSPHRA
 export RUSTIC_PASSWORD=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 mkdir -p "$HOME"
-bupstash new-key -o "$work/bupstash.key"
+wanted bupstash && bupstash new-key -o "$work/bupstash.key"
 export BUPSTASH_KEY=$work/bupstash.key
 
 # One tool's commands: init REPO, backup REPO SRC, restore REPO DEST.
@@ -113,7 +119,6 @@ step() {
   printf '%-9s %-22s %7.2f s %8d KiB %6d MiB\n' "$tool" "$name" "$secs" "$kib" $((size >> 20))
 }
 
-tools=(kast kast-pass bupstash restic rustic borg)
 for rep in $(seq "$reps"); do
   # Rotate the order each repetition, so no tool always runs first.
   order=("${tools[@]:rep % ${#tools[@]}}" "${tools[@]:0:rep % ${#tools[@]}}")

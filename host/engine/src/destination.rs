@@ -22,6 +22,12 @@ pub trait Destination: Send + Sync {
     /// `Unsupported` means some of it could not be held (a time outside
     /// what the filesystem keeps): the engine counts it and goes on.
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()>;
+    /// How many files it takes at once, each written from a thread of its
+    /// own: above one, a restore writes small files side by side (making
+    /// files is bound by system calls or round trips, not by kast).
+    fn writers(&self) -> usize {
+        1
+    }
     /// The entries of the folder at `path` (empty if there is none), so a
     /// restore can decide about what is in its way before writing; `None`
     /// when this destination cannot tell.

@@ -10,9 +10,11 @@ use kast_engine::destination::Existing;
 use kast_engine::storage::{ObjectInfo, ObjectKind, Storage, StorageError};
 use kast_engine::tree::{EntryKind, Metadata};
 use kast_engine::{Destination, Source};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::ThreadId;
 
 type Shared = Arc<Mutex<Instance>>;
 
@@ -382,9 +384,21 @@ impl Drop for PluginReader {
     }
 }
 
-/// A destination plugin as the engine's [`Destination`].
+/// Instances one destination may write through side by side: a restore
+/// of many small files is bound by making them, one call at a time per
+/// instance.
+const DESTINATION_INSTANCES: usize = 4;
+
+/// A destination plugin as the engine's [`Destination`]: a few instances
+/// of the same location, each thread that calls keeping to one of them, so
+/// files written from several threads never wait for each other.
 pub struct PluginDestination {
-    instance: Shared,
+    config: Arc<InstanceConfig>,
+    /// The first is opened with the destination, the others at their
+    /// first call; one that fails to open is left out.
+    slots: Vec<OnceLock<Option<Shared>>>,
+    /// The slot each calling thread keeps to, given out in turn.
+    threads: Mutex<HashMap<ThreadId, usize>>,
     location: String,
     /// The same location as a source, when the plugin serves one: the 0.1
     /// destination interface cannot list, so what is already there is
@@ -395,16 +409,46 @@ pub struct PluginDestination {
 
 impl PluginDestination {
     pub(crate) fn new(
-        instance: Instance,
+        config: Arc<InstanceConfig>,
         location: String,
         look: Option<Arc<InstanceConfig>>,
-    ) -> Self {
-        Self {
-            instance: Arc::new(Mutex::new(instance)),
+    ) -> Result<Self, PluginError> {
+        let first = Arc::new(Mutex::new(config.open()?));
+        let mut slots = vec![OnceLock::from(Some(first))];
+        slots.extend((1..DESTINATION_INSTANCES).map(|_| OnceLock::new()));
+        Ok(Self {
+            config,
+            slots,
+            threads: Mutex::default(),
             location,
             look,
             looking: OnceLock::new(),
-        }
+        })
+    }
+
+    /// The first instance, always open.
+    fn first(&self) -> &Shared {
+        self.slots[0]
+            .get()
+            .and_then(Option::as_ref)
+            .expect("opened by new")
+    }
+
+    /// The calling thread's instance (the first when its own cannot open).
+    fn mine(&self) -> Shared {
+        let slot = {
+            let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            let next = threads.len() % self.slots.len();
+            *threads.entry(std::thread::current().id()).or_insert(next)
+        };
+        self.slots[slot]
+            .get_or_init(|| Some(Arc::new(Mutex::new(self.config.open().ok()?))))
+            .clone()
+            .unwrap_or_else(|| self.first().clone())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Instance) -> R) -> R {
+        f(&mut lock(&self.mine()))
     }
 }
 
@@ -414,26 +458,31 @@ impl Destination for PluginDestination {
     }
 
     fn create_dir(&self, path: &[u8]) -> io::Result<()> {
-        lock(&self.instance)
-            .create_dir(path)
+        self.with(|i| i.create_dir(path))
             .map_err(PluginError::into_io)
     }
 
     fn create_file(&self, path: &[u8], overwrite: bool) -> io::Result<Box<dyn Write + Send>> {
-        let file = lock(&self.instance)
+        let instance = self.mine();
+        let file = lock(&instance)
             .create_file(path, overwrite)
             .map_err(PluginError::into_io)?;
         Ok(Box::new(PluginWriter {
-            instance: self.instance.clone(),
+            instance,
             file: Some(file),
             buf: Vec::with_capacity(PIECE),
         }))
     }
 
     fn symlink(&self, path: &[u8], target: &[u8], overwrite: bool) -> io::Result<()> {
-        lock(&self.instance)
-            .symlink(path, target, overwrite)
+        self.with(|i| i.symlink(path, target, overwrite))
             .map_err(PluginError::into_io)
+    }
+
+    /// One per instance: each makes files on its own (a restore uses at
+    /// most one per core).
+    fn writers(&self) -> usize {
+        DESTINATION_INSTANCES
     }
 
     fn existing(&self, path: &[u8]) -> io::Result<Option<Vec<Existing>>> {
@@ -467,19 +516,18 @@ impl Destination for PluginDestination {
     /// Local files only: the host links within the same grant (the 0.1
     /// contract has no call for it).
     fn can_hard_link(&self) -> bool {
-        lock(&self.instance).grants_local_files()
+        lock(self.first()).grants_local_files()
     }
 
     fn hard_link(&self, path: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {
-        match lock(&self.instance).local_fs() {
+        self.with(|i| match i.local_fs() {
             Some(local) => local.hard_link(path, existing, overwrite),
             None => Err(io::Error::from(io::ErrorKind::Unsupported)),
-        }
+        })
     }
 
     fn set_metadata(&self, path: &[u8], kind: EntryKind, meta: &Metadata) -> io::Result<()> {
-        lock(&self.instance)
-            .set_metadata(path, wit_entry_kind(kind), &wit_metadata(meta))
+        self.with(|i| i.set_metadata(path, wit_entry_kind(kind), &wit_metadata(meta)))
             .map_err(PluginError::into_io)
     }
 }

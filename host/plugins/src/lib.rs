@@ -165,6 +165,6 @@ impl Host {
             true => Some(self.open(location, Role::Source, false)?.0),
             false => None,
         };
-        Ok(PluginDestination::new(config.open()?, url, look))
+        PluginDestination::new(config, url, look)
     }
 }

@@ -224,6 +224,11 @@ impl Destination for LocalDestination {
         Ok(Some(found))
     }
 
+    /// Files are independent, so several threads may write them.
+    fn writers(&self) -> usize {
+        4
+    }
+
     fn can_hard_link(&self) -> bool {
         true
     }

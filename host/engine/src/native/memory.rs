@@ -184,6 +184,11 @@ impl Destination for MemoryDestination {
         })
     }
 
+    /// Files are independent, so several threads may write them.
+    fn writers(&self) -> usize {
+        4
+    }
+
     fn existing(&self, path: &[u8]) -> io::Result<Option<Vec<Existing>>> {
         Ok(Some(self.with(|t| {
             t.entries

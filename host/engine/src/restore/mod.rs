@@ -8,6 +8,8 @@
 //! bounded, so at most a few dozen chunks are in memory whatever the
 //! snapshot's size.
 
+mod writer;
+
 use crate::browse;
 use crate::conflicts::{self, Decision, Overwrite};
 use crate::crypto::Id;
@@ -17,9 +19,8 @@ use crate::index::{BlobLocation, Index};
 use crate::progress::{Progress, Silent};
 use crate::source::join;
 use crate::store::Store;
-use crate::tree::{Content, EntryKind, LinkGroups, Metadata, Node, Tree};
+use crate::tree::{Content, LinkGroups, Metadata, Node, Tree};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::io::Write;
 use std::sync::Arc;
 
 /// How to restore.
@@ -105,6 +106,26 @@ impl RestoreOutcome {
         self.skipped += 1;
         if self.first_skipped.is_none() {
             self.first_skipped = Some(String::from_utf8_lossy(path).into_owned());
+        }
+    }
+
+    /// Adds what another writer of the same restore did.
+    fn merge(&mut self, other: RestoreOutcome) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.symlinks += other.symlinks;
+        self.hard_links += other.hard_links;
+        self.bytes += other.bytes;
+        self.errors.extend(other.errors);
+        self.skipped += other.skipped;
+        if self.first_skipped.is_none() {
+            self.first_skipped = other.first_skipped;
+        }
+        for loss in other.losses {
+            match self.losses.iter_mut().find(|l| l.kind == loss.kind) {
+                Some(mine) => mine.count += loss.count,
+                None => self.losses.push(loss),
+            }
         }
     }
 
@@ -260,7 +281,7 @@ pub fn restore(
             };
             let _ = planner.dispatch().and_then(|()| planner.flush());
         });
-        write_steps(step_rx, destination, options, &mut outcome)
+        writer::write_steps(step_rx, destination, options, &mut outcome)
     })?;
     Ok(outcome)
 }
@@ -483,178 +504,5 @@ impl Planner<'_> {
             }),
             Content::Special => self.send(Step::Problem(path, "special file not recreated".into())),
         }
-    }
-}
-
-/// A file being written: path, its node, the writer, and the first chunk
-/// that could not be read (the rest of the file is then skipped).
-type OpenFile = (Vec<u8>, Node, Box<dyn Write + Send>, Option<String>);
-
-fn write_steps(
-    steps: Receiver<Vec<Step>>,
-    dest: &dyn Destination,
-    options: &RestoreOptions,
-    outcome: &mut RestoreOutcome,
-) -> Result<()> {
-    let dest_err = |path: &[u8], e: std::io::Error| Error::Destination {
-        path: String::from_utf8_lossy(path).into_owned(),
-        source: e,
-    };
-    let mut file: Option<OpenFile> = None;
-    for step in steps.into_iter().flatten() {
-        match step {
-            Step::Dir(path) => {
-                dest.create_dir(&path).map_err(|e| dest_err(&path, e))?;
-                outcome.dirs += 1;
-            }
-            Step::DirDone(path, meta) => {
-                set_metadata(dest, &path, EntryKind::Dir, &meta, outcome)?;
-            }
-            Step::HardLink {
-                path,
-                existing,
-                size,
-                replace,
-            } => {
-                match dest.hard_link(&path, &existing, replace) {
-                    Err(e) if in_the_way(&e, replace, options) => {
-                        outcome.skip(&path);
-                        continue;
-                    }
-                    other => other.map_err(|e| dest_err(&path, e))?,
-                }
-                // Counted as restored bytes: the tree holds them at this name too.
-                outcome.bytes += size;
-                options.progress.bytes(size);
-                outcome.files += 1;
-                outcome.hard_links += 1;
-                options.progress.items(1);
-            }
-            Step::LinkCopied { path, existing } => {
-                let message = format!(
-                    "{} cannot make hard links; written as a copy of {}",
-                    dest.location(),
-                    String::from_utf8_lossy(&existing)
-                );
-                outcome.lost(LossKind::HardLinks, &path, message);
-            }
-            Step::File {
-                path,
-                node,
-                replace,
-            } => match dest.create_file(&path, replace) {
-                // Its chunks that follow find no open file and pass.
-                Err(e) if in_the_way(&e, replace, options) => {
-                    outcome.skip(&path);
-                    options.progress.bytes(node.meta.size);
-                    options.progress.items(1);
-                }
-                writer => {
-                    let writer = writer.map_err(|e| dest_err(&path, e))?;
-                    file = Some((path, node, writer, None));
-                }
-            },
-            Step::Skipped { path, size } => {
-                outcome.skip(&path);
-                options.progress.bytes(size);
-                options.progress.items(1);
-            }
-            Step::Chunk(result) => {
-                let Some((path, _, writer, failure)) = file.as_mut() else {
-                    continue;
-                };
-                if failure.is_some() {
-                    continue;
-                }
-                match result
-                    .recv()
-                    .map_err(|_| Error::Interrupted)
-                    .and_then(|r| r)
-                {
-                    Ok(data) => {
-                        writer.write_all(&data).map_err(|e| dest_err(path, e))?;
-                        outcome.bytes += data.len() as u64;
-                        options.progress.bytes(data.len() as u64);
-                    }
-                    Err(e) => *failure = Some(e.to_string()),
-                }
-            }
-            Step::FileDone => {
-                let Some((path, node, mut writer, failure)) = file.take() else {
-                    continue;
-                };
-                writer.flush().map_err(|e| dest_err(&path, e))?;
-                drop(writer);
-                set_metadata(dest, &path, EntryKind::File, &node.meta, outcome)?;
-                if let Some(f) = failure {
-                    outcome
-                        .errors
-                        .push((String::from_utf8_lossy(&path).into_owned(), f));
-                }
-                outcome.files += 1;
-                options.progress.items(1);
-            }
-            Step::Symlink {
-                path,
-                node,
-                replace,
-            } => {
-                let Content::Symlink { target } = &node.content else {
-                    continue;
-                };
-                match dest.symlink(&path, target, replace) {
-                    Err(e) if in_the_way(&e, replace, options) => {
-                        outcome.skip(&path);
-                        continue;
-                    }
-                    // A destination that cannot hold links (FTP): report
-                    // each one and restore everything else.
-                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                        let path = String::from_utf8_lossy(&path).into_owned();
-                        outcome.errors.push((path, e.to_string()));
-                        continue;
-                    }
-                    result => result.map_err(|e| dest_err(&path, e))?,
-                }
-                set_metadata(dest, &path, EntryKind::Symlink, &node.meta, outcome)?;
-                outcome.symlinks += 1;
-            }
-            Step::Problem(path, message) => {
-                outcome
-                    .errors
-                    .push((String::from_utf8_lossy(&path).into_owned(), message));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether `e` is an entry in the way that the mode leaves as it is: one
-/// the destination could not list beforehand, or one that appeared since.
-/// A refusing restore found none before it began; one now is an error.
-fn in_the_way(e: &std::io::Error, replace: bool, options: &RestoreOptions) -> bool {
-    e.kind() == std::io::ErrorKind::AlreadyExists
-        && !replace
-        && options.overwrite != Overwrite::Refuse
-}
-
-/// Applies an entry's metadata; what the destination cannot hold is
-/// counted as a loss, anything else stops the restore.
-fn set_metadata(
-    dest: &dyn Destination,
-    path: &[u8],
-    kind: EntryKind,
-    meta: &Metadata,
-    outcome: &mut RestoreOutcome,
-) -> Result<()> {
-    match dest.set_metadata(path, kind, meta) {
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-            outcome.lost(LossKind::Metadata, path, e.to_string());
-            Ok(())
-        }
-        other => other.map_err(|e| Error::Destination {
-            path: String::from_utf8_lossy(path).into_owned(),
-            source: e,
-        }),
     }
 }
