@@ -35,6 +35,12 @@ pub enum Grant {
 pub struct LocalFs {
     grant: Option<Grant>,
     files: HashMap<u64, std::fs::File>,
+    /// The paths of the files opened by `create`, by handle…
+    created: HashMap<u64, Vec<u8>>,
+    /// …and the last of them closed, kept open for its metadata, which a
+    /// restore sets next: no second path walk, open and close per file.
+    /// Dropped by any call that could change what the path names.
+    last_closed: Option<(Vec<u8>, std::fs::File)>,
     next: u64,
     set_owner: bool,
     /// Started on the first listing (a store's instances rarely list).
@@ -86,6 +92,8 @@ impl LocalFs {
         Ok(LocalFs {
             grant: Some(grant),
             files: HashMap::new(),
+            created: HashMap::new(),
+            last_closed: None,
             next: 0,
             // SAFETY: geteuid has no preconditions.
             set_owner: unsafe { libc::geteuid() } == 0,
@@ -107,7 +115,8 @@ impl LocalFs {
     /// Makes `path` another name of `existing`, both beneath the grant
     /// (the 0.1 contract has no call for it, so the host makes links for
     /// the `fs` scheme itself, within the same grant).
-    pub fn hard_link(&self, path: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {
+    pub fn hard_link(&mut self, path: &[u8], existing: &[u8], overwrite: bool) -> io::Result<()> {
+        self.last_closed = None;
         // `resolve` refuses only paths the grant does not reach.
         let to_io = |e: Error| io::Error::new(io::ErrorKind::PermissionDenied, e.message);
         let (dir, rel) = self.resolve(path).map_err(to_io)?;
@@ -426,6 +435,7 @@ impl Host for crate::sandbox::host_state::HostState {
     }
 
     fn create(&mut self, path: Vec<u8>, replace: bool) -> Result<u64, Error> {
+        self.local_fs.last_closed = None;
         let (dir, rel) = self.local_fs.resolve(&path)?;
         if replace && dir.symlink_metadata(&rel).is_ok() {
             // Replaced, never written through: a symlink must not redirect
@@ -441,7 +451,9 @@ impl Host for crate::sandbox::host_state::HostState {
         let file = dir
             .open_with(&rel, &options)
             .map_err(|e| io_err("create", &path, e))?;
-        Ok(self.local_fs.keep(file.into_std()))
+        let handle = self.local_fs.keep(file.into_std());
+        self.local_fs.created.insert(handle, path);
+        Ok(handle)
     }
 
     fn write(&mut self, handle: u64, data: Vec<u8>) -> Result<(), Error> {
@@ -459,10 +471,15 @@ impl Host for crate::sandbox::host_state::HostState {
     }
 
     fn close(&mut self, handle: u64) {
-        self.local_fs.files.remove(&handle);
+        let fs = &mut self.local_fs;
+        let file = fs.files.remove(&handle);
+        if let Some(path) = fs.created.remove(&handle) {
+            fs.last_closed = file.map(|file| (path, file));
+        }
     }
 
     fn mkdir(&mut self, path: Vec<u8>) -> Result<(), Error> {
+        self.local_fs.last_closed = None;
         let (dir, rel) = self.local_fs.resolve(&path)?;
         if path.is_empty() {
             return Ok(());
@@ -489,6 +506,7 @@ impl Host for crate::sandbox::host_state::HostState {
     }
 
     fn rename(&mut self, source: Vec<u8>, target: Vec<u8>) -> Result<(), Error> {
+        self.local_fs.last_closed = None;
         let (dir, from) = self.local_fs.resolve(&source)?;
         let (_, to) = self.local_fs.resolve(&target)?;
         dir.rename(&from, dir, &to)
@@ -496,6 +514,7 @@ impl Host for crate::sandbox::host_state::HostState {
     }
 
     fn remove(&mut self, path: Vec<u8>) -> Result<(), Error> {
+        self.local_fs.last_closed = None;
         if path.is_empty() {
             return Err(err(
                 ErrorKind::PermissionDenied,
@@ -507,6 +526,7 @@ impl Host for crate::sandbox::host_state::HostState {
     }
 
     fn symlink(&mut self, path: Vec<u8>, target: Vec<u8>) -> Result<(), Error> {
+        self.local_fs.last_closed = None;
         let (dir, rel) = self.local_fs.resolve(&path)?;
         // The target is stored as given and only ever resolved by whoever
         // follows the link later, outside this sandbox's grant.
@@ -521,8 +541,14 @@ impl Host for crate::sandbox::host_state::HostState {
         meta: Metadata,
     ) -> Result<(), Error> {
         let set_owner = self.local_fs.set_owner;
-        let (dir, rel) = self.local_fs.resolve(&path)?;
         let fail = |e: io::Error| io_err("set metadata of", &path, e);
+        if kind == EntryKind::File
+            && let Some((closed, file)) = self.local_fs.last_closed.take()
+            && closed == path
+        {
+            return set_metadata_fd(&file, &meta, set_owner).map_err(fail);
+        }
+        let (dir, rel) = self.local_fs.resolve(&path)?;
         // Files and folders: every change through one descriptor opened
         // without following links (one path walk instead of four, and no
         // link swapped in between can redirect a change).
