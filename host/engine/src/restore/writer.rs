@@ -56,7 +56,11 @@ pub(super) fn write_steps(
         drop(taken);
         let mut writer = Writer::new(dest, options, outcome, Some((&shared, jobs)));
         let result = writer.run(steps);
-        // The lanes end once the jobs handed out are written.
+        if result.is_err() {
+            // The lanes skip what they were handed; this error is the one returned.
+            lock(&shared.failure).get_or_insert(Error::Interrupted);
+        }
+        // The lanes end once the batches handed out are written or skipped.
         writer.lanes.take();
         shared.wait_all();
         match shared.failed() {
