@@ -480,7 +480,7 @@ impl Destination for PluginDestination {
     }
 
     /// One per instance: each makes files on its own (a restore uses at
-    /// most one per core).
+    /// most one more than the cores).
     fn writers(&self) -> usize {
         DESTINATION_INSTANCES
     }
