@@ -43,6 +43,7 @@ pub mod progress;
 pub mod retention;
 pub mod snapshot;
 pub mod source;
+mod spill;
 pub mod storage;
 mod store;
 pub mod stream;

@@ -10,6 +10,7 @@ use crate::blob::BlobKind;
 use crate::codec::{Reader, Writer};
 use crate::crypto::{Domain, Id, Keys, Sealing, fill_random};
 use crate::error::{Error, Result};
+use crate::spill::Body;
 
 const FOOTER_VERSION: u8 = 1;
 /// Padding is uniformly 0..=MAX_PADDING bytes, so a small pack's size does
@@ -39,30 +40,40 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
-/// A pack being filled. It keeps its frames as they were sealed, in
-/// order, and hashes them as they come: nothing is copied into one large
-/// buffer, so a storage that takes an object in parts sends each frame
-/// and frees it (see [`crate::storage::Storage::put_parts`]).
+/// A pack being filled. Its frames go to a [`Body`] (a temporary file
+/// when there is one) as they come, hashed on the way, so the pack's name
+/// is known when it closes without a second pass.
 pub struct PackBuilder {
-    parts: Vec<Vec<u8>>,
+    body: Body,
     len: usize,
     hasher: blake3::Hasher,
     entries: Vec<PackEntry>,
 }
 
-/// A closed pack, ready to put: its parts joined are its bytes.
+/// A closed pack, ready to put.
 pub struct FinishedPack {
+    /// BLAKE3 of its bytes.
     pub name: Id,
-    pub parts: Vec<Vec<u8>>,
+    /// Its bytes.
+    pub body: Body,
+    /// How many.
     pub size: u64,
+    /// The blobs in it, as its footer lists them.
     pub entries: Vec<PackEntry>,
 }
 
 #[cfg(test)]
 impl FinishedPack {
     /// The pack's bytes in one buffer.
-    pub fn joined(&self) -> Vec<u8> {
-        self.parts.concat()
+    pub fn joined(self) -> Vec<u8> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        let mut drop_part = |_| {};
+        self.body
+            .reader(&mut drop_part)
+            .and_then(|mut r| r.read_to_end(&mut bytes))
+            .expect("a pack body reads back");
+        bytes
     }
 }
 
@@ -74,7 +85,7 @@ impl PackBuilder {
         let mut padding = vec![0; u16::from_le_bytes(pad_len) as usize % (MAX_PADDING + 1)];
         fill_random(&mut padding)?;
         let mut builder = Self {
-            parts: Vec::new(),
+            body: Body::new(),
             len: 0,
             hasher: blake3::Hasher::new(),
             entries: Vec::new(),
@@ -87,11 +98,6 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Bytes so far, padding included.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// Whether a sealed frame of `len` bytes holding `members` blobs still
     /// fits in `target`; an empty pack takes any frame, so one larger than
     /// the target gets a pack.
@@ -101,8 +107,9 @@ impl PackBuilder {
     }
 
     /// Appends one sealed frame and lists each blob in it (id, kind,
-    /// plaintext length) at the frame's offset and length.
-    pub fn add(&mut self, members: &[(Id, BlobKind, u32)], sealed: Vec<u8>) {
+    /// plaintext length) at the frame's offset and length. The frame's
+    /// buffer comes back when the body did not keep it.
+    pub fn add(&mut self, members: &[(Id, BlobKind, u32)], sealed: Vec<u8>) -> Option<Vec<u8>> {
         let offset = self.len as u32;
         for &(id, kind, raw_length) in members {
             self.entries.push(PackEntry {
@@ -113,13 +120,18 @@ impl PackBuilder {
                 raw_length,
             });
         }
-        self.push(sealed);
+        self.push(sealed)
     }
 
-    fn push(&mut self, part: Vec<u8>) {
+    /// Bytes held in memory (see [`Body::in_memory`]).
+    pub fn in_memory(&self) -> u64 {
+        self.body.in_memory()
+    }
+
+    fn push(&mut self, part: Vec<u8>) -> Option<Vec<u8>> {
         self.hasher.update(&part);
         self.len += part.len();
-        self.parts.push(part);
+        self.body.push(part)
     }
 
     pub fn finish(mut self, keys: &Keys) -> Result<FinishedPack> {
@@ -127,9 +139,12 @@ impl PackBuilder {
         let footer_len = footer.len() as u32;
         footer.extend_from_slice(&footer_len.to_le_bytes());
         self.push(footer);
+        // The entries are kept until the run's last state is put: without
+        // the slack of their growth, 200k small files hold 10 MiB, not 18.
+        self.entries.shrink_to_fit();
         Ok(FinishedPack {
             name: Id(*self.hasher.finalize().as_bytes()),
-            parts: self.parts,
+            body: self.body,
             size: self.len as u64,
             entries: self.entries,
         })
@@ -259,16 +274,17 @@ mod tests {
         b.add(&[(Id([1; 32]), BlobKind::Data, 3)], b"abcdef".to_vec());
         b.add(&[(Id([2; 32]), BlobKind::Tree, 1)], b"xyz".to_vec());
         let pack = b.finish(&keys).unwrap();
+        let (name, size, listed) = (pack.name, pack.size, pack.entries.clone());
         let bytes = pack.joined();
-        assert_eq!(bytes.len() as u64, pack.size);
-        let entries = read_footer(&keys, Sealing::Store, &pack.name, &bytes).unwrap();
-        assert_eq!(entries, pack.entries);
+        assert_eq!(bytes.len() as u64, size);
+        let entries = read_footer(&keys, Sealing::Store, &name, &bytes).unwrap();
+        assert_eq!(entries, listed);
         let e = entries[1];
         assert_eq!(&bytes[e.offset as usize..][..e.length as usize], b"xyz");
         for i in [0, bytes.len() / 2, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[i] ^= 1;
-            assert!(read_footer(&keys, Sealing::Store, &pack.name, &bad).is_err());
+            assert!(read_footer(&keys, Sealing::Store, &name, &bad).is_err());
         }
     }
 
@@ -286,14 +302,15 @@ mod tests {
         }
         assert!(n > 10_000, "closed after {n} blobs");
         let pack = b.finish(&keys).unwrap();
-        let footer = pack.parts.last().unwrap();
+        let name = pack.name;
+        let bytes = pack.joined();
+        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
         assert!(
-            footer.len() <= FOOTER_MAX,
-            "a footer of {} bytes",
-            footer.len()
+            footer_len as usize <= FOOTER_MAX,
+            "a footer of {footer_len} bytes"
         );
         assert_eq!(
-            read_footer(&keys, Sealing::Store, &pack.name, &pack.joined())
+            read_footer(&keys, Sealing::Store, &name, &bytes)
                 .unwrap()
                 .len(),
             n as usize

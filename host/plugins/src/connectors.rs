@@ -166,14 +166,14 @@ impl Storage for PluginStorage {
             .map_err(Self::map(kind, name))
     }
 
-    fn put_parts(
+    fn put_from(
         &self,
         kind: ObjectKind,
         name: &str,
-        parts: Vec<Vec<u8>>,
-        sent: &mut dyn FnMut(Vec<u8>),
+        size: u64,
+        body: &mut dyn std::io::Read,
     ) -> Result<(), StorageError> {
-        self.with(|i| i.put_parts(wit_kind(kind), name, parts, sent))
+        self.with(|i| i.put_from(wit_kind(kind), name, size, body))
             .map_err(Self::map(kind, name))
     }
 

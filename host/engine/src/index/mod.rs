@@ -9,7 +9,7 @@ mod state;
 
 pub use crate::pack::PackEntry;
 pub use run::BlobLocation;
-pub(crate) use run::{MAX_BLOB, Record};
+pub(crate) use run::{MAX_BLOB, Record, Records};
 pub use state::{OpenedState, State};
 
 use crate::crypto::{Id, Keys};
@@ -204,7 +204,9 @@ fn read_state(storage: &dyn Storage, keys: &Keys, name: &Id) -> Result<Option<Op
     State::open(keys, name, &sealed)
 }
 
-fn state_records(state: &State, trusted: bool) -> Vec<Record> {
+fn state_records(state: &State, trusted: bool) -> Records {
+    let count = state.packs.iter().map(|(_, entries)| entries.len()).sum();
+    let mut records = Records::with_capacity(count);
     state
         .packs
         .iter()
@@ -222,7 +224,8 @@ fn state_records(state: &State, trusted: bool) -> Vec<Record> {
                 },
             })
         })
-        .collect()
+        .for_each(|r| records.push(&r));
+    records
 }
 
 fn run_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -280,7 +283,7 @@ mod tests {
                     trusted: *pack < 2,
                 },
             }).collect();
-            let run = Run::in_memory(&[Id([9; 32])], records.clone()).unwrap();
+            let run = Run::in_memory(&[Id([9; 32])], records.iter().collect()).unwrap();
             proptest::prop_assert_eq!(run.states(), vec![Id([9; 32])]);
             for r in &records {
                 let i = run.find(&r.id).expect("present");

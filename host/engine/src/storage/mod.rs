@@ -117,21 +117,35 @@ pub trait Storage: Send + Sync {
     /// Stores `data` under `name`, atomically and durably; the engine never puts a name twice
     /// with other bytes.
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError>;
-    /// Stores the object that `parts` joined make, as [`Storage::put`]
-    /// does; each part goes to `sent` once written, so a backend that sends
-    /// an object piece by piece frees a pack's frames as it goes instead of
-    /// holding a joined copy. The default joins them and puts.
-    fn put_parts(
+    /// Stores the `size` bytes `body` reads, as [`Storage::put`] does:
+    /// packs come this way, from a temporary file or from their frames in
+    /// memory, so a backend that sends an object piece by piece never
+    /// holds all of it. The default reads it whole and puts.
+    fn put_from(
         &self,
         kind: ObjectKind,
         name: &str,
-        parts: Vec<Vec<u8>>,
-        sent: &mut dyn FnMut(Vec<u8>),
+        size: u64,
+        body: &mut dyn std::io::Read,
     ) -> Result<(), StorageError> {
-        let mut joined = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for part in parts {
-            joined.extend_from_slice(&part);
-            sent(part);
+        let mut joined = Vec::with_capacity(size as usize);
+        body.read_to_end(&mut joined)
+            .map_err(|source| StorageError::Io {
+                op: "put",
+                kind,
+                name: name.to_string(),
+                source,
+            })?;
+        if joined.len() as u64 != size {
+            return Err(StorageError::Io {
+                op: "put",
+                kind,
+                name: name.to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} bytes to put, {size} announced", joined.len()),
+                ),
+            });
         }
         self.put(kind, name, &joined)
     }
@@ -165,14 +179,14 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), StorageError> {
         (**self).put(kind, name, data)
     }
-    fn put_parts(
+    fn put_from(
         &self,
         kind: ObjectKind,
         name: &str,
-        parts: Vec<Vec<u8>>,
-        sent: &mut dyn FnMut(Vec<u8>),
+        size: u64,
+        body: &mut dyn std::io::Read,
     ) -> Result<(), StorageError> {
-        (**self).put_parts(kind, name, parts, sent)
+        (**self).put_from(kind, name, size, body)
     }
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, StorageError> {
         (**self).get(kind, name)

@@ -4,6 +4,7 @@ use super::{Exports, Held, MAX_LISTED, PIECE, Version};
 use crate::bindings::types::{ObjectInfo, ObjectKind};
 use crate::error::PluginError;
 use crate::instance::Instance;
+use std::io::Read;
 
 impl Instance {
     /// Stores a whole object: 0.1 takes it in one call, 0.2 in parts, so
@@ -22,46 +23,48 @@ impl Instance {
         })
     }
 
-    /// Stores the object `parts` make, handing each part to `sent` once
-    /// written. Small parts (a pack's tree frames) are gathered into
-    /// pieces, so a pack of small frames is not thousands of calls.
-    pub(crate) fn put_parts(
+    /// Stores the `size` bytes `body` reads: 0.2 takes them a piece at a
+    /// time, so neither the host nor the plugin holds the whole object;
+    /// 0.1 takes them in one call.
+    pub(crate) fn put_from(
         &mut self,
         kind: ObjectKind,
         name: &str,
-        parts: Vec<Vec<u8>>,
-        sent: &mut dyn FnMut(Vec<u8>),
+        size: u64,
+        body: &mut dyn Read,
     ) -> Result<(), PluginError> {
+        let short = |got: u64| PluginError::Runtime {
+            what: "reading the object to put",
+            source: format!("{got} bytes, {size} announced").into(),
+        };
+        let unreadable = |e: std::io::Error| PluginError::Runtime {
+            what: "reading the object to put",
+            source: e.into(),
+        };
         if self.version() == Version::V0_1 {
-            let joined = parts.concat();
-            parts.into_iter().for_each(&mut *sent);
-            return self.put_whole(kind, name, &joined);
+            let mut whole = Vec::with_capacity(size as usize);
+            body.read_to_end(&mut whole).map_err(unreadable)?;
+            if whole.len() as u64 != size {
+                return Err(short(whole.len() as u64));
+            }
+            return self.put_whole(kind, name, &whole);
         }
-        let size = parts.iter().map(|p| p.len() as u64).sum();
         self.upload(kind, name, size, |write| {
-            let mut staged = Vec::new();
-            for part in parts {
-                if part.len() < PIECE / 4 {
-                    staged.extend_from_slice(&part);
-                    sent(part);
-                    if staged.len() >= PIECE {
-                        write(&staged)?;
-                        staged.clear();
+            let mut piece = vec![0; PIECE.min(size as usize)];
+            let mut sent = 0u64;
+            while sent < size {
+                let want = PIECE.min((size - sent) as usize);
+                body.read_exact(&mut piece[..want]).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        short(sent)
+                    } else {
+                        unreadable(e)
                     }
-                    continue;
-                }
-                if !staged.is_empty() {
-                    write(&staged)?;
-                    staged.clear();
-                }
-                part.chunks(PIECE).try_for_each(&mut *write)?;
-                sent(part);
+                })?;
+                write(&piece[..want])?;
+                sent += want as u64;
             }
-            if staged.is_empty() {
-                Ok(())
-            } else {
-                write(&staged)
-            }
+            Ok(())
         })
     }
 
