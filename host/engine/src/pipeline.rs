@@ -167,10 +167,12 @@ impl FirstError {
     }
 }
 
-/// Bytes of finished packs not yet sent. An uploader hands each frame back
-/// as it is written, and the packer waits for room before adding a frame,
-/// so a run holds about one pack per uploader plus a quarter of one,
-/// however much faster it seals than the storage takes.
+/// Bytes of finished packs held in memory and not yet sent. A pack
+/// usually waits in a temporary file and counts nothing here (see
+/// [`crate::spill`]); when it cannot, an uploader hands each frame back as
+/// it is read, and the packer waits for room before adding a frame, so a
+/// run holds about one pack per uploader plus a quarter of one, however
+/// much faster it seals than the storage takes.
 struct Unsent {
     bytes: Mutex<u64>,
     sent: Condvar,

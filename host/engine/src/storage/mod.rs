@@ -165,7 +165,7 @@ pub trait Storage: Send + Sync {
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), StorageError>;
     /// How many calls are worth running at once: 1 for a local disk, more
     /// for a network store where each call waits on round trips. Backups
-    /// run this many puts (each holds a pack in memory); restores and
+    /// run this many puts at once; restores and
     /// checks at least this many reads.
     fn parallel_requests(&self) -> usize {
         1
