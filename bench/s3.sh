@@ -4,7 +4,9 @@
 # 1 GiB benchmark tree: backup, then restore of that snapshot. Prints wall
 # time and peak memory of each, the kast/restic ratios, and the S3 requests
 # per second each tool sent (from Garage's own request counters).
-# Both encrypt; restic 0.14 compresses with zstd (auto), kast with LZ4.
+# Both encrypt and compress with zstd (restic `auto`, kast zstd:3); kast
+# opens its store with a saved key file (`kast key save-local`), as in
+# bench/compare.sh, and restic with its password.
 # Usage: bench/s3.sh [WORK_DIR]   (needs garage: scripts/setup; restic: apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +83,7 @@ echo "1 GiB tree: $tree ($(du -sh "$tree" | cut -f1)), Garage on 127.0.0.1:${s3_
 kast_url="s3+http://127.0.0.1:${s3_ports[0]}/kast/kast"
 restic_repo="s3:http://127.0.0.1:${s3_ports[0]}/kast/restic"
 $kast --store "$kast_url" -q create > /dev/null
+$kast --store "$kast_url" -q key save-local > /dev/null
 restic -q -r "$restic_repo" init > /dev/null
 counted "restic backup" restic -q -r "$restic_repo" backup "$tree"
 counted "kast backup" $kast --store "$kast_url" -q backup "$tree"
@@ -92,4 +95,5 @@ counted "kast restore" $kast --store "$kast_url2" -q restore latest --to "$work/
 awk -v a="$t_kast_backup" -v b="$t_restic_backup" 'BEGIN { printf "backup:  kast / restic = %.2f\n", a / b }'
 awk -v a="$t_kast_restore" -v b="$t_restic_restore" 'BEGIN { printf "restore: kast / restic = %.2f\n", a / b }'
 du -sh "$work/restic-out" "$work/kast-out"
+$kast --store "$kast_url" -q key forget-local > /dev/null
 rm -rf "$work"
