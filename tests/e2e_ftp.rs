@@ -168,3 +168,19 @@ fn a_restore_to_any_ftp_server_reports_links_and_times_it_cannot_keep() {
         assert_eq!(kept["skipped"], 3, "{name}: {kept}");
     }
 }
+
+/// A server that takes two connections from one address, fewer than kast
+/// opens for a restore's parallel reads: the reads share the two.
+#[test]
+fn a_server_that_takes_two_connections_still_serves_a_whole_restore() {
+    let server = Vsftpd::start_with(&["max_per_ip=2"]);
+    let u = remote_user(&server);
+    let src = u.path("src");
+    generate_tree(&src, 23, 24 << 20);
+    u.create();
+    u.ok(&["backup", src.to_str().unwrap()]);
+    u.ok(&["check"]);
+    let out = u.path("out");
+    u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+}

@@ -261,6 +261,7 @@ pub fn restore(
                 steps: step_tx,
                 jobs: job_tx,
                 pending: Vec::new(),
+                span: (0, 0),
                 held: Vec::new(),
                 batch: Vec::new(),
                 batch_bytes: 0,
@@ -294,6 +295,8 @@ struct Planner<'a> {
     jobs: Sender<ReadJob>,
     /// Chunks gathered for the next read, not yet sent to a worker.
     pending: ReadJob,
+    /// Where in their pack those chunks start and end.
+    span: (u64, u64),
     /// Steps waiting for that read to be sent.
     held: Vec<Step>,
     /// Steps ready for the writer, sent together: one hand-over between
@@ -368,8 +371,8 @@ impl Planner<'_> {
         self.flush_if_full()
     }
 
-    /// Plans the read of one chunk: with the pending ones if it follows
-    /// them closely in the same pack, else in a read of its own.
+    /// Plans the read of one chunk: with the pending ones if it lies close
+    /// to them in the same pack, else in a read of its own.
     fn chunk(&mut self, id: Id) -> Result<(), Stop> {
         let (reply, result) = bounded(1);
         let location = self
@@ -389,22 +392,31 @@ impl Planner<'_> {
                     (last.pack, last.offset, last.length)
                         == (location.pack, location.offset, location.length)
                 });
+                let (offset, end) = (
+                    u64::from(location.offset),
+                    u64::from(location.offset) + u64::from(location.length),
+                );
+                // Chunks of one file are sealed by several workers, so
+                // they sit in their pack near each other but not always in
+                // order: a read joins any chunk of the same pack close to
+                // the span it covers, on either side.
+                let (start, stop) = self.span;
                 let joins = same_frame && self.pending.len() < MAX_GROUP_READ
                     || self.pending.len() < MAX_CHUNKS_READ
-                        && self.pending.first().zip(self.pending.last()).is_some_and(
-                            |((_, first, _), (_, last, _))| {
-                                let last_end = u64::from(last.offset) + u64::from(last.length);
-                                let offset = u64::from(location.offset);
-                                last.pack == location.pack
-                                    && offset >= last_end
-                                    && offset - last_end <= MAX_GAP
-                                    && offset + u64::from(location.length) - u64::from(first.offset)
-                                        <= MAX_READ
-                            },
-                        );
+                        && self.pending.first().is_some_and(|(_, first, _)| {
+                            first.pack == location.pack
+                                && offset <= stop + MAX_GAP
+                                && end + MAX_GAP >= start
+                                && end.max(stop) - offset.min(start) <= MAX_READ
+                        });
                 if !joins {
                     self.dispatch()?;
                 }
+                self.span = if self.pending.is_empty() {
+                    (offset, end)
+                } else {
+                    (start.min(offset), stop.max(end))
+                };
                 self.pending.push((id, location, reply));
             }
         }
