@@ -767,22 +767,25 @@ mod tests {
     use crate::tree::{EntryKind, Metadata};
     use std::collections::HashMap;
 
+    /// A plain file holding `data`.
+    fn file(data: Vec<u8>) -> MemoryEntry {
+        MemoryEntry {
+            kind: EntryKind::File,
+            meta: Metadata {
+                mode: 0o100644,
+                size: data.len() as u64,
+                ..Default::default()
+            },
+            data,
+        }
+    }
+
     fn small_text_files(count: usize) -> MemoryTree {
         let mut tree = MemoryTree::default();
         for i in 0..count {
             let data = format!("line {i} of a small text file\n").repeat(20 + i);
-            tree.entries.insert(
-                format!("f{i:03}").into_bytes(),
-                MemoryEntry {
-                    kind: EntryKind::File,
-                    meta: Metadata {
-                        mode: 0o100644,
-                        size: data.len() as u64,
-                        ..Default::default()
-                    },
-                    data: data.into_bytes(),
-                },
-            );
+            tree.entries
+                .insert(format!("f{i:03}").into_bytes(), file(data.into_bytes()));
         }
         tree
     }
@@ -898,18 +901,7 @@ mod tests {
         let mut data = vec![0u8; 6 << 20];
         crate::crypto::fill_random(&mut data).unwrap();
         let mut tree = MemoryTree::default();
-        tree.entries.insert(
-            b"big".to_vec(),
-            MemoryEntry {
-                kind: EntryKind::File,
-                meta: Metadata {
-                    mode: 0o100644,
-                    size: data.len() as u64,
-                    ..Default::default()
-                },
-                data,
-            },
-        );
+        tree.entries.insert(b"big".to_vec(), file(data));
         crate::backup(&store, &tree, &Default::default()).unwrap();
         let mut chunks = Vec::new();
         store.index().unwrap().for_each(|id, l| {
