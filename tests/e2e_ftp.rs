@@ -184,3 +184,19 @@ fn a_server_that_takes_two_connections_still_serves_a_whole_restore() {
     u.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
     assert_same_tree(&src, &out);
 }
+
+/// The same limit for a backup from the server: the connections that fetch
+/// small files ahead are refused past the second, and the walk reads what
+/// they would have.
+#[test]
+fn a_server_that_takes_two_connections_is_still_a_whole_source() {
+    let server = Vsftpd::start_with(&["max_per_ip=2"]);
+    let u = User::new();
+    let tree = u.path("tree");
+    ftp_tree(&tree);
+    u.create();
+    u.ok(&["backup", &server.url(&tree)]);
+    let back = u.path("back");
+    u.ok(&["restore", "latest", "--to", back.to_str().unwrap()]);
+    assert_eq!(ftp_view(&tree, true), ftp_view(&back, true));
+}

@@ -214,3 +214,55 @@ fn a_restore_to_the_server_reports_times_and_links_it_cannot_keep() {
         "{err}"
     );
 }
+
+/// A backup from a server fetches small files ahead, on connections of its
+/// own, while it reads large ones itself: files it skips (excluded) in the
+/// middle of those fetched, sizes on either side of the limit, empty files
+/// and folders between files all come back byte for byte, and the
+/// excluded ones not at all.
+#[test]
+fn files_fetched_ahead_from_a_server_come_back_exactly_and_the_skipped_do_not() {
+    let server = Sshd::start();
+    let local = User::new();
+    local.create();
+    let src = local.path("src");
+    generate_tree(&src, 41, 3 << 20);
+    let mut rng = kast_test_support::common::Rng(41);
+    let edge = src.join("edge");
+    for (i, len) in [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 2 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::create_dir_all(edge.join(format!("d{i}"))).unwrap();
+        std::fs::write(edge.join(format!("d{i}/inner")), rng.bytes(i * 1000)).unwrap();
+        std::fs::write(edge.join(format!("e{i}.bin")), rng.bytes(len)).unwrap();
+    }
+
+    // `many/f01**` are 100 of its 300 files, one run of those announced.
+    local.ok(&["backup", "--exclude", "f01*", &server.url(&src)]);
+    local.ok(&["check"]);
+    let out = local.path("out");
+    local.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+
+    let excluded = |name: &str| name.starts_with("f01");
+    let mut compared = 0;
+    let mut pending = vec![src.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let back = out.join(path.strip_prefix(&src).unwrap());
+            let kind = entry.file_type().unwrap();
+            if excluded(&entry.file_name().to_string_lossy()) {
+                assert!(!back.exists(), "{} was excluded", back.display());
+            } else if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let (want, got) = (std::fs::read(&path).unwrap(), std::fs::read(&back));
+                assert!(got.is_ok_and(|got| got == want), "{}", back.display());
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 200, "only {compared} files compared");
+}

@@ -285,15 +285,6 @@ impl Walker<'_, '_> {
                     .and_then(|b| self.unchanged_chunks(b, &e.meta))
             })
             .collect();
-        let coming: Vec<(Vec<u8>, u64)> = listing
-            .iter()
-            .zip(&unchanged)
-            .filter(|(e, same)| e.kind == EntryKind::File && same.is_none())
-            .map(|(e, _)| (join(path, &e.name), e.meta.size))
-            .collect();
-        if !coming.is_empty() {
-            self.source.will_read(&coming);
-        }
         let excluded: Vec<bool> = listing
             .iter()
             .map(|e| {
@@ -303,23 +294,38 @@ impl Walker<'_, '_> {
                     .is_some_and(|exclude| exclude(&join(path, &e.name), e.kind == EntryKind::Dir))
             })
             .collect();
-        let subdirs: Vec<Vec<u8>> = listing
+        let descends: Vec<bool> = listing
             .iter()
             .zip(&excluded)
-            .filter(|(e, excluded)| {
+            .map(|(e, excluded)| {
                 e.kind == EntryKind::Dir
-                    && !**excluded
+                    && !excluded
                     && tree::is_valid_name(&e.name)
                     && !self.leaves_out(e)
             })
+            .collect();
+        let subdirs: Vec<Vec<u8>> = listing
+            .iter()
+            .zip(&descends)
+            .filter(|(_, descends)| **descends)
             .map(|(e, _)| join(path, &e.name))
             .collect();
         if !subdirs.is_empty() {
             self.source.will_list(&subdirs);
         }
+        let mut reads = read_runs(path, &listing, &unchanged, &excluded, &descends).into_iter();
+        let mut next_run = reads.next();
         let mut nodes = Vec::with_capacity(listing.len());
-        for ((entry, unchanged), excluded) in listing.into_iter().zip(unchanged).zip(excluded) {
+        for (at, ((entry, unchanged), excluded)) in
+            listing.into_iter().zip(unchanged).zip(excluded).enumerate()
+        {
             self.check_cancel()?;
+            // Each run of files is announced when the walk reaches it, so
+            // the source hears of files in the order they are opened.
+            if let Some((_, files)) = next_run.take_if(|(start, _)| *start == at) {
+                self.source.will_read(&files);
+                next_run = reads.next();
+            }
             let child = join(path, &entry.name);
             if !tree::is_valid_name(&entry.name) {
                 self.warn(&child, "name is not a valid file name; skipped".into());
@@ -490,4 +496,41 @@ impl Walker<'_, '_> {
             }
         }
     }
+}
+
+/// Files announced together: where in the listing they start, and each
+/// file's path and listed size.
+type ReadRun = (usize, Vec<(Vec<u8>, u64)>);
+
+/// The files a folder's walk will read (new or changed, not excluded, with
+/// a legal name), in runs cut where the walk descends into a subfolder:
+/// each run with the listing position where it starts. Announced run by
+/// run, they reach the source in the order the files are opened.
+fn read_runs(
+    path: &[u8],
+    listing: &[crate::source::SourceEntry],
+    unchanged: &[Option<Vec<Id>>],
+    excluded: &[bool],
+    descends: &[bool],
+) -> Vec<ReadRun> {
+    let mut runs = Vec::new();
+    let mut run = (0, Vec::new());
+    for (at, entry) in listing.iter().enumerate() {
+        if descends[at] {
+            let done = std::mem::replace(&mut run, (at + 1, Vec::new()));
+            if !done.1.is_empty() {
+                runs.push(done);
+            }
+        } else if entry.kind == EntryKind::File
+            && unchanged[at].is_none()
+            && !excluded[at]
+            && tree::is_valid_name(&entry.name)
+        {
+            run.1.push((join(path, &entry.name), entry.meta.size));
+        }
+    }
+    if !run.1.is_empty() {
+        runs.push(run);
+    }
+    runs
 }

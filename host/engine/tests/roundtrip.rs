@@ -215,3 +215,63 @@ fn small_files_written_side_by_side_keep_folder_times_and_links() {
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     assert_same_tree(&src, &out);
 }
+
+/// A source that says which files it was told of ahead and which were
+/// opened, in order.
+struct Recording {
+    inner: kast_engine::native::local::LocalSource,
+    announced: std::sync::Mutex<Vec<Vec<u8>>>,
+    opened: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl kast_engine::Source for Recording {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn list(&self, path: &[u8]) -> std::io::Result<Vec<kast_engine::source::SourceEntry>> {
+        self.inner.list(path)
+    }
+    fn open(&self, path: &[u8]) -> std::io::Result<Box<dyn Read + Send>> {
+        self.opened.lock().unwrap().push(path.to_vec());
+        self.inner.open(path)
+    }
+    fn will_read(&self, files: &[(Vec<u8>, u64)]) {
+        let mut announced = self.announced.lock().unwrap();
+        announced.extend(files.iter().map(|(path, _)| path.clone()));
+    }
+}
+
+/// A source that reads ahead (a network plugin fetching small files) is
+/// told of exactly the files the walk opens, in the order it opens them:
+/// folders between files, excluded and unchanged files included.
+#[test]
+fn a_source_is_told_of_the_files_it_will_open_in_that_order() {
+    let t = TestStore::new();
+    let src = t.dir.path().join("src");
+    generate_tree(&src, 5, 0);
+    let recording = || Recording {
+        inner: kast_engine::native::local::LocalSource::new(&src).unwrap(),
+        announced: Default::default(),
+        opened: Default::default(),
+    };
+    let options = BackupOptions {
+        exclude: Some(std::sync::Arc::new(|path: &[u8], _dir: bool| {
+            path.ends_with(b"7.bin")
+        })),
+        ..Default::default()
+    };
+    let first = recording();
+    kast_engine::backup(&t.store, &first, &options).unwrap();
+    let opened = first.opened.into_inner().unwrap();
+    assert!(opened.len() > 250, "{} files opened", opened.len());
+    assert!(!opened.iter().any(|p| p.ends_with(b"7.bin")));
+    assert_eq!(first.announced.into_inner().unwrap(), opened);
+
+    // One file changed: only it is announced, and opened.
+    std::fs::write(src.join("many/f0003.bin"), b"changed").unwrap();
+    let second = recording();
+    kast_engine::backup(&t.store, &second, &options).unwrap();
+    let opened = second.opened.into_inner().unwrap();
+    assert_eq!(opened, vec![b"many/f0003.bin".to_vec()]);
+    assert_eq!(second.announced.into_inner().unwrap(), opened);
+}

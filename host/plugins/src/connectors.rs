@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 
-type Shared = Arc<Mutex<Instance>>;
+use crate::fetch_ahead::FetchAhead;
+use crate::source_reader::{PluginReader, Shared, lock};
 
-fn lock(instance: &Shared) -> MutexGuard<'_, Instance> {
-    instance.lock().unwrap_or_else(|e| e.into_inner())
+/// Whether the plugin's location reaches across the network, where calls
+/// wait on round trips that more instances can overlap.
+fn reaches_network(config: &InstanceConfig) -> bool {
+    !config.grants.tcp.is_empty() || config.grants.http.is_some()
 }
 
 fn wit_kind(kind: ObjectKind) -> types::ObjectKind {
@@ -252,27 +255,33 @@ impl Storage for PluginStorage {
     /// all but one instance at once (the last stays free for listings); a
     /// local directory gains nothing from it.
     fn parallel_requests(&self) -> usize {
-        let grants = &self.config.grants;
-        if grants.tcp.is_empty() && grants.http.is_none() {
-            1
-        } else {
+        if reaches_network(&self.config) {
             STORAGE_INSTANCES - 1
+        } else {
+            1
         }
     }
 }
 
 /// A source plugin as the engine's [`Source`].
 pub struct PluginSource {
+    config: Arc<InstanceConfig>,
     instance: Shared,
     location: String,
+    /// Started at the first files announced, unless the host reads them
+    /// itself (local files).
+    ahead: OnceLock<FetchAhead>,
 }
 
 impl PluginSource {
-    pub(crate) fn new(instance: Instance, location: String) -> Self {
-        Self {
+    pub(crate) fn new(config: Arc<InstanceConfig>, location: String) -> Result<Self, PluginError> {
+        let instance = config.open()?;
+        Ok(Self {
+            config,
             instance: Arc::new(Mutex::new(instance)),
             location,
-        }
+            ahead: OnceLock::new(),
+        })
     }
 }
 
@@ -308,12 +317,28 @@ impl Source for PluginSource {
             .collect())
     }
 
-    /// The host reads ahead for a plugin on local files (the `fs` scheme);
-    /// other plugins fetch what they are asked for.
+    /// For a plugin on local files (the `fs` scheme) the host asks the
+    /// kernel to read ahead; a plugin across the network has its small
+    /// files fetched ahead ([`FetchAhead`]), which hides its round trips.
+    /// Any other (a plugin reading an archive it was granted) reads as it
+    /// is asked: more instances would cost it memory and start-up for
+    /// nothing to wait on.
     fn will_read(&self, files: &[(Vec<u8>, u64)]) {
-        if let Some(local) = lock(&self.instance).local_fs() {
-            local.will_read(files);
+        {
+            let mut instance = lock(&self.instance);
+            if instance.grants_local_files() {
+                if let Some(local) = instance.local_fs() {
+                    local.will_read(files);
+                }
+                return;
+            }
         }
+        if !reaches_network(&self.config) {
+            return;
+        }
+        self.ahead
+            .get_or_init(|| FetchAhead::start(self.config.clone()))
+            .announce(files);
     }
 
     /// Likewise, the host lists a local tree's directories ahead of the walk.
@@ -323,21 +348,25 @@ impl Source for PluginSource {
         }
     }
 
+    /// A file fetched ahead whole is not opened again; any other is opened
+    /// here, so a file gone since the listing is an error of this call.
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn Read + Send>> {
-        let mut instance = lock(&self.instance);
-        // No file is open between files: the moment to shed a grown instance.
-        instance.restart_if_grown();
-        let file = instance.open_file(path).map_err(PluginError::into_io)?;
-        drop(instance);
-        Ok(Box::new(PluginReader {
-            instance: self.instance.clone(),
-            path: path.to_vec(),
+        let first = self.ahead.get().and_then(|ahead| ahead.take(path));
+        let file = match first {
+            Some(_) => None,
+            None => {
+                let mut instance = lock(&self.instance);
+                // No file is open between files: the moment to shed a grown instance.
+                instance.restart_if_grown();
+                Some(instance.open_file(path).map_err(PluginError::into_io)?)
+            }
+        };
+        Ok(Box::new(PluginReader::new(
+            self.instance.clone(),
+            path.to_vec(),
             file,
-            offset: 0,
-            piece: Vec::new(),
-            at: 0,
-            done: false,
-        }))
+            first,
+        )))
     }
 }
 
@@ -357,60 +386,6 @@ fn add_facts(entry: &mut kast_engine::source::SourceEntry, facts: &crate::local_
             }
         }
         _ => {}
-    }
-}
-
-/// A file read from a source plugin in large pieces, in order.
-struct PluginReader {
-    instance: Shared,
-    path: Vec<u8>,
-    file: Handle,
-    /// Where the next piece starts.
-    offset: u64,
-    piece: Vec<u8>,
-    at: usize,
-    done: bool,
-}
-
-impl PluginReader {
-    /// The next piece. Where the contract reads at offsets, an instance that
-    /// has grown too large is restarted first and the file opened again
-    /// where it was, so one file of any size goes through a leaky plugin.
-    fn next_piece(&mut self) -> Result<Vec<u8>, PluginError> {
-        let mut instance = lock(&self.instance);
-        // Also when the instance was restarted after a failure: the file
-        // is opened again where it was.
-        if instance.version().reads_at_offsets()
-            && (instance.restart_if_grown() || !instance.holds(self.file))
-        {
-            self.file = instance.open_file(&self.path)?;
-        }
-        let piece = instance.read_at(self.file, self.offset, PIECE as u32)?;
-        self.offset += piece.len() as u64;
-        Ok(piece)
-    }
-}
-
-impl Read for PluginReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.piece.len() {
-            if self.done {
-                return Ok(0);
-            }
-            self.piece = self.next_piece().map_err(PluginError::into_io)?;
-            self.at = 0;
-            self.done = self.piece.is_empty();
-        }
-        let n = buf.len().min(self.piece.len() - self.at);
-        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-impl Drop for PluginReader {
-    fn drop(&mut self) {
-        lock(&self.instance).close_file(self.file);
     }
 }
 
@@ -520,10 +495,7 @@ impl Destination for PluginDestination {
             return Ok(None);
         };
         let source = self.looking.get_or_init(|| {
-            config
-                .open()
-                .map(|instance| PluginSource::new(instance, self.location.clone()))
-                .map_err(|e| e.to_string())
+            PluginSource::new(config.clone(), self.location.clone()).map_err(|e| e.to_string())
         });
         let source = source.as_ref().map_err(|e| io::Error::other(e.clone()))?;
         match source.list(path) {

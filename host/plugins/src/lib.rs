@@ -17,6 +17,7 @@ mod bindings;
 mod connectors;
 mod contract;
 pub mod error;
+mod fetch_ahead;
 mod http_client;
 mod instance;
 mod list_ahead;
@@ -28,6 +29,7 @@ mod prefetch;
 pub mod registry;
 mod runtime;
 pub mod sandbox;
+mod source_reader;
 mod xattrs;
 
 pub use connectors::{PluginDestination, PluginSource, PluginStorage};
@@ -155,7 +157,7 @@ impl Host {
     /// The source at `location`.
     pub fn source(&self, location: &str) -> Result<PluginSource, PluginError> {
         let (config, url) = self.open(location, Role::Source, false)?;
-        Ok(PluginSource::new(config.open()?, url))
+        PluginSource::new(config, url)
     }
 
     /// The destination at `location`.
