@@ -67,8 +67,12 @@ struct State {
     held: u64,
     /// The file the walk waits for: fetched even past the budget.
     wanted: Option<u64>,
-    /// Helpers still running.
+    /// Helpers started and not given up (their instance may still be
+    /// opening).
     helpers: usize,
+    /// Helpers whose instance is open: until one is, the walk reads
+    /// every file itself rather than wait for a connection.
+    connected: usize,
     /// The source is gone.
     stopped: bool,
 }
@@ -115,12 +119,15 @@ impl FetchAhead {
     pub(crate) fn start(config: Arc<InstanceConfig>) -> Self {
         let shared = Arc::new(Fetching::default());
         for _ in 0..HELPERS {
+            // Counted before it starts: a helper that fails at once counts
+            // itself out again.
+            shared.lock().helpers += 1;
             let (helper, config) = (shared.clone(), config.clone());
             let started = std::thread::Builder::new()
                 .name("kast-fetch-ahead".into())
                 .spawn(move || fetch_until_stopped(&helper, &config));
-            if started.is_ok() {
-                shared.lock().helpers += 1;
+            if started.is_err() {
+                shared.lock().helpers -= 1;
             }
         }
         Self { shared }
@@ -164,11 +171,13 @@ impl FetchAhead {
             };
             // Those announced before it were passed without being opened.
             let number = state.queue[at].0;
-            state.queue.drain(..at);
             state.drop_before(number);
-            if state.helpers == 0 {
+            if state.connected == 0 {
+                // No helper is connected (yet): not worth a wait.
+                state.queue.drain(..=at);
                 break None;
             }
+            state.queue.drain(..at);
             state.wanted = Some(number);
             shared.changed.notify_all();
             state = shared.wait(state);
@@ -203,6 +212,7 @@ fn fetch_until_stopped(shared: &Fetching, config: &Arc<InstanceConfig>) {
         shared.changed.notify_all();
         return;
     };
+    state.connected += 1;
     loop {
         if state.stopped {
             return;
