@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 
 /// More runs than this are merged, the two smallest at a time, whatever
 /// their sizes. Below it only runs of one size class merge (see
-/// [`Index::compact`]), which leaves about one run per class: a store of
-/// 50 M blobs grown by small backups keeps 10 to 20.
+/// [`Index::compact`]), which leaves small runs at about one per class.
 const MAX_RUNS: usize = 24;
 
 /// A run's size class: runs of one class merge. Powers of two, so a
