@@ -692,4 +692,21 @@ fn a_plugin_that_answers_more_than_was_asked_is_refused() {
         read.contains("read returned 1048577 bytes, 1048576 were asked for"),
         "{read}"
     );
+
+    // Across the network the small files announced are fetched ahead, on
+    // instances of their own: the same lie is refused there too, and the
+    // walk meets it itself, neither waiting on the helpers nor taking the
+    // file short.
+    let source = host.source("liar://127.0.0.1:9/").unwrap();
+    source.will_read(&[(b"f0".to_vec(), 10), (b"f1".to_vec(), 10)]);
+    for name in [&b"f0"[..], b"f1"] {
+        let mut file = source.open(name).unwrap();
+        let read = std::io::Read::read_to_end(&mut file, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            read.contains("read returned 1048577 bytes, 1048576 were asked for"),
+            "{read}"
+        );
+    }
 }
